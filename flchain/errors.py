@@ -13,6 +13,8 @@ contract ABIs in :mod:`flchain.ledger.reverts`.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class FLChainError(Exception):
     """Root of every error FLChain raises on purpose."""
@@ -51,7 +53,25 @@ class ContractRevert(TransactionFailed):
     names to their decoded values, in declaration order.
     """
 
+    #: e.g. ``"NotRegistered(address)"``; set on generated subclasses.
     solidity_signature: str = ""
+    #: The 4-byte error selector; subclasses that set it are registered for decoding.
+    selector: bytes = b""
+    #: Parameter names and ABI types, in declaration order.
+    arg_names: tuple[str, ...] = ()
+    arg_types: tuple[str, ...] = ()
+
+    _by_selector: ClassVar[dict[bytes, type[ContractRevert]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.selector:
+            ContractRevert._by_selector[cls.selector] = cls
+
+    @staticmethod
+    def class_for_selector(selector: bytes) -> type[ContractRevert] | None:
+        """The registered subclass for a 4-byte error selector, if any."""
+        return ContractRevert._by_selector.get(bytes(selector))
 
     def __init__(self, message: str = "", **error_args: object) -> None:
         self.error_args: dict[str, object] = error_args
