@@ -1,0 +1,289 @@
+"""Compile FLChain's Solidity contracts and regenerate the committed artifacts.
+
+Runs the pinned solcjs (``node_modules/solc``) through ``scripts/solc_compile.js`` on a
+standard-JSON input, then writes, deterministically:
+
+- ``flchain/ledger/artifacts/<Contract>.json`` for every contract and interface with an ABI
+  under ``contracts/`` (abi, bytecode, deployedBytecode, compiler version and settings, and a
+  sha-256 over every source file the contract was built from, OpenZeppelin's included);
+- ``flchain/ledger/contract_errors.py``: one :class:`flchain.errors.ContractRevert` subclass per
+  distinct custom error in those ABIs, documented from the error's NatSpec;
+- ``tests/ledger/fixtures/merkle/<Contract>.json`` for the test-only Merkle harness.
+
+Usage::
+
+    python scripts/compile_contracts.py          # regenerate
+    python scripts/compile_contracts.py --check  # exit 1 if anything committed is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_utils import keccak
+
+ROOT = Path(__file__).resolve().parents[1]
+HELPER = ROOT / "scripts" / "solc_compile.js"
+ERRORS_MODULE = "flchain/ledger/contract_errors.py"
+#: Source directory -> artifact directory; only the first feeds ``contract_errors.py``.
+OUTPUTS = {
+    "contracts": "flchain/ledger/artifacts",
+    "tests/ledger/fixtures/merkle": "tests/ledger/fixtures/merkle",
+}
+#: Prague is the newest EVM both py-evm 0.12 (eth-tester's default VM) and anvil 1.7 run.
+SETTINGS: dict[str, Any] = {
+    "evmVersion": "prague",
+    "optimizer": {"enabled": True, "runs": 200},
+    "remappings": ["@openzeppelin/=node_modules/@openzeppelin/"],
+}
+OUTPUT_SELECTION = ["abi", "devdoc", "userdoc", "metadata", "evm.bytecode.object"]
+OUTPUT_SELECTION.append("evm.deployedBytecode.object")
+
+
+class CompileError(Exception):
+    """solc reported errors, or the toolchain is missing."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One contract from solc's output."""
+
+    source: str
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: str
+    deployed_bytecode: str
+    devdoc: dict[str, Any]
+    userdoc: dict[str, Any]
+    source_files: tuple[str, ...]
+
+
+def run_solc() -> tuple[str, list[Compiled]]:
+    """Compile every ``.sol`` file under the source directories; return (version, contracts)."""
+    sources = {
+        path.relative_to(ROOT).as_posix(): {"content": path.read_text()}
+        for directory in OUTPUTS
+        for path in sorted((ROOT / directory).rglob("*.sol"))
+    }
+    if not (ROOT / "node_modules" / "solc").is_dir():
+        raise CompileError("node_modules/solc is missing: run `npm ci` in the project root")
+    settings = {**SETTINGS, "outputSelection": {"*": {"*": OUTPUT_SELECTION}}}
+    request = {"language": "Solidity", "sources": sources, "settings": settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        request_path, response_path = Path(tmp, "in.json"), Path(tmp, "out.json")
+        request_path.write_text(json.dumps(request))
+        try:
+            subprocess.run(
+                ["node", str(HELPER), str(request_path), str(response_path), str(ROOT)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except FileNotFoundError as exc:
+            raise CompileError("node is not installed (Node 20 runs the pinned solcjs)") from exc
+        except subprocess.CalledProcessError as exc:
+            raise CompileError(f"solcjs failed:\n{exc.stderr}") from exc
+        response = json.loads(response_path.read_text())
+    output = response["output"]
+    problems = output.get("errors", [])
+    for problem in problems:
+        # Warnings inside OpenZeppelin (e.g. its transient-storage notice) are not ours to fix.
+        in_dependency = problem.get("sourceLocation", {}).get("file", "").startswith("node_")
+        if problem["severity"] != "error" and not in_dependency:
+            print(problem["formattedMessage"], file=sys.stderr)
+    fatal = [p["formattedMessage"] for p in problems if p["severity"] == "error"]
+    if fatal:
+        raise CompileError("solc reported errors:\n" + "\n".join(fatal))
+
+    contracts = []
+    for source, by_name in sorted(output["contracts"].items()):
+        for name, out in sorted(by_name.items()):
+            metadata = json.loads(out["metadata"])
+            contracts.append(
+                Compiled(
+                    source=source,
+                    name=name,
+                    abi=out["abi"],
+                    bytecode=out["evm"]["bytecode"]["object"],
+                    deployed_bytecode=out["evm"]["deployedBytecode"]["object"],
+                    devdoc=out["devdoc"],
+                    userdoc=out["userdoc"],
+                    source_files=tuple(sorted(metadata["sources"])),
+                )
+            )
+    return response["version"], contracts
+
+
+def source_hash(files: tuple[str, ...]) -> str:
+    """sha-256 over the (sorted) path and content of every source file."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def artifact_text(contract: Compiled, version: str) -> str:
+    """The JSON artifact of one contract, formatted deterministically."""
+    artifact = {
+        "contractName": contract.name,
+        "sourceName": contract.source,
+        "abi": contract.abi,
+        "bytecode": "0x" + contract.bytecode,
+        "deployedBytecode": "0x" + contract.deployed_bytecode,
+        "compiler": {"version": version, "settings": SETTINGS},
+        "sourceHash": source_hash(contract.source_files),
+    }
+    return json.dumps(artifact, indent=2, sort_keys=True) + "\n"
+
+
+def canonical_type(param: dict[str, Any]) -> str:
+    """The ABI type of a parameter as it appears in a signature (tuples expanded)."""
+    kind: str = param["type"]
+    if kind.startswith("tuple"):
+        inner = ",".join(canonical_type(c) for c in param["components"])
+        return f"({inner}){kind[len('tuple') :]}"
+    return kind
+
+
+def error_doc(contract: Compiled, signature: str) -> str:
+    """The NatSpec of an error as a docstring body: @notice, @dev, then one line per @param."""
+    notice = contract.userdoc.get("errors", {}).get(signature, [{}])[0].get("notice", "")
+    dev = contract.devdoc.get("errors", {}).get(signature, [{}])[0]
+    paragraphs = [_wrap(text) for text in (notice, dev.get("details", "")) if text.strip()]
+    params = dev.get("params", {})
+    if params:
+        lines = [_wrap(f"{name}: {text}", indent="        ") for name, text in params.items()]
+        paragraphs.append("    Args:\n" + "\n".join(lines))
+    return "\n\n".join(paragraphs).replace('"""', "'''")
+
+
+def _wrap(text: str, indent: str = "    ") -> str:
+    return textwrap.fill(
+        " ".join(text.split()), width=96, initial_indent=indent, subsequent_indent=indent
+    )
+
+
+def errors_module_text(contracts: list[Compiled]) -> str:
+    """Source of ``contract_errors.py``: one ContractRevert subclass per distinct custom error."""
+    found: dict[str, tuple[str, list[dict[str, Any]], str]] = {}
+    for contract in contracts:
+        for item in contract.abi:
+            if item["type"] != "error":
+                continue
+            types = [canonical_type(p) for p in item["inputs"]]
+            signature = f"{item['name']}({','.join(types)})"
+            doc = error_doc(contract, signature)
+            known = found.get(item["name"])
+            if known and known[0] != signature:
+                raise CompileError(f"two errors named {item['name']}: {known[0]}, {signature}")
+            if not known or (doc and not known[2]):
+                found[item["name"]] = (signature, item["inputs"], doc)
+
+    blocks = []
+    for name, (signature, inputs, doc) in sorted(found.items()):
+        selector = "".join(f"\\x{b:02x}" for b in keccak(text=signature)[:4])
+        names = "".join(f'"{p["name"]}", ' for p in inputs)
+        types = "".join(f'"{canonical_type(p)}", ' for p in inputs)
+        if len(inputs) == 1:
+            names, types = names.rstrip(" "), types.rstrip(" ")
+        else:
+            names, types = names.rstrip(", "), types.rstrip(", ")
+        blocks.append(
+            f"class {name}(ContractRevert):\n"
+            f"{_docstring(doc or _wrap(f'Solidity error ``{signature}``.'))}\n"
+            f"    solidity_signature = {json.dumps(signature)}\n"
+            f'    selector = b"{selector}"\n'
+            f"    arg_names: tuple[str, ...] = ({names})\n"
+            f"    arg_types: tuple[str, ...] = ({types})\n"
+        )
+    names_list = "".join(f"    {name},\n" for name in sorted(found))
+    return (
+        "# Generated by scripts/compile_contracts.py from the contract ABIs -- do not edit.\n"
+        '"""Python exceptions for the Solidity custom errors of FLChain\'s contracts.\n\n'
+        "Each class is named after a custom error (ours and OpenZeppelin's) and registers its\n"
+        "4-byte selector with :class:`flchain.errors.ContractRevert`, so a revert can be decoded\n"
+        "into the matching exception with its arguments.\n"
+        '"""\n\n'
+        "from __future__ import annotations\n\n"
+        "from flchain.errors import ContractRevert\n\n\n"
+        + "\n\n".join(blocks)
+        + "\n\n#: Every generated error class, sorted by name.\n"
+        + f"ALL_ERRORS: tuple[type[ContractRevert], ...] = (\n{names_list})\n"
+    )
+
+
+def _docstring(body: str) -> str:
+    body = body.lstrip()
+    if "\n" not in body and len(body) <= 90:
+        return f'    """{body}"""\n'
+    return f'    """{body}\n    """\n'
+
+
+def render() -> dict[str, str]:
+    """Every generated file, as {path relative to the project root: content}."""
+    version, contracts = run_solc()
+    files: dict[str, str] = {}
+    for source_dir, artifact_dir in OUTPUTS.items():
+        for contract in contracts:
+            if contract.source.startswith(source_dir + "/") and contract.abi:
+                files[f"{artifact_dir}/{contract.name}.json"] = artifact_text(contract, version)
+    ours = [c for c in contracts if c.source.startswith("contracts/")]
+    files[ERRORS_MODULE] = errors_module_text(ours)
+    return files
+
+
+def stale_files(files: dict[str, str]) -> list[str]:
+    """Paths whose committed content differs from ``files``, plus artifacts nobody generates."""
+    stale = [path for path, text in files.items() if _read(ROOT / path) != text]
+    for artifact_dir in OUTPUTS.values():
+        for path in sorted((ROOT / artifact_dir).glob("*.json")):
+            if path.relative_to(ROOT).as_posix() not in files:
+                stale.append(path.relative_to(ROOT).as_posix())
+    return stale
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if committed files are stale")
+    args = parser.parse_args(argv)
+    try:
+        files = render()
+    except CompileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stale = stale_files(files)
+    if args.check:
+        if stale:
+            print("stale generated files (run scripts/compile_contracts.py):", file=sys.stderr)
+            for path in stale:
+                print(f"  {path}", file=sys.stderr)
+            return 1
+        print(f"{len(files)} generated files are up to date")
+        return 0
+    for path in stale:
+        target = ROOT / path
+        if path in files:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(files[path])
+        else:
+            target.unlink()
+    print(f"wrote {len(stale)} of {len(files)} generated files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""The committed contract artifacts: fresh, well-formed, deployable, and behaving as documented.
+
+Uses plain web3 on eth-tester (no FLChain chain layer), so a failure here points at the
+contracts or their artifacts, not at the Python wrappers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_abi import encode
+from eth_tester import EthereumTester
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import keccak
+from web3 import EthereumTesterProvider, Web3
+from web3.contract import Contract
+
+from flchain.errors import ContractRevert
+from flchain.ledger import contract_errors
+from flchain.ledger.merkle import RewardTree
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "flchain" / "ledger" / "artifacts"
+DEPLOYABLE = ["FLToken", "ParticipantRegistry", "TrainingTask"]
+CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+
+def artifact(name: str) -> dict[str, Any]:
+    return json.loads((ARTIFACTS / f"{name}.json").read_text())
+
+
+# --- freshness and format -------------------------------------------------------------------
+
+
+def test_committed_artifacts_match_the_sources() -> None:
+    if shutil.which("node") is None or not (ROOT / "node_modules" / "solc").is_dir():
+        message = "node or node_modules/solc missing: cannot recompile the contracts"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI must install them: npm ci)")
+        pytest.skip(message + " (run `npm ci`; CI runs this check)")
+    script = ROOT / "scripts" / "compile_contracts.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_artifacts_have_the_documented_shape() -> None:
+    names = sorted(p.stem for p in ARTIFACTS.glob("*.json"))
+    assert set(DEPLOYABLE) | {"IParticipantRegistry", "ITrainingTask"} <= set(names)
+    for name in names:
+        data = artifact(name)
+        assert set(data) == {
+            "abi",
+            "bytecode",
+            "compiler",
+            "contractName",
+            "deployedBytecode",
+            "sourceHash",
+            "sourceName",
+        }
+        assert data["contractName"] == name
+        assert data["compiler"]["version"].startswith("0.8.37+")
+        assert data["compiler"]["settings"]["evmVersion"] == "prague"
+        assert len(bytes.fromhex(data["sourceHash"])) == 32
+        is_interface = name.startswith("I") and name[1].isupper()
+        assert (data["bytecode"] == "0x") == is_interface
+        # Deterministic formatting: the file is exactly what sorted-key json.dumps produces.
+        text = (ARTIFACTS / f"{name}.json").read_text()
+        assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def test_every_abi_error_has_a_registered_exception() -> None:
+    seen = 0
+    for path in ARTIFACTS.glob("*.json"):
+        for item in json.loads(path.read_text())["abi"]:
+            if item["type"] != "error":
+                continue
+            types = ",".join(i["type"] for i in item["inputs"])
+            selector = keccak(text=f"{item['name']}({types})")[:4]
+            cls = ContractRevert.class_for_selector(selector)
+            assert cls is getattr(contract_errors, item["name"])
+            assert cls.arg_names == tuple(i["name"] for i in item["inputs"])
+            assert cls.arg_types == tuple(i["type"] for i in item["inputs"])
+            assert cls.__doc__
+            seen += 1
+    names = {cls.__name__ for cls in contract_errors.ALL_ERRORS}
+    for expected in (
+        "ERC20InsufficientBalance",
+        "SafeERC20FailedOperation",
+        "AccessControlUnauthorizedAccount",
+        "ReentrancyGuardReentrantCall",
+        "DigestReplayed",
+    ):
+        assert expected in names
+    assert seen > len(names)  # errors shared by several ABIs map to one class
+
+
+def test_generated_errors_module_is_ruff_clean() -> None:
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff is not installed in this environment (pip install -e '.[test]')")
+    module = ROOT / "flchain" / "ledger" / "contract_errors.py"
+    for args in (["check"], ["format", "--check"]):
+        done = subprocess.run([str(ruff), *args, str(module)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- deployment on eth-tester ---------------------------------------------------------------
+
+
+class Env:
+    """A fresh eth-tester chain with FLToken, a registry and helpers to send transactions."""
+
+    def __init__(self) -> None:
+        self.tester = EthereumTester()
+        self.w3 = Web3(EthereumTesterProvider(self.tester))
+        self.accounts = list(self.w3.eth.accounts)
+        self.owner = self.accounts[0]
+        self.token = self.deploy("FLToken", "FLChain Token", "FLC", self.owner)
+        self.registry = self.deploy(
+            "ParticipantRegistry", self.token.address, 100, 1000, False, self.owner
+        )
+
+    def deploy(self, name: str, *args: Any) -> Contract:
+        data = artifact(name)
+        factory = self.w3.eth.contract(abi=data["abi"], bytecode=data["bytecode"])
+        tx = factory.constructor(*args).transact({"from": self.owner})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=data["abi"])
+
+    def send(self, call: Any, sender: str) -> Any:
+        receipt = self.w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
+        assert receipt["status"] == 1
+        return receipt
+
+    def register(self, account: str, stake: int = 1000) -> None:
+        self.send(self.token.functions.mint(account, stake), self.owner)
+        self.send(self.token.functions.approve(self.registry.address, stake), account)
+        self.send(self.registry.functions.register(stake), account)
+
+    def mine(self, blocks: int) -> None:
+        self.tester.mine_blocks(blocks)
+
+
+def reverts_with(call: Callable[[], Any], error: type[ContractRevert]) -> dict[str, Any]:
+    """Run ``call``; assert it reverts with the custom ``error`` and return its decoded args."""
+    with pytest.raises(TransactionFailed) as info:
+        call()
+    exc: BaseException | None = info.value
+    while exc is not None and not (exc.args and isinstance(exc.args[0], bytes)):
+        exc = exc.__context__
+    assert exc is not None, f"no revert data in {info.value!r}"
+    data: bytes = exc.args[0]
+    assert ContractRevert.class_for_selector(data[:4]) is error, data[:4].hex()
+    values = Web3().codec.decode(list(error.arg_types), data[4:])
+    values = [
+        Web3.to_checksum_address(v) if t == "address" else v
+        for t, v in zip(error.arg_types, values, strict=True)
+    ]
+    return dict(zip(error.arg_names, values, strict=True))
+
+
+def task_config(**overrides: Any) -> tuple[Any, ...]:
+    config: dict[str, Any] = {
+        "manifestCid": "bafymanifest",
+        "manifestDigest": b"\x01" * 32,
+        "modelSpecDigest": b"\x02" * 32,
+        "aggregationRule": 1,
+        "ruleParams": b"\x03" * 32,
+        "committeeSize": 3,
+        "quorum": 2,
+        "commitBlocks": 20,
+        "revealBlocks": 20,
+        "attestBlocks": 10,
+        "maxParticipants": 4,
+        "minReveals": 2,
+        "rounds": 2,
+        "roundBudget": 10_000,
+        "committeeFee": 100,
+        "nonRevealSlash": 30,
+        "committeeSlash": 40,
+        "maxSamples": 1_000_000,
+        "initialModelCid": "bafyinit",
+        "initialModelDigest": b"\x04" * 32,
+    }
+    config.update(overrides)
+    return tuple(config.values())
+
+
+@pytest.fixture
+def env() -> Env:
+    return Env()
+
+
+def deploy_task(env: Env, **overrides: Any) -> Contract:
+    task = env.deploy(
+        "TrainingTask", task_config(**overrides), env.registry.address, env.token.address, env.owner
+    )
+    role = env.registry.functions.SLASHER_ROLE().call()
+    env.send(env.registry.functions.grantRole(role, task.address), env.owner)
+    env.send(env.token.functions.mint(env.owner, 10**6), env.owner)
+    env.send(env.token.functions.approve(task.address, 10**6), env.owner)
+    env.send(task.functions.fund(10**6), env.owner)
+    return task
+
+
+@pytest.mark.parametrize("name", DEPLOYABLE)
+def test_each_contract_deploys_on_eth_tester(env: Env, name: str) -> None:
+    contracts = {"FLToken": env.token, "ParticipantRegistry": env.registry}
+    contract = contracts[name] if name in contracts else deploy_task(env)
+    code = env.w3.eth.get_code(contract.address)
+    # Immutables are patched into the runtime code, so only the length is fixed.
+    assert len(code) == len(bytes.fromhex(artifact(name)["deployedBytecode"][2:]))
+    assert len(code) <= 24_576  # EIP-170 limit, enforced by every real chain
+
+
+def test_task_constructor_rejects_a_minority_quorum(env: Env) -> None:
+    args = reverts_with(
+        lambda: deploy_task(env, committeeSize=4, quorum=2), contract_errors.InvalidCommittee
+    )
+    assert args == {"committeeSize": 4, "quorum": 2}
+
+
+def test_task_constructor_requires_unbonding_to_cover_a_round(env: Env) -> None:
+    args = reverts_with(
+        lambda: deploy_task(env, commitBlocks=990), contract_errors.UnbondingTooShort
+    )
+    assert args == {"unbondingBlocks": 1000, "required": 1020}
+
+
+# --- one round through every step -------------------------------------------------------------
+
+
+def commitment(
+    w3: Web3, task: Contract, account: str, rnd: int, digest: bytes, n: int, salt: bytes
+) -> bytes:
+    """The documented commitment formula, computed off-chain."""
+    types = ["uint256", "address", "address", "uint256", "bytes32", "uint256", "bytes32"]
+    return keccak(encode(types, [w3.eth.chain_id, task.address, account, rnd, digest, n, salt]))
+
+
+def test_a_round_commits_reveals_finalizes_and_pays(env: Env) -> None:
+    task = deploy_task(env)
+    parts = env.accounts[1:5]
+    for account in parts:
+        env.register(account)
+    outsider = env.accounts[6]
+    reverts_with(
+        lambda: task.functions.commit(b"\x00" * 32).transact({"from": outsider}),
+        contract_errors.NotActiveParticipant,
+    )
+
+    updates = {
+        a: (keccak(text=f"update {a}"), 100 + i, keccak(text=f"salt {a}"))
+        for i, a in enumerate(parts)
+    }
+    for account in parts[:3]:
+        digest, n, salt = updates[account]
+        value = commitment(env.w3, task, account, 0, digest, n, salt)
+        assert value == task.functions.commitmentHash(account, 0, digest, n, salt).call()
+        env.send(task.functions.commit(value), account)
+    assert reverts_with(
+        lambda: task.functions.commit(b"\x01" * 32).transact({"from": parts[0]}),
+        contract_errors.AlreadyCommitted,
+    ) == {"account": parts[0], "round": 0}
+    digest, n, salt = updates[parts[3]]
+    env.send(
+        task.functions.commit(commitment(env.w3, task, parts[3], 0, digest, n, salt)), parts[3]
+    )
+    assert task.functions.phase().call() in (0, 1)  # maxParticipants reached: closes this block
+
+    # A reveal that does not match is refused; the committer that never reveals is slashed later.
+    digest, n, salt = updates[parts[0]]
+    reverts_with(
+        lambda: task.functions.reveal(digest, n + 1, salt, CID).transact({"from": parts[0]}),
+        contract_errors.CommitmentMismatch,
+    )
+    for account in parts[:3]:
+        digest, n, salt = updates[account]
+        env.send(task.functions.reveal(digest, n, salt, CID), account)
+    record = task.functions.roundRecord(0).call()
+    assert tuple(record[2:4]) == (4, 3)  # commits, reveals
+
+    env.mine(20)  # reveal deadline passes for the silent fourth committer
+    assert task.functions.phase().call() == 2  # Attest
+    stake_before = env.registry.functions.stakeOf(parts[3]).call()
+    env.send(task.functions.slashNonRevealer(0, parts[3]), outsider)
+    assert env.registry.functions.stakeOf(parts[3]).call() == stake_before - 30
+
+    members = [a for a in parts if task.functions.isCommitteeMember(0, a).call()]
+    assert len(members) == 3 == len(set(task.functions.committeeIndices(0).call()))
+    credits = {parts[0]: 500, parts[1]: 300, parts[2]: 200}
+    tree = RewardTree(credits)
+    result = (b"\x05" * 32, "bafymodel", b"\x06" * 32, "bafyreport", tree.root, 1000)
+    result_types = ["(bytes32,string,bytes32,string,bytes32,uint256)"]
+    result_hash = keccak(encode(result_types, [result]))
+    assert task.functions.hashResult(result).call() == result_hash
+
+    non_member = next(a for a in parts if a not in members)
+    reverts_with(
+        lambda: task.functions.attest(0, result).transact({"from": non_member}),
+        contract_errors.NotCommitteeMember,
+    )
+    env.send(task.functions.attest(0, result), members[0])
+    assert task.functions.currentRound().call() == 0
+    env.send(task.functions.attest(0, result), members[1])  # quorum 2 of 3: finalizes
+    assert task.functions.currentRound().call() == 1
+    assert task.functions.modelDigest().call() == b"\x05" * 32
+    assert task.functions.totalCredited().call() == 1000
+    env.send(task.functions.attest(0, result), members[2])  # late vote still backs the result
+
+    for account, amount in credits.items():
+        before = env.token.functions.balanceOf(account).call()
+        env.send(task.functions.claim(0, amount, tree.proof(account)), account)
+        assert env.token.functions.balanceOf(account).call() == before + amount
+    assert reverts_with(
+        lambda: task.functions.claim(0, 500, tree.proof(parts[0])).transact({"from": parts[0]}),
+        contract_errors.NothingToClaim,
+    ) == {"account": parts[0], "cumulativeAmount": 500, "claimed": 500}
+
+    for member in members:
+        env.send(task.functions.settleCommitteeMember(0, member), outsider)
+    assert task.functions.feesOwed(members[0]).call() == 100
+    assert task.functions.feesReserved().call() == 0
+
+    # A replayed digest is refused in the next round even with a fresh commitment.
+    digest, n, salt = updates[parts[0]]
+    env.send(
+        task.functions.commit(commitment(env.w3, task, parts[0], 1, digest, n, salt)), parts[0]
+    )
+    env.mine(20)
+    assert reverts_with(
+        lambda: task.functions.reveal(digest, n, salt, CID).transact({"from": parts[0]}),
+        contract_errors.DigestReplayed,
+    ) == {"digest": digest}
+
+
+def test_a_round_without_enough_reveals_expires_and_keeps_the_model(env: Env) -> None:
+    task = deploy_task(env)
+    account = env.accounts[1]
+    env.register(account)
+    digest, salt = keccak(text="d"), keccak(text="s")
+    env.send(task.functions.commit(commitment(env.w3, task, account, 0, digest, 5, salt)), account)
+    reverts_with(
+        lambda: task.functions.expireRound().transact({"from": account}),
+        contract_errors.RoundNotExpirable,
+    )
+    env.mine(20)
+    env.send(task.functions.reveal(digest, 5, salt, CID), account)  # 1 reveal < minReveals (2)
+    env.send(task.functions.expireRound(), env.owner)
+    assert task.functions.currentRound().call() == 1
+    assert task.functions.finalizedRounds().call() == 0
+    assert task.functions.modelDigest().call() == b"\x04" * 32
+    assert task.functions.roundRecord(0).call()[5] == 2  # Expired
