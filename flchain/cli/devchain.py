@@ -1,0 +1,45 @@
+"""``flchain devchain``: serve the embedded chain over JSON-RPC, like ``anvil``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flchain.errors import FLChainError
+from flchain.ledger.devchain import EMBEDDED_CHAIN_ID, DevChain
+
+
+def devchain(
+    host: Annotated[str, typer.Option(help="Interface to bind (no authentication!).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8545,
+    accounts: Annotated[
+        int, typer.Option(min=1, help="Dev-mnemonic accounts funded at genesis.")
+    ] = 20,
+    block_time: Annotated[
+        float | None,
+        typer.Option(help="Mine an empty block every N seconds (default: only on transactions)."),
+    ] = None,
+) -> None:
+    """Serve a local development chain with pre-funded accounts until Ctrl-C."""
+    try:
+        chain = DevChain(host=host, port=port, num_accounts=accounts, block_time=block_time)
+    except FLChainError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"FLChain devchain (eth-tester/py-evm), chain id {EMBEDDED_CHAIN_ID}")
+    typer.echo("\nAvailable accounts (10000 ETH each)\n===================")
+    for i, account in enumerate(chain.accounts):
+        typer.echo(f"({i}) {account.address}")
+    typer.echo("\nPrivate keys (publicly known: never use them outside this chain)\n============")
+    for i, account in enumerate(chain.accounts):
+        typer.echo(f"({i}) {account.key.to_0x_hex()}")
+    if block_time:
+        typer.echo(f"\nMining a block every {block_time:g}s")
+    typer.echo(f"\nListening on {chain.url}")
+    try:
+        chain.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("\nstopped")

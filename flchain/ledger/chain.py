@@ -1,0 +1,480 @@
+"""One connection type for every chain FLChain talks to.
+
+:class:`Chain` wraps a web3 instance and a set of local accounts. ``Chain.embedded()`` runs an
+in-process eth-tester/py-evm chain (the default: nothing to install or start);
+``Chain.connect(url)`` talks JSON-RPC to anvil, ``flchain devchain``, geth or an L2. Both expose
+the same methods, and both sign transactions locally with eth-account (coincurve-backed).
+
+Sending is built to be safe under retries and threads: every transaction is signed before it is
+sent, so its hash is known up front; a transient RPC failure re-sends the *same* bytes, and a
+node answering "already known" (or "nonce too low" for a hash it holds) counts as success, so a
+retry never sends a second transaction. Nonces come from :class:`NonceManager`.
+
+Reverts, whether found while estimating gas, in ``eth_call``, or in a mined receipt with status
+0, are raised as the :class:`~flchain.errors.ContractRevert` subclass named after the Solidity
+custom error, or as :class:`~flchain.ledger.reverts.RevertedWithReason` /
+:class:`~flchain.ledger.reverts.Panic` (see :mod:`flchain.ledger.reverts`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_account.datastructures import SignedTransaction
+from eth_account.signers.local import LocalAccount
+from eth_tester import EthereumTester
+from eth_typing import URI
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.middleware import AttributeDictMiddleware
+from web3.providers import HTTPProvider
+from web3.types import BlockIdentifier, EventData, TxParams, TxReceipt
+
+from flchain.errors import LedgerError, RPCUnavailable, TransactionFailed, TransactionTimeout
+from flchain.ledger.accounts import dev_accounts
+from flchain.ledger.devchain import EmbeddedProvider, make_tester
+from flchain.ledger.nonces import ALREADY_KNOWN, NONCE_MISMATCH, NonceManager
+from flchain.ledger.reverts import decode_revert
+
+#: Where the contract helper's compiled artifacts live (``<Name>.json``).
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+#: Multiplier on the node's gas estimate: state can change between estimate and inclusion.
+GAS_MARGIN = 1.2
+#: HTTP statuses worth retrying: rate limiting and server-side hiccups.
+TRANSIENT_HTTP_STATUS = frozenset({429, 500, 502, 503, 504})
+
+ContractCall = ContractFunction | ContractConstructor
+
+
+ArtifactSource = str | Path | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+def load_artifact(source: ArtifactSource) -> Mapping[str, Any]:
+    """A compiled artifact ``{contractName, abi, bytecode, ...}``.
+
+    ``source`` is the artifact itself, a bare ABI list, a path to the artifact's JSON, or a
+    contract name looked up in ``flchain/ledger/artifacts/``.
+    """
+    if isinstance(source, Mapping):
+        artifact = source
+    elif not isinstance(source, str | Path):
+        artifact = {"abi": list(source)}
+    else:
+        path = Path(source)
+        if not path.suffix and not path.exists():
+            path = ARTIFACTS_DIR / f"{source}.json"
+        try:
+            artifact = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LedgerError(f"cannot load contract artifact {path}: {exc}") from exc
+    if "abi" not in artifact:
+        raise LedgerError(f"artifact {artifact.get('contractName', '?')!r} has no 'abi'")
+    return artifact
+
+
+class RetryingHTTPProvider(HTTPProvider):
+    """An HTTP provider that retries transient failures of *every* method, then gives up with
+    :class:`~flchain.errors.RPCUnavailable`.
+
+    Re-sending ``eth_sendRawTransaction`` is safe here because :class:`Chain` always re-sends
+    the same signed bytes and treats "already known" as success.
+    """
+
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, retries: int = 3, backoff: float = 0.05
+    ) -> None:
+        super().__init__(
+            URI(url), request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+        )
+        self.retries = retries
+        self.backoff = backoff
+
+    def _make_request(self, method: Any, request_data: bytes) -> bytes:
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(2.0, self.backoff * 2 ** (attempt - 1)))
+            try:
+                return self._request_session_manager.make_post_request(
+                    self.endpoint_uri, request_data, **self.get_request_kwargs()
+                )
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                if status not in TRANSIENT_HTTP_STATUS:
+                    raise RPCUnavailable(f"{self.endpoint_uri} answered HTTP {status}") from exc
+                last = exc
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                last = exc
+        raise RPCUnavailable(
+            f"JSON-RPC endpoint {self.endpoint_uri} unreachable after {self.retries + 1} "
+            f"attempts ({type(last).__name__}: {last}). Is the node running? Start one with "
+            "`flchain devchain` or `anvil`, or pass another --rpc-url."
+        ) from last
+
+
+class Chain:
+    """A chain connection with local accounts: deploy, transact, call, events, mining.
+
+    Build one with :meth:`embedded` or :meth:`connect`; the constructor takes any ``Web3``.
+
+    Args:
+        w3: the web3 instance (its provider decides where requests go).
+        accounts: local signing accounts, available as :attr:`accounts`.
+        label: how messages name this chain (URL or "embedded chain").
+        receipt_timeout: default seconds :meth:`transact` waits for a receipt.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        accounts: Sequence[LocalAccount] = (),
+        *,
+        label: str = "chain",
+        receipt_timeout: float = 120.0,
+    ) -> None:
+        self.w3 = w3
+        self.accounts: list[LocalAccount] = list(accounts)
+        self.label = label
+        self.receipt_timeout = receipt_timeout
+        self.nonces = NonceManager(lambda a: self.w3.eth.get_transaction_count(a, "pending"))
+        self._fees: tuple[float, dict[str, int]] = (0.0, {})
+
+    # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def embedded(cls, num_accounts: int = 20, *, tester: EthereumTester | None = None) -> Chain:
+        """An in-process eth-tester/py-evm chain funding ``num_accounts`` dev accounts."""
+        provider = EmbeddedProvider(tester or make_tester(num_accounts))
+        return cls(_web3(provider), dev_accounts(num_accounts), label="embedded chain")
+
+    @classmethod
+    def connect(
+        cls,
+        rpc_url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        num_accounts: int = 20,
+        accounts: Sequence[LocalAccount] | None = None,
+        receipt_timeout: float = 120.0,
+    ) -> Chain:
+        """A JSON-RPC node at ``rpc_url``; checks it answers (else :class:`RPCUnavailable`).
+
+        ``accounts`` defaults to the first ``num_accounts`` dev-mnemonic accounts, which
+        anvil and ``flchain devchain`` pre-fund.
+        """
+        if not rpc_url.startswith(("http://", "https://")):
+            raise RPCUnavailable(f"unsupported RPC URL {rpc_url!r}: use http:// or https://")
+        provider = RetryingHTTPProvider(rpc_url, timeout=timeout, retries=retries)
+        chain = cls(
+            _web3(provider),
+            dev_accounts(num_accounts) if accounts is None else accounts,
+            label=rpc_url,
+            receipt_timeout=receipt_timeout,
+        )
+        _ = chain.chain_id  # fail now, with the URL, rather than at the first transaction
+        return chain
+
+    # --- reading --------------------------------------------------------------------------
+
+    @cached_property
+    def chain_id(self) -> int:
+        """The chain id signed into every transaction (EIP-155)."""
+        return self.w3.eth.chain_id
+
+    @property
+    def block_number(self) -> int:
+        """The latest block's number."""
+        return self.w3.eth.block_number
+
+    def balance(self, address: str) -> int:
+        """Ether balance of ``address`` in wei."""
+        return self.w3.eth.get_balance(Web3.to_checksum_address(address))
+
+    def contract(self, artifact: ArtifactSource, address: str) -> Contract:
+        """The contract at ``address`` with ``artifact``'s ABI (or a bare ABI list)."""
+        abi = load_artifact(artifact)["abi"]
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+    def call(
+        self, fn: ContractFunction, *, sender: LocalAccount | None = None, block: Any = "latest"
+    ) -> Any:
+        """Run ``fn`` with ``eth_call`` and return its decoded result (reverts raise)."""
+        params: TxParams = {"from": sender.address} if sender else {}
+        try:
+            return fn.call(params, block_identifier=block)
+        except (ContractLogicError, Web3RPCError) as exc:
+            raise self._decoded(exc, fn) from exc
+
+    def events(
+        self,
+        contract: Contract,
+        event_name: str,
+        from_block: BlockIdentifier = 0,
+        to_block: BlockIdentifier = "latest",
+        argument_filters: Mapping[str, Any] | None = None,
+    ) -> list[EventData]:
+        """Decoded ``event_name`` logs of ``contract`` in the block range, oldest first.
+
+        ``argument_filters`` matches indexed arguments by value (a list means "any of").
+        """
+        try:
+            event = contract.events[event_name]
+        except Exception as exc:
+            raise LedgerError(f"{event_name!r} is not an event of this contract") from exc
+        logs = event.get_logs(
+            argument_filters=dict(argument_filters or {}), from_block=from_block, to_block=to_block
+        )
+        return list(logs)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        artifact: ArtifactSource,
+        sender: LocalAccount,
+        *args: Any,
+        gas: int | None = None,
+        value: int = 0,
+    ) -> Contract:
+        """Deploy ``artifact`` with constructor ``args``; the contract at its new address."""
+        loaded = load_artifact(artifact)
+        if not loaded.get("bytecode") or loaded["bytecode"] in ("0x", ""):
+            raise LedgerError(f"artifact {loaded.get('contractName', '?')!r} has no bytecode")
+        factory = self.w3.eth.contract(abi=loaded["abi"], bytecode=loaded["bytecode"])
+        receipt = self.transact(factory.constructor(*args), sender, gas=gas, value=value)
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=loaded["abi"])
+
+    def transact(
+        self,
+        fn: ContractCall,
+        sender: LocalAccount,
+        *,
+        gas: int | None = None,
+        value: int = 0,
+        timeout: float | None = None,
+    ) -> TxReceipt:
+        """Sign ``fn`` as ``sender``, send it, wait for its receipt; reverts raise decoded.
+
+        ``gas`` skips estimation (then a revert shows up as a status-0 receipt, also raised).
+        """
+        tx = self._build(fn, sender, gas, value)
+        tx_hash = self._send(tx, sender)
+        receipt = self.wait_for_receipt(tx_hash, timeout)
+        if receipt["status"] == 0:
+            raise self._mined_failure(fn, tx, receipt)
+        return receipt
+
+    def send(
+        self, fn: ContractCall, sender: LocalAccount, *, gas: int | None = None, value: int = 0
+    ) -> HexBytes:
+        """Sign and send ``fn`` without waiting; the transaction hash."""
+        return self._send(self._build(fn, sender, gas, value), sender)
+
+    def wait_for_receipt(self, tx_hash: HexBytes | str, timeout: float | None = None) -> TxReceipt:
+        """Poll for ``tx_hash``'s receipt; :class:`TransactionTimeout` after ``timeout`` s."""
+        timeout = self.receipt_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                pass
+            if time.monotonic() >= deadline:
+                raise TransactionTimeout(
+                    f"no receipt for transaction {HexBytes(tx_hash).to_0x_hex()} on {self.label} "
+                    f"after {timeout:g}s (is the node mining?)"
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.25)
+
+    # --- test-chain controls (anvil, devchain, embedded) -----------------------------------
+
+    def mine(self, n: int = 1) -> None:
+        """Mine ``n`` empty blocks (``anvil_mine``; ``evm_mine`` n times where unsupported)."""
+        if n < 1:
+            raise LedgerError(f"can only mine a positive number of blocks, got {n}")
+        try:
+            self._rpc("anvil_mine", [hex(n)])
+        except LedgerError:
+            for _ in range(n):
+                self._rpc("evm_mine", [])
+
+    def snapshot(self) -> str:
+        """Snapshot the chain state (``evm_snapshot``); an id for :meth:`revert`."""
+        return str(self._rpc("evm_snapshot", []))
+
+    def revert(self, snapshot_id: str) -> None:
+        """Return to a :meth:`snapshot` (anvil forgets the snapshot after one revert)."""
+        if self._rpc("evm_revert", [snapshot_id]) is False:
+            raise LedgerError(f"{self.label} has no snapshot {snapshot_id}")
+        # Accounts' nonces went back with the state.
+        self.nonces.forget()
+        self._fees = (0.0, {})
+
+    def set_automine(self, enabled: bool) -> None:
+        """Mine each transaction at once (the default) or only on :meth:`mine`."""
+        self._rpc("evm_setAutomine", [enabled])
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        try:
+            return self.w3.manager.request_blocking(method, params)  # type: ignore[arg-type]
+        except Web3RPCError as exc:
+            raise LedgerError(f"{method} failed on {self.label}: {_rpc_message(exc)}") from exc
+
+    def _fee_fields(self) -> dict[str, int]:
+        """EIP-1559 fees where the chain has a base fee, else a legacy gas price (cached 2 s)."""
+        fetched_at, fees = self._fees
+        if time.monotonic() - fetched_at < 2.0:
+            return fees
+        base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
+        if base_fee is None:
+            fees = {"gasPrice": self.w3.eth.gas_price}
+        else:
+            tip = self.w3.eth.max_priority_fee
+            # Twice the base fee stays valid through several full blocks of fee increases.
+            fees = {"maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip}
+        self._fees = (time.monotonic(), fees)
+        return fees
+
+    def _build(
+        self, fn: ContractCall, sender: LocalAccount, gas: int | None, value: int
+    ) -> TxParams:
+        # Every field given, so web3 only encodes calldata and makes no RPC calls here.
+        base: TxParams = {
+            "from": sender.address,
+            "value": value,
+            "chainId": self.chain_id,
+            "gas": gas or 0,
+            "nonce": 0,
+            **self._fee_fields(),  # type: ignore[typeddict-item]
+        }
+        tx = fn.build_transaction(base)
+        tx.pop("nonce", None)
+        if not tx.get("to"):
+            tx.pop("to", None)  # contract creation
+        if gas is None:
+            probe = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}  # type: ignore[literal-required]
+            try:
+                estimate = self.w3.eth.estimate_gas(probe)  # type: ignore[arg-type]
+            except (ContractLogicError, Web3RPCError) as exc:
+                raise self._decoded(exc, fn) from exc
+            tx["gas"] = int(estimate * GAS_MARGIN)
+        return tx
+
+    def _send(self, tx: TxParams, sender: LocalAccount) -> HexBytes:
+        with self.nonces.lease(sender.address) as lease:
+            for _ in range(5):
+                signed = sender.sign_transaction({**tx, "nonce": lease.nonce})  # type: ignore[arg-type]
+                try:
+                    refused = self._send_raw(signed)
+                except RPCUnavailable as exc:
+                    # It may or may not have reached the node: re-read the nonce next time.
+                    self.nonces.forget(sender.address)
+                    exc.add_note(f"transaction {signed.hash.to_0x_hex()} may have been sent")
+                    raise
+                if refused is None:
+                    lease.consume()
+                    return HexBytes(signed.hash)
+                lease.resync()
+            raise TransactionFailed(f"{self.label} kept refusing nonces of {sender.address}")
+
+    def _send_raw(self, signed: SignedTransaction) -> str | None:
+        """Send; None when the node has the transaction, the refusal message on a nonce clash."""
+        try:
+            self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            return None
+        except Web3RPCError as exc:
+            message = _rpc_message(exc)
+            if ALREADY_KNOWN.search(message):
+                return None  # an earlier attempt of ours got through
+            if NONCE_MISMATCH.search(message):
+                if self._has_transaction(signed.hash):
+                    return None  # ours, already mined
+                return message
+            raise TransactionFailed(f"{self.label} refused the transaction: {message}") from exc
+
+    def _has_transaction(self, tx_hash: bytes) -> bool:
+        try:
+            self.w3.eth.get_transaction(HexBytes(tx_hash))
+            return True
+        except TransactionNotFound:
+            return False
+
+    def _decoded(self, exc: Exception, fn: ContractCall) -> Exception:
+        data = _revert_data(exc)
+        if data is None:
+            if isinstance(exc, Web3RPCError):
+                return TransactionFailed(f"{_describe(fn)}: {_rpc_message(exc)}")
+            return TransactionFailed(f"{_describe(fn)}: {exc}")
+        abi = fn.contract_abi if isinstance(fn, ContractFunction) else fn.abi
+        return decode_revert(data, abi, context=f"{_describe(fn)}: ")
+
+    def _mined_failure(self, fn: ContractCall, tx: TxParams, receipt: TxReceipt) -> Exception:
+        """Why a mined transaction failed: replay it on the state just before its block."""
+        tx_hash = receipt["transactionHash"].to_0x_hex()
+        block = receipt["blockNumber"]
+        replay = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}  # type: ignore[literal-required]
+        try:
+            self.w3.eth.call(replay, block_identifier=block - 1)  # type: ignore[arg-type]
+        except (ContractLogicError, Web3RPCError) as exc:
+            error = self._decoded(exc, fn)
+        else:
+            used, limit = receipt["gasUsed"], tx["gas"]  # type: ignore[typeddict-item]
+            why = "out of gas" if used >= limit else "replaying it did not fail"
+            message = f"{_describe(fn)}: failed on-chain ({why}, gas {used}/{limit})"
+            error = TransactionFailed(message)
+        error.add_note(f"mined in transaction {tx_hash}, block {block}, with status 0")
+        return error
+
+
+def _web3(provider: Any) -> Web3:
+    # Only the attribute-dict formatting: we fill every transaction field ourselves, so the
+    # default gas/ENS/validation middleware would only add round trips.
+    return Web3(provider, middleware=[AttributeDictMiddleware])
+
+
+def _describe(fn: ContractCall) -> str:
+    if isinstance(fn, ContractConstructor):
+        return "constructor"
+    args = ", ".join(map(repr, fn.args))
+    return f"{fn.fn_name}({args})"
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    error = (exc.rpc_response or {}).get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("message", error))
+    return str(error or exc.message)
+
+
+def _revert_data(exc: Exception) -> bytes | None:
+    """The raw revert data in a web3 exception, if the node sent any."""
+    data: Any = getattr(exc, "data", None)
+    if data is None and isinstance(exc, Web3RPCError):
+        error = (exc.rpc_response or {}).get("error")
+        data = error.get("data") if isinstance(error, Mapping) else None
+    if isinstance(data, Mapping):  # some nodes nest it: {"data": "0x..."}
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None

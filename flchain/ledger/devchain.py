@@ -1,0 +1,375 @@
+"""The embedded chain (eth-tester + py-evm) and ``devchain``, which serves it over JSON-RPC.
+
+:class:`EmbeddedProvider` is a web3 provider around one in-process eth-tester chain. Unlike
+web3's stock ``EthereumTesterProvider`` it behaves like a node: it is thread-safe, reports
+reverts as ``{"code": 3, "message": "execution reverted", "data": "0x..."}`` with the raw revert
+data (so custom errors survive), words nonce errors the way geth does, and answers the
+``evm_*``/``anvil_*`` test methods. :class:`DevChain` serves such a provider on 127.0.0.1 like
+``anvil`` or ``hardhat node``, so several processes can share one chain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from eth.abc import SignedTransactionAPI, StateAPI
+from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
+from eth.exceptions import Revert as EVMRevert
+from eth.vm.spoof import SpoofTransaction
+from eth_account.signers.local import LocalAccount
+from eth_keys import keys
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.backends.pyevm.main import (
+    EVMSpoofTransaction,
+    _execute_and_revert_transaction,
+    get_default_account_state,
+)
+from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
+from eth_utils import to_wei
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+from web3.providers.eth_tester.defaults import API_ENDPOINTS
+from web3.types import RPCEndpoint, RPCResponse
+
+from flchain.errors import LedgerError
+from flchain.ledger.accounts import DEV_MNEMONIC, dev_accounts
+from flchain.ledger.reverts import RevertedWithReason, decode_revert
+
+#: eth-tester's fixed chain id (its py-evm chain class hard-codes it).
+EMBEDDED_CHAIN_ID = 131277322940537
+#: Each dev account starts with this much ether, like anvil's default.
+DEV_BALANCE_WEI = to_wei(10_000, "ether")
+
+
+class _Reverted(TesterTransactionFailed):
+    """A revert from eth-tester that keeps its raw data (stock eth-tester stringifies it)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data
+
+
+class _Backend(PyEVMBackend):
+    """py-evm backend whose ``eth_call`` keeps the raw revert data."""
+
+    def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> bytes:
+        tx = {"gas": self._max_available_gas(), **transaction}
+        unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
+        spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
+        computation = _execute_and_revert_transaction(self.chain, spoofed, block_number)
+        if computation.is_error:
+            error = computation.error
+            if isinstance(error, EVMRevert):
+                raise _Reverted(bytes(error.args[0]) if error.args else b"")
+            raise TesterTransactionFailed(str(error))
+        return computation.output
+
+
+def estimate_gas_like_geth(state: StateAPI, transaction: SignedTransactionAPI) -> int:
+    """Gas estimate from one run at the block gas limit, checked by a second run.
+
+    py-evm's default binary search executes the transaction ~14 times; like geth, try the gas
+    the full run used (plus the call stipend and the 63/64 reserve of EIP-150) first, and
+    search only if that is not enough.
+    """
+    full = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
+    snapshot = state.snapshot()
+    try:
+        computation = state.apply_transaction(full)
+    finally:
+        state.revert(snapshot)
+    if computation.is_error:
+        raise computation.error
+    used = max(full.gas - computation.get_gas_remaining(), computation.data_floor_gas)
+    guess = min(state.gas_limit, (used + 2300) * 64 // 63)
+    if _get_computation_error(state, SpoofTransaction(transaction, gas=guess, gas_price=0)):
+        return binary_gas_search_1000_tolerance(state, transaction)
+    return guess
+
+
+def make_tester(
+    num_accounts: int = 20, mnemonic: str = DEV_MNEMONIC, balance: int = DEV_BALANCE_WEI
+) -> EthereumTester:
+    """A fresh eth-tester chain whose genesis funds the first ``num_accounts`` of ``mnemonic``.
+
+    Gas limit ~30M per block (eth-tester's London-era default); every transaction is mined
+    into its own block at once (auto-mining), like anvil's default.
+    """
+    accounts = dev_accounts(num_accounts, mnemonic)
+    state_overrides = {"balance": balance}
+    genesis_state = {
+        bytes.fromhex(a.address[2:]): get_default_account_state(state_overrides) for a in accounts
+    }
+    backend = _Backend(genesis_state=genesis_state)
+    # The backend derived placeholder keys for eth_accounts; use the mnemonic's instead so
+    # unlocked-account calls (eth_sendTransaction) agree with anvil.
+    backend.account_keys = tuple(keys.PrivateKey(a.key) for a in accounts)
+    # On the class too: reverting to the genesis snapshot builds a new chain object.
+    type(backend.chain).gas_estimator = staticmethod(estimate_gas_like_geth)
+    backend.chain.gas_estimator = estimate_gas_like_geth
+    return EthereumTester(backend)
+
+
+def _revert_data(exc: BaseException) -> bytes | None:
+    """Raw revert data from an eth-tester failure, following ``raise ... from`` chains."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _Reverted):
+            return seen.data
+        if isinstance(seen, EVMRevert):
+            return bytes(seen.args[0]) if seen.args else b""
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_NONCE_RE = re.compile(r"Expected (\d+), but got (\d+)")
+
+
+def _node_message(exc: BaseException) -> str:
+    """An eth-tester/py-evm failure worded like geth and anvil word it."""
+    text = str(exc) or type(exc).__name__
+    if match := _NONCE_RE.search(text):
+        expected, got = int(match[1]), int(match[2])
+        kind = "nonce too low" if got < expected else "nonce too high"
+        return f"{kind}: next nonce {expected}, tx nonce {got}"
+    return text
+
+
+def _evm_mine(tester: EthereumTester, params: Any) -> str:
+    tester.mine_blocks(1)  # hardhat/anvil mine one block; a timestamp argument is ignored
+    return "0x0"
+
+
+def _anvil_mine(tester: EthereumTester, params: Any) -> None:
+    count = params[0] if params and params[0] is not None else 1
+    tester.mine_blocks(int(count, 16) if isinstance(count, str) else int(count))
+
+
+def _set_automine(tester: EthereumTester, params: Any) -> None:
+    if params and params[0]:
+        tester.enable_auto_mine_transactions()
+    else:
+        tester.disable_auto_mine_transactions()
+
+
+def _revert(tester: EthereumTester, params: Any) -> bool:
+    tester.revert_to_snapshot(params[0])
+    return True
+
+
+#: The stock endpoints plus the anvil/hardhat test methods ``Chain`` relies on.
+ENDPOINTS: dict[str, dict[str, Callable[..., Any]]] = {
+    **API_ENDPOINTS,
+    "evm": {
+        **API_ENDPOINTS["evm"],
+        "mine": _evm_mine,
+        "revert": _revert,
+        "setAutomine": _set_automine,
+    },
+    "anvil": {"mine": _anvil_mine, "setAutomine": _set_automine},
+}
+
+
+class EmbeddedProvider(EthereumTesterProvider):
+    """A thread-safe web3 provider over one in-process eth-tester chain, answering like a node.
+
+    Args:
+        tester: the chain; by default a fresh one funding ``num_accounts`` dev accounts.
+        num_accounts: how many mnemonic accounts the default chain funds.
+    """
+
+    def __init__(self, tester: EthereumTester | None = None, num_accounts: int = 20) -> None:
+        super().__init__(tester or make_tester(num_accounts), ENDPOINTS)
+        self.lock = threading.RLock()
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        namespace, _, endpoint = method.partition("_")
+        delegate = ENDPOINTS.get(namespace, {}).get(endpoint)
+        if delegate is None:
+            return _error(-32601, f"Method not found: {method}")
+        try:
+            with self.lock:
+                result = delegate(self.ethereum_tester, params)
+        except NotImplementedError:
+            return _error(-32601, f"Method not supported by the embedded chain: {method}")
+        except Exception as exc:  # a node reports every failure as a JSON-RPC error
+            data = _revert_data(exc)
+            if data is None:
+                return _error(-32000, _node_message(exc))
+            return _error(3, _revert_message(data), "0x" + data.hex())
+        return {"jsonrpc": "2.0", "id": 0, "result": result}
+
+
+def _revert_message(data: bytes) -> str:
+    decoded = decode_revert(data)
+    reason = decoded.reason if isinstance(decoded, RevertedWithReason) else ""
+    return f"execution reverted: {reason}" if reason else "execution reverted"
+
+
+def _error(code: int, message: str, data: str | None = None) -> RPCResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": 0, "error": error}  # type: ignore[typeddict-item]
+
+
+def to_json_rpc(value: Any, key: str = "") -> Any:
+    """A provider result in JSON-RPC wire form: quantities and bytes as ``0x`` hex."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        # eth-tester keeps the logs bloom as an int; on the wire it is 256 bytes of data.
+        return "0x" + value.to_bytes(256).hex() if key == "logsBloom" else hex(value)
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {k: to_json_rpc(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_rpc(v, key) for v in value]
+    raise LedgerError(f"cannot encode {type(value).__name__} in a JSON-RPC response")
+
+
+class DevChain:
+    """The embedded chain served as JSON-RPC over HTTP (single and batch requests).
+
+    Args:
+        host: interface to bind; keep the default 127.0.0.1 (no authentication).
+        port: TCP port; 0 picks a free one (read :attr:`url` after :meth:`start`).
+        num_accounts: how many dev-mnemonic accounts genesis funds.
+        block_time: if set, mine an empty block every ``block_time`` seconds, so block-based
+            deadlines pass while every node waits.
+        provider: serve this provider instead of a fresh chain.
+
+    Use as a context manager, or ``start()``/``stop()``, or ``serve_forever()`` in the CLI.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8545,
+        num_accounts: int = 20,
+        block_time: float | None = None,
+        provider: EmbeddedProvider | None = None,
+    ) -> None:
+        if block_time is not None and block_time <= 0:
+            raise LedgerError(f"block_time must be > 0 seconds, got {block_time}")
+        self.provider = provider or EmbeddedProvider(num_accounts=num_accounts)
+        self.accounts: list[LocalAccount] = dev_accounts(num_accounts)
+        self.block_time = block_time
+        # No client-side middleware: requests arrive already formed, and only the provider's
+        # own eth-tester translation should touch them.
+        w3 = Web3(self.provider, middleware=[])
+        self._request = self.provider.request_func(w3, w3.middleware_onion)
+        try:
+            self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        except OSError as exc:
+            raise LedgerError(f"cannot listen on {host}:{port}: {exc}") from exc
+        self._server.daemon_threads = True
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        """The JSON-RPC URL, e.g. ``http://127.0.0.1:8545``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def handle(self, request: Any) -> dict[str, Any]:
+        """Answer one JSON-RPC request object (already parsed)."""
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            return _wire(None, _error(-32600, "Invalid Request"))
+        params = request.get("params") or []
+        try:
+            response = self._request(RPCEndpoint(request["method"]), params)
+        except Exception as exc:  # malformed params rejected by the formatters
+            response = _error(-32602, f"Invalid params: {exc}")
+        return _wire(request.get("id"), response)
+
+    def start(self) -> DevChain:
+        """Serve in background threads; returns self."""
+        self._spawn(self._server.serve_forever, "devchain-http")
+        if self.block_time:
+            self._spawn(self._mine_periodically, "devchain-blocks")
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until :meth:`stop` or KeyboardInterrupt."""
+        if self.block_time:
+            self._spawn(self._mine_periodically, "devchain-blocks")
+        try:
+            self._server.serve_forever()
+        finally:
+            self._stop.set()
+            self._server.server_close()
+
+    def stop(self) -> None:
+        """Stop serving and mining, close the socket, join the threads."""
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> DevChain:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _mine_periodically(self) -> None:
+        assert self.block_time is not None
+        while not self._stop.wait(self.block_time):
+            with self.provider.lock:
+                self.provider.ethereum_tester.mine_blocks(1)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        chain = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
+            # Headers and body go out as two writes; with Nagle on, the body waits for the
+            # client's delayed ACK (~40 ms a request).
+            disable_nagle_algorithm = True
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length))
+                except ValueError:
+                    reply: Any = _wire(None, _error(-32700, "Parse error"))
+                else:
+                    if isinstance(body, list):
+                        reply = [chain.handle(item) for item in body]
+                    else:
+                        reply = chain.handle(body)
+                payload = json.dumps(reply).encode()
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # one line per request would drown the CLI's output
+
+        return Handler
+
+
+def _wire(request_id: Any, response: Mapping[str, Any]) -> dict[str, Any]:
+    reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
+    if "error" in response:
+        reply["error"] = response["error"]
+    else:
+        reply["result"] = to_json_rpc(response.get("result"))
+    return reply

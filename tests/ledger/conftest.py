@@ -1,0 +1,165 @@
+"""Chain fixtures shared by every ledger test: one behaviour suite, three backends.
+
+``chain`` is parametrized over the embedded eth-tester chain, ``devchain`` (the embedded chain
+served over HTTP from a background thread) and a real ``anvil`` process. The backends are
+session-scoped; each test runs between ``evm_snapshot`` and ``evm_revert``, so tests start
+from the same state without paying for a fresh chain. Use ``chain``, ``accounts`` and
+``deploy`` in contract-integration tests as well.
+
+When anvil is missing, its tests skip with the reason outside CI and FAIL when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from web3.contract import Contract
+
+from flchain.errors import LedgerError
+from flchain.ledger.anvil import AnvilProcess, find_anvil
+from flchain.ledger.chain import Chain
+from flchain.ledger.devchain import DevChain
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NUM_ACCOUNTS = 20
+BACKENDS = ["embedded", "devchain", pytest.param("anvil", marks=pytest.mark.anvil)]
+
+
+@pytest.fixture(scope="session")
+def fixture_artifact() -> dict[str, Any]:
+    """The compiled test-only ``ChainFixture`` contract."""
+    return json.loads((FIXTURES / "ChainFixture.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def devchain_url() -> Iterator[str]:
+    """URL of a devchain served from a background thread for the whole session."""
+    with DevChain(port=0, num_accounts=NUM_ACCOUNTS) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def anvil_url() -> Iterator[str]:
+    """URL of a real anvil process for the whole session (skip/fail when missing)."""
+    binary = find_anvil()
+    if binary is None or not binary.exists():
+        reason = "anvil binary not found (run `npm ci`, or set FLCHAIN_ANVIL)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the anvil backend")
+        pytest.skip(reason)
+    try:
+        with AnvilProcess(accounts=NUM_ACCOUNTS) as anvil:
+            yield anvil.url
+    except LedgerError as exc:
+        pytest.fail(f"anvil did not start: {exc}")
+
+
+@pytest.fixture(scope="session")
+def rpc_url(request: pytest.FixtureRequest) -> str:
+    """URL of a JSON-RPC backend; parametrize with ``RPC_BACKENDS`` (indirect)."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def session_chain(request: pytest.FixtureRequest) -> Chain:
+    """One long-lived :class:`Chain` per backend."""
+    if request.param == "embedded":
+        return Chain.embedded(NUM_ACCOUNTS)
+    url = request.getfixturevalue(f"{request.param}_url")
+    return Chain.connect(url, num_accounts=NUM_ACCOUNTS, receipt_timeout=30)
+
+
+@pytest.fixture
+def chain(session_chain: Chain) -> Iterator[Chain]:
+    """The backend's chain, reverted to its state before the test afterwards."""
+    snapshot = session_chain.snapshot()
+    yield session_chain
+    session_chain.set_automine(True)  # in case a test stopped it
+    session_chain.revert(snapshot)
+
+
+@pytest.fixture
+def accounts(chain: Chain) -> list[LocalAccount]:
+    """The chain's pre-funded local accounts (``accounts[0]`` deploys by default)."""
+    return chain.accounts
+
+
+@pytest.fixture
+def deploy(chain: Chain) -> Callable[..., Contract]:
+    """``deploy(artifact, *args, sender=None)``: deploy on ``chain`` from ``accounts[0]``."""
+
+    def _deploy(artifact: Any, *args: Any, sender: LocalAccount | None = None) -> Contract:
+        return chain.deploy(artifact, sender or chain.accounts[0], *args)
+
+    return _deploy
+
+
+@pytest.fixture
+def fixture_contract(deploy: Callable[..., Contract], fixture_artifact: dict[str, Any]) -> Contract:
+    """A fresh ``ChainFixture`` with ``counter == 5``, deployed by ``accounts[0]``."""
+    return deploy(fixture_artifact, 5)
+
+
+# --- concurrency helpers (factories as fixtures, so any test module here can use them) -------
+
+
+def _send_concurrently_impl(
+    chain: Chain, contract: Contract, senders: list[Any], threads_per_sender: int, each: int
+) -> list[Any]:
+    receipts: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(account: Any) -> None:
+        try:
+            for _ in range(each):
+                receipt = chain.transact(contract.functions.increment(1), account)
+                with lock:
+                    receipts.append(receipt)
+        except BaseException as exc:  # surfaced below, with the thread's traceback
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(account,))
+        for account in senders
+        for _ in range(threads_per_sender)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return receipts
+
+
+def _assert_exactly_once_impl(chain: Chain, receipts: list[Any], start: dict[str, int]) -> None:
+    by_sender: dict[str, list[int]] = {}
+    for receipt in receipts:
+        tx = chain.w3.eth.get_transaction(receipt["transactionHash"])
+        by_sender.setdefault(tx["from"], []).append(tx["nonce"])
+    for sender, nonces in by_sender.items():
+        assert sorted(nonces) == list(range(start[sender], start[sender] + len(nonces)))
+        # Exactly these transactions, no duplicates and nothing extra, reached the chain.
+        assert chain.w3.eth.get_transaction_count(sender) == start[sender] + len(nonces)
+
+
+@pytest.fixture
+def send_concurrently() -> Callable[..., list[Any]]:
+    """``send_concurrently(chain, contract, senders, threads_per_sender, each)``: receipts of
+    ``increment(1)`` sent from several threads per account."""
+    return _send_concurrently_impl
+
+
+@pytest.fixture
+def assert_exactly_once() -> Callable[..., None]:
+    """``assert_exactly_once(chain, receipts, start_nonces)``: per sender, the receipts' nonces
+    are consecutive from the start nonce and no other transaction reached the chain."""
+    return _assert_exactly_once_impl

@@ -1,0 +1,233 @@
+"""The chain-layer behaviour suite: every test runs on embedded, devchain and anvil."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from eth_utils import function_signature_to_4byte_selector
+from web3.contract import Contract
+
+from flchain.errors import (
+    ContractRevert,
+    LedgerError,
+    RPCUnavailable,
+    TransactionFailed,
+    TransactionTimeout,
+)
+from flchain.ledger.chain import Chain
+from flchain.ledger.reverts import Panic, RevertedWithReason, UndecodedRevert
+
+
+class ValueTooLarge(ContractRevert):
+    """As the generated module would declare it: registered by selector."""
+
+    solidity_signature = "ValueTooLarge(uint256,uint256)"
+    selector = function_signature_to_4byte_selector(solidity_signature)
+    arg_names = ("value", "limit")
+    arg_types = ("uint256", "uint256")
+
+
+ANVIL_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+
+
+def test_accounts_are_the_funded_dev_accounts(chain: Chain) -> None:
+    assert len(chain.accounts) == 20
+    assert chain.accounts[0].address == ANVIL_ACCOUNT_0
+    assert all(chain.balance(a.address) >= 10**21 for a in chain.accounts)
+    assert chain.chain_id in (31337, 131277322940537)
+
+
+def test_deploy_and_call(chain: Chain, fixture_contract: Contract) -> None:
+    assert chain.call(fixture_contract.functions.counter()) == 5
+    assert chain.call(fixture_contract.functions.owner()) == chain.accounts[0].address
+    again = chain.contract(fixture_contract.abi, fixture_contract.address)
+    assert chain.call(again.functions.counter()) == 5
+
+
+def test_deploy_without_bytecode_is_refused(chain: Chain, fixture_artifact: dict) -> None:
+    with pytest.raises(LedgerError, match="no bytecode"):
+        chain.deploy({**fixture_artifact, "bytecode": "0x"}, chain.accounts[0])
+
+
+def test_transact_changes_state_and_emits_event(chain: Chain, fixture_contract: Contract) -> None:
+    sender = chain.accounts[1]
+    receipt = chain.transact(fixture_contract.functions.increment(7), sender)
+    assert receipt["status"] == 1
+    assert chain.call(fixture_contract.functions.counter()) == 12
+    (event,) = chain.events(fixture_contract, "Incremented", from_block=receipt["blockNumber"])
+    assert event["args"] == {"by": sender.address, "newValue": 12, "amount": 7}
+    assert event["transactionHash"] == receipt["transactionHash"]
+
+
+def test_events_filter_by_argument_and_block_range(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    alice, bob = chain.accounts[1], chain.accounts[2]
+    first = chain.transact(fixture_contract.functions.increment(1), alice)
+    chain.transact(fixture_contract.functions.increment(2), bob)
+    chain.transact(fixture_contract.functions.increment(3), alice)
+    start = first["blockNumber"]
+    by_alice = chain.events(
+        fixture_contract, "Incremented", start, argument_filters={"by": alice.address}
+    )
+    assert [e["args"]["amount"] for e in by_alice] == [1, 3]
+    later = chain.events(fixture_contract, "Incremented", from_block=start + 1)
+    assert [e["args"]["amount"] for e in later] == [2, 3]
+    with pytest.raises(LedgerError, match="not an event"):
+        chain.events(fixture_contract, "NoSuchEvent")
+
+
+def test_value_transfer_with_transact(chain: Chain, fixture_artifact: dict) -> None:
+    contract = chain.deploy(fixture_artifact, chain.accounts[3], 0, value=12345)
+    assert chain.balance(contract.address) == 12345
+
+
+def test_mine(chain: Chain) -> None:
+    before = chain.block_number
+    chain.mine()
+    chain.mine(3)
+    assert chain.block_number == before + 4
+    with pytest.raises(LedgerError):
+        chain.mine(0)
+
+
+def test_snapshot_and_revert_restore_state_and_nonces(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    sender = chain.accounts[4]
+    snapshot = chain.snapshot()
+    chain.transact(fixture_contract.functions.increment(10), sender)
+    chain.transact(fixture_contract.functions.increment(10), sender)
+    assert chain.call(fixture_contract.functions.counter()) == 25
+    chain.revert(snapshot)
+    assert chain.call(fixture_contract.functions.counter()) == 5
+    # The nonce manager forgot its counters, so the account sends again from the old nonce.
+    receipt = chain.transact(fixture_contract.functions.increment(1), sender)
+    tx = chain.w3.eth.get_transaction(receipt["transactionHash"])
+    assert tx["nonce"] == chain.w3.eth.get_transaction_count(sender.address) - 1
+    assert chain.call(fixture_contract.functions.counter()) == 6
+
+
+def test_revert_to_unknown_snapshot_is_a_ledger_error(chain: Chain) -> None:
+    with pytest.raises(LedgerError):
+        chain.revert("0x7fffffff")
+
+
+# --- reverts ------------------------------------------------------------------------------
+
+
+def test_registered_custom_error_with_args(chain: Chain, fixture_contract: Contract) -> None:
+    fn = fixture_contract.functions.increment(5000)
+    for attempt in (lambda: chain.call(fn), lambda: chain.transact(fn, chain.accounts[1])):
+        with pytest.raises(ValueTooLarge) as info:
+            attempt()
+        assert info.value.error_args == {"value": 5000, "limit": 1000}
+        assert str(info.value) == "ValueTooLarge(value=5000, limit=1000)"
+
+
+def test_custom_error_from_abi_when_not_registered(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    stranger = chain.accounts[2]
+    with pytest.raises(ContractRevert) as info:
+        chain.transact(fixture_contract.functions.onlyOwner(), stranger)
+    assert type(info.value).__name__ == "NotOwner"
+    assert isinstance(info.value, TransactionFailed)
+    assert info.value.error_args == {"caller": stranger.address, "owner": chain.accounts[0].address}
+    with pytest.raises(ContractRevert) as no_args:
+        chain.call(fixture_contract.functions.unlucky())
+    assert type(no_args.value).__name__ == "Unlucky"
+    assert no_args.value.error_args == {}
+
+
+def test_require_string_and_panic_and_bare_revert(chain: Chain, fixture_contract: Contract) -> None:
+    sender = chain.accounts[1]
+    with pytest.raises(RevertedWithReason) as reason:
+        chain.transact(fixture_contract.functions.requireSmall(20), sender)
+    assert reason.value.reason == "value must be below 10"
+    with pytest.raises(Panic) as panic:
+        chain.call(fixture_contract.functions.divide(1, 0))
+    assert (panic.value.code, panic.value.meaning) == (0x12, "division or modulo by zero")
+    with pytest.raises(UndecodedRevert) as bare:
+        chain.transact(fixture_contract.functions.bareRevert(), sender)
+    assert bare.value.data == b""
+    assert chain.call(fixture_contract.functions.requireSmall(3)) == 3
+
+
+def test_mined_revert_is_decoded(chain: Chain, fixture_contract: Contract) -> None:
+    sender = chain.accounts[5]
+    nonce = chain.w3.eth.get_transaction_count(sender.address)
+    # An explicit gas limit skips estimation, so the revert happens on-chain (status 0).
+    with pytest.raises(ValueTooLarge) as info:
+        chain.transact(fixture_contract.functions.increment(2000), sender, gas=200_000)
+    assert info.value.error_args == {"value": 2000, "limit": 1000}
+    assert "status 0" in info.value.__notes__[0]
+    assert chain.w3.eth.get_transaction_count(sender.address) == nonce + 1  # it was mined
+
+
+def test_failed_estimation_does_not_consume_a_nonce(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    sender = chain.accounts[6]
+    chain.transact(fixture_contract.functions.increment(1), sender)
+    with pytest.raises(ValueTooLarge):
+        chain.transact(fixture_contract.functions.increment(5000), sender)
+    receipt = chain.transact(fixture_contract.functions.increment(1), sender)
+    tx = chain.w3.eth.get_transaction(receipt["transactionHash"])
+    assert tx["nonce"] == chain.w3.eth.get_transaction_count(sender.address) - 1
+
+
+def test_nonce_resync_after_another_client_used_the_account(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    sender = chain.accounts[7]
+    chain.transact(fixture_contract.functions.increment(1), sender)
+    # A second client (another process, say) sends with the same key behind our back.
+    other = Chain(chain.w3, chain.accounts, label="other client")
+    other.transact(fixture_contract.functions.increment(1), sender)
+    other.transact(fixture_contract.functions.increment(1), sender)
+    chain.transact(fixture_contract.functions.increment(1), sender)  # "nonce too low" → resync
+    assert chain.call(fixture_contract.functions.counter()) == 9
+    assert chain.nonces.peek(sender.address) == chain.w3.eth.get_transaction_count(sender.address)
+
+
+# --- concurrency, timeouts, unreachable nodes ----------------------------------------------
+
+
+def test_concurrent_senders(
+    chain: Chain, fixture_contract: Contract, send_concurrently: Any, assert_exactly_once: Any
+) -> None:
+    senders = chain.accounts[8:11]
+    start = {a.address: chain.w3.eth.get_transaction_count(a.address) for a in senders}
+    receipts = send_concurrently(chain, fixture_contract, senders, threads_per_sender=2, each=4)
+    assert len(receipts) == 24
+    assert all(r["status"] == 1 for r in receipts)
+    assert chain.call(fixture_contract.functions.counter()) == 5 + 24
+    assert_exactly_once(chain, receipts, start)
+
+
+def test_receipt_timeout(chain: Chain, fixture_contract: Contract) -> None:
+    with pytest.raises(TransactionTimeout, match="no receipt"):
+        chain.wait_for_receipt(os.urandom(32), timeout=0.2)
+    chain.set_automine(False)
+    tx_hash = chain.send(fixture_contract.functions.increment(1), chain.accounts[11], gas=100_000)
+    with pytest.raises(TransactionTimeout):
+        chain.wait_for_receipt(tx_hash, timeout=0.3)
+    chain.mine()
+    assert chain.wait_for_receipt(tx_hash, timeout=5)["status"] == 1
+
+
+def test_unreachable_rpc_names_the_url() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(RPCUnavailable, match=url) as info:
+        Chain.connect(url, retries=1, timeout=0.5)
+    assert isinstance(info.value, ConnectionError)
+    assert "flchain devchain" in str(info.value)
+    with pytest.raises(RPCUnavailable, match="http"):
+        Chain.connect("ws://127.0.0.1:1")
