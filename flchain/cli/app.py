@@ -1,0 +1,33 @@
+"""The ``flchain`` command: a thin Typer shell over the library (logic lives in ``flchain``)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from flchain.cli import store
+from flchain.cli.devchain import devchain
+from flchain.errors import FLChainError
+
+app = typer.Typer(
+    help="FLChain: incentivized federated learning on an EVM ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("devchain")(devchain)
+app.add_typer(store.app, name="store")
+
+
+def main() -> None:
+    """Console entry point: project errors become one clear line and exit status 1."""
+    try:
+        app()
+    except FLChainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""``flchain store``: add, cat, export and import content, like ``ipfs add -Q`` / ``ipfs cat``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flchain.errors import FLChainError
+from flchain.storage import ContentStore, export_car, import_car, open_store
+
+app = typer.Typer(
+    help="Content-addressed storage (IPFS CIDs): embedded store or a Kubo daemon.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        envvar="FLCHAIN_STORE",
+        help="Embedded store directory [default: ~/.local/share/flchain/store].",
+        show_default=False,
+    ),
+]
+ApiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ipfs-api",
+        envvar="FLCHAIN_IPFS_API",
+        help="Kubo RPC multiaddr (e.g. /ip4/127.0.0.1/tcp/5001); overrides --store.",
+    ),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _open(store: Path | None, ipfs_api: str | None, cid_version: int = 0) -> ContentStore:
+    return open_store(store, ipfs_api, cid_version=cid_version)
+
+
+@app.command()
+def add(
+    path: Annotated[Path, typer.Argument(help="File to add ('-' for stdin).")],
+    cid_version: Annotated[int, typer.Option("--cid-version", min=0, max=1)] = 0,
+    store: StoreOpt = None,
+    ipfs_api: ApiOpt = None,
+) -> None:
+    """Store a file and print its CID (only the CID) on stdout."""
+    try:
+        with _open(store, ipfs_api, cid_version) as s:
+            cid = s.put_stream(sys.stdin.buffer) if str(path) == "-" else s.put_file(path)
+    except FLChainError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror or exc}") from None
+    typer.echo(cid)
+
+
+@app.command()
+def cat(
+    cid: Annotated[str, typer.Argument(help="CID of the content.")],
+    store: StoreOpt = None,
+    ipfs_api: ApiOpt = None,
+) -> None:
+    """Write the content named CID to stdout."""
+    try:
+        with _open(store, ipfs_api) as s:
+            data = s.get(cid)
+    except FLChainError as exc:
+        raise _fail(str(exc)) from None
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+@app.command("export")
+def export(
+    cid: Annotated[str, typer.Argument(help="Root CID of the DAG to export.")],
+    out: Annotated[Path, typer.Argument(help="CAR file to write.")],
+    store: StoreOpt = None,
+    ipfs_api: ApiOpt = None,
+) -> None:
+    """Write the DAG under CID to a CARv1 file (for `ipfs dag import`)."""
+    try:
+        with _open(store, ipfs_api) as s:
+            export_car(s, cid, out)
+    except FLChainError as exc:
+        out.unlink(missing_ok=True)
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+@app.command("import")
+def import_(
+    car: Annotated[Path, typer.Argument(help="CARv1 file to read.")],
+    store: StoreOpt = None,
+    ipfs_api: ApiOpt = None,
+) -> None:
+    """Load a CARv1 file, verifying every block; pin and print its roots."""
+    try:
+        with _open(store, ipfs_api) as s:
+            roots = import_car(s, car)
+    except FLChainError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot read {car}: {exc.strerror or exc}") from None
+    for root in roots:
+        typer.echo(root)

@@ -1,0 +1,152 @@
+"""One behaviour suite, run against every ContentStore (web3.py style: subclass per backend)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flchain.errors import (
+    ContentMismatch,
+    ContentNotFound,
+    ContentTooLarge,
+    InvalidCID,
+    StoreUnavailable,
+)
+from flchain.storage import ContentStore, KuboStore, LocalStore, cid_for, export_car, import_car
+from flchain.storage.unixfs import CHUNK_SIZE
+
+StoreFactory = Callable[..., ContentStore]
+
+# Valid CIDs of content nobody stored (the sha256 of a fixed phrase as a dag-pb leaf name).
+UNKNOWN = cid_for(b"flchain: content that no test ever stores")
+
+
+def _data(size: int, seed: bytes = b"s") -> bytes:
+    return hashlib.shake_256(seed).digest(size) if size else b""
+
+
+class StoreBehaviour:
+    """What every store must do; subclasses provide the ``make_store`` factory fixture."""
+
+    @pytest.fixture
+    def store(self, make_store: StoreFactory) -> ContentStore:
+        return make_store()
+
+    @pytest.mark.parametrize("size", [0, 12, CHUNK_SIZE + 1, 1_000_000])
+    def test_put_get_round_trip(self, store: ContentStore, size: int) -> None:
+        data = _data(size, seed=b"%d" % size)
+        cid = store.put(data)
+        assert cid == cid_for(data)
+        assert store.get(cid) == data
+        assert store.has(cid)
+
+    def test_cid_version_1(self, make_store: StoreFactory) -> None:
+        store = make_store(cid_version=1)
+        data = b"hello world\n"
+        cid = store.put(data)
+        assert cid == "bafybeicg2rebjoofv4kbyovkw7af3rpiitvnl6i7ckcywaq6xjcxnc2mby"
+        assert store.get(cid) == store.get("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o") == data
+
+    def test_put_stream_equals_put(self, store: ContentStore, tmp_path: Path) -> None:
+        data = _data(2 * CHUNK_SIZE + 5)
+        path = tmp_path / "f.bin"
+        path.write_bytes(data)
+        assert store.put_file(path) == store.put_stream(io.BytesIO(data)) == cid_for(data)
+
+    def test_unknown_cid(self, store: ContentStore) -> None:
+        assert not store.has(UNKNOWN)
+        with pytest.raises(ContentNotFound):
+            store.get(UNKNOWN)
+
+    @pytest.mark.parametrize("bad", ["", "Qm", "hello", "bafy" + "x" * 55, "zz" * 23])
+    def test_invalid_cid(self, store: ContentStore, bad: str) -> None:
+        for op in (store.get, store.has, store.pin, store.unpin):
+            with pytest.raises(InvalidCID):
+                op(bad)
+
+    def test_pins(self, store: ContentStore) -> None:
+        pinned = store.put(b"pinned")
+        loose = store.put(b"loose", pin=False)
+        assert pinned in store.pins()
+        assert loose not in store.pins()
+        store.pin(loose)
+        assert loose in store.pins()
+        store.unpin(loose)
+        store.unpin(loose)  # unpinning twice is fine
+        assert loose not in store.pins()
+        assert store.get(loose) == b"loose"
+
+    def test_pin_unknown(self, store: ContentStore) -> None:
+        with pytest.raises(ContentNotFound):
+            store.pin(UNKNOWN)
+
+    def test_size_limit(self, make_store: StoreFactory) -> None:
+        small = make_store(max_size=1000)
+        with pytest.raises(ContentTooLarge):
+            small.put(b"x" * 1001)
+        with pytest.raises(ContentTooLarge):
+            small.put_stream(io.BytesIO(b"x" * 1001))
+        big = make_store()
+        cid = big.put(b"y" * 5000)
+        with pytest.raises(ContentTooLarge):
+            small.get(cid)
+        assert small.get(small.put(b"z" * 1000)) == b"z" * 1000
+
+    def test_blocks(self, store: ContentStore) -> None:
+        cid = store.put(b"block test")
+        block = store.get_block(cid)
+        assert cid_for(b"block test") == cid and b"block test" in block
+        with pytest.raises(ContentMismatch):
+            store.put_block(cid, block + b"!")
+
+    def test_car_round_trip_into_a_fresh_store(self, store: ContentStore, tmp_path: Path) -> None:
+        data = _data(3 * CHUNK_SIZE + 1, seed=b"car")
+        cid = store.put(data)
+        car = tmp_path / "x.car"
+        export_car(store, cid, car)
+        with LocalStore(tmp_path / "other", durable=False) as other:
+            assert import_car(other, car) == [cid]
+            assert other.get(cid) == data
+            assert cid in other.pins()
+
+
+class TestLocalStore(StoreBehaviour):
+    @pytest.fixture
+    def make_store(self, tmp_path: Path) -> Iterator[StoreFactory]:
+        opened: list[ContentStore] = []
+
+        def make(**kwargs: object) -> ContentStore:
+            opened.append(LocalStore(tmp_path / "store", **kwargs))  # type: ignore[arg-type]
+            return opened[-1]
+
+        yield make
+        for s in opened:
+            s.close()
+
+
+@pytest.mark.kubo
+class TestKuboStore(StoreBehaviour):
+    @pytest.fixture
+    def make_store(self) -> Iterator[StoreFactory]:
+        api = os.environ.get("FLCHAIN_IPFS_API")
+        if not api:
+            pytest.skip("no Kubo daemon: set FLCHAIN_IPFS_API=/ip4/127.0.0.1/tcp/5001 to run")
+        try:
+            KuboStore(api, timeout=5, retries=0).close()
+        except StoreUnavailable as exc:
+            pytest.skip(f"FLCHAIN_IPFS_API={api} is not usable: {exc}")
+
+        opened: list[ContentStore] = []
+
+        def make(**kwargs: object) -> ContentStore:
+            opened.append(KuboStore(api, timeout=5, **kwargs))  # type: ignore[arg-type]
+            return opened[-1]
+
+        yield make
+        for s in opened:
+            s.close()
