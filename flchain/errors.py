@@ -8,7 +8,8 @@ keep working. Subtrees: configuration, ledger (chain), storage (content store), 
 
 Contract reverts are raised as subclasses of :class:`ContractRevert` named after the Solidity
 custom error (``NotRegistered``, ``CommitPhaseClosed``, ...); they are generated from the
-contract ABIs in :mod:`flchain.ledger.reverts`.
+contract ABIs into :mod:`flchain.ledger.contract_errors` by ``scripts/compile_contracts.py`` and
+decoded by :mod:`flchain.ledger.reverts`.
 """
 
 from __future__ import annotations
