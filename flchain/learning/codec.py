@@ -1,0 +1,341 @@
+"""Canonical bytes for model updates and global models (safetensors, never pickle).
+
+For a given :class:`~flchain.learning.models.ModelSpec` there is exactly one valid encoding of
+each update: the safetensors file that ``safetensors.numpy.save`` writes for the spec's tensors
+(laid out by name) with metadata naming the spec digest. Its header is therefore a function of
+the spec alone, so decoding checks the header and the length against the expected ones and then
+reads the body without copying; anything else is diagnosed and rejected with an error naming the
+problem. One digest ↔ one update: re-encoding a decoded update reproduces the input bytes.
+
+With ``codec.encoding == "fixed"`` a coordinate ``x`` is stored as the int32 ``round(x·2^F)``
+(F = ``frac_bits``), which is what the aggregators compute on, exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import safetensors.numpy
+import torch
+
+from flchain.errors import UpdateFormatError
+from flchain.learning.models import ModelSpec
+from flchain.types import Digest
+
+Kind = Literal["update", "model"]
+Array = np.ndarray | torch.Tensor
+
+
+# --- errors: what is wrong with the bytes ----------------------------------------------------
+
+
+class MalformedEncoding(UpdateFormatError):
+    """The bytes are not a safetensors file (garbage, truncated header, bad JSON)."""
+
+
+class SizeBoundExceeded(UpdateFormatError):
+    """The bytes are longer than the spec's canonical encoding."""
+
+
+class TruncatedEncoding(UpdateFormatError):
+    """The header is right but the body is shorter than the spec requires."""
+
+
+class MissingTensor(UpdateFormatError):
+    """A tensor the spec requires is absent."""
+
+
+class UnexpectedTensor(UpdateFormatError):
+    """A tensor the spec does not know is present."""
+
+
+class ShapeMismatch(UpdateFormatError):
+    """A tensor has the wrong shape."""
+
+
+class DtypeMismatch(UpdateFormatError):
+    """A tensor has the wrong dtype."""
+
+
+class NonFiniteValue(UpdateFormatError):
+    """A tensor holds NaN or ±Inf."""
+
+
+class MagnitudeBoundExceeded(UpdateFormatError):
+    """A coordinate exceeds the spec's magnitude bound."""
+
+
+class NonCanonicalEncoding(UpdateFormatError):
+    """Tensors match the spec but the bytes differ from the canonical encoding (metadata,
+    header layout, padding, a different spec digest or kind)."""
+
+
+# --- layout -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    header: bytes  # the 8-byte length prefix and the JSON header, padding included
+    size: int
+    dtype: np.dtype
+    slices: tuple[tuple[str, tuple[int, ...], int, int], ...]  # name, shape, start, end (items)
+
+
+_ST_DTYPE = {"int32": "I32", "float32": "F32"}
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(spec: ModelSpec, kind: Kind) -> _Layout:
+    store = "int32" if kind == "update" and spec.codec.encoding == "fixed" else "float32"
+    dtype = np.dtype(store).newbyteorder("<")
+    zeros = {t.name: np.zeros(t.shape, dtype) for t in spec.tensors}
+    blob = safetensors.numpy.save(zeros, metadata=_metadata(spec, kind))
+    header_len = 8 + int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:header_len])
+    slices = sorted(
+        (
+            (name, tuple(h["shape"]), h["data_offsets"][0] // 4, h["data_offsets"][1] // 4)
+            for name, h in header.items()
+            if name != "__metadata__"
+        ),
+        key=lambda s: s[2],
+    )
+    return _Layout(blob[:header_len], len(blob), dtype, tuple(slices))
+
+
+def _metadata(spec: ModelSpec, kind: Kind) -> dict[str, str]:
+    # ONE key: safetensors writes __metadata__ from a hash map whose order varies per call
+    return {"flchain": f"{kind}:{spec.digest().hex()}"}
+
+
+# --- the decoded update -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Update:
+    """A model update (delta from the round's global model) in fixed-point form.
+
+    ``q`` is a read-only 1-D int32 array holding ``round(x·2^frac_bits)`` of every coordinate,
+    in the canonical layout of ``spec`` (tensors ordered by name). Build one with
+    :func:`quantize` or :func:`decode_update`.
+    """
+
+    spec: ModelSpec
+    q: np.ndarray
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The update as float32 tensors, in the spec's tensor order."""
+        scale = 2.0**-self.spec.codec.frac_bits
+        flat = (self.q.astype(np.float64) * scale).astype(np.float32)
+        parts = {
+            name: torch.from_numpy(flat[a:b].reshape(shape))
+            for name, shape, a, b in _layout(self.spec, "update").slices
+        }
+        return {t.name: parts[t.name] for t in self.spec.tensors}
+
+    def is_zero(self) -> bool:
+        """True when the update changes nothing (the global model sent back)."""
+        # a strided sample settles almost every real update without a full pass
+        return not np.any(self.q[:: max(1, self.q.size // 1024)]) and not np.any(self.q)
+
+
+def _as_numpy(x: Array) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _check_tensors(tensors: Mapping[str, Array], spec: ModelSpec) -> None:
+    names = set(tensors)
+    for t in spec.tensors:
+        if t.name not in names:
+            raise MissingTensor(f"tensor {t.name!r} is missing")
+        shape = tuple(tensors[t.name].shape)
+        if shape != t.shape:
+            raise ShapeMismatch(f"tensor {t.name!r} has shape {shape}, spec says {t.shape}")
+    extra = names - {t.name for t in spec.tensors}
+    if extra:
+        raise UnexpectedTensor(f"tensor {sorted(extra)[0]!r} is not in the model spec")
+
+
+def _flatten(tensors: Mapping[str, Array], spec: ModelSpec, kind: Kind) -> np.ndarray:
+    _check_tensors(tensors, spec)
+    lay = _layout(spec, kind)
+    return np.concatenate(
+        [_as_numpy(tensors[name]).astype(np.float64).reshape(-1) for name, *_ in lay.slices]
+    )
+
+
+def _name_at(spec: ModelSpec, kind: Kind, index: int) -> str:
+    for name, _, a, b in _layout(spec, kind).slices:
+        if a <= index < b:
+            return name
+    return "?"
+
+
+def _check_finite(flat: np.ndarray, spec: ModelSpec, kind: Kind) -> None:
+    finite = np.isfinite(flat)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise NonFiniteValue(f"tensor {_name_at(spec, kind, i)!r} holds {flat[i]}")
+
+
+def _to_fixed(flat: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Finite check, round to the nearest multiple of 2^-frac_bits (ties to even), then the
+    magnitude bound on the rounded value, the one decode checks."""
+    _check_finite(flat, spec, "update")
+    q = np.rint(flat.astype(np.float64) * 2.0**spec.codec.frac_bits)
+    big = np.abs(q) > spec.codec.bound_q
+    if big.any():
+        i = int(np.argmax(big))
+        raise MagnitudeBoundExceeded(
+            f"tensor {_name_at(spec, 'update', i)!r} holds {float(flat[i])!r}, "
+            f"bound is {spec.codec.bound}"
+        )
+    q = q.astype(np.int32)
+    q.flags.writeable = False
+    return q
+
+
+def quantize(delta: Mapping[str, Array], spec: ModelSpec) -> Update:
+    """Turn a float delta into an :class:`Update` after checking names, shapes, finiteness and
+    the magnitude bound."""
+    return Update(spec, _to_fixed(_flatten(delta, spec, "update"), spec))
+
+
+# --- encode / decode --------------------------------------------------------------------------
+
+
+def encode_update(update: Update | Mapping[str, Array], spec: ModelSpec) -> bytes:
+    """The canonical bytes of an update (a float delta is quantized first)."""
+    if not isinstance(update, Update):
+        update = quantize(update, spec)
+    elif update.spec != spec:
+        raise NonCanonicalEncoding("update was built for a different model spec")
+    lay = _layout(spec, "update")
+    if spec.codec.encoding == "fixed":
+        body = update.q.astype(lay.dtype, copy=False)
+    else:
+        body = (update.q.astype(np.float64) * 2.0**-spec.codec.frac_bits).astype(lay.dtype)
+    return lay.header + body.tobytes()
+
+
+def decode_update(data: bytes, spec: ModelSpec) -> Update:
+    """Check ``data`` against ``spec`` and return the :class:`Update`.
+
+    Raises a subclass of :class:`~flchain.errors.UpdateFormatError` naming the problem:
+    malformed/truncated bytes, size bound, missing/extra tensor, shape, dtype, NaN/Inf,
+    magnitude bound, or a non-canonical encoding.
+    """
+    body = _checked_body(data, spec, "update")
+    if spec.codec.encoding == "fixed":
+        q = body
+        lo, hi = (int(q.min()), int(q.max())) if q.size else (0, 0)
+        bound_q = spec.codec.bound_q
+        if lo < -bound_q or hi > bound_q:
+            i = int(np.argmax(np.abs(q.astype(np.int64)) > bound_q))
+            value = int(q[i]) * 2.0**-spec.codec.frac_bits
+            raise MagnitudeBoundExceeded(
+                f"tensor {_name_at(spec, 'update', i)!r} holds {value}, bound is {spec.codec.bound}"
+            )
+        return Update(spec, q)
+    update = Update(spec, _to_fixed(body, spec))
+    # one digest <-> one update: floats must be exactly what encode_update writes for q
+    if encode_update(update, spec)[len(_layout(spec, "update").header) :] != bytes(body.data):
+        raise NonCanonicalEncoding(
+            f"float32 values are not multiples of 2^-{spec.codec.frac_bits} (or are -0.0)"
+        )
+    return update
+
+
+def encode_model(state: Mapping[str, Array], spec: ModelSpec) -> bytes:
+    """The canonical float32 bytes of a full model state (e.g. the new global model)."""
+    flat = _flatten(state, spec, "model")
+    _check_finite(flat, spec, "model")
+    lay = _layout(spec, "model")
+    return lay.header + flat.astype(lay.dtype).tobytes()
+
+
+def decode_model(data: bytes, spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """Check ``data`` against ``spec`` (as :func:`decode_update`, without the magnitude bound)
+    and return the state dict in the spec's tensor order."""
+    body = _checked_body(data, spec, "model")
+    _check_finite(body, spec, "model")
+    parts = {
+        name: torch.from_numpy(body[a:b].copy().reshape(shape))
+        for name, shape, a, b in _layout(spec, "model").slices
+    }
+    return {t.name: parts[t.name] for t in spec.tensors}
+
+
+def apply_update(state: Mapping[str, torch.Tensor], update: Update) -> dict[str, torch.Tensor]:
+    """``state + update`` in float32, element by element (so bit-for-bit reproducible)."""
+    delta = update.to_tensors()
+    _check_tensors(state, update.spec)
+    return {name: (state[name].detach().float() + d) for name, d in delta.items()}
+
+
+def update_digest(data: bytes) -> Digest:
+    """sha-256 of the encoded bytes, 32 bytes: what a participant commits to and reveals."""
+    return Digest(hashlib.sha256(data).digest())
+
+
+def _checked_body(data: bytes, spec: ModelSpec, kind: Kind) -> np.ndarray:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedEncoding(f"expected bytes, got {type(data).__name__}")
+    lay = _layout(spec, kind)
+    if len(data) != lay.size or bytes(data[: len(lay.header)]) != lay.header:
+        _diagnose(bytes(data), spec, kind, lay)
+    body = np.frombuffer(data, dtype=lay.dtype, offset=len(lay.header))
+    if not body.flags.writeable:
+        return body
+    body = body.copy()  # a bytearray could change under us
+    body.flags.writeable = False
+    return body
+
+
+def _diagnose(data: bytes, spec: ModelSpec, kind: Kind, lay: _Layout) -> None:
+    """Raise the most specific error for bytes that are not the canonical encoding."""
+    too_big = SizeBoundExceeded(f"{len(data)} bytes exceed the spec's {lay.size}")
+    if len(data) < 8:
+        raise MalformedEncoding(f"{len(data)} bytes cannot hold a safetensors header")
+    n = int.from_bytes(data[:8], "little")
+    if len(data) > lay.size and n > 2 * len(lay.header):
+        raise too_big  # do not parse a huge header just to name the problem
+    if n > len(data) - 8:
+        raise MalformedEncoding(f"header length {n} runs past the end ({len(data)} bytes)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedEncoding(f"header is not valid JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise MalformedEncoding("header is not a JSON object")
+    meta = header.pop("__metadata__", None)
+    want = {t.name: t for t in spec.tensors}
+    for name in want:
+        if name not in header:
+            raise MissingTensor(f"tensor {name!r} is missing")
+    for name, entry in header.items():
+        if name not in want:
+            raise UnexpectedTensor(f"tensor {name!r} is not in the model spec")
+        if not isinstance(entry, dict):
+            raise MalformedEncoding(f"header entry for {name!r} is not an object")
+        dtype = _ST_DTYPE[str(lay.dtype.name)]
+        if entry.get("dtype") != dtype:
+            raise DtypeMismatch(f"tensor {name!r} has dtype {entry.get('dtype')}, need {dtype}")
+        if tuple(entry.get("shape", ())) != want[name].shape:
+            raise ShapeMismatch(
+                f"tensor {name!r} has shape {tuple(entry.get('shape', ()))}, "
+                f"spec says {want[name].shape}"
+            )
+    if len(data) > lay.size:
+        raise too_big
+    if meta != _metadata(spec, kind):
+        raise NonCanonicalEncoding(f"metadata {meta!r} does not name this {kind} spec")
+    if 8 + n == len(lay.header) and len(data) < lay.size:
+        raise TruncatedEncoding(f"{len(data)} bytes, the spec needs {lay.size}")
+    raise NonCanonicalEncoding("tensors match the spec but the header bytes are not canonical")

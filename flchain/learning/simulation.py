@@ -1,0 +1,171 @@
+"""An in-memory federation: no chain, no store, but the real codec and aggregation path.
+
+Each round every client trains from the global model; attackers replace or corrupt their
+update; every update is encoded to canonical bytes and decoded again exactly as a committee
+member would (decode failures become :class:`~.aggregation.Failure` s); the rule aggregates;
+the global model moves by the aggregate. This is the "plain in-memory FedAvg" baseline the
+participant node's overhead is measured against.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from flchain.errors import ConfigError, UpdateFormatError
+from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure
+from flchain.learning.codec import apply_update, decode_update, encode_update
+from flchain.learning.data import FederatedData, TensorData
+from flchain.learning.models import ModelSpec
+from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
+
+#: Attacks a client can mount; see :func:`attack_update`.
+ATTACKS = ("sign_flip", "gaussian", "label_flip", "free_rider", "copycat")
+_NO_TRAINING = ("gaussian", "free_rider", "copycat")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One federated run. Clients ``0 .. num_attackers-1`` mount ``attack``."""
+
+    rounds: int
+    train: TrainConfig
+    attack: str | None = None
+    num_attackers: int = 0
+    sign_flip_scale: float = -4.0
+    gaussian_std: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.attack is not None and self.attack not in ATTACKS:
+            raise ConfigError(f"unknown attack {self.attack!r}; known: {ATTACKS}")
+        if self.rounds < 1 or self.num_attackers < 0:
+            raise ConfigError("rounds must be >= 1 and num_attackers >= 0")
+
+
+@dataclass
+class RoundStats:
+    """One round: test accuracy and loss of the new global model, wall time, decisions."""
+
+    round: int
+    accuracy: float
+    loss: float
+    train_seconds: float
+    aggregate_seconds: float
+    decisions: tuple[Decision, ...]
+
+
+@dataclass
+class SimResult:
+    """Per-round statistics of a run."""
+
+    rounds: list[RoundStats] = field(default_factory=list)
+
+    @property
+    def accuracies(self) -> list[float]:
+        """Test accuracy after each round."""
+        return [r.accuracy for r in self.rounds]
+
+    def rounds_to(self, target: float) -> int | None:
+        """First round (1-based) whose test accuracy reaches ``target``, if any."""
+        return next((r.round for r in self.rounds if r.accuracy >= target), None)
+
+
+def participant_id(i: int) -> str:
+    """The simulated participant id of client ``i``."""
+    return f"client-{i:03d}"
+
+
+def attack_update(
+    attack: str,
+    honest: TrainResult,
+    config: SimConfig,
+    gen: torch.Generator,
+    victim: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The update an attacker sends instead of ``honest`` (label-flip attacks the training
+    data instead, so it arrives here already poisoned)."""
+    if attack == "sign_flip":
+        return {k: v * config.sign_flip_scale for k, v in honest.delta.items()}
+    if attack == "gaussian":
+        return {
+            k: torch.randn(v.shape, generator=gen) * config.gaussian_std
+            for k, v in honest.delta.items()
+        }
+    if attack == "free_rider":
+        return {k: torch.zeros_like(v) for k, v in honest.delta.items()}
+    if attack == "copycat":
+        return dict(victim if victim is not None else honest.delta)
+    return honest.delta
+
+
+def _label_flipped(data: TensorData) -> TensorData:
+    return TensorData(data.x, data.num_classes - 1 - data.y, data.num_classes)
+
+
+def run_federation(
+    model: nn.Module,
+    spec: ModelSpec,
+    fed: FederatedData,
+    aggregator: Aggregator,
+    config: SimConfig,
+    on_round: Callable[[RoundStats], None] | None = None,
+) -> SimResult:
+    """Run ``config.rounds`` rounds from ``model``'s weights (``model`` ends at the final
+    global model) and return per-round test accuracy and decisions."""
+    if config.num_attackers > len(fed.clients):
+        raise ConfigError("more attackers than clients")
+    gen = torch.Generator().manual_seed(config.seed)
+    result = SimResult()
+    honest_first = config.num_attackers  # the copycat's victim
+    for rnd in range(1, config.rounds + 1):
+        t0 = time.perf_counter()
+        blobs: list[tuple[str, bytes, int]] = []
+        trained: dict[int, TrainResult] = {}
+        order = list(range(honest_first, len(fed.clients))) + list(range(honest_first))
+        for i in order:
+            attacker = i < config.num_attackers
+            data = fed.clients[i]
+            if attacker and config.attack == "label_flip":
+                data = _label_flipped(data)
+            if attacker and config.attack in _NO_TRAINING:  # they claim samples, train nothing
+                zeros = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+                res = TrainResult(zeros, len(data), float("nan"))
+            else:
+                seed = config.seed * 100_003 + rnd * 1009 + i
+                res = train_local(model, data, config.train, seed=seed)
+            trained[i] = res
+            delta = res.delta
+            if attacker and config.attack is not None:
+                victim = trained[honest_first].delta if honest_first in trained else None
+                delta = attack_update(config.attack, res, config, gen, victim)
+            blobs.append((participant_id(i), _encode_or_garbage(delta, spec), res.num_samples))
+        t1 = time.perf_counter()
+        updates, failures = [], []
+        for pid, blob, n in blobs:
+            try:
+                updates.append(ClientUpdate(pid, decode_update(blob, spec), n))
+            except UpdateFormatError as exc:
+                failures.append(Failure(pid, str(exc)))
+        agg = aggregator.aggregate(updates, failures)
+        model.load_state_dict(apply_update(model.state_dict(), agg.update))
+        t2 = time.perf_counter()
+        ev = evaluate(model, fed.test)
+        stats = RoundStats(rnd, ev.accuracy, ev.loss, t1 - t0, t2 - t1, agg.decisions)
+        result.rounds.append(stats)
+        if on_round is not None:
+            on_round(stats)
+    return result
+
+
+def _encode_or_garbage(delta: dict[str, torch.Tensor], spec: ModelSpec) -> bytes:
+    """Encode; an update the codec refuses (e.g. beyond the bound) is sent as garbage so the
+    committee records it as a failure, as it would on the network."""
+    try:
+        return encode_update(delta, spec)
+    except UpdateFormatError as exc:
+        return f"unencodable: {exc}".encode()

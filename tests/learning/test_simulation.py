@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from flchain.errors import ConfigError
+from flchain.learning.aggregation import FedAvg, TrimmedMean
+from flchain.learning.data import federate, load_digits
+from flchain.learning.models import ModelSpec, build_model
+from flchain.learning.simulation import SimConfig, participant_id, run_federation
+from flchain.learning.training import TrainConfig
+
+CFG = TrainConfig(epochs=5, batch_size=16, lr=0.1)
+
+
+@pytest.fixture(scope="module")
+def fed():  # type: ignore[no-untyped-def]
+    return federate(load_digits(), 8, "iid", seed=0)
+
+
+def _run(fed, rule, attack=None, k=0, rounds=4):  # type: ignore[no-untyped-def]
+    model = build_model("mlp", "digits")
+    spec = ModelSpec.from_model(model, "mlp:digits")
+    return run_federation(model, spec, fed, rule, SimConfig(rounds, CFG, attack, k))
+
+
+def test_clean_fedavg_learns(fed) -> None:  # type: ignore[no-untyped-def]
+    res = _run(fed, FedAvg())
+    assert res.accuracies[-1] > 0.85 and res.accuracies[-1] > res.accuracies[0]
+    assert res.rounds_to(0.5) is not None
+    assert all(d.accepted for r in res.rounds for d in r.decisions)
+
+
+def test_sign_flip_breaks_fedavg_not_trimmed_mean(fed) -> None:  # type: ignore[no-untyped-def]
+    bad = _run(fed, FedAvg(), "sign_flip", 2)
+    robust = _run(fed, TrimmedMean(0.25), "sign_flip", 2)
+    assert robust.accuracies[-1] > 0.8 > bad.accuracies[-1]
+
+
+def test_free_riders_and_copycats_get_nothing(fed) -> None:  # type: ignore[no-untyped-def]
+    for attack, word in [("free_rider", "empty"), ("copycat", "identical")]:
+        res = _run(fed, FedAvg(), attack, 2, rounds=1)
+        by = {d.participant: d for d in res.rounds[0].decisions}
+        for i in range(2):
+            assert not by[participant_id(i)].accepted and word in by[participant_id(i)].reason
+        if attack == "copycat":  # the victim (first honest client) is a copy too
+            assert not by[participant_id(2)].accepted
+
+
+def test_out_of_bound_updates_become_failures(fed) -> None:  # type: ignore[no-untyped-def]
+    model = build_model("mlp", "digits")
+    spec = ModelSpec.from_model(model, "mlp:digits")
+    sim = SimConfig(1, CFG, "gaussian", 1, gaussian_std=100.0)  # beyond the ±64 bound
+    res = run_federation(model, spec, fed, FedAvg(), sim)
+    d = res.rounds[0].decisions[0]
+    assert not d.accepted and d.reason.startswith("invalid:")
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ConfigError, match="unknown attack"):
+        SimConfig(1, CFG, "ddos", 1)
