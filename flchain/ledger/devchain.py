@@ -28,8 +28,10 @@ from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.backends.pyevm.main import (
     EVMSpoofTransaction,
     _execute_and_revert_transaction,
+    _get_block_by_number,
     get_default_account_state,
 )
+from eth_tester.backends.pyevm.serializers import serialize_transaction_receipt
 from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
 from eth_utils import to_wei
 from web3 import Web3
@@ -56,7 +58,37 @@ class _Reverted(TesterTransactionFailed):
 
 
 class _Backend(PyEVMBackend):
-    """py-evm backend whose ``eth_call`` keeps the raw revert data."""
+    """py-evm backend whose ``eth_call`` keeps the raw revert data, and whose receipt lookup
+    does not scan the chain.
+
+    eth-tester finds a transaction by walking back from the head, so ``eth_getLogs`` (which
+    fetches a receipt per transaction of every block in range) costs O(chain length) per
+    transaction. Every block it reads is read through :meth:`get_block_by_number` first, so
+    remembering there which block holds each transaction makes the lookup O(1).
+    """
+
+    _tx_blocks: dict[bytes, int]
+
+    def get_block_by_number(self, block_number: Any, full_transaction: bool = True) -> Any:
+        block = _get_block_by_number(self.chain, block_number)
+        index = self.__dict__.setdefault("_tx_blocks", {})
+        for tx in block.transactions:
+            index[tx.hash] = block.number
+        return super().get_block_by_number(block_number, full_transaction)
+
+    def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
+        number = self.__dict__.get("_tx_blocks", {}).get(transaction_hash)
+        head = self.chain.get_block()
+        if number is not None and number < head.number:  # the head (pending) block may change
+            # after a snapshot revert the remembered block may hold something else: check
+            block = self.chain.get_canonical_block_by_number(number)
+            for index, tx in enumerate(block.transactions):
+                if tx.hash == transaction_hash:
+                    receipts = block.get_receipts(self.chain.chaindb)
+                    return serialize_transaction_receipt(
+                        block, receipts, tx, index, False, self.chain.get_vm()
+                    )
+        return super().get_transaction_receipt(transaction_hash)
 
     def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> bytes:
         tx = {"gas": self._max_available_gas(), **transaction}

@@ -1,0 +1,780 @@
+"""Typed Python wrappers for FLChain's contracts: ``FLToken``, ``ParticipantRegistry``,
+``TrainingTask``.
+
+Each wrapper holds a :class:`~flchain.ledger.chain.Chain` and the web3 contract. Methods are
+named after the Solidity functions in snake_case; transactions take the signing account first
+and return the receipt, views return Python values or the frozen dataclasses below, and event
+queries return typed event records. Reverts surface from the chain layer as the exception named
+after the Solidity custom error (``exc.error_args`` holds its arguments); the wrappers add none.
+
+>>> task = TrainingTask(chain, address)                       # doctest: +SKIP
+>>> task.commit(alice, task.commitment_hash(alice.address, 0, digest, 100, salt))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from typing import Any, ClassVar, Self, TypeVar
+
+from eth_abi import encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import EventData, TxReceipt
+
+from flchain.ledger.chain import Chain
+from flchain.types import Address
+
+ZERO_BYTES32 = b"\x00" * 32
+#: ``keccak256`` role ids of ``ParticipantRegistry`` (OpenZeppelin ``AccessControl``).
+DEFAULT_ADMIN_ROLE = ZERO_BYTES32
+VERIFIER_ROLE = keccak(text="VERIFIER_ROLE")
+SLASHER_ROLE = keccak(text="SLASHER_ROLE")
+
+_RESULT_TYPE = "(bytes32,string,bytes32,string,bytes32,uint256)"
+_E = TypeVar("_E", bound="Event")
+
+
+# --- enums and structs (mirror ITrainingTask / IParticipantRegistry) ---------------------------
+
+
+class Phase(enum.IntEnum):
+    """``ITrainingTask.Phase``: where the current round stands at the latest block."""
+
+    COMMIT = 0
+    REVEAL = 1
+    ATTEST = 2
+    EXPIRABLE = 3
+    COMPLETED = 4
+
+
+class RoundStatus(enum.IntEnum):
+    """``ITrainingTask.RoundStatus``."""
+
+    OPEN = 0
+    FINALIZED = 1
+    EXPIRED = 2
+
+
+class Settlement(enum.IntEnum):
+    """``ITrainingTask.Settlement``: how a committee member was settled."""
+
+    FEE_CREDITED = 0
+    SLASHED_LOSING_VOTE = 1
+    SLASHED_SILENT = 2
+
+
+class CommitmentFlag(enum.IntFlag):
+    """Bits of :attr:`Commitment.flags`."""
+
+    REVEALED = 1
+    MEMBER = 2
+    ATTESTED = 4
+    NONREVEAL_SLASHED = 8
+    SILENCE_SLASHED = 16
+
+
+class _Struct:
+    """A frozen dataclass that converts to and from its ABI tuple, field by field."""
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The value as web3 expects the Solidity struct: a tuple in declaration order."""
+        return astuple(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_tuple(cls, values: Sequence[Any]) -> Self:
+        """Build from a decoded ABI tuple (bytes normalized, enums typed)."""
+        kwargs = {}
+        for f, value in zip(fields(cls), values, strict=True):  # type: ignore[arg-type]
+            kwargs[f.name] = bytes(value) if isinstance(value, bytes) else value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class TaskConfig(_Struct):
+    """``ITrainingTask.TaskConfig``, fixed at deployment (token amounts in the token's units).
+
+    Build one from a TOML ``LedgerConfig`` with :func:`flchain.ledger.deploy.task_config`.
+    """
+
+    manifest_cid: str
+    manifest_digest: bytes
+    model_spec_digest: bytes
+    aggregation_rule: int
+    rule_params: bytes
+    committee_size: int
+    quorum: int
+    commit_blocks: int
+    reveal_blocks: int
+    attest_blocks: int
+    max_participants: int
+    min_reveals: int
+    rounds: int
+    round_budget: int
+    committee_fee: int
+    non_reveal_slash: int
+    committee_slash: int
+    max_samples: int
+    initial_model_cid: str
+    initial_model_digest: bytes
+
+    @property
+    def round_blocks(self) -> int:
+        """Blocks from a round's start to its attest deadline, when no phase closes early."""
+        return self.commit_blocks + self.reveal_blocks + self.attest_blocks
+
+
+@dataclass(frozen=True)
+class Result(_Struct):
+    """``ITrainingTask.Result``: what committee members attest for a round."""
+
+    model_digest: bytes
+    model_cid: str
+    report_digest: bytes
+    report_cid: str
+    reward_root: bytes
+    reward_total: int
+
+    def hash(self) -> bytes:
+        """The vote key ``keccak256(abi.encode(result))``, as ``hashResult`` computes it."""
+        return keccak(encode([_RESULT_TYPE], [self.as_tuple()]))
+
+
+@dataclass(frozen=True)
+class RoundRecord(_Struct):
+    """``ITrainingTask.RoundRecord``: timing, counters and outcome of one round."""
+
+    commit_end: int
+    reveal_end: int
+    commits: int
+    reveals: int
+    seed: int
+    status: RoundStatus
+    result_hash: bytes
+    model_digest: bytes
+    report_digest: bytes
+    reward_root: bytes
+    reward_total: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", RoundStatus(self.status))
+
+
+@dataclass(frozen=True)
+class Commitment(_Struct):
+    """``ITrainingTask.Commitment``: an account's latest commitment (one slot per account)."""
+
+    hash: bytes
+    round: int
+    index: int
+    flags: CommitmentFlag
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flags", CommitmentFlag(self.flags))
+
+    @property
+    def exists(self) -> bool:
+        """Whether the account ever committed (the slot is zero until then)."""
+        return self.hash != b"\x00" * 24
+
+
+@dataclass(frozen=True)
+class Vote(_Struct):
+    """``ITrainingTask.Vote``: a committee member's attestation in a round."""
+
+    result_hash: bytes
+    settled: bool
+
+
+@dataclass(frozen=True)
+class Participant(_Struct):
+    """``IParticipantRegistry.Participant``."""
+
+    stake: int
+    unlock_block: int
+    registered: bool
+    allowed: bool
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """Where an event was logged; subclasses add its arguments in snake_case."""
+
+    block_number: int
+    transaction_hash: bytes
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def from_log(cls, log: EventData) -> Self:
+        """Decode one web3 log of this event."""
+        args = {_snake(k): _plain(v) for k, v in log["args"].items()}
+        return cls(
+            block_number=log["blockNumber"], transaction_hash=bytes(log["transactionHash"]), **args
+        )
+
+
+@dataclass(frozen=True)
+class Committed(Event):
+    round: int
+    account: Address
+    index: int
+    commitment: bytes
+    name: ClassVar[str] = "Committed"
+
+
+@dataclass(frozen=True)
+class Revealed(Event):
+    round: int
+    account: Address
+    index: int
+    digest: bytes
+    num_samples: int
+    cid: str
+    name: ClassVar[str] = "Revealed"
+
+
+@dataclass(frozen=True)
+class CommitteeSeedFixed(Event):
+    round: int
+    seed: int
+    commits: int
+    name: ClassVar[str] = "CommitteeSeedFixed"
+
+
+@dataclass(frozen=True)
+class Attested(Event):
+    round: int
+    member: Address
+    result_hash: bytes
+    votes: int
+    name: ClassVar[str] = "Attested"
+
+
+@dataclass(frozen=True)
+class RoundStarted(Event):
+    round: int
+    commit_end: int
+    reveal_end: int
+    name: ClassVar[str] = "RoundStarted"
+
+
+@dataclass(frozen=True)
+class RoundFinalized(Event):
+    round: int
+    result_hash: bytes
+    model_digest: bytes
+    model_cid: str
+    report_digest: bytes
+    report_cid: str
+    reward_root: bytes
+    reward_total: int
+    name: ClassVar[str] = "RoundFinalized"
+
+
+@dataclass(frozen=True)
+class RoundExpired(Event):
+    round: int
+    name: ClassVar[str] = "RoundExpired"
+
+
+@dataclass(frozen=True)
+class NonRevealerSlashed(Event):
+    round: int
+    account: Address
+    amount: int
+    name: ClassVar[str] = "NonRevealerSlashed"
+
+
+@dataclass(frozen=True)
+class CommitteeMemberSettled(Event):
+    round: int
+    member: Address
+    outcome: Settlement
+    amount: int
+    name: ClassVar[str] = "CommitteeMemberSettled"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", Settlement(self.outcome))
+
+
+@dataclass(frozen=True)
+class RewardClaimed(Event):
+    account: Address
+    round: int
+    amount: int
+    cumulative_amount: int
+    name: ClassVar[str] = "RewardClaimed"
+
+
+@dataclass(frozen=True)
+class Funded(Event):
+    funder: Address
+    amount: int
+    pool: int
+    name: ClassVar[str] = "Funded"
+
+
+@dataclass(frozen=True)
+class Slashed(Event):
+    account: Address
+    slasher: Address
+    requested: int
+    amount: int
+    name: ClassVar[str] = "Slashed"
+
+
+@dataclass(frozen=True)
+class Registered(Event):
+    account: Address
+    stake: int
+    name: ClassVar[str] = "Registered"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _plain(value: Any) -> Any:
+    # web3 hands out HexBytes and checksummed str addresses; keep plain bytes for equality.
+    return bytes(value) if isinstance(value, bytes) else value
+
+
+# --- wrappers -------------------------------------------------------------------------------------
+
+
+class ContractWrapper:
+    """Shared plumbing: a :class:`Chain`, the web3 contract and its artifact name."""
+
+    artifact: ClassVar[str] = ""
+
+    def __init__(self, chain: Chain, address: str) -> None:
+        self.chain = chain
+        self.contract: Contract = chain.contract(self.artifact, address)
+
+    @classmethod
+    def deploy(cls, chain: Chain, sender: LocalAccount, *args: Any) -> Self:
+        """Deploy the contract from ``sender`` with constructor ``args``."""
+        contract = chain.deploy(cls.artifact, sender, *args)
+        return cls(chain, contract.address)
+
+    @property
+    def address(self) -> Address:
+        """The contract's checksummed address."""
+        return Address(self.contract.address)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address} on {self.chain.label})"
+
+    def logs(self, receipt: TxReceipt, event: str) -> list[dict[str, Any]]:
+        """The decoded arguments of this contract's ``event`` logs in ``receipt``."""
+        decoded = self.contract.events[event]().process_receipt(receipt, errors=DISCARD)
+        return [{k: _plain(v) for k, v in log["args"].items()} for log in decoded]
+
+    def _call(self, fn: str, *args: Any) -> Any:
+        return self.chain.call(self.contract.functions[fn](*args))
+
+    def _send(self, sender: LocalAccount, fn: str, *args: Any) -> TxReceipt:
+        return self.chain.transact(self.contract.functions[fn](*args), sender)
+
+    def _events(
+        self, kind: type[_E], from_block: int = 0, to_block: int | str = "latest", **filters: Any
+    ) -> list[_E]:
+        wanted = {
+            k: to_checksum_address(v) if isinstance(v, str) else v
+            for k, v in filters.items()
+            if v is not None
+        }
+        logs = self.chain.events(self.contract, kind.name, from_block, to_block, wanted)  # type: ignore[arg-type]
+        return [kind.from_log(log) for log in logs]
+
+
+class FLToken(ContractWrapper):
+    """The ERC-20 (+ ERC-2612 permit) stake and reward token of local chains."""
+
+    artifact = "FLToken"
+
+    @classmethod
+    def deploy_token(
+        cls, chain: Chain, owner: LocalAccount, name: str = "FLChain Token", symbol: str = "FLC"
+    ) -> FLToken:
+        """Deploy a token whose ``owner`` may mint."""
+        return cls.deploy(chain, owner, name, symbol, owner.address)
+
+    def name(self) -> str:
+        return str(self._call("name"))
+
+    def symbol(self) -> str:
+        return str(self._call("symbol"))
+
+    def decimals(self) -> int:
+        return int(self._call("decimals"))
+
+    def total_supply(self) -> int:
+        return int(self._call("totalSupply"))
+
+    def balance_of(self, account: str) -> int:
+        return int(self._call("balanceOf", to_checksum_address(account)))
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return int(self._call("allowance", to_checksum_address(owner), spender))
+
+    def owner(self) -> Address:
+        return Address(self._call("owner"))
+
+    def nonces(self, owner: str) -> int:
+        """The ERC-2612 permit nonce of ``owner``."""
+        return int(self._call("nonces", to_checksum_address(owner)))
+
+    def mint(self, sender: LocalAccount, to: str, amount: int) -> TxReceipt:
+        """Create ``amount`` tokens for ``to`` (token owner only)."""
+        return self._send(sender, "mint", to_checksum_address(to), amount)
+
+    def transfer(self, sender: LocalAccount, to: str, amount: int) -> TxReceipt:
+        return self._send(sender, "transfer", to_checksum_address(to), amount)
+
+    def approve(self, sender: LocalAccount, spender: str, amount: int) -> TxReceipt:
+        return self._send(sender, "approve", to_checksum_address(spender), amount)
+
+    def transfer_from(self, sender: LocalAccount, owner: str, to: str, amount: int) -> TxReceipt:
+        return self._send(
+            sender, "transferFrom", to_checksum_address(owner), to_checksum_address(to), amount
+        )
+
+    def transfer_ownership(self, sender: LocalAccount, new_owner: str) -> TxReceipt:
+        return self._send(sender, "transferOwnership", to_checksum_address(new_owner))
+
+    def sign_permit(
+        self, owner: LocalAccount, spender: str, value: int, deadline: int, nonce: int | None = None
+    ) -> tuple[int, bytes, bytes]:
+        """``owner``'s EIP-2612 signature ``(v, r, s)`` letting ``spender`` spend ``value``."""
+        domain = {
+            "name": self.name(),
+            "version": "1",
+            "chainId": self.chain.chain_id,
+            "verifyingContract": self.address,
+        }
+        types = {
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ]
+        }
+        message = {
+            "owner": owner.address,
+            "spender": to_checksum_address(spender),
+            "value": value,
+            "nonce": self.nonces(owner.address) if nonce is None else nonce,
+            "deadline": deadline,
+        }
+        signed = owner.sign_typed_data(domain, types, message)
+        return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+
+    def permit(
+        self,
+        sender: LocalAccount,
+        owner: str,
+        spender: str,
+        value: int,
+        deadline: int,
+        signature: tuple[int, bytes, bytes],
+    ) -> TxReceipt:
+        """Submit a :meth:`sign_permit` signature (any ``sender`` may relay it)."""
+        v, r, s = signature
+        args = (to_checksum_address(owner), to_checksum_address(spender), value, deadline, v, r, s)
+        return self._send(sender, "permit", *args)
+
+
+class ParticipantRegistry(ContractWrapper):
+    """Stakes, the optional allow-list gate, unbonding and slashing by task contracts."""
+
+    artifact = "ParticipantRegistry"
+
+    @classmethod
+    def deploy_registry(
+        cls,
+        chain: Chain,
+        admin: LocalAccount,
+        token: str,
+        *,
+        min_stake: int,
+        unbonding_blocks: int,
+        allowlist: bool = False,
+    ) -> ParticipantRegistry:
+        """Deploy a registry staking ``token``; ``admin`` also gets ``VERIFIER_ROLE``."""
+        args = (to_checksum_address(token), min_stake, unbonding_blocks, allowlist, admin.address)
+        return cls.deploy(chain, admin, *args)
+
+    def stake_token(self) -> Address:
+        return Address(self._call("stakeToken"))
+
+    def min_stake(self) -> int:
+        return int(self._call("minStake"))
+
+    def unbonding_blocks(self) -> int:
+        return int(self._call("unbondingBlocks"))
+
+    def allowlist_enabled(self) -> bool:
+        return bool(self._call("allowlistEnabled"))
+
+    def is_active(self, account: str) -> bool:
+        """Whether ``account`` may commit now (registered, admitted, staked, not exiting)."""
+        return bool(self._call("isActive", to_checksum_address(account)))
+
+    def stake_of(self, account: str) -> int:
+        return int(self._call("stakeOf", to_checksum_address(account)))
+
+    def participant(self, account: str) -> Participant:
+        return Participant.from_tuple(self._call("participant", to_checksum_address(account)))
+
+    def has_role(self, role: bytes, account: str) -> bool:
+        return bool(self._call("hasRole", role, to_checksum_address(account)))
+
+    def register(self, sender: LocalAccount, amount: int) -> TxReceipt:
+        """Bond ``amount`` stake tokens (approve the registry first)."""
+        return self._send(sender, "register", amount)
+
+    def add_stake(self, sender: LocalAccount, amount: int) -> TxReceipt:
+        return self._send(sender, "addStake", amount)
+
+    def request_withdrawal(self, sender: LocalAccount) -> TxReceipt:
+        """Leave the active set now; the stake unlocks after ``unbonding_blocks``."""
+        return self._send(sender, "requestWithdrawal")
+
+    def withdraw(self, sender: LocalAccount) -> TxReceipt:
+        return self._send(sender, "withdraw")
+
+    def slash(self, sender: LocalAccount, account: str, amount: int) -> TxReceipt:
+        """Take up to ``amount`` of ``account``'s stake (``SLASHER_ROLE`` only)."""
+        return self._send(sender, "slash", to_checksum_address(account), amount)
+
+    def set_allowed(self, sender: LocalAccount, account: str, allowed: bool) -> TxReceipt:
+        """Admit or bar ``account`` at the allow-list gate (``VERIFIER_ROLE`` only)."""
+        return self._send(sender, "setAllowed", to_checksum_address(account), allowed)
+
+    def grant_role(self, sender: LocalAccount, role: bytes, account: str) -> TxReceipt:
+        return self._send(sender, "grantRole", role, to_checksum_address(account))
+
+    def revoke_role(self, sender: LocalAccount, role: bytes, account: str) -> TxReceipt:
+        return self._send(sender, "revokeRole", role, to_checksum_address(account))
+
+    def registered_events(
+        self, account: str | None = None, from_block: int = 0
+    ) -> list[Registered]:
+        return self._events(Registered, from_block, account=account)
+
+    def slashed_events(self, account: str | None = None, from_block: int = 0) -> list[Slashed]:
+        return self._events(Slashed, from_block, account=account)
+
+
+class TrainingTask(ContractWrapper):
+    """One federated-learning task: rounds of commit, reveal, attest; rewards and penalties."""
+
+    artifact = "TrainingTask"
+
+    @classmethod
+    def deploy_task(
+        cls,
+        chain: Chain,
+        owner: LocalAccount,
+        config: TaskConfig,
+        registry: str,
+        reward_token: str,
+    ) -> TrainingTask:
+        """Deploy a task; round 0 starts in the deployment block."""
+        args = (config.as_tuple(), to_checksum_address(registry), reward_token, owner.address)
+        return cls.deploy(chain, owner, *args)
+
+    # --- views ----------------------------------------------------------------------------
+
+    def config(self) -> TaskConfig:
+        return TaskConfig.from_tuple(self._call("config"))
+
+    def registry(self) -> Address:
+        return Address(self._call("registry"))
+
+    def reward_token(self) -> Address:
+        return Address(self._call("rewardToken"))
+
+    def owner(self) -> Address:
+        return Address(self._call("owner"))
+
+    def current_round(self) -> int:
+        return int(self._call("currentRound"))
+
+    def phase(self) -> Phase:
+        """The current round's phase at the latest block."""
+        return Phase(self._call("phase"))
+
+    def round_record(self, round_id: int) -> RoundRecord:
+        return RoundRecord.from_tuple(self._call("roundRecord", round_id))
+
+    def attest_deadline(self, round_id: int) -> int:
+        return int(self._call("attestDeadline", round_id))
+
+    def commitment_of(self, account: str) -> Commitment:
+        return Commitment.from_tuple(self._call("commitmentOf", to_checksum_address(account)))
+
+    def is_committee_member(self, round_id: int, account: str) -> bool:
+        return bool(self._call("isCommitteeMember", round_id, to_checksum_address(account)))
+
+    def committee_indices(self, round_id: int) -> list[int]:
+        """Commit indices on the committee of ``round_id`` (empty until the seed is fixed)."""
+        return [int(i) for i in self._call("committeeIndices", round_id)]
+
+    def committee(self, round_id: int) -> list[Address]:
+        """The committee's accounts, from :meth:`committee_indices` and the commit events."""
+        by_index = {e.index: e.account for e in self.committed_events(round_id)}
+        return [by_index[i] for i in self.committee_indices(round_id)]
+
+    def effective_quorum(self, commits: int) -> int:
+        return int(self._call("effectiveQuorum", commits))
+
+    def vote_of(self, round_id: int, member: str) -> Vote:
+        return Vote.from_tuple(self._call("voteOf", round_id, to_checksum_address(member)))
+
+    def vote_count(self, round_id: int, result_hash: bytes) -> int:
+        return int(self._call("voteCount", round_id, result_hash))
+
+    def is_digest_revealed(self, digest: bytes) -> bool:
+        return bool(self._call("isDigestRevealed", digest))
+
+    def commitment_hash(
+        self, account: str, round_id: int, digest: bytes, num_samples: int, salt: bytes
+    ) -> bytes:
+        """The commitment the contract expects (see :mod:`flchain.protocol.commitment`)."""
+        args = (to_checksum_address(account), round_id, digest, num_samples, salt)
+        return bytes(self._call("commitmentHash", *args))
+
+    def hash_result(self, result: Result) -> bytes:
+        return bytes(self._call("hashResult", result.as_tuple()))
+
+    def model_digest(self) -> bytes:
+        return bytes(self._call("modelDigest"))
+
+    def model_cid(self) -> str:
+        return str(self._call("modelCid"))
+
+    def finalized_rounds(self) -> int:
+        return int(self._call("finalizedRounds"))
+
+    def pool(self) -> int:
+        """Reward tokens neither credited nor reserved for fees."""
+        return int(self._call("pool"))
+
+    def fees_reserved(self) -> int:
+        return int(self._call("feesReserved"))
+
+    def total_credited(self) -> int:
+        return int(self._call("totalCredited"))
+
+    def total_claimed(self) -> int:
+        return int(self._call("totalClaimed"))
+
+    def claimed(self, account: str) -> int:
+        return int(self._call("claimed", to_checksum_address(account)))
+
+    def fees_owed(self, member: str) -> int:
+        return int(self._call("feesOwed", to_checksum_address(member)))
+
+    # --- transactions ---------------------------------------------------------------------
+
+    def fund(self, sender: LocalAccount, amount: int) -> TxReceipt:
+        """Add ``amount`` to the reward pool (approve the task first)."""
+        return self._send(sender, "fund", amount)
+
+    def commit(self, sender: LocalAccount, commitment: bytes) -> TxReceipt:
+        return self._send(sender, "commit", commitment)
+
+    def close_commit_phase(self, sender: LocalAccount) -> TxReceipt:
+        return self._send(sender, "closeCommitPhase")
+
+    def reveal(
+        self, sender: LocalAccount, digest: bytes, num_samples: int, salt: bytes, cid: str
+    ) -> TxReceipt:
+        return self._send(sender, "reveal", digest, num_samples, salt, cid)
+
+    def attest(self, sender: LocalAccount, round_id: int, result: Result) -> TxReceipt:
+        return self._send(sender, "attest", round_id, result.as_tuple())
+
+    def expire_round(self, sender: LocalAccount) -> TxReceipt:
+        return self._send(sender, "expireRound")
+
+    def slash_non_revealer(self, sender: LocalAccount, round_id: int, account: str) -> TxReceipt:
+        return self._send(sender, "slashNonRevealer", round_id, to_checksum_address(account))
+
+    def settle_committee_member(
+        self, sender: LocalAccount, round_id: int, member: str
+    ) -> TxReceipt:
+        return self._send(sender, "settleCommitteeMember", round_id, to_checksum_address(member))
+
+    def withdraw_fees(self, sender: LocalAccount) -> TxReceipt:
+        return self._send(sender, "withdrawFees")
+
+    def claim(
+        self, sender: LocalAccount, round_id: int, cumulative_amount: int, proof: Sequence[bytes]
+    ) -> TxReceipt:
+        """Pull ``cumulative_amount`` minus what ``sender`` already claimed, proven against the
+        reward root of the finalized ``round_id`` (one claim covers any number of rounds)."""
+        return self._send(sender, "claim", round_id, cumulative_amount, [bytes(p) for p in proof])
+
+    def withdraw_surplus(self, sender: LocalAccount, to: str) -> TxReceipt:
+        return self._send(sender, "withdrawSurplus", to_checksum_address(to))
+
+    # --- events ---------------------------------------------------------------------------
+
+    def committed_events(self, round_id: int | None = None, from_block: int = 0) -> list[Committed]:
+        return self._events(Committed, from_block, round=round_id)
+
+    def revealed_events(self, round_id: int | None = None, from_block: int = 0) -> list[Revealed]:
+        return self._events(Revealed, from_block, round=round_id)
+
+    def attested_events(self, round_id: int | None = None, from_block: int = 0) -> list[Attested]:
+        return self._events(Attested, from_block, round=round_id)
+
+    def seed_events(
+        self, round_id: int | None = None, from_block: int = 0
+    ) -> list[CommitteeSeedFixed]:
+        return self._events(CommitteeSeedFixed, from_block, round=round_id)
+
+    def started_events(
+        self, round_id: int | None = None, from_block: int = 0
+    ) -> list[RoundStarted]:
+        return self._events(RoundStarted, from_block, round=round_id)
+
+    def finalized_events(
+        self, round_id: int | None = None, from_block: int = 0
+    ) -> list[RoundFinalized]:
+        return self._events(RoundFinalized, from_block, round=round_id)
+
+    def expired_events(
+        self, round_id: int | None = None, from_block: int = 0
+    ) -> list[RoundExpired]:
+        return self._events(RoundExpired, from_block, round=round_id)
+
+    def non_revealer_slashed_events(
+        self, round_id: int | None = None, from_block: int = 0
+    ) -> list[NonRevealerSlashed]:
+        return self._events(NonRevealerSlashed, from_block, round=round_id)
+
+    def settled_events(
+        self, round_id: int | None = None, from_block: int = 0
+    ) -> list[CommitteeMemberSettled]:
+        return self._events(CommitteeMemberSettled, from_block, round=round_id)
+
+    def claimed_events(
+        self, account: str | None = None, from_block: int = 0
+    ) -> list[RewardClaimed]:
+        return self._events(RewardClaimed, from_block, account=account)
+
+    def funded_events(self, from_block: int = 0) -> list[Funded]:
+        return self._events(Funded, from_block)

@@ -1,0 +1,181 @@
+"""Deploy a whole FLChain stack — token, registry, task — wired and funded, in one call.
+
+>>> chain = Chain.embedded()                                   # doctest: +SKIP
+>>> stack = deploy_stack(chain, chain.accounts[0], config=cfg, min_stake=100,
+...                      mint_to=[a.address for a in chain.accounts[1:6]])  # doctest: +SKIP
+>>> register_all(stack, chain.accounts[1:6])                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from flchain.config import AggregationConfig, LedgerConfig
+from flchain.errors import ConfigError
+from flchain.ledger.chain import Chain
+from flchain.ledger.contracts import (
+    SLASHER_ROLE,
+    ZERO_BYTES32,
+    FLToken,
+    ParticipantRegistry,
+    TaskConfig,
+    TrainingTask,
+)
+
+#: On-chain ids of the aggregation rules (``TaskConfig.aggregation_rule``); 0 means "see the
+#: manifest". The manifest stays authoritative: the id only lets explorers show the rule.
+AGGREGATION_RULE_IDS: dict[str, int] = {
+    "fedavg": 1,
+    "median": 2,
+    "trimmed_mean": 3,
+    "krum": 4,
+    "multi_krum": 5,
+    "bulyan": 6,
+    "norm_bounded_mean": 7,
+}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The three contracts of one task, and the admin that deployed them."""
+
+    token: FLToken
+    registry: ParticipantRegistry
+    task: TrainingTask
+    admin: LocalAccount
+
+    @property
+    def chain(self) -> Chain:
+        return self.task.chain
+
+    def addresses(self) -> dict[str, str]:
+        """``{"token": ..., "registry": ..., "task": ...}`` for config files and logs."""
+        return {
+            "token": self.token.address,
+            "registry": self.registry.address,
+            "task": self.task.address,
+        }
+
+
+def task_config(
+    ledger: LedgerConfig,
+    *,
+    manifest_cid: str,
+    manifest_digest: bytes,
+    model_spec_digest: bytes,
+    initial_model_cid: str,
+    initial_model_digest: bytes,
+    aggregation: AggregationConfig | None = None,
+) -> TaskConfig:
+    """The contract's :class:`TaskConfig` from a TOML ``[ledger]`` section and the digests and
+    CIDs of the manifest and initial model (known only once they are stored).
+
+    ``aggregation`` sets the rule id (:data:`AGGREGATION_RULE_IDS`) and ``rule_params`` (sha-256
+    of the rule's canonical JSON parameters); without it both are zero.
+    """
+    for name, digest in (
+        ("manifest_digest", manifest_digest),
+        ("model_spec_digest", model_spec_digest),
+        ("initial_model_digest", initial_model_digest),
+    ):
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            raise ConfigError(f"{name} must be 32 bytes, got {digest!r}")
+    for name, cid in (("manifest_cid", manifest_cid), ("initial_model_cid", initial_model_cid)):
+        if not cid:
+            raise ConfigError(f"{name} must be a non-empty CID")
+    rule_id, rule_params = 0, ZERO_BYTES32
+    if aggregation is not None:
+        if aggregation.rule not in AGGREGATION_RULE_IDS:
+            raise ConfigError(
+                f"aggregation.rule {aggregation.rule!r} has no on-chain id; "
+                f"known: {', '.join(AGGREGATION_RULE_IDS)}"
+            )
+        rule_id = AGGREGATION_RULE_IDS[aggregation.rule]
+        canonical = json.dumps(dict(aggregation.params), sort_keys=True, separators=(",", ":"))
+        rule_params = hashlib.sha256(canonical.encode()).digest()
+    return TaskConfig(
+        manifest_cid=manifest_cid,
+        manifest_digest=manifest_digest,
+        model_spec_digest=model_spec_digest,
+        aggregation_rule=rule_id,
+        rule_params=rule_params,
+        committee_size=ledger.committee_size,
+        quorum=ledger.quorum,
+        commit_blocks=ledger.commit_blocks,
+        reveal_blocks=ledger.reveal_blocks,
+        attest_blocks=ledger.attest_blocks,
+        max_participants=ledger.max_participants,
+        min_reveals=ledger.min_reveals,
+        rounds=ledger.rounds,
+        round_budget=ledger.round_budget,
+        committee_fee=ledger.committee_fee,
+        non_reveal_slash=ledger.non_reveal_slash,
+        committee_slash=ledger.committee_slash,
+        max_samples=ledger.max_samples,
+        initial_model_cid=initial_model_cid,
+        initial_model_digest=initial_model_digest,
+    )
+
+
+def deploy_stack(
+    chain: Chain,
+    admin: LocalAccount,
+    *,
+    config: TaskConfig,
+    min_stake: int,
+    unbonding_blocks: int | None = None,
+    allowlist: bool = False,
+    mint_to: Iterable[str] = (),
+    mint_amount: int | None = None,
+    fund: int | None = None,
+) -> Deployment:
+    """Deploy FLToken, ParticipantRegistry and TrainingTask, all administered by ``admin``.
+
+    Grants the task ``SLASHER_ROLE``, mints ``fund`` tokens (default: every round's budget) to
+    ``admin`` and funds the task's pool with them, and mints ``mint_amount`` (default ten
+    minimum stakes) to each address of ``mint_to``. ``unbonding_blocks`` defaults to one full
+    round, the shortest the task accepts.
+    """
+    if min_stake <= 0:
+        raise ConfigError(f"min_stake must be positive, got {min_stake}")
+    unbonding = config.round_blocks if unbonding_blocks is None else unbonding_blocks
+    funding = config.round_budget * config.rounds if fund is None else fund
+    token = FLToken.deploy_token(chain, admin)
+    registry = ParticipantRegistry.deploy_registry(
+        chain,
+        admin,
+        token.address,
+        min_stake=min_stake,
+        unbonding_blocks=unbonding,
+        allowlist=allowlist,
+    )
+    task = TrainingTask.deploy_task(chain, admin, config, registry.address, token.address)
+    registry.grant_role(admin, SLASHER_ROLE, task.address)
+    if funding:
+        token.mint(admin, admin.address, funding)
+        token.approve(admin, task.address, funding)
+        task.fund(admin, funding)
+    each = 10 * min_stake if mint_amount is None else mint_amount
+    for address in mint_to:
+        token.mint(admin, address, each)
+    return Deployment(token, registry, task, admin)
+
+
+def register_all(
+    deployment: Deployment, accounts: Sequence[LocalAccount], stake: int | None = None
+) -> None:
+    """Approve and register each account with ``stake`` (default: the registry's minimum);
+    admits them first when the allow-list gate is on."""
+    registry, token = deployment.registry, deployment.token
+    amount = registry.min_stake() if stake is None else stake
+    gated = registry.allowlist_enabled()
+    for account in accounts:
+        if gated:
+            registry.set_allowed(deployment.admin, account.address, True)
+        token.approve(account, registry.address, amount)
+        registry.register(account, amount)
