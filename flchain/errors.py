@@ -142,5 +142,5 @@ class AggregationError(LearningError):
 # --- protocol -----------------------------------------------------------------------------
 
 
-class ProtocolError(FLChainError):
+class ProtocolError(FLChainError, ValueError):
     """A participant node cannot carry out a protocol step."""

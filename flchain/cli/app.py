@@ -7,6 +7,7 @@ import sys
 import typer
 
 from flchain.cli import store
+from flchain.cli.demo import demo
 from flchain.cli.devchain import devchain
 from flchain.errors import FLChainError
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("demo")(demo)
 app.command("devchain")(devchain)
 app.add_typer(store.app, name="store")
 

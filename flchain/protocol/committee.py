@@ -1,0 +1,175 @@
+"""What a committee member recomputes for a round (DESIGN.md step 3), with no chain calls.
+
+Given the round's reveals (read from the chain by the caller), the content store and the task's
+model spec and rule, :func:`recompute_round` fetches and verifies every update, aggregates,
+builds the new global model, splits the reward pool by score, extends the cumulative reward tree
+and writes the round report. Every input is ordered by participant and all arithmetic is exact,
+so honest members produce byte-identical models and reports, hence the same result hash.
+
+A participant's bad update (missing blob, digest mismatch, wrong format) is recorded as a
+failure in the report and earns nothing; the round goes on. Problems of the member's own
+infrastructure (store unreachable) raise, so a member never attests to a result it could not
+compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from eth_utils import to_checksum_address
+
+from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, UpdateFormatError
+from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
+from flchain.learning.codec import apply_update, decode_model, decode_update, encode_model
+from flchain.learning.models import ModelSpec
+from flchain.ledger.merkle import RewardTree
+from flchain.protocol.report import RoundReport, UpdateOutcome
+from flchain.protocol.rewards import accumulate, split_budget
+from flchain.storage import ContentStore
+from flchain.types import CID, Address
+
+ZERO_ROOT = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """One reveal as recorded on-chain."""
+
+    participant: Address
+    digest: bytes
+    num_samples: int
+    cid: CID
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    """Everything a member needs besides the store; all of it is public on-chain or in the
+    task manifest."""
+
+    task: Address
+    round_id: int
+    spec: ModelSpec
+    aggregator: Aggregator
+    global_model_cid: CID
+    reward_pool: int
+    previous_cumulative: Mapping[str, int]
+    reveals: Sequence[Reveal]
+    max_samples: int
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """The result a member attests to, plus what it is made of."""
+
+    report: RoundReport
+    report_cid: CID
+    report_digest: bytes
+    model_cid: CID
+    model_digest: bytes
+    reward_root: bytes
+    reward_total: int
+    tree: RewardTree | None
+
+    def result_tuple(self) -> tuple[bytes, str, bytes, str, bytes, int]:
+        """The ``Result`` struct of ``TrainingTask.attest``, field by field."""
+        return (
+            self.model_digest,
+            self.model_cid,
+            self.report_digest,
+            self.report_cid,
+            self.reward_root,
+            self.reward_total,
+        )
+
+
+def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
+    """Recompute a round's result; raises :class:`AggregationError` when too few valid updates
+    remain for the rule (the round should then expire, not be attested)."""
+    spec = inputs.spec
+    global_state = decode_model(store.get(inputs.global_model_cid), spec)
+    updates, failures, meta = _fetch_updates(inputs, store)
+    if len(updates) < inputs.aggregator.min_inputs():
+        raise AggregationError(
+            f"round {inputs.round_id}: {len(updates)} valid update(s), "
+            f"{inputs.aggregator.name} needs {inputs.aggregator.min_inputs()}"
+        )
+    aggregate = inputs.aggregator.aggregate(updates, failures)
+
+    model_bytes = encode_model(apply_update(global_state, aggregate.update), spec)
+    model_cid = store.put(model_bytes)
+
+    scores = {d.participant: d.score for d in aggregate.decisions if d.accepted}
+    credits = split_budget(inputs.reward_pool, scores)
+    cumulative = accumulate(inputs.previous_cumulative, credits)
+    tree = RewardTree(cumulative) if cumulative else None
+
+    outcomes = tuple(
+        UpdateOutcome(
+            participant=d.participant,
+            cid=meta[d.participant].cid,
+            digest="0x" + meta[d.participant].digest.hex(),
+            num_samples=meta[d.participant].num_samples,
+            accepted=d.accepted,
+            score=d.score if d.accepted else 0,
+            reward=credits.get(d.participant, 0),
+            reason=d.reason,
+        )
+        for d in aggregate.decisions
+    )
+    reward_total = sum(credits.values())
+    report = RoundReport(
+        task=inputs.task,
+        round=inputs.round_id,
+        rule=inputs.aggregator.name,
+        previous_model_cid=inputs.global_model_cid,
+        model_cid=model_cid,
+        model_digest="0x" + hashlib.sha256(model_bytes).hexdigest(),
+        outcomes=outcomes,
+        reward_total=reward_total,
+        cumulative=cumulative,
+        reward_root="0x" + (tree.root if tree else ZERO_ROOT).hex(),
+    )
+    report_bytes = report.to_bytes()
+    return RoundOutcome(
+        report=report,
+        report_cid=store.put(report_bytes),
+        report_digest=hashlib.sha256(report_bytes).digest(),
+        model_cid=model_cid,
+        model_digest=hashlib.sha256(model_bytes).digest(),
+        reward_root=bytes(tree.root) if tree else ZERO_ROOT,
+        reward_total=reward_total,
+        tree=tree,
+    )
+
+
+def _fetch_updates(
+    inputs: RoundInputs, store: ContentStore
+) -> tuple[list[ClientUpdate], list[Failure], dict[str, Reveal]]:
+    updates: list[ClientUpdate] = []
+    failures: list[Failure] = []
+    meta: dict[str, Reveal] = {}
+    for reveal in sorted(inputs.reveals, key=lambda r: to_checksum_address(r.participant)):
+        who = to_checksum_address(reveal.participant)
+        meta[who] = reveal
+        reason = ""
+        try:
+            data = store.get(reveal.cid)
+        except (ContentNotFound, ContentMismatch) as exc:
+            reason = f"update unavailable: {exc}"
+        else:
+            if hashlib.sha256(data).digest() != bytes(reveal.digest):
+                reason = "update bytes do not match the revealed digest"
+            elif not 1 <= reveal.num_samples <= inputs.max_samples:
+                reason = f"sample count {reveal.num_samples} out of range"
+            else:
+                try:
+                    updates.append(
+                        ClientUpdate(who, decode_update(data, inputs.spec), reveal.num_samples)
+                    )
+                except UpdateFormatError as exc:
+                    reason = f"invalid update: {exc}"
+        if reason:
+            failures.append(Failure(who, reason))
+    return updates, failures, meta

@@ -1,0 +1,58 @@
+"""The task manifest: the off-chain half of a task's configuration, named on-chain by CID.
+
+It holds what participants need to train and what the committee needs to check and aggregate:
+the task config (data, model, training, rule, ledger parameters) and the model spec. The
+contract stores its CID and sha-256 digest, plus the model spec's digest, so a node can verify
+it fetched the manifest the task was created with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flchain.config import TaskConfig, config_from_dict
+from flchain.errors import ConfigError
+from flchain.learning.aggregation import Aggregator, aggregator_from_config
+from flchain.learning.models import ModelSpec
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TaskManifest:
+    config: TaskConfig
+    spec: ModelSpec
+
+    def to_bytes(self) -> bytes:
+        data: dict[str, Any] = {
+            "version": MANIFEST_VERSION,
+            "config": self.config.to_dict(),
+            "model_spec": json.loads(self.spec.to_json()),
+        }
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    def aggregator(self) -> Aggregator:
+        return aggregator_from_config(self.config.aggregation.rule, self.config.aggregation.params)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, expected_digest: bytes | None = None) -> TaskManifest:
+        """Parse and check a manifest; ``expected_digest`` is the one recorded on-chain."""
+        if expected_digest is not None and hashlib.sha256(data).digest() != expected_digest:
+            raise ConfigError("task manifest does not match the digest recorded on-chain")
+        try:
+            raw = json.loads(data)
+            if raw.get("version") != MANIFEST_VERSION:
+                raise ConfigError(f"unsupported manifest version {raw.get('version')!r}")
+            config = config_from_dict(raw["config"])
+            spec = ModelSpec.from_json(json.dumps(raw["model_spec"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"malformed task manifest: {exc}") from exc
+        return cls(config, spec)

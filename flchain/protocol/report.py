@@ -1,0 +1,64 @@
+"""The round report: what the committee decided, stored off-chain and named on-chain by digest.
+
+Every committee member builds this report independently and must get identical bytes, so the
+encoding is canonical JSON (sorted keys, no insignificant white space, integers for amounts) and
+holds nothing that depends on timing or floating-point evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flchain.errors import ProtocolError
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What happened to one revealed (or missing) update in a round."""
+
+    participant: str
+    cid: str
+    digest: str  # 0x-hex
+    num_samples: int
+    accepted: bool
+    score: int
+    reward: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    task: str
+    round: int
+    rule: str
+    previous_model_cid: str
+    model_cid: str
+    model_digest: str
+    outcomes: tuple[UpdateOutcome, ...]
+    reward_total: int
+    cumulative: dict[str, int] = field(default_factory=dict)
+    reward_root: str = "0x" + "00" * 32
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON bytes (the report digest is the sha-256 of these)."""
+        data = asdict(self)
+        data["outcomes"] = [asdict(o) for o in self.outcomes]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoundReport:
+        try:
+            raw: dict[str, Any] = json.loads(data)
+            outcomes = tuple(UpdateOutcome(**o) for o in raw.pop("outcomes"))
+            report = cls(outcomes=outcomes, **raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ProtocolError(f"malformed round report: {exc}") from exc
+        if report.to_bytes() != data:
+            raise ProtocolError("round report is not in canonical form")
+        return report

@@ -1,0 +1,35 @@
+"""Reward arithmetic of DESIGN.md step 4, in integers so every committee member agrees."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flchain.types import Address
+
+
+def split_budget(pool: int, scores: Mapping[Address, int]) -> dict[Address, int]:
+    """Share ``pool`` token units among accounts in proportion to their integer scores.
+
+    Each share is floored; the remainder (at most one unit per account) is not paid and rolls
+    over with the rest of the budget. Accounts with score 0 get nothing and are left out.
+    """
+    if pool < 0:
+        raise ValueError(f"pool must be non-negative, got {pool}")
+    if any(s < 0 for s in scores.values()):
+        raise ValueError("scores must be non-negative integers")
+    total = sum(scores.values())
+    if total == 0:
+        return {}
+    return {a: pool * s // total for a, s in sorted(scores.items()) if s > 0}
+
+
+def accumulate(
+    previous: Mapping[Address, int], credits: Mapping[Address, int]
+) -> dict[Address, int]:
+    """Cumulative credit per account after adding one round's credits to the previous totals."""
+    out = dict(previous)
+    for account, amount in credits.items():
+        if amount < 0:
+            raise ValueError(f"negative credit for {account}")
+        out[account] = out.get(account, 0) + amount
+    return dict(sorted(out.items()))

@@ -1,0 +1,380 @@
+"""A whole incentivized federation in one process: the task owner, N participant nodes, the
+embedded chain and store. This is what ``flchain demo`` runs.
+
+Nothing here shortcuts the protocol: every participant is a :class:`ParticipantNode` that
+commits, reveals and (when drawn) recomputes and attests through real transactions, and the
+owner's keeper slashes non-revealers and settles committees through the contract like anyone
+could. The only thing a single process adds is the clock: when no one has anything left to do,
+the runner mines blocks up to the next phase deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from flchain.config import AggregationConfig, DataConfig, LedgerConfig, TaskConfig, TrainingConfig
+from flchain.errors import ConfigError, ContractRevert
+from flchain.learning.codec import decode_model, encode_model
+from flchain.learning.models import build_model
+from flchain.learning.training import evaluate
+from flchain.ledger.chain import Chain
+from flchain.ledger.contracts import Phase, RoundStatus, Settlement
+from flchain.ledger.deploy import Deployment, deploy_stack, register_all, task_config
+from flchain.protocol.task import federated_data, initial_model_and_manifest, train_config
+from flchain.storage import ContentStore, LocalStore
+from flchain_node.participant import ParticipantNode, StepReport, round_start_bound
+from flchain_node.trainer import Attacker, LocalTrainer
+
+ATTACKS = ("sign_flip", "gaussian", "label_flip")
+ROLES = ("honest", "attacker", "free_rider", "dropout")
+TOKEN = 10**18
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """A demo federation: who takes part and how they behave.
+
+    Participants ``0 .. attackers-1`` attack, the next ``free_riders`` send the global model
+    back (an empty update), the next ``dropouts`` commit and never reveal; the rest are honest.
+    """
+
+    participants: int = 10
+    rounds: int = 5
+    rule: str = "multi_krum"
+    rule_params: dict[str, float] = field(default_factory=lambda: {"f": 2})
+    attackers: int = 2
+    attack: str = "sign_flip"
+    free_riders: int = 1
+    dropouts: int = 1
+    dataset: str = "mnist"
+    partition: str = "iid"
+    model: str = "mlp"
+    committee_size: int = 3
+    quorum: int = 2
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 0.1
+    seed: int = 0
+
+    def roles(self) -> list[str]:
+        bad = self.attackers + self.free_riders + self.dropouts
+        if bad >= self.participants:
+            raise ConfigError(
+                f"{bad} attackers, free-riders and dropouts leave no honest participant among "
+                f"{self.participants}"
+            )
+        if self.attack not in ATTACKS:
+            raise ConfigError(f"unknown attack {self.attack!r}; known: {', '.join(ATTACKS)}")
+        counts = (self.attackers, self.free_riders, self.dropouts)
+        roles = [r for r, n in zip(ROLES[1:], counts, strict=True) for _ in range(n)]
+        return roles + ["honest"] * (self.participants - len(roles))
+
+    def task_config(self) -> TaskConfig:
+        n = self.participants
+        return TaskConfig(
+            name="flchain-demo",
+            data=DataConfig(dataset=self.dataset, partition=self.partition, seed=self.seed),
+            training=TrainingConfig(
+                model=self.model,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                seed=self.seed,
+            ),
+            aggregation=AggregationConfig(rule=self.rule, params=dict(self.rule_params)),
+            ledger=LedgerConfig(
+                rounds=self.rounds,
+                committee_size=min(self.committee_size, n),
+                quorum=min(self.quorum, n),
+                max_participants=n,
+                min_reveals=max(1, (n - self.dropouts) // 2),
+                commit_blocks=4 * n + 20,
+                reveal_blocks=4 * n + 20,
+                attest_blocks=4 * n + 20,
+            ),
+        ).validate()
+
+
+@dataclass
+class RoundRow:
+    """One round of the demo as the report and plots show it."""
+
+    round: int
+    status: str
+    accuracy: float | None
+    loss: float | None
+    accepted: list[str]
+    rejected: dict[str, str]
+    rewards: dict[str, int]
+    slashes: dict[str, int]
+    gas: dict[str, int]
+    seconds: dict[str, float]
+    model_cid: str = ""
+
+
+@dataclass
+class FederationResult:
+    config: DemoConfig
+    roles: dict[str, str]
+    addresses: dict[str, str]
+    rounds: list[RoundRow]
+    claimed: dict[str, int]
+    stakes: dict[str, int]
+    initial_accuracy: float
+    wall_seconds: float
+    store_dir: str
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+class Federation:
+    """Sets up the chain, store, contracts and nodes of a :class:`DemoConfig`, then runs it."""
+
+    def __init__(
+        self,
+        demo: DemoConfig,
+        *,
+        chain: Chain | None = None,
+        store: ContentStore | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
+        self.demo = demo
+        self.config = demo.task_config()
+        self.roles = demo.roles()
+        self.chain = chain or Chain.embedded(num_accounts=demo.participants + 1)
+        if len(self.chain.accounts) < demo.participants + 1:
+            raise ConfigError(
+                f"the chain has {len(self.chain.accounts)} accounts; need {demo.participants + 1}"
+            )
+        self._own_dir = work_dir is None and store is None
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flchain-demo-"))
+        self.store = store or LocalStore(self.work_dir / "store", durable=False)
+        self.owner: LocalAccount = self.chain.accounts[0]
+        self.accounts: list[LocalAccount] = list(self.chain.accounts[1 : demo.participants + 1])
+        self.fed = federated_data(self.config.data, demo.participants)
+        self.deployment = self._deploy()
+        self.nodes = [self._node(i, a) for i, a in enumerate(self.accounts)]
+        self.role_of = {n.address: r for n, r in zip(self.nodes, self.roles, strict=True)}
+
+    def _deploy(self) -> Deployment:
+        model, manifest = initial_model_and_manifest(self.config)
+        self.initial_model = model
+        self.manifest = manifest
+        initial = encode_model(model.state_dict(), manifest.spec)
+        lg = self.config.ledger
+        contract_config = task_config(
+            lg,
+            manifest_cid=self.store.put(manifest.to_bytes()),
+            manifest_digest=manifest.digest(),
+            model_spec_digest=manifest.spec.digest(),
+            initial_model_cid=self.store.put(initial),
+            initial_model_digest=hashlib.sha256(initial).digest(),
+            aggregation=self.config.aggregation,
+        )
+        deployment = deploy_stack(
+            self.chain,
+            self.owner,
+            config=contract_config,
+            min_stake=lg.min_stake,
+            mint_to=[a.address for a in self.accounts],
+            mint_amount=lg.min_stake,
+            # every round's budget, plus one spare so rounding never starves the last round
+            fund=lg.round_budget * (lg.rounds + 1),
+        )
+        register_all(deployment, self.accounts)
+        return deployment
+
+    def _node(self, i: int, account: LocalAccount) -> ParticipantNode:
+        role = self.roles[i]
+        model = build_model(self.config.training.model, self.config.data.dataset)
+        data, tcfg = self.fed.clients[i], train_config(self.config)
+        seed = self.demo.seed * 1000 + i
+        if role == "attacker":
+            source: Any = Attacker(model, data, tcfg, seed, self.demo.attack)
+        elif role == "free_rider":
+            source = Attacker(model, data, tcfg, seed, "free_rider")
+        else:
+            source = LocalTrainer(model, data, tcfg, seed)
+        dropout = role == "dropout"
+        return ParticipantNode(
+            self.deployment.task,
+            self.store,
+            account,
+            source,
+            manifest=self.manifest,
+            reveal=not dropout,
+            attest=not dropout,
+        )
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self, on_round: Callable[[RoundRow], None] | None = None) -> FederationResult:
+        started = time.perf_counter()
+        task = self.deployment.task
+        initial_accuracy = evaluate(self.initial_model, self.fed.test).accuracy
+        rows: list[RoundRow] = []
+        pending = self._fresh_pending()
+        settled: set[int] = set()
+        round_id = task.current_round()
+        while True:
+            acted = False
+            for node in self.nodes:
+                step = node.step()
+                acted |= bool(set(step.actions) - {"inactive"})
+                self._book(pending, step)
+            acted |= self._keeper(pending, settled)
+            current = task.current_round()
+            while round_id < current:  # a round finalized or expired since the last pass
+                row = self._row(round_id, pending)
+                rows.append(row)
+                if on_round:
+                    on_round(row)
+                pending = self._fresh_pending()
+                round_id += 1
+            if task.phase() == Phase.COMPLETED:
+                break
+            if not acted:
+                self._advance_clock(round_id)
+        # settle the last rounds' committees once their windows have passed
+        self.chain.mine(self.config.ledger.attest_blocks + 1)
+        self._keeper(pending, settled)
+        slashes = self._slashes()
+        for row in rows:  # committee settlements land a window after their round's row
+            row.slashes = slashes.get(row.round, {})
+        claimed = {n.address: n.claim() for n in self.nodes}
+        return FederationResult(
+            config=self.demo,
+            roles=self.role_of,
+            addresses=self.deployment.addresses(),
+            rounds=rows,
+            claimed=claimed,
+            stakes={n.address: self.deployment.registry.stake_of(n.address) for n in self.nodes},
+            initial_accuracy=initial_accuracy,
+            wall_seconds=time.perf_counter() - started,
+            store_dir=str(self.work_dir / "store"),
+        )
+
+    def close(self) -> None:
+        self.store.close()
+        if self._own_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    @staticmethod
+    def _fresh_pending() -> dict[str, Any]:
+        return {"gas": defaultdict(int), "seconds": defaultdict(float), "started": time.time()}
+
+    @staticmethod
+    def _book(pending: dict[str, Any], step: StepReport) -> None:
+        for action, gas in step.gas.items():
+            pending["gas"][action] += gas
+        for what, seconds in step.seconds.items():
+            pending["seconds"][what] += seconds
+
+    def _advance_clock(self, round_id: int) -> None:
+        """Mine up to the next deadline of the current round (nobody has anything to do)."""
+        task, block = self.deployment.task, self.chain.block_number
+        record = task.round_record(round_id)
+        deadlines = [record.commit_end, record.reveal_end, task.attest_deadline(round_id)]
+        target = min((d for d in deadlines if d >= block), default=block)
+        self.chain.mine(max(1, target - block + 1))
+
+    def _keeper(self, pending: dict[str, Any], settled: set[int]) -> bool:
+        """The owner's upkeep, which anyone may do: slash non-revealers once the reveal phase
+        closed, settle committees once a round's attest window closed."""
+        task, owner, block = self.deployment.task, self.owner, self.chain.block_number
+        acted = False
+        current = task.current_round()
+        for r in range(max(0, current - 2), current + 1):
+            record = task.round_record(r)
+            if record.reveal_end == 0 or block <= record.reveal_end:
+                continue
+            since = round_start_bound(self.nodes[0].config, record)
+            revealed = {e.account for e in task.revealed_events(r, from_block=since)}
+            for e in task.committed_events(r, from_block=since):
+                if e.account in revealed or task.commitment_of(e.account).round != r:
+                    continue
+                if self._try(
+                    pending, "slash", lambda a=e.account, r=r: task.slash_non_revealer(owner, r, a)
+                ):
+                    acted = True
+            closed = record.status != RoundStatus.OPEN or r < current
+            if r in settled or not closed or block <= task.attest_deadline(r):
+                continue
+            for member in task.committee(r):
+                if self._try(
+                    pending,
+                    "settle",
+                    lambda m=member, r=r: task.settle_committee_member(owner, r, m),
+                ):
+                    acted = True
+            settled.add(r)
+        return acted
+
+    @staticmethod
+    def _try(pending: dict[str, Any], action: str, send: Callable[[], Any]) -> bool:
+        try:
+            receipt = send()
+        except ContractRevert:  # already done by someone else, or nothing owed
+            return False
+        pending["gas"][action] += int(receipt["gasUsed"])
+        return True
+
+    def _row(self, round_id: int, pending: dict[str, Any]) -> RoundRow:
+        task = self.deployment.task
+        record = task.round_record(round_id)
+        since = round_start_bound(self.nodes[0].config, record)
+        slashes = self._slashes(since).get(round_id, {})
+        seconds = dict(pending["seconds"])
+        seconds["wall"] = time.time() - pending["started"]
+        if record.status != RoundStatus.FINALIZED:
+            return RoundRow(
+                round_id, "expired", None, None, [], {}, {}, slashes, dict(pending["gas"]), seconds
+            )
+        report = self.nodes[0].report_of(round_id)
+        state = decode_model(self.store.get(report.model_cid), self.manifest.spec)
+        model = build_model(self.config.training.model, self.config.data.dataset)
+        model.load_state_dict(state)
+        ev = evaluate(model, self.fed.test)
+        return RoundRow(
+            round=round_id,
+            status="finalized",
+            accuracy=ev.accuracy,
+            loss=ev.loss,
+            accepted=[o.participant for o in report.outcomes if o.accepted],
+            rejected={o.participant: o.reason for o in report.outcomes if not o.accepted},
+            rewards={o.participant: o.reward for o in report.outcomes if o.reward},
+            slashes=slashes,
+            gas=dict(pending["gas"]),
+            seconds=seconds,
+            model_cid=report.model_cid,
+        )
+
+    def _slashes(self, since: int = 0) -> dict[int, dict[str, int]]:
+        """Stake taken per round and account (non-revealers and failed committee members), in
+        events from block ``since`` on."""
+        task = self.deployment.task
+        out: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for e in task.non_revealer_slashed_events(from_block=since):
+            out[e.round][e.account] += e.amount
+        for s in task.settled_events(from_block=since):
+            if s.outcome != Settlement.FEE_CREDITED:
+                out[s.round][s.member] += s.amount
+        return {r: dict(v) for r, v in out.items()}
+
+
+def with_overrides(demo: DemoConfig, **changes: Any) -> DemoConfig:
+    """``demo`` with the given fields changed (``None`` values are ignored)."""
+    return replace(demo, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,305 @@
+"""The participant node's round logic: one idempotent :meth:`ParticipantNode.step` at a time.
+
+Each call reads the task's phase from the chain and does whatever this participant still owes
+in it — commit, reveal, attest (on the committee), expire a stuck round — and nothing it already
+did. Because every decision is re-derived from the chain plus the persisted :class:`NodeState`,
+a node can be killed between any two lines and simply run ``step()`` again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3.types import TxReceipt
+
+from flchain.errors import AggregationError, ContractRevert, ProtocolError
+from flchain.learning.codec import decode_model, encode_update, update_digest
+from flchain.ledger.contracts import (
+    CommitmentFlag,
+    ParticipantRegistry,
+    Phase,
+    Result,
+    RoundFinalized,
+    RoundRecord,
+    RoundStatus,
+    TaskConfig,
+    TrainingTask,
+)
+from flchain.ledger.merkle import RewardTree
+from flchain.protocol.commitment import commitment, new_salt
+from flchain.protocol.committee import Reveal, RoundInputs, RoundOutcome, recompute_round
+from flchain.protocol.manifest import TaskManifest
+from flchain.protocol.report import RoundReport
+from flchain.storage import ContentStore
+from flchain_node.state import NodeState, RoundState
+
+
+class UpdateSource(Protocol):
+    """Produces this participant's update for a round from the global model."""
+
+    def produce(
+        self, global_state: dict[str, torch.Tensor], round_id: int
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """The delta from ``global_state`` and the number of samples it was trained on."""
+        ...
+
+
+@dataclass
+class StepReport:
+    """What one :meth:`ParticipantNode.step` did, with the seconds each kind of work took."""
+
+    round: int
+    phase: Phase
+    actions: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    gas: dict[str, int] = field(default_factory=dict)
+
+
+class ParticipantNode:
+    """One participant key on one task.
+
+    ``reveal=False`` makes a dropout (commits, never reveals) and ``attest=False`` a silent
+    committee member: both exist for attack studies and are slashed by the protocol.
+    """
+
+    def __init__(
+        self,
+        task: TrainingTask,
+        store: ContentStore,
+        account: LocalAccount,
+        source: UpdateSource,
+        *,
+        state: NodeState | None = None,
+        manifest: TaskManifest | None = None,
+        reveal: bool = True,
+        attest: bool = True,
+    ) -> None:
+        self.task, self.store, self.account, self.source = task, store, account, source
+        self.chain = task.chain
+        self.address = to_checksum_address(account.address)
+        self.state = state or NodeState(account=self.address, task=task.address)
+        self.manifest = manifest or load_manifest(task, store)
+        self.will_reveal, self.will_attest = reveal, attest
+        self.config = task.config()
+        self.registry = ParticipantRegistry(self.chain, task.registry())
+        self._reports: dict[int, RoundReport] = {}
+        self._finalized: list[RoundFinalized] = []
+        self._scanned_to = 0
+
+    def _send(self, report: StepReport, action: str, send: Callable[[], TxReceipt]) -> None:
+        """Run one transaction, booking its time and gas under ``action``."""
+        started = time.perf_counter()
+        receipt = send()
+        report.seconds["chain"] = report.seconds.get("chain", 0.0) + time.perf_counter() - started
+        report.gas[action] = report.gas.get(action, 0) + int(receipt["gasUsed"])
+        report.actions.append(action)
+
+    # --- the round ------------------------------------------------------------------------
+
+    def step(self) -> StepReport:
+        """Do whatever this participant owes the task right now; safe to call any time."""
+        round_id = self.task.current_round()
+        report = StepReport(round_id, self.task.phase())
+        if round_id > 0:
+            self._late_attest(round_id - 1, report)
+        if report.phase == Phase.COMMIT:
+            self._commit(round_id, report)
+        elif report.phase == Phase.REVEAL:
+            self._reveal(round_id, report)
+        elif report.phase == Phase.ATTEST:
+            self._attest(round_id, report)
+        elif report.phase == Phase.EXPIRABLE:
+            with contextlib.suppress(ContractRevert):  # someone else expired it first
+                self._send(report, "expire", lambda: self.task.expire_round(self.account))
+        return report
+
+    def _commit(self, round_id: int, report: StepReport) -> None:
+        mine = self.state.rounds.get(round_id)
+        on_chain = self.task.commitment_of(self.address)
+        if on_chain.exists and on_chain.round == round_id:
+            if mine is not None and not mine.committed:
+                mine.committed = True  # the commit landed before a restart
+                self.state.save()
+            return
+        if mine is None:
+            if not self.registry.is_active(self.address):
+                report.actions.append("inactive")  # unregistered, exiting or slashed below minimum
+                return
+            mine = self._prepare_update(round_id, report)
+        value = commitment(
+            chain_id=self.chain.chain_id,
+            task=self.task.address,
+            sender=self.address,
+            round_id=round_id,
+            digest=bytes.fromhex(mine.digest[2:]),
+            num_samples=mine.num_samples,
+            salt=bytes.fromhex(mine.salt[2:]),
+        )
+        self._send(report, "commit", lambda: self.task.commit(self.account, value))
+        mine.committed = True
+        self.state.save()
+
+    def _prepare_update(self, round_id: int, report: StepReport) -> RoundState:
+        spec = self.manifest.spec
+        global_state = decode_model(self.store.get(self.task.model_cid()), spec)
+        started = time.perf_counter()
+        delta, num_samples = self.source.produce(global_state, round_id)
+        report.seconds["train"] = time.perf_counter() - started
+        started = time.perf_counter()
+        data = encode_update(delta, spec)
+        cid = self.store.put(data)  # stored before committing: a restart can always reveal
+        report.seconds["store"] = time.perf_counter() - started
+        mine = RoundState(
+            digest="0x" + update_digest(data).hex(),
+            salt="0x" + new_salt().hex(),
+            num_samples=num_samples,
+            cid=cid,
+        )
+        self.state.rounds[round_id] = mine
+        self.state.save()
+        return mine
+
+    def _reveal(self, round_id: int, report: StepReport) -> None:
+        mine = self.state.rounds.get(round_id)
+        if mine is None or not mine.committed or mine.revealed or not self.will_reveal:
+            return
+        if not self.task.commitment_of(self.address).flags & CommitmentFlag.REVEALED:
+            digest, salt = bytes.fromhex(mine.digest[2:]), bytes.fromhex(mine.salt[2:])
+            try:
+                self._send(
+                    report,
+                    "reveal",
+                    lambda: self.task.reveal(
+                        self.account, digest, mine.num_samples, salt, mine.cid
+                    ),
+                )
+            except ContractRevert as exc:
+                # Refused for good (e.g. DigestReplayed): retrying cannot help; the round goes
+                # on without this update and the missing reveal is slashed.
+                mine.error = f"reveal refused: {exc}"
+                report.actions.append("reveal-refused")
+        mine.revealed = True  # (or it was, before a restart; or it can never be)
+        self.state.save()
+
+    def _attest(self, round_id: int, report: StepReport) -> None:
+        if not self.will_attest or not self.task.is_committee_member(round_id, self.address):
+            return
+        if any(self.task.vote_of(round_id, self.address).result_hash):
+            return
+        started = time.perf_counter()
+        try:
+            outcome = self.recompute(round_id)
+        except AggregationError:
+            return  # too few valid updates: the round will expire
+        report.seconds["aggregate"] = time.perf_counter() - started
+        result = Result(*outcome.result_tuple())
+        self._send(report, "attest", lambda: self.task.attest(self.account, round_id, result))
+        if round_id in self.state.rounds:
+            self.state.rounds[round_id].attested = True
+            self.state.save()
+
+    def _late_attest(self, round_id: int, report: StepReport) -> None:
+        """Back a round that finalized before this member voted, while its window is open: the
+        member is paid instead of slashed, and its next commit is not blocked."""
+        if self.task.round_record(round_id).status != RoundStatus.FINALIZED:
+            return
+        if self.chain.block_number >= self.task.attest_deadline(round_id):
+            return
+        self._attest(round_id, report)
+
+    # --- committee ------------------------------------------------------------------------
+
+    def recompute(self, round_id: int) -> RoundOutcome:
+        """Recompute ``round_id``'s result from its on-chain reveals and the store."""
+        cfg, record = self.config, self.task.round_record(round_id)
+        reveals = [
+            Reveal(e.account, e.digest, e.num_samples, e.cid)
+            for e in self.task.revealed_events(round_id, from_block=round_start_bound(cfg, record))
+        ]
+        fees = cfg.committee_fee * min(cfg.committee_size, record.commits)
+        previous = self._last_report(before=round_id)
+        inputs = RoundInputs(
+            task=to_checksum_address(self.task.address),
+            round_id=round_id,
+            spec=self.manifest.spec,
+            aggregator=self.manifest.aggregator(),
+            global_model_cid=previous.model_cid if previous else cfg.initial_model_cid,
+            reward_pool=cfg.round_budget - fees,
+            previous_cumulative=previous.cumulative if previous else {},
+            reveals=reveals,
+            max_samples=cfg.max_samples,
+        )
+        return recompute_round(inputs, self.store)
+
+    def report_of(self, round_id: int) -> RoundReport:
+        """The report of finalized round ``round_id``."""
+        report = self._last_report(before=round_id + 1)
+        if report is None or report.round != round_id:
+            raise ProtocolError(f"round {round_id} has not been finalized")
+        return report
+
+    def _last_report(self, before: int) -> RoundReport | None:
+        """The report of the latest round finalized before ``before`` (fetched and checked)."""
+        finalized = [e for e in self._finalized_events() if e.round < before]
+        if not finalized:
+            return None
+        last = finalized[-1]
+        if last.round not in self._reports:
+            data = self.store.get(last.report_cid)
+            if hashlib.sha256(data).digest() != last.report_digest:
+                raise ProtocolError(f"report of round {last.round} does not match its digest")
+            self._reports[last.round] = RoundReport.from_bytes(data)
+        return self._reports[last.round]
+
+    def _finalized_events(self) -> list[RoundFinalized]:
+        """Every ``RoundFinalized`` so far, scanning only blocks not scanned before (log
+        queries cost time in proportion to the blocks they cover)."""
+        latest = self.chain.block_number
+        if latest >= self._scanned_to:
+            self._finalized += self.task.finalized_events(from_block=self._scanned_to)
+            self._scanned_to = latest + 1
+        return self._finalized
+
+    # --- rewards --------------------------------------------------------------------------
+
+    def claimable(self) -> tuple[int, int, int]:
+        """``(round, cumulative, unclaimed)`` against the latest finalized round's tree."""
+        report = self._last_report(before=2**63)
+        if report is None or self.address not in report.cumulative:
+            return (-1, 0, 0)
+        cumulative = report.cumulative[self.address]
+        return (report.round, cumulative, cumulative - self.task.claimed(self.address))
+
+    def claim(self) -> int:
+        """Pull every reward credited so far in one transaction; returns the amount paid."""
+        round_id, cumulative, unclaimed = self.claimable()
+        if unclaimed <= 0:
+            return 0
+        proof = RewardTree(self._reports[round_id].cumulative).proof(self.address)
+        self.task.claim(self.account, round_id, cumulative, proof)
+        return unclaimed
+
+
+def load_manifest(task: TrainingTask, store: ContentStore) -> TaskManifest:
+    """Fetch the task manifest named on-chain and check it against the recorded digests."""
+    cfg = task.config()
+    manifest = TaskManifest.from_bytes(
+        store.get(cfg.manifest_cid), expected_digest=cfg.manifest_digest
+    )
+    if manifest.spec.digest() != cfg.model_spec_digest:
+        raise ProtocolError("the manifest's model spec does not match the task's spec digest")
+    return manifest
+
+
+def round_start_bound(config: TaskConfig, record: RoundRecord) -> int:
+    """A block at or before the start of the round of ``record``: a round starts at most
+    commit + reveal blocks before its reveal phase ends. Bounds per-round log queries."""
+    return max(0, record.reveal_end - config.commit_blocks - config.reveal_blocks - 1)

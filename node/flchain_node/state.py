@@ -1,0 +1,79 @@
+"""A node's durable memory: salts, committed digests and what it already did, per round.
+
+The salt and digest of a round are written *before* the commit transaction is sent, and the
+update bytes are already in the content store by then, so a node killed at any point can still
+reveal what it committed (or recognise that its commit never landed and send it again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from flchain.errors import ProtocolError
+
+
+@dataclass
+class RoundState:
+    digest: str  # 0x-hex sha-256 of the update bytes
+    salt: str  # 0x-hex, secret until the reveal
+    num_samples: int
+    cid: str
+    committed: bool = False
+    revealed: bool = False
+    attested: bool = False
+    error: str = ""
+
+
+@dataclass
+class NodeState:
+    """Persisted as JSON at ``path``; every :meth:`save` is atomic (write, fsync, rename)."""
+
+    path: Path | None = None
+    account: str = ""
+    task: str = ""
+    rounds: dict[int, RoundState] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, *, account: str, task: str) -> NodeState:
+        if not path.exists():
+            return cls(path=path, account=account, task=task)
+        try:
+            raw = json.loads(path.read_text())
+            state = cls(
+                path=path,
+                account=raw["account"],
+                task=raw["task"],
+                rounds={int(r): RoundState(**s) for r, s in raw["rounds"].items()},
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProtocolError(f"node state file {path} is corrupt: {exc}") from exc
+        if (state.account.lower(), state.task.lower()) != (account.lower(), task.lower()):
+            raise ProtocolError(
+                f"node state file {path} belongs to account {state.account} on task "
+                f"{state.task}, not {account} on {task}"
+            )
+        return state
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "account": self.account,
+            "task": self.task,
+            "rounds": {str(r): asdict(s) for r, s in sorted(self.rounds.items())},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
