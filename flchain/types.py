@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import NewType
 
-#: A checksummed 20-byte Ethereum address, ``0x``-prefixed.
+from eth_utils import to_checksum_address
+
+#: A checksummed 20-byte Ethereum address, ``0x``-prefixed. Make one with :func:`to_address`.
 Address = NewType("Address", str)
+
+
+def to_address(value: str | bytes) -> Address:
+    """``value`` as a checksummed :data:`Address`; raises ``ValueError`` if it is none."""
+    return Address(to_checksum_address(value))
 #: A 32-byte digest (sha-256 of canonical bytes unless stated otherwise).
 Digest = NewType("Digest", bytes)
 #: A content identifier as text (``Qm...`` for CIDv0, ``bafy...`` for CIDv1).

@@ -30,8 +30,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+from flchain_node.cli.demo import rule_params
 
-from flchain.cli.demo import rule_params
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import RULES, aggregator_from_config
 from flchain.learning.data import federate, load_mnist5k

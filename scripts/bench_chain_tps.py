@@ -27,7 +27,7 @@ from flchain.ledger.chain import Chain
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT = json.loads((ROOT / "tests/ledger/fixtures/ChainFixture.json").read_text())
 _SERVE = (
-    "import typer; from flchain.cli.devchain import devchain; "
+    "import typer; from flchain_node.cli.devchain import devchain; "
     "app = typer.Typer(); app.command()(devchain); app()"
 )
 

@@ -67,7 +67,8 @@ _RPC_PARTS = {"eth_getLogs": "events", "evm_mine": "clock", "anvil_mine": "clock
 class RoundClock:
     """Wall time per round, split by the outermost instrumented call it is spent in."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self._now = now  # injectable, so the bookkeeping is tested without real time
         self.rounds: list[dict[str, float]] = []
         self.calls: list[dict[str, int]] = []
         self._parts: dict[str, float] = defaultdict(float)
@@ -85,13 +86,13 @@ class RoundClock:
             if self._depth:
                 return fn(*args, **kwargs)
             self._depth += 1
-            started = time.perf_counter()
+            started = self._now()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self._depth -= 1
                 name = part(*args) if callable(part) else part
-                self._parts[name] += time.perf_counter() - started
+                self._parts[name] += self._now() - started
                 self._calls[name] += 1
 
         return timed
@@ -101,14 +102,14 @@ class RoundClock:
         if round_id > self._round:
             self.close()
             self._parts, self._calls = defaultdict(float), defaultdict(int)
-            self._round, self._started = round_id, time.perf_counter()
+            self._round, self._started = round_id, self._now()
 
     def close(self) -> None:
         """End the open round (if any) now."""
         if self._round < 0:
             return
         parts = dict(self._parts)
-        wall = time.perf_counter() - self._started - parts.pop(_EXCLUDED, 0.0)
+        wall = self._now() - self._started - parts.pop(_EXCLUDED, 0.0)
         measured = {p: parts.get(p, 0.0) for p in PARTS if p != "python"}
         self.rounds.append({**measured, "python": wall - sum(measured.values()), "wall": wall})
         self.calls.append({p: self._calls.get(p, 0) for p in PARTS if p != "python"})

@@ -27,7 +27,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from flchain.ledger import Chain, Result, RewardTree, TaskConfig, deploy_stack, register_all
+from flchain.ledger import Chain, Result, RewardTree, TaskParameters, deploy_stack, register_all
 from flchain.protocol.commitment import commitment
 
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # 59 characters
@@ -36,9 +36,9 @@ FINALIZE_RATIO_TARGET = 1.1
 CLAIM_SPREAD_TARGET = 0.10
 
 
-def config(participants: int, rounds: int) -> TaskConfig:
+def config(participants: int, rounds: int) -> TaskParameters:
     blocks = participants + 10  # every transaction mines a block
-    return TaskConfig(
+    return TaskParameters(
         manifest_cid=CID,
         manifest_digest=b"\x01" * 32,
         model_spec_digest=b"\x02" * 32,

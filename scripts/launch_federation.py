@@ -52,7 +52,7 @@ min_reveals = {min_reveals}
 
 def flchain(*args: str) -> list[str]:
     """The ``flchain`` command of this interpreter's environment."""
-    return [sys.executable, "-m", "flchain.cli.app", *args]
+    return [sys.executable, "-m", "flchain_node.cli.app", *args]
 
 
 def start_chain(kind: str, accounts: int, block_time: float, logs: Path) -> tuple[str, object]:

@@ -143,7 +143,8 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 class CNN(nn.Module):
@@ -170,7 +171,8 @@ class CNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        out: torch.Tensor = self.classifier(self.features(x))
+        return out
 
 
 class LogisticRegression(nn.Module):
@@ -181,7 +183,8 @@ class LogisticRegression(nn.Module):
         self.linear = nn.Linear(in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
+        out: torch.Tensor = self.linear(x.flatten(1))
+        return out
 
 
 def _shape_of(dataset: object) -> tuple[tuple[int, ...], int]:

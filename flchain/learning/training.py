@@ -104,7 +104,7 @@ def train_local(model: nn.Module, data: TensorData, config: TrainConfig, seed: i
                 )
                 loss = loss + config.prox_mu / 2 * prox
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
     delta = {k: v.detach() - start[k] for k, v in local.state_dict().items()}
     eps = None

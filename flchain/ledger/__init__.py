@@ -18,11 +18,11 @@ from flchain.ledger.contracts import (
     RoundRecord,
     RoundStatus,
     Settlement,
-    TaskConfig,
+    TaskParameters,
     TrainingTask,
     Vote,
 )
-from flchain.ledger.deploy import Deployment, deploy_stack, register_all, task_config
+from flchain.ledger.deploy import Deployment, deploy_stack, register_all, task_parameters
 from flchain.ledger.devchain import DevChain
 from flchain.ledger.merkle import RewardTree
 
@@ -43,12 +43,12 @@ __all__ = [
     "RoundRecord",
     "RoundStatus",
     "Settlement",
-    "TaskConfig",
+    "TaskParameters",
     "TrainingTask",
     "Vote",
     "deploy_stack",
     "dev_accounts",
     "load_account",
     "register_all",
-    "task_config",
+    "task_parameters",
 ]

@@ -52,7 +52,8 @@ def account_from_mnemonic(
         raise ConfigError(f"account index must be in [0, 2**31), got {index}")
     parent_key, parent_chain_code = _branch_node(mnemonic, hd_path)
     key, _ = derive_child_key(parent_key, parent_chain_code, HDPath(f"m/{index}")._path[0])
-    return Account.from_key(key)
+    account: LocalAccount = Account.from_key(key)
+    return account
 
 
 def dev_accounts(count: int, mnemonic: str = DEV_MNEMONIC) -> list[LocalAccount]:
@@ -72,7 +73,8 @@ def account_from_key(private_key: str | bytes) -> LocalAccount:
     if len(private_key) != 32:
         raise ConfigError(f"private key must be 32 bytes, got {len(private_key)}")
     try:
-        return Account.from_key(private_key)
+        account: LocalAccount = Account.from_key(private_key)
+        return account
     except Exception as exc:  # zero or >= curve order
         raise ConfigError(f"invalid private key: {exc}") from exc
 
@@ -89,7 +91,8 @@ def account_from_file(path: str | Path, password: str | None = None) -> LocalAcc
     if password is None:
         raise ConfigError(f"key file {path} is an encrypted keystore: a password is needed")
     try:
-        return Account.from_key(Account.decrypt(json.loads(text), password))
+        decrypted: LocalAccount = Account.from_key(Account.decrypt(json.loads(text), password))
+        return decrypted
     except ValueError as exc:
         raise ConfigError(f"cannot decrypt keystore {path}: {exc}") from exc
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -95,7 +96,7 @@ class AnvilProcess:
     def _wait_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout
-        body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 stderr = self._process.stderr.read().decode() if self._process.stderr else ""

@@ -95,10 +95,10 @@ class _Struct:
 
 
 @dataclass(frozen=True)
-class TaskConfig(_Struct):
+class TaskParameters(_Struct):
     """``ITrainingTask.TaskConfig``, fixed at deployment (token amounts in the token's units).
 
-    Build one from a TOML ``LedgerConfig`` with :func:`flchain.ledger.deploy.task_config`.
+    Build one from a TOML ``LedgerConfig`` with :func:`flchain.ledger.deploy.task_parameters`.
     """
 
     manifest_cid: str
@@ -590,7 +590,7 @@ class TrainingTask(ContractWrapper):
         cls,
         chain: Chain,
         owner: LocalAccount,
-        config: TaskConfig,
+        config: TaskParameters,
         registry: str,
         reward_token: str,
     ) -> TrainingTask:
@@ -600,10 +600,10 @@ class TrainingTask(ContractWrapper):
 
     # --- views ----------------------------------------------------------------------------
 
-    def config(self) -> TaskConfig:
+    def config(self) -> TaskParameters:
         # Immutable after deployment: read once per wrapper (nodes read it every step).
         if not hasattr(self, "_config"):
-            self._config = TaskConfig.from_tuple(self._call("config"))
+            self._config = TaskParameters.from_tuple(self._call("config"))
         return self._config
 
     def registry(self) -> Address:

@@ -23,11 +23,11 @@ from flchain.ledger.contracts import (
     ZERO_BYTES32,
     FLToken,
     ParticipantRegistry,
-    TaskConfig,
+    TaskParameters,
     TrainingTask,
 )
 
-#: On-chain ids of the aggregation rules (``TaskConfig.aggregation_rule``); 0 means "see the
+#: On-chain ids of the aggregation rules (``TaskParameters.aggregation_rule``); 0 means "see the
 #: manifest". The manifest stays authoritative: the id only lets explorers show the rule.
 AGGREGATION_RULE_IDS: dict[str, int] = {
     "fedavg": 1,
@@ -62,7 +62,7 @@ class Deployment:
         }
 
 
-def task_config(
+def task_parameters(
     ledger: LedgerConfig,
     *,
     manifest_cid: str,
@@ -71,8 +71,8 @@ def task_config(
     initial_model_cid: str,
     initial_model_digest: bytes,
     aggregation: AggregationConfig | None = None,
-) -> TaskConfig:
-    """The contract's :class:`TaskConfig` from a TOML ``[ledger]`` section and the digests and
+) -> TaskParameters:
+    """The contract's :class:`TaskParameters` from a TOML ``[ledger]`` section and the digests and
     CIDs of the manifest and initial model (known only once they are stored).
 
     ``aggregation`` sets the rule id (:data:`AGGREGATION_RULE_IDS`) and ``rule_params`` (sha-256
@@ -98,7 +98,7 @@ def task_config(
         rule_id = AGGREGATION_RULE_IDS[aggregation.rule]
         canonical = json.dumps(dict(aggregation.params), sort_keys=True, separators=(",", ":"))
         rule_params = hashlib.sha256(canonical.encode()).digest()
-    return TaskConfig(
+    return TaskParameters(
         manifest_cid=manifest_cid,
         manifest_digest=manifest_digest,
         model_spec_digest=model_spec_digest,
@@ -126,7 +126,7 @@ def deploy_stack(
     chain: Chain,
     admin: LocalAccount,
     *,
-    config: TaskConfig,
+    config: TaskParameters,
     min_stake: int,
     unbonding_blocks: int | None = None,
     allowlist: bool = False,

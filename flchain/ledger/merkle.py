@@ -50,7 +50,7 @@ class RewardTree:
             hex addresses in any case; two spellings of one address are an error.
     """
 
-    def __init__(self, credits: Mapping[str, int]) -> None:
+    def __init__(self, credits: Mapping[Address, int]) -> None:
         entries = [_check_entry(account, amount) for account, amount in credits.items()]
         if not entries:
             raise MerkleTreeError("a reward tree needs at least one account")
@@ -118,7 +118,8 @@ class RewardTree:
         if data.get("format") != "standard-v1" or data.get("leafEncoding") != _LEAF_ENCODING:
             raise MerkleTreeError("not a standard-v1 tree with leaf encoding (address, uint256)")
         try:
-            credits = {str(v["value"][0]): int(v["value"][1]) for v in data["values"]}
+            # checked (and checksummed) entry by entry by the constructor
+            credits = {Address(str(v["value"][0])): int(v["value"][1]) for v in data["values"]}
             expected = bytes.fromhex(str(data["tree"][0]).removeprefix("0x"))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise MerkleTreeError(f"malformed tree dump: {exc}") from exc

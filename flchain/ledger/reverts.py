@@ -101,7 +101,9 @@ def error_class_from_abi(entry: Mapping[str, Any]) -> type[ContractRevert]:
     key = (selector, signature)
     if key not in _from_abi:
         names = tuple(p.get("name") or f"arg{i}" for i, p in enumerate(entry.get("inputs", [])))
-        cls = type(str(entry["name"]), (ContractRevert,), {"__module__": __name__})
+        cls: type[ContractRevert] = type(
+            str(entry["name"]), (ContractRevert,), {"__module__": __name__}
+        )
         # Set after creation: ContractRevert.__init_subclass__ registers classes whose body
         # defines a selector, and these must stay out of the registry.
         cls.selector, cls.solidity_signature = selector, signature
@@ -131,10 +133,10 @@ def decode_revert(
             return Panic(abi_decode(["uint256"], payload)[0], context)
         cls = ContractRevert.class_for_selector(selector) or _abi_errors(abi).get(selector)
         if cls is not None and len(data) >= 4:
-            values = abi_decode(list(cls.arg_types), payload)
+            decoded = abi_decode(list(cls.arg_types), payload)
             values = [
                 to_checksum_address(v) if t == "address" else v
-                for t, v in zip(cls.arg_types, values, strict=True)
+                for t, v in zip(cls.arg_types, decoded, strict=True)
             ]
             return cls(**dict(zip(cls.arg_names, values, strict=True)))
     except (DecodingError, OverflowError, ValueError):

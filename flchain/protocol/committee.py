@@ -18,8 +18,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from eth_utils import to_checksum_address
-
 from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, UpdateFormatError
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
 from flchain.learning.codec import apply_update, decode_model, decode_update, encode_model
@@ -28,7 +26,7 @@ from flchain.ledger.merkle import RewardTree
 from flchain.protocol.report import RoundReport, UpdateOutcome
 from flchain.protocol.rewards import accumulate, split_budget
 from flchain.storage import ContentStore
-from flchain.types import CID, Address
+from flchain.types import CID, Address, to_address
 
 ZERO_ROOT = b"\x00" * 32
 
@@ -54,7 +52,7 @@ class RoundInputs:
     aggregator: Aggregator
     global_model_cid: CID
     reward_pool: int
-    previous_cumulative: Mapping[str, int]
+    previous_cumulative: Mapping[Address, int]
     reveals: Sequence[Reveal]
     max_samples: int
 
@@ -100,7 +98,8 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
     model_bytes = encode_model(apply_update(global_state, aggregate.update), spec)
     model_cid = store.put(model_bytes)
 
-    scores = {d.participant: d.score for d in aggregate.decisions if d.accepted}
+    # decisions name the participants _fetch_updates gave the rule: checksummed addresses
+    scores = {Address(d.participant): d.score for d in aggregate.decisions if d.accepted}
     credits = split_budget(inputs.reward_pool, scores)
     cumulative = accumulate(inputs.previous_cumulative, credits)
     tree = RewardTree(cumulative) if cumulative else None
@@ -113,7 +112,7 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
             num_samples=meta[d.participant].num_samples,
             accepted=d.accepted,
             score=d.score if d.accepted else 0,
-            reward=credits.get(d.participant, 0),
+            reward=credits.get(Address(d.participant), 0),
             reason=d.reason,
         )
         for d in aggregate.decisions
@@ -135,7 +134,7 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
     return RoundOutcome(
         report=report,
         report_cid=store.put(report_bytes),
-        report_digest=hashlib.sha256(report_bytes).digest(),
+        report_digest=report.digest(),
         model_cid=model_cid,
         model_digest=hashlib.sha256(model_bytes).digest(),
         reward_root=bytes(tree.root) if tree else ZERO_ROOT,
@@ -150,8 +149,8 @@ def _fetch_updates(
     updates: list[ClientUpdate] = []
     failures: list[Failure] = []
     meta: dict[str, Reveal] = {}
-    for reveal in sorted(inputs.reveals, key=lambda r: to_checksum_address(r.participant)):
-        who = to_checksum_address(reveal.participant)
+    for reveal in sorted(inputs.reveals, key=lambda r: to_address(r.participant)):
+        who = to_address(reveal.participant)
         meta[who] = reveal
         reason = ""
         # Reasons go into the report every member hashes: they must not depend on the member

@@ -14,6 +14,7 @@ from typing import Any
 
 from flchain import safejson
 from flchain.errors import ProtocolError
+from flchain.types import Address
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class RoundReport:
     model_digest: str
     outcomes: tuple[UpdateOutcome, ...]
     reward_total: int
-    cumulative: dict[str, int] = field(default_factory=dict)
+    cumulative: dict[Address, int] = field(default_factory=dict)
     reward_root: str = "0x" + "00" * 32
 
     def to_bytes(self) -> bytes:

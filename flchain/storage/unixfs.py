@@ -387,18 +387,19 @@ def read_file(
     """
     walk = _Walk(get_many or (lambda cids: map(get_block, cids)))
     root_bytes = cid if isinstance(cid, bytes) else bytes(cid)
+    name = str(cid) if isinstance(cid, MFCID) else f"CID 0x{cid.hex()}"
     root = get_block(root_bytes)
     declared = file_size(root_bytes, root)
     if max_size is not None and declared is not None and declared > max_size:
-        raise ContentTooLarge(f"{cid} is {declared} bytes, over the limit of {max_size}")
+        raise ContentTooLarge(f"{name} is {declared} bytes, over the limit of {max_size}")
     total = 0
     for piece in _walk(root_bytes, root, walk, 0):
         total += len(piece)
         if max_size is not None and total > max_size:
-            raise ContentTooLarge(f"{cid} exceeds the limit of {max_size} bytes")
+            raise ContentTooLarge(f"{name} exceeds the limit of {max_size} bytes")
         yield piece
     if declared is not None and total != declared:
-        raise ContentMismatch(f"{cid} declares {declared} bytes but its blocks hold {total}")
+        raise ContentMismatch(f"{name} declares {declared} bytes but its blocks hold {total}")
 
 
 #: Deepest DAG read: a balanced ``ipfs add`` DAG of a terabyte is 4 levels deep.

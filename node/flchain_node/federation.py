@@ -29,13 +29,15 @@ from flchain.learning.models import build_model
 from flchain.learning.simulation import SimConfig
 from flchain.learning.training import evaluate
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import Phase, RoundStatus, Settlement
+from flchain.ledger.contracts import Phase, RoundStatus, Settlement, TrainingTask
 from flchain.ledger.deploy import Deployment, register_all
-from flchain.protocol.task import federated_data, train_config
+from flchain.protocol.rounds import round_start_bound
+from flchain.protocol.task import federated_data
 from flchain.storage import ContentStore, LocalStore
+from flchain_node.factory import build_participant, shard_trainer, task_model
 from flchain_node.owner import Keeper, create_task
-from flchain_node.participant import ParticipantNode, StepReport, round_start_bound
-from flchain_node.trainer import Attacker, LocalTrainer
+from flchain_node.participant import ParticipantNode, StepReport, UpdateSource
+from flchain_node.trainer import Attacker
 
 ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie", "ipm")
 ROLES = ("honest", "attacker", "free_rider", "dropout")
@@ -196,22 +198,21 @@ class Federation:
 
     def _node(self, i: int, account: LocalAccount) -> ParticipantNode:
         role = self.roles[i]
-        model = build_model(self.config.training.model, self.config.data.dataset)
-        data, tcfg = self.fed.clients[i], train_config(self.config)
-        seed = self.demo.seed * 1000 + i
+        honest = shard_trainer(self.config, i, self.demo.participants, data=self.fed)
+        source: UpdateSource = honest
         if role == "attacker":
             sim = SimConfig(
-                rounds=1, train=tcfg, attack=self.demo.attack, num_attackers=self.demo.attackers
-            )
-            source: Any = Attacker(
-                model, data, tcfg, seed, self.demo.attack, sim, participants=self.demo.participants
-            )
+                rounds=1, train=honest.config, attack=self.demo.attack,
+                num_attackers=self.demo.attackers,
+            )  # fmt: skip
+            source = Attacker(
+                honest.model, honest.data, honest.config, honest.seed, self.demo.attack, sim,
+                participants=self.demo.participants,
+            )  # fmt: skip
         elif role == "free_rider":
-            source = Attacker(model, data, tcfg, seed, "free_rider")
-        else:
-            source = LocalTrainer(model, data, tcfg, seed)
+            source = Attacker(honest.model, honest.data, honest.config, honest.seed, "free_rider")
         dropout = role == "dropout"
-        return ParticipantNode(
+        return build_participant(
             self.deployment.task,
             self.store,
             account,
@@ -231,12 +232,10 @@ class Federation:
         pending = self._fresh_pending()
         round_id = task.current_round()
         while True:
-            acted = False
-            for node in self.nodes:
-                step = node.step()
-                acted |= bool(set(step.actions) - {"inactive"})
+            steps = [node.step() for node in self.nodes]
+            for step in steps:
                 self._book(pending, step)
-            acted |= self._keeper(pending)
+            acted = any(map(did_something, steps)) | self._keeper(pending)
             current = task.current_round()
             if current - len([r for r in rows if r.status == "finalized"]) > 2 * self.demo.rounds:
                 raise ProtocolError(
@@ -254,7 +253,7 @@ class Federation:
             if task.phase() == Phase.COMPLETED:
                 break
             if not acted:
-                self._advance_clock(round_id)
+                advance_clock(task)
         # settle the last rounds' committees once their windows have passed
         self.chain.mine(self.config.ledger.attest_blocks + 1)
         self._keeper(pending)
@@ -290,14 +289,6 @@ class Federation:
         for what, seconds in step.seconds.items():
             pending["seconds"][what] += seconds
 
-    def _advance_clock(self, round_id: int) -> None:
-        """Mine up to the next deadline of the current round (nobody has anything to do)."""
-        task, block = self.deployment.task, self.chain.block_number
-        record = task.round_record(round_id)
-        deadlines = [record.commit_end, record.reveal_end, task.attest_deadline(round_id)]
-        target = min((d for d in deadlines if d >= block), default=block)
-        self.chain.mine(max(1, target - block + 1))
-
     def _keeper(self, pending: dict[str, Any]) -> bool:
         """The owner's upkeep (slashing non-revealers, settling committees); books its gas."""
         gas = self.keeper.step()
@@ -308,7 +299,7 @@ class Federation:
     def _row(self, round_id: int, pending: dict[str, Any]) -> RoundRow:
         task = self.deployment.task
         record = task.round_record(round_id)
-        since = round_start_bound(self.nodes[0].config, record)
+        since = round_start_bound(self.nodes[0].view.params, record)
         slashes = self._slashes(since).get(round_id, {})
         seconds = dict(pending["seconds"])
         seconds["wall"] = time.time() - pending["started"]
@@ -318,7 +309,7 @@ class Federation:
             )
         report = self.nodes[0].report_of(round_id)
         state = decode_model(self.store.get(report.model_cid), self.manifest.spec)
-        model = build_model(self.config.training.model, self.config.data.dataset)
+        model = task_model(self.config)
         model.load_state_dict(state)
         ev = evaluate(model, self.fed.test)
         return RoundRow(
@@ -351,3 +342,18 @@ class Federation:
 def with_overrides(demo: DemoConfig, **changes: Any) -> DemoConfig:
     """``demo`` with the given fields changed (``None`` values are ignored)."""
     return replace(demo, **{k: v for k, v in changes.items() if v is not None})
+
+
+def did_something(step: StepReport) -> bool:
+    """Whether a node's step acted (rather than found nothing to do, or its key inactive)."""
+    return bool(set(step.actions) - {"inactive"})
+
+
+def advance_clock(task: TrainingTask) -> None:
+    """Mine up to just past the current round's next deadline: on a chain that only mines on
+    demand (the embedded one), this is the clock when nobody has anything left to do."""
+    chain, round_id = task.chain, task.current_round()
+    block, record = chain.block_number, task.round_record(round_id)
+    deadlines = [record.commit_end, record.reveal_end, task.attest_deadline(round_id)]
+    target = min((d for d in deadlines if d >= block), default=block)
+    chain.mine(max(1, target - block + 1))

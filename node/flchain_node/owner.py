@@ -20,13 +20,12 @@ from flchain.config import TaskConfig
 from flchain.errors import ContractRevert
 from flchain.learning.codec import encode_model
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import RoundRecord, RoundStatus, TrainingTask
-from flchain.ledger.contracts import TaskConfig as ContractConfig
-from flchain.ledger.deploy import Deployment, deploy_stack, task_config
+from flchain.ledger.contracts import RoundRecord, RoundStatus, TaskParameters, TrainingTask
+from flchain.ledger.deploy import Deployment, deploy_stack, task_parameters
 from flchain.protocol.manifest import TaskManifest
+from flchain.protocol.rounds import round_start_bound
 from flchain.protocol.task import initial_model_and_manifest
 from flchain.storage import ContentStore
-from flchain_node.participant import round_start_bound
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def create_task(
     manifest_cid = store.put(manifest.to_bytes())
     initial_cid = store.put(initial)
     lg = config.ledger
-    contract_config = task_config(
+    params = task_parameters(
         lg,
         manifest_cid=manifest_cid,
         manifest_digest=manifest.digest(),
@@ -70,7 +69,7 @@ def create_task(
     deployment = deploy_stack(
         chain,
         owner,
-        config=contract_config,
+        config=params,
         min_stake=lg.min_stake,
         mint_to=list(mint_to),
         mint_amount=lg.min_stake,
@@ -95,7 +94,7 @@ class Keeper:
     def step(self) -> dict[str, int]:
         """Do what is due now; returns gas used per action (empty when nothing was due)."""
         task, block = self.task, self.task.chain.block_number
-        config = task.config()
+        params = task.config()
         gas: dict[str, int] = {}
         current = task.current_round()
         # Every round not yet settled, however long ago it closed (an expired round may close
@@ -104,7 +103,7 @@ class Keeper:
             record = task.round_record(r)
             closed = record.status != RoundStatus.OPEN or r < current
             if r not in self.swept and record.reveal_end and block > record.reveal_end:
-                self._sweep(r, record, config, gas)
+                self._sweep(r, record, params, gas)
             if closed and r in self.swept and block > task.attest_deadline(r):
                 for member in task.committee(r):
                     self._try(gas, "settle", lambda m=member, r=r: task.settle_committee_member(
@@ -116,11 +115,11 @@ class Keeper:
         return gas
 
     def _sweep(
-        self, r: int, record: RoundRecord, config: ContractConfig, gas: dict[str, int]
+        self, r: int, record: RoundRecord, params: TaskParameters, gas: dict[str, int]
     ) -> None:
         """Slash everyone who committed in round ``r`` and did not reveal."""
         task = self.task
-        since = round_start_bound(config, record)
+        since = round_start_bound(params, record)
         revealed = {e.account for e in task.revealed_events(r, from_block=since)}
         for e in task.committed_events(r, from_block=since):
             if e.account in revealed or task.commitment_of(e.account).round != r:

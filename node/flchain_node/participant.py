@@ -9,7 +9,6 @@ a node can be killed between any two lines and simply run ``step()`` again.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3.types import TxReceipt
 
-from flchain.errors import AggregationError, ContractRevert, ProtocolError, TransactionTimeout
+from flchain.errors import AggregationError, ContractRevert, TransactionTimeout
 from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
@@ -28,17 +27,15 @@ from flchain.ledger.contracts import (
     ParticipantRegistry,
     Phase,
     Result,
-    RoundFinalized,
-    RoundRecord,
     RoundStatus,
-    TaskConfig,
     TrainingTask,
 )
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.commitment import commitment, new_salt
-from flchain.protocol.committee import Reveal, RoundInputs, RoundOutcome, recompute_round
+from flchain.protocol.committee import RoundOutcome, recompute_round
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
+from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
 from flchain_node.state import NodeState, RoundState
 
@@ -87,13 +84,10 @@ class ParticipantNode:
         self.chain = task.chain
         self.address = to_checksum_address(account.address)
         self.state = state or NodeState(account=self.address, task=task.address)
-        self.manifest = manifest or load_manifest(task, store)
+        self.view = TaskView(task, store, manifest)
+        self.manifest = self.view.manifest
         self.will_reveal, self.will_attest = reveal, attest
-        self.config = task.config()
         self.registry = ParticipantRegistry(self.chain, task.registry())
-        self._reports: dict[int, RoundReport] = {}
-        self._finalized: list[RoundFinalized] = []
-        self._scanned_to = 0
         # Only a predecessor's (or a timed-out) transaction can be in flight: a running node
         # waits for every receipt. Checking costs two calls, so check only when it may be.
         self._maybe_in_flight = True
@@ -177,7 +171,7 @@ class ParticipantNode:
 
     def _prepare_update(self, round_id: int, report: StepReport) -> RoundState:
         spec = self.manifest.spec
-        global_state = decode_model(self.store.get(self.task.model_cid()), spec)
+        global_state = decode_model(self.store.get(self.view.global_model_cid(round_id)), spec)
         started = time.perf_counter()
         delta, num_samples = self.source.produce(global_state, round_id)
         report.seconds["train"] = time.perf_counter() - started
@@ -255,57 +249,17 @@ class ParticipantNode:
 
     def recompute(self, round_id: int) -> RoundOutcome:
         """Recompute ``round_id``'s result from its on-chain reveals and the store."""
-        cfg, record = self.config, self.task.round_record(round_id)
-        reveals = [
-            Reveal(e.account, e.digest, e.num_samples, e.cid)
-            for e in self.task.revealed_events(round_id, from_block=round_start_bound(cfg, record))
-        ]
-        fees = cfg.committee_fee * min(cfg.committee_size, record.commits)
-        previous = self._last_report(before=round_id)
-        inputs = RoundInputs(
-            task=to_checksum_address(self.task.address),
-            round_id=round_id,
-            spec=self.manifest.spec,
-            aggregator=self.manifest.aggregator(),
-            global_model_cid=previous.model_cid if previous else cfg.initial_model_cid,
-            reward_pool=cfg.round_budget - fees,
-            previous_cumulative=previous.cumulative if previous else {},
-            reveals=reveals,
-            max_samples=cfg.max_samples,
-        )
-        return recompute_round(inputs, self.store)
+        return recompute_round(self.view.round_inputs(round_id), self.store)
 
     def report_of(self, round_id: int) -> RoundReport:
         """The report of finalized round ``round_id``."""
-        report = self._last_report(before=round_id + 1)
-        if report is None or report.round != round_id:
-            raise ProtocolError(f"round {round_id} has not been finalized")
-        return report
-
-    def _last_report(self, before: int) -> RoundReport | None:
-        """The report of the latest round finalized before ``before`` (fetched and checked)."""
-        finalized = [e for e in self._finalized_events() if e.round < before]
-        if not finalized:
-            return None
-        last = finalized[-1]
-        if last.round not in self._reports:
-            self._reports[last.round] = fetch_report(self.store, last)
-        return self._reports[last.round]
-
-    def _finalized_events(self) -> list[RoundFinalized]:
-        """Every ``RoundFinalized`` so far, scanning only blocks not scanned before (log
-        queries cost time in proportion to the blocks they cover)."""
-        latest = self.chain.block_number
-        if latest >= self._scanned_to:
-            self._finalized += self.task.finalized_events(from_block=self._scanned_to)
-            self._scanned_to = latest + 1
-        return self._finalized
+        return self.view.report_of(round_id)
 
     # --- rewards --------------------------------------------------------------------------
 
     def claimable(self) -> tuple[int, int, int]:
         """``(round, cumulative, unclaimed)`` against the latest finalized round's tree."""
-        report = self._last_report(before=2**63)
+        report = self.view.last_report()
         if report is None or self.address not in report.cumulative:
             return (-1, 0, 0)
         cumulative = report.cumulative[self.address]
@@ -316,31 +270,7 @@ class ParticipantNode:
         round_id, cumulative, unclaimed = self.claimable()
         if unclaimed <= 0:
             return 0
-        proof = RewardTree(self._reports[round_id].cumulative).proof(self.address)
+        proof = RewardTree(self.view.report_of(round_id).cumulative).proof(self.address)
         self.task.claim(self.account, round_id, cumulative, proof)
         return unclaimed
 
-
-def load_manifest(task: TrainingTask, store: ContentStore) -> TaskManifest:
-    """Fetch the task manifest named on-chain and check it against the recorded digests."""
-    cfg = task.config()
-    manifest = TaskManifest.from_bytes(
-        store.get(cfg.manifest_cid), expected_digest=cfg.manifest_digest
-    )
-    if manifest.spec.digest() != cfg.model_spec_digest:
-        raise ProtocolError("the manifest's model spec does not match the task's spec digest")
-    return manifest
-
-
-def fetch_report(store: ContentStore, event: RoundFinalized) -> RoundReport:
-    """The report a ``RoundFinalized`` event names, checked against its on-chain digest."""
-    data = store.get(event.report_cid)
-    if hashlib.sha256(data).digest() != event.report_digest:
-        raise ProtocolError(f"report of round {event.round} does not match its digest")
-    return RoundReport.from_bytes(data)
-
-
-def round_start_bound(config: TaskConfig, record: RoundRecord) -> int:
-    """A block at or before the start of the round of ``record``: a round starts at most
-    commit + reveal blocks before its reveal phase ends. Bounds per-round log queries."""
-    return max(0, record.reveal_end - config.commit_blocks - config.reveal_blocks - 1)

@@ -7,19 +7,17 @@ from typing import Any
 
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import ParticipantRegistry, TrainingTask
+from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
-from flchain_node.participant import fetch_report
 
 
 def task_status(chain: Chain, task_address: str, store: ContentStore) -> dict[str, Any]:
     """Round, phase, pool and every registered participant's stake, credit and claims."""
     task = TrainingTask(chain, task_address)
     registry = ParticipantRegistry(chain, task.registry())
-    config = task.config()
-    finalized = task.finalized_events()
-    credited: dict[str, int] = {}
-    if finalized:
-        credited = dict(fetch_report(store, finalized[-1]).cumulative)
+    view = TaskView(task, store)
+    latest = view.last_report()
+    credited = dict(latest.cumulative) if latest else {}
     accounts = dict.fromkeys(e.account for e in registry.registered_events())
     participants = [
         {
@@ -36,7 +34,7 @@ def task_status(chain: Chain, task_address: str, store: ContentStore) -> dict[st
         "registry": registry.address,
         "round": task.current_round(),
         "phase": task.phase().name.lower(),
-        "rounds": config.rounds,
+        "rounds": view.params.rounds,
         "finalized_rounds": task.finalized_rounds(),
         "model_cid": task.model_cid(),
         "pool": task.pool(),

@@ -26,7 +26,7 @@ from flchain.ledger.contracts import (
     SLASHER_ROLE,
     ParticipantRegistry,
     Result,
-    TaskConfig,
+    TaskParameters,
     TrainingTask,
 )
 from flchain.ledger.deploy import deploy_stack, register_all
@@ -39,7 +39,7 @@ UNBONDING_BLOCKS = 60
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 #: Committee of 5 with quorum 3, so a colluding minority of 2 exists; slashes and fee are small
 #: against the stake, so nobody drops below the minimum by accident.
-TASK = TaskConfig(
+TASK = TaskParameters(
     manifest_cid="bafymanifest",
     manifest_digest=b"\x01" * 32,
     model_spec_digest=b"\x02" * 32,

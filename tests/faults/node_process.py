@@ -2,7 +2,7 @@
 
     python node_process.py RPC_URL TASK STORE_DIR STATE_FILE INDEX
 
-Builds participant ``INDEX`` of :data:`faultkit.DEMO` (its key from the dev mnemonic, its data
+Builds participant ``INDEX`` of :data:`support.fedkit.DEMO` (its key from the dev mnemonic, its data
 shard from the demo's seeded partition) against a JSON-RPC chain and a shared store directory,
 then steps until round 0 is finalized and its vote is in (or its window closed), claims, and
 exits 0. Every step's actions go to stdout as one JSON line, so the parent knows where it is.
@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 
 import torch
-from faultkit import DEMO
-from flchain_node import NodeState, ParticipantNode
-from flchain_node.trainer import LocalTrainer
+from flchain_node.factory import build_participant, shard_trainer
 
-from flchain.learning.models import build_model
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import RoundStatus, TrainingTask
-from flchain.protocol.task import federated_data, train_config
 from flchain.storage import LocalStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the shared kit
+from support.fedkit import DEMO
 
 
 def main(rpc_url: str, task_address: str, store_dir: str, state_file: str, index: int) -> int:
@@ -33,12 +32,9 @@ def main(rpc_url: str, task_address: str, store_dir: str, state_file: str, index
     chain = Chain.connect(rpc_url, num_accounts=DEMO.participants + 1)
     account = chain.accounts[index + 1]  # account 0 is the task owner
     task = TrainingTask(chain, task_address)
-    data = federated_data(config.data, DEMO.participants).clients[index]
-    model = build_model(config.training.model, config.data.dataset)
-    trainer = LocalTrainer(model, data, train_config(config), DEMO.seed * 1000 + index)
-    state = NodeState.load(Path(state_file), account=account.address, task=task.address)
+    trainer = shard_trainer(config, index, DEMO.participants)
     with LocalStore(Path(store_dir), durable=False) as store:
-        node = ParticipantNode(task, store, account, trainer, state=state)
+        node = build_participant(task, store, account, trainer, state_path=Path(state_file))
         print(json.dumps({"started": True}), flush=True)
         while True:
             actions = node.step().actions

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from faultkit import DEMO, Driver, fresh_node
 from flchain_node.federation import Federation
+from support.fedkit import DEMO, Driver, fresh_node
 
 from flchain.ledger.contract_errors import NothingToSettle
 from flchain.ledger.contracts import Phase, RoundStatus, Settlement

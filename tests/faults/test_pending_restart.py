@@ -4,15 +4,15 @@ process must wait for it, not send a second commit that would revert and waste g
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from faultkit import DEMO, Killed, fresh_node
 from flchain_node.federation import Federation
+from support.fedkit import DEMO, Killed, fresh_node
+from support.tools import require_tool
 
 from flchain.errors import LedgerError
 from flchain.ledger.anvil import AnvilProcess, find_anvil
@@ -25,11 +25,8 @@ ACCOUNTS = DEMO.participants + 1
 @pytest.fixture
 def on_anvil() -> Iterator[tuple[Federation, str]]:
     binary = find_anvil()
-    if binary is None or not binary.exists():
-        reason = "anvil binary not found (run `npm ci`, or set FLCHAIN_ANVIL)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the anvil tests")
-        pytest.skip(reason)
+    require_tool(binary is not None and binary.exists(), "anvil binary not found",
+                 "run `npm ci`, or set FLCHAIN_ANVIL")  # fmt: skip
     torch.set_num_threads(1)
     try:
         with AnvilProcess(accounts=ACCOUNTS) as anvil:

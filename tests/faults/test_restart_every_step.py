@@ -1,7 +1,7 @@
 """A participant killed at every protocol step and restarted from its state file finishes the
 round: one commitment, its saved update revealed, its vote cast once, its reward paid once.
 
-The kill is a :class:`~faultkit.Killed` raised from the victim's own trainer, store or chain
+The kill is a :class:`~support.fedkit.Killed` raised from the victim's own trainer, store or chain
 connection just before or just after the action, so nothing after that point runs; the restart
 builds a brand-new node (new chain connection and nonce manager, new trainer) from the state
 file alone.
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultkit import Driver, Killed, fresh_node
 from flchain_node import ParticipantNode
 from flchain_node.federation import Federation
+from support.fedkit import Driver, Killed, fresh_node
 
 from flchain.ledger.contracts import FLToken, RoundStatus
 from flchain.storage import ContentStore

@@ -19,9 +19,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from faultkit import Driver, fresh_node
 from flchain_node import ParticipantNode
 from flchain_node.federation import Federation
+from support.fedkit import Driver, fresh_node
 
 from flchain.errors import LedgerError, RPCUnavailable
 from flchain.ledger.chain import Chain

@@ -13,8 +13,8 @@ from typing import IO, Any
 
 import pytest
 import torch
-from faultkit import DEMO, Driver, fresh_node
 from flchain_node.federation import Federation
+from support.fedkit import DEMO, Driver, fresh_node
 
 from flchain.ledger.contracts import CommitmentFlag, FLToken, RoundStatus
 from flchain.ledger.devchain import DevChain

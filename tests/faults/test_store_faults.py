@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faultkit import Driver, fresh_node
 from flchain_node.federation import Federation
+from support.fedkit import Driver, fresh_node
 
 from flchain.ledger.contracts import RoundStatus
 from flchain.storage import LocalStore, unixfs

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 import tomli_w
+from flchain_node.cli.app import app as cli_app
 from flchain_node.state import NodeState, RoundState
 from fuzzlib import Boundary, InvariantBroken, deep_nesting, json_values, mutated
 from hypothesis import strategies as st
 from rpcserver import Fault, FaultyNode, faults, faulty_node
 from typer.testing import CliRunner
 
-from flchain.cli.app import app as cli_app
 from flchain.config import TaskConfig, config_from_dict, load_config
 from flchain.errors import FLChainError, UpdateFormatError
 from flchain.learning import codec

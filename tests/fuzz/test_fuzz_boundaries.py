@@ -20,12 +20,12 @@ FAST = [
     "protocol.report",
     "node.state_load",
 ]
-SLOW = ["ledger.rpc_response", "cli.args"]  # a server round trip / a CLI run per example
-KNOWN_BROKEN = ["cli.devchain_args"]  # see test_fuzz_regressions.test_devchain_bad_port
+# a server round trip / a CLI run per example
+SLOW = ["ledger.rpc_response", "cli.args", "cli.devchain_args"]
 
 
 def test_every_boundary_is_fuzzed(boundaries: dict[str, Boundary]) -> None:
-    assert sorted(boundaries) == sorted(FAST + SLOW + KNOWN_BROKEN)
+    assert sorted(boundaries) == sorted(FAST + SLOW)
 
 
 @pytest.mark.parametrize("name", FAST)

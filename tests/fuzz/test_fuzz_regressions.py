@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from boundaries import SPECS, _report, store_snapshot, valid_car
+from flchain_node.cli.app import app
 from flchain_node.state import NodeState, RoundState
 from fuzzlib import deep_nesting, json_values
 from hypothesis import given, settings
@@ -21,7 +22,6 @@ from rpcserver import Fault, faulty_node
 from typer.testing import CliRunner
 
 from flchain import safejson
-from flchain.cli.app import app
 from flchain.config import TaskConfig, config_from_dict, load_config
 from flchain.errors import (
     ConfigError,
@@ -313,7 +313,7 @@ def test_huge_answer_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- CLI arguments (real processes) -------------------------------------------------------------
 
-FLCHAIN = [sys.executable, "-m", "flchain.cli.app"]
+FLCHAIN = [sys.executable, "-m", "flchain_node.cli.app"]
 
 
 # Two real processes (each takes seconds to import torch); CliRunner covers the rest.

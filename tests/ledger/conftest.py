@@ -27,7 +27,7 @@ from web3.contract import Contract
 from flchain.errors import LedgerError
 from flchain.ledger.anvil import AnvilProcess, find_anvil
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import SLASHER_ROLE, Result, TaskConfig, TrainingTask
+from flchain.ledger.contracts import SLASHER_ROLE, Result, TaskParameters, TrainingTask
 from flchain.ledger.deploy import Deployment, deploy_stack, register_all
 from flchain.ledger.devchain import DevChain
 from flchain.ledger.merkle import RewardTree
@@ -201,9 +201,9 @@ UNBONDING_BLOCKS = 60
 UPDATE_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
-def make_task_config(**overrides: Any) -> TaskConfig:
+def make_task_config(**overrides: Any) -> TaskParameters:
     """The suite's default task configuration with ``overrides`` (snake_case field names)."""
-    return TaskConfig(**{**TASK_DEFAULTS, **overrides})
+    return TaskParameters(**{**TASK_DEFAULTS, **overrides})
 
 
 @dataclass(frozen=True)

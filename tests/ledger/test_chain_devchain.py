@@ -73,7 +73,7 @@ def test_bad_options_are_refused() -> None:
 
 def test_cli_prints_accounts_and_serves_until_interrupted() -> None:
     code = (
-        "import typer; from flchain.cli.devchain import devchain; "
+        "import typer; from flchain_node.cli.devchain import devchain; "
         "app = typer.Typer(); app.command()(devchain); app()"
     )
     process = subprocess.Popen(

@@ -1,5 +1,5 @@
 """TrainingTask deployment: the constructor's checks, the config view, funding and the deploy
-helpers (``deploy_stack``, ``register_all``, ``task_config`` from a TOML ``LedgerConfig``)."""
+helpers (``deploy_stack``, ``register_all``, ``task_parameters`` from a TOML ``LedgerConfig``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flchain.errors import ConfigError, ContractRevert
 from flchain.ledger import contract_errors as E
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import SLASHER_ROLE, Phase, TrainingTask
-from flchain.ledger.deploy import AGGREGATION_RULE_IDS, deploy_stack, register_all, task_config
+from flchain.ledger.deploy import AGGREGATION_RULE_IDS, deploy_stack, register_all, task_parameters
 
 if TYPE_CHECKING:
     from conftest import TaskKit
@@ -137,7 +137,7 @@ def test_task_config_from_ledger_config() -> None:
         "model_spec_digest": b"\x22" * 32,
         "initial_model_digest": b"\x33" * 32,
     }
-    config = task_config(
+    config = task_parameters(
         ledger,
         manifest_cid="bafym",
         initial_model_cid="bafyi",
@@ -149,7 +149,7 @@ def test_task_config_from_ledger_config() -> None:
     assert config.round_budget == ledger.round_budget
     assert config.non_reveal_slash == ledger.non_reveal_slash
     assert config.aggregation_rule == AGGREGATION_RULE_IDS["trimmed_mean"]
-    other = task_config(
+    other = task_parameters(
         ledger,
         manifest_cid="bafym",
         initial_model_cid="bafyi",
@@ -159,16 +159,16 @@ def test_task_config_from_ledger_config() -> None:
     assert other.rule_params != config.rule_params  # the parameters are bound on-chain
 
     with pytest.raises(ConfigError, match="manifest_digest must be 32 bytes"):
-        task_config(
+        task_parameters(
             ledger,
             manifest_cid="bafym",
             initial_model_cid="bafyi",
             **{**digests, "manifest_digest": b"\x11"},
         )
     with pytest.raises(ConfigError, match="initial_model_cid"):
-        task_config(ledger, manifest_cid="bafym", initial_model_cid="", **digests)
+        task_parameters(ledger, manifest_cid="bafym", initial_model_cid="", **digests)
     with pytest.raises(ConfigError, match="no on-chain id"):
-        task_config(
+        task_parameters(
             ledger,
             manifest_cid="m",
             initial_model_cid="i",

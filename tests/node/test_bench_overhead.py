@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -25,27 +24,44 @@ def bench_overhead() -> ModuleType:
     return module
 
 
+class FakeClock:
+    """A clock that moves only when the test says so, so the bookkeeping is exact."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
 def test_outer_call_absorbs_inner_and_training_opens_rounds(bench_overhead: ModuleType) -> None:
-    clock = bench_overhead.RoundClock()
-    inner = clock.wrap(lambda: time.sleep(0.02), "reads")
-    outer = clock.wrap(lambda: (time.sleep(0.02), inner()), "aggregate")
-    before = clock.wrap(lambda: time.sleep(0.02), "reads")
+    now = FakeClock()
+    clock = bench_overhead.RoundClock(now)
+    inner = clock.wrap(lambda: now.sleep(2.0), "reads")
+    outer = clock.wrap(lambda: (now.sleep(3.0), inner()), "aggregate")
+    before = clock.wrap(lambda: now.sleep(7.0), "reads")
 
     before()  # before any round: not booked anywhere
     clock.training(0)
     outer()
     inner()
     clock.training(0)  # another participant of the same round
+    now.sleep(0.5)
     clock.training(1)
-    time.sleep(0.01)
+    now.sleep(1.0)
     clock.close()
 
     first, second = clock.rounds
-    assert first["aggregate"] >= 0.04  # its own sleep and the nested read
-    assert 0.02 <= first["reads"] < 0.035  # only the top-level read
+    assert first["aggregate"] == pytest.approx(5.0)  # its own time and the nested read
+    assert first["reads"] == pytest.approx(2.0)  # only the top-level read
+    assert first["python"] == pytest.approx(0.5)  # the rest of the round
     assert clock.calls[0]["aggregate"] == 1 and clock.calls[0]["reads"] == 1
+    assert first["wall"] == pytest.approx(7.5)
     assert first["wall"] == pytest.approx(sum(first[p] for p in bench_overhead.PARTS))
-    assert second["python"] >= 0.01 and second["reads"] == 0.0
+    assert second["python"] == pytest.approx(1.0) and second["reads"] == 0.0
 
 
 def test_tiny_federation_split_is_consistent(bench_overhead: ModuleType) -> None:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flchain_node.cli.app import main
 
-from flchain.cli.app import main
 from flchain.ledger.accounts import DEV_MNEMONIC, account_from_mnemonic
 from flchain.ledger.devchain import DevChain
 

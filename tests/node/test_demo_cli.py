@@ -10,9 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from flchain_node.cli.app import app, main
 from typer.testing import CliRunner
-
-from flchain.cli.app import app, main
 
 ARGS = [
     "demo",

@@ -4,7 +4,6 @@ and recomputes what it needs independently of the nodes that ran the rounds."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from flchain_node.federation import DemoConfig, Federation, FederationResult
 from flchain.ledger.contracts import Result, RoundStatus
 from flchain.protocol.committee import Reveal, RoundInputs, recompute_round
 from flchain.protocol.report import RoundReport
+from flchain.protocol.rounds import fetch_report, reward_pool
 
 ROUNDS = 3
 DEMO = DemoConfig(
@@ -48,9 +48,7 @@ def _by_role(fed: Federation, role: str) -> list[str]:
 
 def _report(fed: Federation, round_id: int) -> RoundReport:
     (event,) = fed.deployment.task.finalized_events(round_id)
-    data = fed.store.get(event.report_cid)
-    assert hashlib.sha256(data).digest() == event.report_digest
-    return RoundReport.from_bytes(data)
+    return fetch_report(fed.store, event)  # checked against the on-chain digest
 
 
 def test_every_round_is_finalized(run: tuple[Federation, FederationResult]) -> None:
@@ -81,8 +79,7 @@ def test_global_model_changes_each_round_and_matches_an_independent_recomputatio
             spec=fed.manifest.spec,
             aggregator=fed.manifest.aggregator(),
             global_model_cid=cids[-1],
-            reward_pool=cfg.round_budget
-            - cfg.committee_fee * min(cfg.committee_size, record.commits),
+            reward_pool=reward_pool(cfg, record),
             previous_cumulative=previous_cumulative,
             reveals=reveals,
             max_samples=cfg.max_samples,
@@ -122,12 +119,18 @@ def test_attacker_and_free_rider_earn_nothing(run: tuple[Federation, FederationR
         assert who not in _report(fed, ROUNDS - 1).cumulative
 
 
-def test_dropout_is_slashed_every_round(run: tuple[Federation, FederationResult]) -> None:
+def test_dropout_is_slashed_in_every_round_it_committed(
+    run: tuple[Federation, FederationResult],
+) -> None:
     fed, _ = run
     task, registry, cfg = fed.deployment.task, fed.deployment.registry, fed.config.ledger
     (dropout,) = _by_role(fed, "dropout")
+    committed = {e.round for e in task.committed_events() if e.account == dropout}
     slashed = [e for e in task.non_revealer_slashed_events() if e.account == dropout]
-    assert slashed, "the dropout committed without revealing and was never slashed"
+    assert 0 in committed, "the dropout never committed"
+    assert sorted(e.round for e in slashed) == sorted(committed), (
+        "a round the dropout committed in without revealing went unslashed (or was slashed twice)"
+    )
     assert all(e.amount == cfg.non_reveal_slash for e in slashed)
     taken = sum(e.amount for e in registry.slashed_events(dropout))
     assert registry.stake_of(dropout) == cfg.min_stake - taken < cfg.min_stake

@@ -4,50 +4,22 @@ committed, never commits twice, and the round finalizes. Bad state files are ref
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from flchain_node import NodeState, ParticipantNode, StepReport
-from flchain_node.federation import DemoConfig, Federation
+from flchain_node.federation import Federation, advance_clock, did_something
+from support.fedkit import fresh_node
 
 from flchain.errors import ProtocolError
 from flchain.ledger.contracts import Phase, RoundStatus
 from flchain.protocol.commitment import commitment
 
-DEMO = DemoConfig(
-    participants=3,
-    rounds=1,
-    rule="fedavg",
-    rule_params={},
-    attackers=0,
-    free_riders=0,
-    dropouts=0,
-    dataset="digits",
-    model="mlp",
-    epochs=1,
-)
-
-
-@pytest.fixture
-def fed() -> Iterator[Federation]:
-    torch.set_num_threads(1)
-    federation = Federation(DEMO)
-    try:
-        yield federation
-    finally:
-        federation.close()
-
 
 def _restartable(fed: Federation, path: Path) -> ParticipantNode:
     """A new node object for participant 0, with only its state file to go on."""
-    account = fed.accounts[0]
-    state = NodeState.load(path, account=account.address, task=fed.deployment.task.address)
-    source = fed._node(0, account).source  # a fresh trainer, as a restarted process builds
-    node = ParticipantNode(
-        fed.deployment.task, fed.store, account, source, state=state, manifest=fed.manifest
-    )
+    node = fresh_node(fed, 0, path.parent)
+    assert node.state.path == path
     fed.nodes[0] = node
     return node
 
@@ -57,9 +29,8 @@ def _finish_round(fed: Federation) -> None:
     for _ in range(20):
         if task.round_record(0).status != RoundStatus.OPEN:
             return
-        acted = any(set(n.step().actions) - {"inactive"} for n in fed.nodes)
-        if not acted:
-            fed._advance_clock(0)
+        if not any([did_something(n.step()) for n in fed.nodes]):
+            advance_clock(task)
     raise AssertionError("round 0 did not close in 20 passes")
 
 

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
-from flchain_node.federation import DemoConfig, Federation
+from flchain_node.federation import Federation
 from flchain_node.runner import phase_end, run_node
 
 from flchain.errors import ProtocolError
 from flchain.ledger.contracts import Phase
-
-DEMO = DemoConfig(
-    participants=3, rounds=1, rule="fedavg", rule_params={}, attackers=0, free_riders=0,
-    dropouts=0, dataset="digits", epochs=1,
-)  # fmt: skip
-
-
-@pytest.fixture
-def fed() -> Iterator[Federation]:
-    torch.set_num_threads(1)
-    federation = Federation(DEMO)
-    yield federation
-    federation.close()
 
 
 def test_phase_end_is_the_last_block_of_each_phase(fed: Federation) -> None:

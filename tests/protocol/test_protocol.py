@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from flchain.config import LedgerConfig, TaskConfig, load_config
 from flchain.errors import ConfigError, ProtocolError
 from flchain.ledger.chain import Chain
-from flchain.ledger.deploy import deploy_stack, task_config
+from flchain.ledger.deploy import deploy_stack, task_parameters
 from flchain.protocol.commitment import commitment, new_salt
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport, UpdateOutcome
@@ -25,7 +25,7 @@ from flchain.protocol.task import initial_model_and_manifest
 def test_commitment_equals_the_contracts_commitment_hash() -> None:
     chain = Chain.embedded(num_accounts=3)
     digest = hashlib.sha256(b"x").digest()
-    config = task_config(
+    config = task_parameters(
         LedgerConfig(),
         manifest_cid="QmManifest",
         manifest_digest=digest,

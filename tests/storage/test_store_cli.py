@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from flchain_node.cli.store import app
 from typer.testing import CliRunner
-
-from flchain.cli.store import app
 
 runner = CliRunner()
 HELLO_V0 = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
@@ -71,7 +70,7 @@ def test_bad_input_one_line_no_traceback(
 def test_subprocess_stdin_and_binary_stdout(tmp_path: Path) -> None:
     """Real pipes: `add -` reads stdin, `cat` writes raw bytes."""
     data = bytes(range(256)) * 3000
-    cmd = [sys.executable, "-c", "from flchain.cli.store import app; app()"]
+    cmd = [sys.executable, "-c", "from flchain_node.cli.store import app; app()"]
     store = ["--store", str(tmp_path / "s")]
     added = subprocess.run([*cmd, "add", "-", *store], input=data, capture_output=True, check=True)
     cid = added.stdout.decode().strip()

@@ -1,4 +1,5 @@
-"""The ``flchain`` command: a thin Typer shell over the library (logic lives in ``flchain``)."""
+"""The ``flchain`` command: a thin Typer shell over the library (``flchain``) and the node
+(``flchain_node``); imports run one way: library ← node ← CLI."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import sys
 
 import typer
 
-from flchain.cli import node, store, task
-from flchain.cli.demo import demo
-from flchain.cli.devchain import devchain
 from flchain.errors import FLChainError
+from flchain_node.cli import node, store, task
+from flchain_node.cli.demo import demo
+from flchain_node.cli.devchain import devchain
 
 app = typer.Typer(
     help="FLChain: incentivized federated learning on an EVM ledger.",

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from flchain.cli.options import (
+from flchain.config import load_config
+from flchain.storage import open_store
+from flchain_node.cli.options import (
     ApiOpt,
     DevAccountOpt,
     KeyFileOpt,
@@ -19,8 +21,6 @@ from flchain.cli.options import (
     open_chain,
     resolve_account,
 )
-from flchain.config import load_config
-from flchain.storage import open_store
 
 app = typer.Typer(
     help="Create a training task and keep its rounds moving (the task owner's side).",
@@ -80,10 +80,9 @@ def keep(
     dev_account: DevAccountOpt = None,
 ) -> None:
     """Slash non-revealers and settle committees until the task completes (anyone may)."""
+    from flchain.ledger.contracts import TrainingTask
     from flchain_node.owner import Keeper
     from flchain_node.runner import run_keeper
-
-    from flchain.ledger.contracts import TrainingTask
 
     account = resolve_account(key, key_file, dev_account)
     chain = open_chain(rpc_url, account)

@@ -10,7 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flchain.cli.options import (
+from flchain.errors import ConfigError
+from flchain.ledger.contracts import ParticipantRegistry, TrainingTask
+from flchain.storage import open_store
+from flchain_node.cli.options import (
     ApiOpt,
     DevAccountOpt,
     KeyFileOpt,
@@ -22,8 +25,6 @@ from flchain.cli.options import (
     open_chain,
     resolve_account,
 )
-from flchain.errors import ConfigError
-from flchain.storage import open_store
 
 app = typer.Typer(
     help="Run a participant node for one key on one task.",
@@ -67,14 +68,12 @@ def run(
 ) -> None:
     """Register if needed, then train, commit, reveal, attest (when drawn) every round until
     the task completes, and claim the rewards. Safe to kill and restart at any moment."""
-    from flchain_node.participant import ParticipantNode, load_manifest
-    from flchain_node.runner import ensure_registered, run_node
-    from flchain_node.state import NodeState
-    from flchain_node.trainer import LocalTrainer
+    # The node's modules import torch (seconds): only the commands that run a node load them.
+    import torch
 
-    from flchain.learning.models import build_model
-    from flchain.ledger.contracts import ParticipantRegistry, TrainingTask
-    from flchain.protocol.task import federated_data, train_config
+    from flchain.protocol.rounds import load_manifest
+    from flchain_node.factory import build_participant, shard_trainer, state_file
+    from flchain_node.runner import ensure_registered, run_node
 
     if shard is None or shards is None:
         raise ConfigError(
@@ -83,26 +82,21 @@ def run(
         )
     if shard >= shards:
         raise ConfigError(f"--shard must be below --shards ({shards}), got {shard}")
-    import torch
-
     torch.set_num_threads(threads)  # small models: more threads only contend for the cores
     account = resolve_account(key, key_file, dev_account)
     chain = open_chain(rpc_url, account)
     training_task = TrainingTask(chain, task)
     with open_store(store, ipfs_api) as s:
         manifest = load_manifest(training_task, s)
-        config = manifest.config
-        data = federated_data(config.data, shards).clients[shard]
-        model = build_model(config.training.model, config.data.dataset)
-        source = LocalTrainer(model, data, train_config(config), seed=config.training.seed + shard)
-        name = f"{training_task.address}-{account.address}.json"
-        path = (state_dir or data_dir() / "nodes") / name
-        state = NodeState.load(path, account=account.address, task=training_task.address)
+        source = shard_trainer(manifest.config, shard, shards)
+        path = state_file(state_dir or data_dir() / "nodes", training_task, account)
         registry = ParticipantRegistry(chain, training_task.registry())
         if ensure_registered(registry, account, stake):
             staked = registry.stake_of(account.address)
             typer.echo(f"registered {account.address} with stake {staked}")
-        node = ParticipantNode(training_task, s, account, source, state=state, manifest=manifest)
+        node = build_participant(
+            training_task, s, account, source, state_path=path, manifest=manifest
+        )
         typer.echo(
             f"node {account.address} on task {training_task.address}: "
             f"shard {shard}/{shards}, state {path}"
@@ -156,14 +150,13 @@ def claim(
     ipfs_api: ApiOpt = None,
 ) -> None:
     """Claim every reward credited to the account so far, in one transaction."""
-    from flchain_node.participant import ParticipantNode
-    from flchain_node.runner import NoTraining
 
-    from flchain.ledger.contracts import TrainingTask
+    from flchain_node.factory import build_participant
+    from flchain_node.runner import NoTraining
 
     account = resolve_account(key, key_file, dev_account)
     chain = open_chain(rpc_url, account)
     with open_store(store, ipfs_api) as s:
-        node = ParticipantNode(TrainingTask(chain, task), s, account, NoTraining())
+        node = build_participant(TrainingTask(chain, task), s, account, NoTraining())
         paid = node.claim()
     typer.echo(f"claimed {paid / 1e18:g} tokens ({paid} base units)" if paid else "nothing owed")

@@ -1,4 +1,4 @@
-"""Scaffolding for fault-injection tests: a small embedded federation whose participant nodes
+"""The small federation tests drive by hand: an embedded federation whose participant nodes
 keep their state in files, a node rebuilt the way a restarted process builds it (only its key,
 its state file, the chain and the store to go on), and a driver that steps every node, restarts
 the ones that "die", and moves the clock when nobody has anything to do.
@@ -6,18 +6,23 @@ the ones that "die", and moves the clock when nobody has anything to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flchain_node import NodeState, ParticipantNode
-from flchain_node.federation import DemoConfig, Federation
-from flchain_node.trainer import LocalTrainer
+import torch
+from flchain_node import ParticipantNode
+from flchain_node.factory import build_participant, shard_trainer
+from flchain_node.federation import (
+    DemoConfig,
+    Federation,
+    advance_clock,
+    did_something,
+)
 
-from flchain.learning.models import build_model
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import RoundStatus, TrainingTask
-from flchain.protocol.task import train_config
 from flchain.storage import ContentStore
 
 #: Three honest participants; committee of 3 with quorum 2, so every node is a member.
@@ -33,6 +38,17 @@ DEMO = DemoConfig(
     model="mlp",
     epochs=1,
 )
+
+
+@contextmanager
+def small_federation() -> Iterator[Federation]:
+    """A fresh :data:`DEMO` federation on the embedded chain and a throw-away store."""
+    torch.set_num_threads(1)
+    federation = Federation(DEMO)
+    try:
+        yield federation
+    finally:
+        federation.close()
 
 
 class Killed(BaseException):
@@ -55,23 +71,11 @@ def fresh_node(
     account = fed.accounts[index]
     chain = chain or Chain(fed.chain.w3, fed.chain.accounts, label="restarted node")
     task = TrainingTask(chain, fed.deployment.task.address)
-    path = state_dir / f"node{index}.json"
-    state = NodeState.load(path, account=account.address, task=task.address)
-    model = build_model(fed.config.training.model, fed.config.data.dataset)
-    trainer = LocalTrainer(
-        model, fed.fed.clients[index], train_config(fed.config), fed.demo.seed * 1000 + index
-    )
-    return ParticipantNode(task, store or fed.store, account, trainer, state=state, **options)
-
-
-def advance_clock(fed: Federation) -> None:
-    """Mine up to just past the current round's next deadline (nobody has anything to do)."""
-    task, block = fed.deployment.task, fed.chain.block_number
-    round_id = task.current_round()
-    record = task.round_record(round_id)
-    deadlines = [record.commit_end, record.reveal_end, task.attest_deadline(round_id)]
-    target = min((d for d in deadlines if d >= block), default=block)
-    fed.chain.mine(max(1, target - block + 1))
+    trainer = shard_trainer(fed.config, index, fed.demo.participants, data=fed.fed)
+    return build_participant(
+        task, store or fed.store, account, trainer, state_path=state_dir / f"node{index}.json",
+        **options,
+    )  # fmt: skip
 
 
 class Driver:
@@ -94,13 +98,13 @@ class Driver:
             acted = False
             for i in list(self.nodes):
                 try:
-                    acted |= bool(set(self.nodes[i].step().actions) - {"inactive"})
+                    acted |= did_something(self.nodes[i].step())
                 except Killed:
                     self.nodes[i] = self.restart(i)
                     self.restarts.append(i)
                     acted = True
             if not acted:
-                advance_clock(self.fed)
+                advance_clock(self.fed.deployment.task)
         raise AssertionError(f"condition not reached in {max_passes} passes")
 
     def round_closed(self, round_id: int) -> Callable[[], bool]:

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from flchain.cli.options import ApiOpt, StoreOpt
 from flchain.errors import FLChainError
 from flchain.storage import ContentStore, export_car, import_car, open_store
+from flchain_node.cli.options import ApiOpt, StoreOpt
 
 app = typer.Typer(
     help="Content-addressed storage (IPFS CIDs): embedded store or a Kubo daemon.",

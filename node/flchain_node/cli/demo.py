@@ -44,6 +44,7 @@ def demo(
     """Run a federation (participants, attackers, free-riders, dropouts) on the embedded
     chain and store; print a table per round and write report.json, CSVs and plots."""
     import torch
+
     from flchain_node.federation import TOKEN, DemoConfig, Federation, RoundRow
     from flchain_node.outputs import write_outputs
 

@@ -1,0 +1,133 @@
+"""A task's protocol state as every role reads it: the verified manifest, the finalized rounds and
+their verified reports, where a round's logs start, its reward pool and a committee member's
+inputs.
+
+The participant node, the owner's keeper, the one-process federation and ``flchain status`` all
+read a task through one :class:`TaskView`, so each protocol rule — which model a round trains
+from, what the contributors' pool is, where a round's events can start — is written once.
+"""
+
+from __future__ import annotations
+
+from flchain.errors import ProtocolError
+from flchain.ledger.contracts import RoundFinalized, RoundRecord, TaskParameters, TrainingTask
+from flchain.protocol.committee import Reveal, RoundInputs
+from flchain.protocol.manifest import TaskManifest
+from flchain.protocol.report import RoundReport
+from flchain.storage import ContentStore
+from flchain.types import CID, to_address
+
+
+def load_manifest(task: TrainingTask, store: ContentStore) -> TaskManifest:
+    """Fetch the task manifest named on-chain and check it against the recorded digests."""
+    params = task.config()
+    manifest = TaskManifest.from_bytes(
+        store.get(params.manifest_cid), expected_digest=params.manifest_digest
+    )
+    if manifest.spec.digest() != params.model_spec_digest:
+        raise ProtocolError("the manifest's model spec does not match the task's spec digest")
+    return manifest
+
+
+def fetch_report(store: ContentStore, event: RoundFinalized) -> RoundReport:
+    """The report a ``RoundFinalized`` event names, checked against its on-chain digest."""
+    report = RoundReport.from_bytes(store.get(event.report_cid))  # canonical bytes or raises
+    if report.digest() != event.report_digest:
+        raise ProtocolError(f"report of round {event.round} does not match its digest")
+    return report
+
+
+def round_start_bound(params: TaskParameters, record: RoundRecord) -> int:
+    """A block at or before the start of the round of ``record``: a round starts at most
+    commit + reveal blocks before its reveal phase ends. Bounds per-round log queries."""
+    return max(0, record.reveal_end - params.commit_blocks - params.reveal_blocks - 1)
+
+
+def reward_pool(params: TaskParameters, record: RoundRecord) -> int:
+    """What a round's contributors share: the budget less the fees of the committee the
+    contract draws (``committee_size`` members, or every committer when fewer committed)."""
+    return params.round_budget - params.committee_fee * min(params.committee_size, record.commits)
+
+
+class TaskView:
+    """Reads one task's protocol state from the chain and the store, remembering what cannot
+    change: the task parameters, the finalized events scanned so far and verified reports."""
+
+    def __init__(
+        self, task: TrainingTask, store: ContentStore, manifest: TaskManifest | None = None
+    ) -> None:
+        self.task, self.store = task, store
+        self.params = task.config()  # immutable once deployed
+        self._manifest = manifest
+        self._reports: dict[int, RoundReport] = {}
+        self._finalized: list[RoundFinalized] = []
+        self._scanned_to = 0
+
+    @property
+    def manifest(self) -> TaskManifest:
+        """The task's manifest, fetched and verified on first use."""
+        if self._manifest is None:
+            self._manifest = load_manifest(self.task, self.store)
+        return self._manifest
+
+    # --- finalized rounds -----------------------------------------------------------------
+
+    def finalized(self) -> list[RoundFinalized]:
+        """Every ``RoundFinalized`` so far, scanning only blocks not scanned before (log
+        queries cost time in proportion to the blocks they cover)."""
+        latest = self.task.chain.block_number
+        if latest >= self._scanned_to:
+            self._finalized += self.task.finalized_events(from_block=self._scanned_to)
+            self._scanned_to = latest + 1
+        return self._finalized
+
+    def last_report(self, before: int = 2**63) -> RoundReport | None:
+        """The report of the latest round finalized before round ``before`` (fetched once and
+        checked against its on-chain digest); ``None`` when no such round finalized."""
+        finalized = [e for e in self.finalized() if e.round < before]
+        if not finalized:
+            return None
+        last = finalized[-1]
+        if last.round not in self._reports:
+            self._reports[last.round] = fetch_report(self.store, last)
+        return self._reports[last.round]
+
+    def report_of(self, round_id: int) -> RoundReport:
+        """The report of finalized round ``round_id``."""
+        report = self.last_report(before=round_id + 1)
+        if report is None or report.round != round_id:
+            raise ProtocolError(f"round {round_id} has not been finalized")
+        return report
+
+    def global_model_cid(self, round_id: int) -> CID:
+        """The model round ``round_id`` trains from: the latest result finalized before it,
+        or the task's initial model (expired rounds keep the model they started from)."""
+        previous = self.last_report(before=round_id)
+        return CID(previous.model_cid) if previous else CID(self.params.initial_model_cid)
+
+    # --- one round --------------------------------------------------------------------------
+
+    def reveals(self, round_id: int, record: RoundRecord | None = None) -> list[Reveal]:
+        """Round ``round_id``'s reveals as recorded on-chain."""
+        record = record or self.task.round_record(round_id)
+        since = round_start_bound(self.params, record)
+        return [
+            Reveal(to_address(e.account), e.digest, e.num_samples, CID(e.cid))
+            for e in self.task.revealed_events(round_id, from_block=since)
+        ]
+
+    def round_inputs(self, round_id: int) -> RoundInputs:
+        """Everything a committee member needs to recompute round ``round_id``."""
+        record = self.task.round_record(round_id)
+        previous = self.last_report(before=round_id)
+        return RoundInputs(
+            task=to_address(self.task.address),
+            round_id=round_id,
+            spec=self.manifest.spec,
+            aggregator=self.manifest.aggregator(),
+            global_model_cid=self.global_model_cid(round_id),
+            reward_pool=reward_pool(self.params, record),
+            previous_cumulative=previous.cumulative if previous else {},
+            reveals=self.reveals(round_id, record),
+            max_samples=self.params.max_samples,
+        )
