@@ -1,4 +1,5 @@
-"""``flchain store``: add, cat, export and import content, like ``ipfs add -Q`` / ``ipfs cat``."""
+"""``flchain store``: add, cat, export and import content, like ``ipfs add -Q`` / ``ipfs cat``;
+``gc`` releases what a task no longer needs (policy in :mod:`flchain.storage.retention`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from flchain.cli.options import ApiOpt, StoreOpt
+from flchain.cli.options import ApiOpt, RpcOpt, StoreOpt, open_chain
 from flchain.errors import FLChainError
 from flchain.storage import ContentStore, export_car, import_car, open_store
+from flchain.storage.retention import DEFAULT_RETENTION, RoundContent, plan
 
 app = typer.Typer(
     help="Content-addressed storage (IPFS CIDs): embedded store or a Kubo daemon.",
@@ -101,3 +103,68 @@ def import_(
         raise _fail(f"cannot read {car}: {exc.strerror or exc}") from None
     for root in roots:
         typer.echo(root)
+
+
+def _task_content(rpc_url: str | None, address: str) -> tuple[list[RoundContent], list[str]]:
+    """Every round's CIDs as the task's events name them, and the task's permanent CIDs."""
+    from flchain.ledger.contracts import TrainingTask
+
+    task = TrainingTask(open_chain(rpc_url), address)
+    config = task.config()
+    rounds: dict[int, RoundContent] = {}
+    for e in task.revealed_events():
+        r = rounds.get(e.round, RoundContent(e.round))
+        rounds[e.round] = RoundContent(e.round, (*r.updates, e.cid))
+    for f in task.finalized_events():
+        r = rounds.get(f.round, RoundContent(f.round))
+        rounds[f.round] = RoundContent(f.round, r.updates, f.model_cid, f.report_cid, closed=True)
+    for x in task.expired_events():
+        r = rounds.get(x.round, RoundContent(x.round))
+        rounds[x.round] = RoundContent(x.round, r.updates, closed=True)
+    return list(rounds.values()), [config.manifest_cid, config.initial_model_cid]
+
+
+@app.command()
+def gc(
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            envvar="FLCHAIN_TASK",
+            help="First unpin what this TrainingTask no longer needs (needs --rpc-url).",
+        ),
+    ] = None,
+    retention: Annotated[
+        int,
+        typer.Option(
+            "--retention", min=0, help="Closed rounds whose updates and results stay pinned."
+        ),
+    ] = DEFAULT_RETENTION,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be unpinned; change nothing.")
+    ] = False,
+    rpc_url: RpcOpt = None,
+    store: StoreOpt = None,
+    ipfs_api: ApiOpt = None,
+) -> None:
+    """Remove every block no pin reaches. With --task, first unpin the task's content that is
+    past retention: updates of rounds closed more than RETENTION rounds ago, older global
+    models and reports (the newest, the manifest and the initial model are always kept).
+    Pins the task never named are left alone."""
+    try:
+        with _open(store, ipfs_api) as s:
+            if task:
+                rounds, permanent = _task_content(rpc_url, task)
+                decided = plan(s.pins(), rounds, permanent, retention)
+                for cid in decided.unpin:
+                    typer.echo(f"unpin {cid}")
+                    if not dry_run:
+                        s.unpin(cid)
+                typer.echo(
+                    f"{'would unpin' if dry_run else 'unpinned'} {len(decided.unpin)}, "
+                    f"kept {len(decided.keep)} pins the task still needs"
+                )
+            if not dry_run:
+                typer.echo(f"removed {s.gc()} unpinned blocks")
+    except FLChainError as exc:
+        raise _fail(str(exc)) from None
