@@ -16,12 +16,14 @@ without the key cannot even complete a handshake) and the others' addresses in `
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -56,6 +58,30 @@ PRIVATE_CONFIG: dict[str, Any] = {
     "Plugins.Plugins.telemetry.Disabled": True,
     "Version.SwarmCheckEnabled": False,
 }
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(name: str | None) -> Iterator[None]:
+    """Run the block with this thread in network namespace ``name`` (``ip netns``; None: stay).
+
+    Sockets opened inside keep that namespace; the thread returns to its own afterwards. So the
+    test process can talk to a host of a private test network without any route to it.
+    """
+    if name is None:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net") as here, open(f"/run/netns/{name}") as there:
+        if libc.setns(there.fileno(), _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into network namespace {name} failed")
+        try:
+            yield
+        finally:
+            if libc.setns(here.fileno(), _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back to the test's namespace failed")
 
 
 class KuboMissing(RuntimeError):
@@ -190,7 +216,7 @@ class KuboDaemon:
             api_file = self.repo / "api"
             if api_file.exists() and (api := api_file.read_text().strip()):
                 self.api = api
-                with contextlib.suppress(requests.RequestException):
+                with contextlib.suppress(requests.RequestException), in_netns(self.netns):
                     if requests.post(f"{self.http_url}/api/v0/version", timeout=2).ok:
                         return self
             time.sleep(0.1)
@@ -206,7 +232,8 @@ class KuboDaemon:
     def rpc(self, command: str, *args: str, **opts: str) -> Any:
         """Call the RPC API directly (``rpc("swarm/peers")``); raises on an error answer."""
         params: list[tuple[str, str]] = [("arg", a) for a in args] + list(opts.items())
-        answer = requests.post(f"{self.http_url}/api/v0/{command}", params=params, timeout=30)
+        with in_netns(self.netns):
+            answer = requests.post(f"{self.http_url}/api/v0/{command}", params=params, timeout=30)
         answer.raise_for_status()
         lines = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
         return lines[0] if len(lines) == 1 else lines
