@@ -13,16 +13,19 @@ Needs root, iproute2, anvil and Kubo: skipped without them, failed under CI=true
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -37,13 +40,14 @@ from flchain.ledger.contracts import TrainingTask
 from flchain.storage import KuboStore
 
 PARTICIPANTS, ROUNDS = 3, 2
-SUBNET = "10.77.0"
-CHAIN_IP = f"{SUBNET}.1"
+CHAIN_SUBNET, IPFS_SUBNET = "10.77.0", "10.78.0"
+CHAIN_IP = f"{CHAIN_SUBNET}.1"
 RPC_PORT = 8545
 SWARM_PORT = 4001
+API_PORT = 5001
 TIMEOUT = 600.0
 
-CONFIG = f"""\
+CONFIG = """\
 name = "multihost"
 [data]
 dataset = "digits"
@@ -57,13 +61,13 @@ lr = 0.1
 rule = "median"
 params = {{}}
 [ledger]
-rounds = {ROUNDS}
+rounds = {rounds}
 committee_size = 3
 quorum = 2
 commit_blocks = 90    # closes early once all three committed; long for the nodes to start
 reveal_blocks = 16
-attest_blocks = 24
-max_participants = {PARTICIPANTS}
+attest_blocks = 40    # finalizes at quorum; long for a fetch that runs out of time
+max_participants = 3
 min_reveals = 2
 """
 
@@ -87,7 +91,8 @@ class Host:
     """One network namespace with an address on the test bridge."""
 
     netns: str
-    ip: str
+    ip: str  # on the chain LAN
+    ipfs_ip: str  # on the IPFS LAN
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def popen(self, command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -107,35 +112,49 @@ class Host:
 
 
 class PrivateNetwork:
-    """Namespaces ``<tag>s`` (the switch: a bridge) and one per host, veth pairs between them.
+    """Namespaces ``<tag>s`` (the switch) and one per host. Two LANs, each a bridge in the
+    switch with a veth pair to every host: ``eth0`` on 10.77.0.0/24 carries the chain's JSON-RPC,
+    ``eth1`` on 10.78.0.0/24 the IPFS swarm, so a fault can cut one and keep the other.
 
     No host has a default route, so no packet can leave for a public address at all.
     """
 
+    LANS = (("eth0", "br0", CHAIN_SUBNET), ("eth1", "br1", IPFS_SUBNET))
+
+    _count = itertools.count()
+
     def __init__(self, names: list[str]) -> None:
-        self.tag = f"flc{os.getpid() % 0xFFFFF:x}"
+        # Unique per network: namespace and interface names are global to the machine.
+        self.tag = f"flc{os.getpid() % 0xFFFF:x}{next(self._count) % 10}"
         self.switch = f"{self.tag}s"
-        self.hosts = {n: Host(f"{self.tag}{n}", f"{SUBNET}.{i + 1}") for i, n in enumerate(names)}
+        self.hosts = {n: Host(f"{self.tag}{n}", f"{CHAIN_SUBNET}.{i + 1}", f"{IPFS_SUBNET}.{i + 1}")
+                      for i, n in enumerate(names)}  # fmt: skip
 
     def __enter__(self) -> PrivateNetwork:
         try:
             self._ip("netns", "add", self.switch)
-            self._ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
-            self._ip("-n", self.switch, "link", "set", "br0", "up")
+            for _, bridge, _ in self.LANS:
+                self._ip("-n", self.switch, "link", "add", bridge, "type", "bridge")
+                self._ip("-n", self.switch, "link", "set", bridge, "up")
             for i, host in enumerate(self.hosts.values()):
-                port = f"v{self.tag}{i}"[-15:]
                 self._ip("netns", "add", host.netns)
                 self._ip("-n", host.netns, "link", "set", "lo", "up")
-                self._ip("-n", host.netns, "link", "add", "eth0", "type", "veth",
-                         "peer", "name", port, "netns", self.switch)  # fmt: skip
-                self._ip("-n", host.netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
-                self._ip("-n", host.netns, "link", "set", "eth0", "up")
-                self._ip("-n", self.switch, "link", "set", port, "master", "br0")
-                self._ip("-n", self.switch, "link", "set", port, "up")
+                for dev, bridge, subnet in self.LANS:
+                    port = f"{dev[-1]}{self.tag}{i}"[-15:]
+                    self._ip("-n", host.netns, "link", "add", dev, "type", "veth",
+                             "peer", "name", port, "netns", self.switch)  # fmt: skip
+                    self._ip("-n", host.netns, "addr", "add", f"{subnet}.{i + 1}/24", "dev", dev)
+                    self._ip("-n", host.netns, "link", "set", dev, "up")
+                    self._ip("-n", self.switch, "link", "set", port, "master", bridge)
+                    self._ip("-n", self.switch, "link", "set", port, "up")
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def set_link(self, host: str, dev: str, up: bool) -> None:
+        """Unplug (or plug back) one host's cable to one LAN."""
+        self._ip("-n", self.hosts[host].netns, "link", "set", dev, "up" if up else "down")
 
     @staticmethod
     def _ip(*args: str) -> None:
@@ -156,20 +175,38 @@ class Federation:
     url: str  # the chain, as reached from inside the chain host's namespace
     chain_netns: str
     task: str
+    net: PrivateNetwork
     daemons: dict[str, KuboDaemon]  # by host name
     accounts: dict[str, str]  # participant host name -> address
-    logs: str
+    work: Path
+    codes: dict[str, int] = field(default_factory=dict)  # exit code by process name
+
+    def chain(self) -> TrainingTask:
+        """The task, read from inside the chain host (call within ``in_netns(chain_netns)``)."""
+        return TrainingTask(Chain.connect(self.url, accounts=[]), self.task)
+
+    def logs(self) -> str:
+        return _logs(self.work)
 
 
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+#: Called about twice a second while the federation runs; returns True once it is done.
+FaultScript = Callable[[Federation], bool]
+
+
+def _require_tools() -> tuple[Path, Path]:
     _require(os.geteuid() == 0, "network namespaces need root")
     _require(shutil.which("ip") is not None, "iproute2 (ip) is not installed")
     anvil, ipfs = find_anvil(), find_ipfs()
     _require(anvil is not None and anvil.exists(), "anvil not found (npm ci)")
     _require(ipfs is not None and ipfs.exists(), "Kubo not found (scripts/install_tools.sh)")
     assert anvil is not None and ipfs is not None
-    work = tmp_path_factory.mktemp("multihost")
+    return anvil, ipfs
+
+
+@contextlib.contextmanager
+def launched(work: Path, rounds: int, faults: FaultScript | None = None) -> Iterator[Federation]:
+    """Run a whole federation on a fresh private network; yield it once every process ended."""
+    anvil, ipfs = _require_tools()
     names = ["chain", *(f"p{i}" for i in range(PARTICIPANTS))]
     owner, *members = [account_from_mnemonic(DEV_MNEMONIC, i) for i in range(PARTICIPANTS + 1)]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
@@ -188,8 +225,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
 
         key = new_swarm_key()
         daemons = {
-            n: KuboDaemon(work / f"ipfs-{n}", h.ip, swarm_key=key, swarm_port=SWARM_PORT,
-                          netns=h.netns, binary=ipfs).init()
+            n: KuboDaemon(work / f"ipfs-{n}", h.ipfs_ip, swarm_key=key, swarm_port=SWARM_PORT,
+                          api_port=API_PORT, api_host="127.0.0.1", netns=h.netns,
+                          binary=ipfs).init()
             for n, h in net.hosts.items()
         }  # fmt: skip
         for n, d in daemons.items():  # every daemon peers with every other one
@@ -198,43 +236,48 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             d.init().start()
         try:
             created = chain_host.run(
-                flchain("task", "create", str(_config(work)), "--json",
+                flchain("task", "create", str(_config(work, rounds)), "--json",
                         "--rpc-url", url, "--ipfs-api", daemons["chain"].api,
                         *[x for m in members for x in ("--mint-to", m.address)]),
                 env | {"FLCHAIN_KEY": owner.key.to_0x_hex()},
             )  # fmt: skip
             assert created.returncode == 0, created.stderr + _logs(work)
-            task = json.loads(created.stdout)["task"]
-            nodes = []
+            fed = Federation(
+                url, chain_host.netns, json.loads(created.stdout)["task"], net, daemons,
+                {f"p{i}": m.address for i, m in enumerate(members)}, work,
+            )  # fmt: skip
+            procs = {}
             for i, account in enumerate(members):
                 name = f"p{i}"
-                nodes.append(net.hosts[name].popen(
-                    flchain("node", "run", "--task", task, "--rpc-url", url,
+                procs[name] = net.hosts[name].popen(
+                    flchain("node", "run", "--task", fed.task, "--rpc-url", url,
                             "--ipfs-api", daemons[name].api, "--shard", str(i),
                             "--shards", str(PARTICIPANTS), "--state-dir", str(work / name),
                             "--timeout", str(TIMEOUT)),
                     work / f"node-{name}.log", env | {"FLCHAIN_KEY": account.key.to_0x_hex()},
-                ))  # fmt: skip
-            keeper = chain_host.popen(
-                flchain("task", "keep", "--task", task, "--rpc-url", url,
+                )  # fmt: skip
+            procs["keeper"] = chain_host.popen(
+                flchain("task", "keep", "--task", fed.task, "--rpc-url", url,
                         "--timeout", str(TIMEOUT)),
                 work / "keeper.log", env | {"FLCHAIN_KEY": owner.key.to_0x_hex()},
             )  # fmt: skip
             deadline = time.monotonic() + TIMEOUT + 60
-            codes = []
-            for proc in [*nodes, keeper]:
-                try:
-                    codes.append(proc.wait(max(1.0, deadline - time.monotonic())))
-                except subprocess.TimeoutExpired:
-                    codes.append(-1)
-            assert codes == [0] * (PARTICIPANTS + 1), f"exit codes {codes}\n{_logs(work)}"
-            yield Federation(
-                url, chain_host.netns, task, daemons,
-                {f"p{i}": m.address for i, m in enumerate(members)}, _logs(work),
-            )  # fmt: skip
+            while time.monotonic() < deadline and any(p.poll() is None for p in procs.values()):
+                if faults is not None and faults(fed):
+                    faults = None
+                time.sleep(0.5)
+            fed.codes = {n: (-1 if p.poll() is None else p.returncode) for n, p in procs.items()}
+            yield fed
         finally:
             for d in daemons.values():
                 d.stop()
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    with launched(tmp_path_factory.mktemp("multihost"), ROUNDS) as fed:
+        assert set(fed.codes.values()) == {0}, f"exit codes {fed.codes}\n{fed.logs()}"
+        yield fed
 
 
 def _wait_for_chain(netns: str, url: str) -> None:
@@ -249,9 +292,9 @@ def _wait_for_chain(netns: str, url: str) -> None:
     raise AssertionError(f"anvil did not answer on {url}")
 
 
-def _config(work: Path) -> Path:
+def _config(work: Path, rounds: int) -> Path:
     path = work / "task.toml"
-    path.write_text(CONFIG)
+    path.write_text(CONFIG.format(rounds=rounds))
     return path
 
 
@@ -260,16 +303,12 @@ def _logs(work: Path) -> str:
                      for p in sorted(work.glob("*.log")))  # fmt: skip
 
 
-def _task(fed: Federation) -> TrainingTask:
-    return TrainingTask(Chain.connect(fed.url, accounts=[]), fed.task)
-
-
 def test_every_round_finalized_with_every_update(federation: Federation) -> None:
     with in_netns(federation.chain_netns):
-        task = _task(federation)
+        task = federation.chain()
         finalized = task.finalized_events()
         reveals = task.revealed_events()
-        assert task.finalized_rounds() == ROUNDS == len(finalized), federation.logs
+        assert task.finalized_rounds() == ROUNDS == len(finalized), federation.logs()
         assert not task.expired_events()
     for r in range(ROUNDS):
         assert {e.account for e in reveals if e.round == r} == set(federation.accounts.values())
@@ -283,7 +322,7 @@ def test_every_round_finalized_with_every_update(federation: Federation) -> None
 
 def test_committee_members_fetched_the_other_hosts_updates(federation: Federation) -> None:
     with in_netns(federation.chain_netns):
-        task = _task(federation)
+        task = federation.chain()
         reveals, attested = task.revealed_events(), task.attested_events()
     host_of = {address: name for name, address in federation.accounts.items()}
     checked = 0
@@ -300,7 +339,7 @@ def test_committee_members_fetched_the_other_hosts_updates(federation: Federatio
 
 def test_every_host_ends_with_the_final_global_model(federation: Federation) -> None:
     with in_netns(federation.chain_netns):
-        task = _task(federation)
+        task = federation.chain()
         final = task.finalized_events()[-1]
         assert task.model_cid() == final.model_cid
     for name, daemon in federation.daemons.items():
@@ -321,3 +360,75 @@ def test_daemons_only_ever_talked_to_test_hosts(federation: Federation) -> None:
         assert {p["Addr"].split("/")[2] for p in peers} <= hosts, peers
         known = daemon.rpc("swarm/addrs")["Addrs"] or {}
         assert set(known) <= ids, known
+
+
+class CutOffThenRestart:
+    """Round 0: p2's IPFS cable is unplugged once p2 has committed (nobody can know its update's
+    CID before the reveal, so for the committee this is a host gone right after its reveal; its
+    chain cable stays, so it does reveal) and plugged back once the round is closed.
+    Round 1: p0's Kubo daemon is restarted right after p0 committed."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+        self._task: TrainingTask | None = None
+
+    def __call__(self, fed: Federation) -> bool:
+        with in_netns(fed.chain_netns):
+            task = self._task = self._task or fed.chain()
+            step = len(self.done)
+            if step == 0 and _did(task.committed_events(0), fed.accounts["p2"]):
+                fed.net.set_link("p2", "eth1", up=False)
+                self.done.append("p2's IPFS link down after its round-0 commit")
+            elif step == 1 and (task.finalized_events(0) or task.expired_events(0)):
+                fed.net.set_link("p2", "eth1", up=True)
+                self.done.append("p2's IPFS link up after round 0 closed")
+            elif step == 2 and _did(task.committed_events(1), fed.accounts["p0"]):
+                fed.daemons["p0"].stop()
+                fed.daemons["p0"].start()
+                self.done.append("p0's Kubo daemon restarted after its round-1 commit")
+        return len(self.done) == 3
+
+
+def _did(events: list[Any], account: str) -> bool:
+    return any(e.account == account for e in events)
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, list[str]]]:
+    script = CutOffThenRestart()
+    with launched(tmp_path_factory.mktemp("multihost-faults"), 2, script) as fed:
+        yield fed, script.done
+
+
+def _outcomes(fed: Federation, round_id: int) -> dict[str, dict[str, Any]]:
+    """The round's report, read through the chain host's daemon: outcome by participant."""
+    with in_netns(fed.chain_netns):
+        event = fed.chain().finalized_events(round_id)
+        assert event, f"round {round_id} did not finalize\n{fed.logs()}"
+        with KuboStore(fed.daemons["chain"].api) as store:
+            report = json.loads(store.get(event[0].report_cid))
+    return {o["participant"]: o for o in report["outcomes"]}
+
+
+def test_faults_happened_and_nobody_stalled(faulty: tuple[Federation, list[str]]) -> None:
+    fed, done = faulty
+    assert len(done) == 3, f"{done}\n{fed.logs()}"
+    assert set(fed.codes.values()) == {0}, f"exit codes {fed.codes}\n{fed.logs()}"
+    with in_netns(fed.chain_netns):
+        task = fed.chain()
+        assert task.finalized_rounds() == 2 and not task.expired_events(), fed.logs()
+
+
+def test_an_unreachable_update_is_reported_missing(faulty: tuple[Federation, list[str]]) -> None:
+    fed, _ = faulty
+    outcomes = _outcomes(fed, 0)
+    cut = outcomes[fed.accounts["p2"]]
+    assert not cut["accepted"] and "unavailable" in cut["reason"], cut
+    assert outcomes[fed.accounts["p0"]]["accepted"] and outcomes[fed.accounts["p1"]]["accepted"]
+
+
+def test_a_restarted_daemon_serves_its_update(faulty: tuple[Federation, list[str]]) -> None:
+    fed, _ = faulty
+    outcomes = _outcomes(fed, 1)
+    assert all(o["accepted"] for o in outcomes.values()), outcomes  # p2 back, p0's daemon too
+    assert set(outcomes) == set(fed.accounts.values())

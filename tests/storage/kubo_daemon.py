@@ -122,6 +122,8 @@ class KuboDaemon:
         host: the IPv4 address API, gateway and swarm listen on (a test host's own address).
         swarm_key: text of a ``swarm.key``: the daemon then joins only that private network.
         peers: ``(peer_id, multiaddr)`` of daemons to keep connected (``Peering.Peers``).
+        swarm_port, api_port: fixed ports (0: any free one; the gateway always takes any).
+        api_host: where the RPC API and gateway listen, if not on ``host`` (e.g. 127.0.0.1).
         netns: run the daemon inside this network namespace (``ip netns exec``).
         binary: the ipfs executable; by default :func:`find_ipfs`.
     """
@@ -134,6 +136,8 @@ class KuboDaemon:
         swarm_key: str | None = None,
         peers: list[tuple[str, str]] | None = None,
         swarm_port: int = 0,
+        api_port: int = 0,
+        api_host: str | None = None,
         netns: str | None = None,
         binary: Path | None = None,
         startup_timeout: float = 60.0,
@@ -143,6 +147,8 @@ class KuboDaemon:
         self.swarm_key = swarm_key
         self.peers = list(peers or [])
         self.swarm_port = swarm_port
+        self.api_port = api_port  # fixed, so a restarted daemon is where its client expects it
+        self.api_host = api_host or host
         self.netns = netns
         self.binary = binary or find_ipfs()
         self.startup_timeout = startup_timeout
@@ -182,8 +188,8 @@ class KuboDaemon:
         config_path = self.repo / "config"
         config = json.loads(config_path.read_text())
         settings = dict(PRIVATE_CONFIG)
-        settings["Addresses.API"] = f"/ip4/{self.host}/tcp/0"
-        settings["Addresses.Gateway"] = f"/ip4/{self.host}/tcp/0"
+        settings["Addresses.API"] = f"/ip4/{self.api_host}/tcp/{self.api_port}"
+        settings["Addresses.Gateway"] = f"/ip4/{self.api_host}/tcp/0"
         settings["Addresses.Swarm"] = [f"/ip4/{self.host}/tcp/{self.swarm_port}"]
         settings["Peering.Peers"] = [{"ID": pid, "Addrs": [addr]} for pid, addr in self.peers]
         for key, value in settings.items():
