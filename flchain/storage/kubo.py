@@ -182,7 +182,7 @@ class KuboStore(ContentStore):
             pieces.append(piece)
             done += len(piece)
             if done >= next_report:
-                log.info("fetched %d MiB of %s", done >> 20, parsed)
+                log.info("fetched %.1f MiB of %s", done / (1 << 20), parsed)
                 next_report += PROGRESS_STEP
         return b"".join(pieces)
 

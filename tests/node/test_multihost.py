@@ -362,6 +362,30 @@ def test_daemons_only_ever_talked_to_test_hosts(federation: Federation) -> None:
         assert set(known) <= ids, known
 
 
+def test_store_gc_releases_what_the_task_no_longer_needs(federation: Federation) -> None:
+    """Last of this federation's tests: it unpins and collects on p0's daemon."""
+    with in_netns(federation.chain_netns):
+        task = federation.chain()
+        final = task.finalized_events()[-1]
+        mine = [e.cid for e in task.revealed_events() if e.account == federation.accounts["p0"]]
+    daemon = federation.daemons["p0"]
+    gc = federation.net.hosts["p0"].run(
+        flchain("store", "gc", "--task", federation.task, "--rpc-url", federation.url,
+                "--ipfs-api", daemon.api, "--retention", "0"),
+        dict(os.environ),
+    )  # fmt: skip
+    assert gc.returncode == 0, gc.stderr
+    # retention 0: both rounds are past it; only the newest model and report stay pinned
+    assert {f"unpin {cid}" for cid in mine} <= set(gc.stdout.splitlines()), gc.stdout
+    assert "removed " in gc.stdout and "unpinned " in gc.stdout, gc.stdout
+    pins = set(daemon.rpc("pin/ls", type="recursive")["Keys"])
+    assert final.model_cid in pins and final.report_cid in pins
+    assert not pins & set(mine)
+    assert daemon.rpc("block/stat", final.model_cid, offline="true")["Key"]
+    with pytest.raises(requests.HTTPError):  # collected: the daemon no longer holds it
+        daemon.rpc("block/stat", mine[0], offline="true")
+
+
 class CutOffThenRestart:
     """Round 0: p2's IPFS cable is unplugged once p2 has committed (nobody can know its update's
     CID before the reveal, so for the committee this is a host gone right after its reveal; its

@@ -4,6 +4,7 @@ cannot even connect."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ import requests
 from kubo_daemon import KuboDaemon, new_swarm_key
 
 from flchain.errors import ContentNotFound
-from flchain.storage import KuboStore, cid_for
+from flchain.storage import KuboStore, cid_for, kubo
+from flchain.storage.unixfs import CHUNK_SIZE
 
 pytestmark = pytest.mark.kubo
 
@@ -55,6 +57,19 @@ def test_daemon_knows_and_reaches_no_one(kubo_daemon: KuboDaemon) -> None:
     known = kubo_daemon.rpc("swarm/addrs")["Addrs"] or {}
     assert set(known) <= {kubo_daemon.peer_id}, known
     assert _hosts_of(kubo_daemon.rpc("swarm/addrs/listen")["Strings"]) == {"127.0.0.1"}
+
+
+def test_big_fetches_log_their_progress(
+    kubo_daemon: KuboDaemon, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubo, "PROGRESS_STEP", CHUNK_SIZE)  # a "big" file of three chunks
+    data = bytes(range(256)) * (3 * CHUNK_SIZE // 256)
+    with KuboStore(kubo_daemon.api) as store, caplog.at_level(logging.INFO, kubo.__name__):
+        assert store.get(store.put(data)) == data
+    lines = [r.getMessage() for r in caplog.records if r.name == kubo.__name__]
+    assert [line.split(" of ")[0] for line in lines] == [
+        "fetched 0.2 MiB", "fetched 0.5 MiB", "fetched 0.8 MiB"
+    ]
 
 
 @pytest.fixture
