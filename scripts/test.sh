@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs (Python package with test extras, the pinned npm
 # toolchain: solcjs, OpenZeppelin, anvil, forge; Slither in its own venv because it pins
-# web3 < 8) and runs it. Extra arguments go to pytest.
+# web3 < 8; Kubo, the IPFS daemon, built with Go into .tools/bin) and runs it. Extra arguments
+# go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -11,4 +12,6 @@ if [ ! -x .tools/slither/bin/slither ]; then
     .tools/slither/bin/pip install --quiet --disable-pip-version-check slither-analyzer==0.11.6
 fi
 export FLCHAIN_SLITHER="$PWD/.tools/slither/bin/slither"
+bash scripts/install_tools.sh  # Kubo: a no-op once .tools/bin/ipfs is the pinned version
+export FLCHAIN_IPFS_BIN="$PWD/.tools/bin/ipfs"
 python -m pytest "$@"

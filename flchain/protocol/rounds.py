@@ -15,6 +15,7 @@ from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
 from flchain.storage import ContentStore
+from flchain.storage.retention import RoundContent
 from flchain.types import CID, to_address
 
 
@@ -47,6 +48,23 @@ def reward_pool(params: TaskParameters, record: RoundRecord) -> int:
     """What a round's contributors share: the budget less the fees of the committee the
     contract draws (``committee_size`` members, or every committer when fewer committed)."""
     return params.round_budget - params.committee_fee * min(params.committee_size, record.commits)
+
+
+def named_content(task: TrainingTask) -> tuple[list[RoundContent], list[str]]:
+    """Every round's CIDs as the task's events name them (updates, then the result of a
+    finalized round), and the CIDs the task always needs (manifest, initial model)."""
+    params = task.config()
+    rounds: dict[int, RoundContent] = {}
+    for e in task.revealed_events():
+        r = rounds.get(e.round, RoundContent(e.round))
+        rounds[e.round] = RoundContent(e.round, (*r.updates, e.cid))
+    for f in task.finalized_events():
+        r = rounds.get(f.round, RoundContent(f.round))
+        rounds[f.round] = RoundContent(f.round, r.updates, f.model_cid, f.report_cid, closed=True)
+    for x in task.expired_events():
+        r = rounds.get(x.round, RoundContent(x.round))
+        rounds[x.round] = RoundContent(x.round, r.updates, closed=True)
+    return list(rounds.values()), [params.manifest_cid, params.initial_model_cid]
 
 
 class TaskView:

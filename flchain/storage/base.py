@@ -60,6 +60,10 @@ class ContentStore(ABC):
         """The CIDs pinned (recursively) in this store."""
 
     @abstractmethod
+    def gc(self) -> int:
+        """Remove every block no pin reaches; return how many blocks were removed."""
+
+    @abstractmethod
     def get_block(self, cid: CID | str) -> bytes:
         """One raw block, verified against its CID (used for CAR export)."""
 

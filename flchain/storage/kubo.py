@@ -6,12 +6,23 @@ defaults made explicit (256 KiB chunks, no raw leaves, CIDv0) and the CID Kubo r
 against our own computation, so a daemon configured differently cannot silently give content a
 different name than the embedded store would. Reads go block by block through ``block/get`` and
 are re-hashed here: we verify the daemon rather than trust it.
+
+Over a network, two clocks matter. ``timeout`` bounds an RPC call to the daemon (it is on this
+machine or next to it); transport failures are retried with a backoff. ``fetch_timeout`` is how
+long the daemon may look for a block it does not hold (bitswap asks every connected peer): it is
+sent as Kubo's own ``timeout`` option, so the daemon stops looking and answers, and the caller
+gets :class:`~flchain.errors.ContentNotFound` naming the CID. A fetch that ran out of time is not
+retried: the daemon was asking its peers the whole time, and a retry would only be a longer
+``fetch_timeout``; the caller (the committee) reports the update missing instead. The default,
+15 s, is ample on a LAN (a connected peer answers a want in milliseconds) and must stay well
+under a task's attest window, since a committee member fetches the round's updates one by one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -21,6 +32,7 @@ import ipfshttpclient
 from ipfshttpclient import exceptions as ipfs_exc
 
 from flchain.errors import (
+    ConfigError,
     ContentMismatch,
     ContentNotFound,
     StorageError,
@@ -30,9 +42,13 @@ from flchain.storage import unixfs
 from flchain.storage.base import DEFAULT_MAX_SIZE, ContentStore
 from flchain.types import CID
 
+log = logging.getLogger(__name__)
+
 DEFAULT_API = "/ip4/127.0.0.1/tcp/5001"
 #: block/put's ``cid-codec`` option and today's pin/ls output appeared in Kubo 0.19.
 MIN_VERSION = (0, 19, 0)
+#: Files at least this big log their fetch progress (INFO) every this many bytes.
+PROGRESS_STEP = 16 << 20
 
 T = TypeVar("T")
 
@@ -48,7 +64,8 @@ class KuboStore(ContentStore):
 
     ``timeout`` (seconds) bounds each RPC call; transport failures are retried ``retries``
     times with a short backoff, then raise :class:`~flchain.errors.StoreUnavailable`. A block the
-    daemon cannot find within ``timeout`` raises :class:`~flchain.errors.ContentNotFound`.
+    daemon cannot find on its peers within ``fetch_timeout`` seconds raises
+    :class:`~flchain.errors.ContentNotFound`.
     """
 
     def __init__(
@@ -58,12 +75,18 @@ class KuboStore(ContentStore):
         retries: int = 2,
         cid_version: int = 0,
         max_size: int = DEFAULT_MAX_SIZE,
+        fetch_timeout: float = 15.0,
     ) -> None:
+        if timeout <= 0 or fetch_timeout <= 0 or retries < 0:
+            raise ConfigError("KuboStore: timeout and fetch_timeout must be > 0, retries >= 0")
         self.api = api
         self.timeout = timeout
+        self.fetch_timeout = fetch_timeout
         self.retries = retries
         self.cid_version = cid_version
         self.max_size = max_size
+        # Client(), not ipfshttpclient.connect(): connect() asserts 0.4.23 <= version < 0.8.0 and
+        # so refuses every Kubo release since 2021; the version is checked below instead.
         try:
             self._client = ipfshttpclient.Client(api, timeout=timeout, session=True)
         except ipfs_exc.AddressError as exc:
@@ -95,14 +118,21 @@ class KuboStore(ContentStore):
                     return fn()
             except ipfs_exc.TimeoutError:
                 if missing is not None:
+                    # Only if the daemon ignored its own deadline (see _fetch_opts).
                     raise ContentNotFound(
-                        f"{missing} not retrievable from the IPFS daemon within {self.timeout}s"
+                        f"{missing} not retrievable from the IPFS daemon within "
+                        f"{self.fetch_timeout + self.timeout}s"
                     ) from None
                 err: Exception = StoreUnavailable(f"IPFS daemon at {self.api} timed out")
             except (ipfs_exc.ConnectionError, ipfs_exc.ProtocolError) as exc:
                 err = StoreUnavailable(f"IPFS daemon at {self.api} unreachable: {exc}")
             except ipfs_exc.ErrorResponse as exc:
                 text = str(exc)
+                if missing is not None and "context deadline exceeded" in text:
+                    # The daemon's own `timeout` option ran out while it asked its peers.
+                    raise ContentNotFound(
+                        f"{missing} not found on the IPFS network within {self.fetch_timeout}s"
+                    ) from None
                 if missing is not None and ("not found" in text or "not pinned" in text):
                     raise ContentNotFound(f"{missing}: {text}") from None
                 raise StorageError(f"IPFS daemon refused the request: {text}") from None
@@ -135,10 +165,26 @@ class KuboStore(ContentStore):
             )
         return unixfs.root_cid(unixfs.parse_cid(expected), self.cid_version)
 
+    def _fetch_opts(self) -> dict[str, object]:
+        """Keyword arguments for a call that may fetch from peers: the daemon gives up after
+        ``fetch_timeout`` (Kubo's ``timeout`` option) and answers before our socket timeout."""
+        return {
+            "opts": {"timeout": f"{self.fetch_timeout}s"},
+            "timeout": self.fetch_timeout + self.timeout,
+        }
+
     def get(self, cid: CID | str) -> bytes:
-        """The file's bytes, every block re-hashed here."""
+        """The file's bytes, every block re-hashed here; big files log their progress."""
         parsed = unixfs.parse_cid(cid)
-        return b"".join(unixfs.read_file(parsed, self._get_block_bytes, self.max_size))
+        pieces: list[memoryview] = []
+        done, next_report = 0, PROGRESS_STEP
+        for piece in unixfs.read_file(parsed, self._get_block_bytes, self.max_size):
+            pieces.append(piece)
+            done += len(piece)
+            if done >= next_report:
+                log.info("fetched %.1f MiB of %s", done / (1 << 20), parsed)
+                next_report += PROGRESS_STEP
+        return b"".join(pieces)
 
     def _get_block_bytes(self, cid: bytes) -> bytes:
         return self.get_block(unixfs.cid_text(cid))
@@ -146,7 +192,9 @@ class KuboStore(ContentStore):
     def get_block(self, cid: CID | str) -> bytes:
         """``block/get``, re-hashed against ``cid``."""
         parsed = unixfs.parse_cid(cid)
-        block = self._call(lambda: self._client.block.get(str(parsed)), missing=str(parsed))
+        block = self._call(
+            lambda: self._client.block.get(str(parsed), **self._fetch_opts()), missing=str(parsed)
+        )
         if unixfs.hash_parts([block]) != parsed.digest:
             raise ContentMismatch(f"IPFS daemon returned a block that does not hash to {parsed}")
         return block
@@ -177,7 +225,9 @@ class KuboStore(ContentStore):
     def pin(self, cid: CID | str) -> None:
         """``pin/add`` (recursive); fetches missing blocks through the daemon."""
         parsed = unixfs.parse_cid(cid)
-        self._call(lambda: self._client.pin.add(str(parsed)), missing=str(parsed))
+        self._call(
+            lambda: self._client.pin.add(str(parsed), **self._fetch_opts()), missing=str(parsed)
+        )
 
     def unpin(self, cid: CID | str) -> None:
         """``pin/rm``; a no-op when not pinned."""
@@ -189,6 +239,13 @@ class KuboStore(ContentStore):
         """``pin/ls --type=recursive`` (Kubo reports CIDv0 roots as ``Qm...``)."""
         result = self._call(lambda: self._client.pin.ls(type="recursive"))
         return sorted(CID(k) for k in result["Keys"])
+
+    def gc(self) -> int:
+        """``repo/gc``: remove every block no pin reaches; return how many were removed."""
+        # The daemon streams one line per removed block; a big repo may take a while, but each
+        # line comes well within `timeout` of the previous one.
+        removed = self._call(lambda: self._client.repo.gc(quiet=False))
+        return sum(1 for entry in removed if entry.get("Key"))
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -1,4 +1,5 @@
-"""Fixtures for the content-store tests: Debian's ipfs_cid binary as a second implementation."""
+"""Fixtures for the content-store tests: Debian's ipfs_cid binary as a second implementation,
+and a real private Kubo daemon (scripts/install_tools.sh builds it) for the KuboStore suite."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kubo_daemon import KUBO_VERSION, KuboDaemon, KuboMissing, find_ipfs
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +31,38 @@ def ipfs_cid() -> Callable[[bytes, Path], dict[str, str]]:
         return result
 
     return run
+
+
+@pytest.fixture(scope="session")
+def kubo_binary() -> Path:
+    """The pinned Kubo binary; a missing one skips, and fails under CI=true."""
+    binary = find_ipfs()
+    if binary is None or not binary.exists():
+        reason = "Kubo not installed (run scripts/install_tools.sh, or set FLCHAIN_IPFS_BIN)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the KuboStore suite")
+        pytest.skip(reason)
+    version = subprocess.run(
+        [str(binary), "version", "--number"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    if version != KUBO_VERSION and os.environ.get("CI") == "true":
+        pytest.fail(f"{binary} is Kubo {version!r}; CI pins {KUBO_VERSION}")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def kubo_daemon(
+    kubo_binary: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KuboDaemon]:
+    """One private Kubo daemon for the session."""
+    try:
+        with KuboDaemon(tmp_path_factory.mktemp("kubo") / "repo", binary=kubo_binary) as daemon:
+            yield daemon
+    except (KuboMissing, RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"Kubo daemon did not start: {exc}")
+
+
+@pytest.fixture(scope="session")
+def kubo_api(kubo_daemon: KuboDaemon) -> str:
+    """The RPC multiaddr of the session's private daemon."""
+    return kubo_daemon.api

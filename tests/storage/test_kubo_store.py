@@ -1,8 +1,9 @@
 """KuboStore without a daemon: unreachable addresses and the version check.
 
-The full behaviour suite runs against a real daemon in test_store_behaviour.py (TestKuboStore)
-when FLCHAIN_IPFS_API is set. Here a minimal HTTP server answers only ``/api/v0/version``, to
-check that a daemon too old for us is refused with a clear message before anything else.
+The full behaviour suite runs against a real private daemon in test_store_behaviour.py
+(TestKuboStore; the daemon comes from tests/storage/kubo_daemon.py). Here a minimal HTTP server
+answers only ``/api/v0/version``, to check that a daemon too old for us is refused with a clear
+message before anything else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from flchain.errors import StoreUnavailable
+from flchain.errors import ConfigError, StoreUnavailable
 from flchain.storage import KuboStore, open_store
 
 
@@ -36,6 +37,14 @@ def test_unreachable_daemon_after_retries() -> None:
 def test_bad_address() -> None:
     with pytest.raises(StoreUnavailable, match="invalid IPFS API address"):
         KuboStore("localhost:5001")
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"timeout": 0}, {"fetch_timeout": -1}, {"retries": -1}]
+)
+def test_bad_timeouts_are_refused_before_dialing(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        KuboStore(f"/ip4/127.0.0.1/tcp/{_free_port()}", **kwargs)  # type: ignore[arg-type]
 
 
 def test_open_store_picks_kubo_for_an_api_address() -> None:

@@ -1,4 +1,5 @@
-"""``flchain store``: add, cat, export and import content, like ``ipfs add -Q`` / ``ipfs cat``."""
+"""``flchain store``: add, cat, export and import content, like ``ipfs add -Q`` / ``ipfs cat``;
+``gc`` releases what a task no longer needs (policy in :mod:`flchain.storage.retention`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Annotated
 import typer
 
 from flchain.errors import FLChainError
+from flchain.ledger.contracts import TrainingTask
+from flchain.protocol.rounds import named_content
 from flchain.storage import ContentStore, export_car, import_car, open_store
-from flchain_node.cli.options import ApiOpt, StoreOpt
+from flchain.storage.retention import DEFAULT_RETENTION, plan
+from flchain_node.cli.options import ApiOpt, RpcOpt, StoreOpt, open_chain
 
 app = typer.Typer(
     help="Content-addressed storage (IPFS CIDs): embedded store or a Kubo daemon.",
@@ -101,3 +105,49 @@ def import_(
         raise _fail(f"cannot read {car}: {exc.strerror or exc}") from None
     for root in roots:
         typer.echo(root)
+
+
+@app.command()
+def gc(
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            envvar="FLCHAIN_TASK",
+            help="First unpin what this TrainingTask no longer needs (needs --rpc-url).",
+        ),
+    ] = None,
+    retention: Annotated[
+        int,
+        typer.Option(
+            "--retention", min=0, help="Closed rounds whose updates and results stay pinned."
+        ),
+    ] = DEFAULT_RETENTION,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be unpinned; change nothing.")
+    ] = False,
+    rpc_url: RpcOpt = None,
+    store: StoreOpt = None,
+    ipfs_api: ApiOpt = None,
+) -> None:
+    """Remove every block no pin reaches. With --task, first unpin the task's content that is
+    past retention: updates of rounds closed more than RETENTION rounds ago, older global
+    models and reports (the newest, the manifest and the initial model are always kept).
+    Pins the task never named are left alone."""
+    try:
+        with _open(store, ipfs_api) as s:
+            if task:
+                rounds, permanent = named_content(TrainingTask(open_chain(rpc_url), task))
+                decided = plan(s.pins(), rounds, permanent, retention)
+                for cid in decided.unpin:
+                    typer.echo(f"unpin {cid}")
+                    if not dry_run:
+                        s.unpin(cid)
+                typer.echo(
+                    f"{'would unpin' if dry_run else 'unpinned'} {len(decided.unpin)}, "
+                    f"kept {len(decided.keep)} pins the task still needs"
+                )
+            if not dry_run:
+                typer.echo(f"removed {s.gc()} unpinned blocks")
+    except FLChainError as exc:
+        raise _fail(str(exc)) from None
