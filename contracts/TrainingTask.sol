@@ -129,7 +129,8 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         // So a stake whose unbonding outlasts `roundBlocks + 1 + attestBlocks` stays bonded for at
         // least `attestBlocks` blocks after every slash against it became provable: slashers get
         // as long to act as the committee got to attest.
-        uint256 required = uint256(config_.commitBlocks) + config_.revealBlocks + 2 * uint256(config_.attestBlocks) + 1;
+        uint256 required =
+            uint256(config_.commitBlocks) + config_.revealBlocks + 2 * uint256(config_.attestBlocks) + 1;
         uint64 unbonding = registry_.unbondingBlocks();
         if (unbonding < required) revert UnbondingTooShort(unbonding, required);
         if (

@@ -134,9 +134,15 @@ def test_a_member_cannot_withdraw_before_its_silence_is_slashable(anvil: Chain) 
     r.mine_to(attest_end - 1)  # the withdrawal lands at the attest deadline
     with pytest.raises(E.StillBonded) as info:
         registry.withdraw(attacker)
+    unlock = info.value.error_args["unlockBlock"]
     assert info.value.error_args["account"] == attacker.address
+    # Bonded for a whole attest phase after the slash became provable, and not a block longer.
+    assert unlock == start + CONFIG.min_unbonding_blocks == attest_end + CONFIG.attest_blocks + 1
     r.mine_to(attest_end)  # the refused withdrawal mined nothing: slashable from the next block
     receipt = task.settle_committee_member(keeper, 1, attacker.address)
     (log,) = task.logs(receipt, "CommitteeMemberSettled")
     assert (log["outcome"], log["amount"]) == (Settlement.SLASHED_SILENT, 40)
     assert registry.stake_of(attacker.address) == STAKE - 40
+    r.mine_to(unlock - 1)
+    receipt = registry.withdraw(attacker)
+    assert registry.logs(receipt, "Withdrawn") == [{"account": attacker.address, "amount": 960}]

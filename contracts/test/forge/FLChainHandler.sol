@@ -10,7 +10,8 @@ import {ForgeTest} from "./Vm.sol";
 /// @title FLChainHandler (test only)
 /// @notice The moves of the invariant fuzzer: each call picks an actor and plays one protocol
 /// step (register, commit, reveal, attest honestly or not, expire, slash, settle, claim, exit)
-/// or lets blocks pass. Calls that the contracts refuse simply revert; the ghost variables
+/// or lets blocks pass, plus the attacks of issue 13: zero-prefix commitments, commit-and-exit in
+/// the block a round starts, colluding committees and claims against older roots. Calls that the contracts refuse simply revert; the ghost variables
 /// record only what succeeded, for the invariants to compare with the contracts' books.
 contract FLChainHandler is ForgeTest {
     uint256 public constant ACTORS = 6;
@@ -44,6 +45,8 @@ contract FLChainHandler is ForgeTest {
     /// @notice Latest finalized round per the ghost books (valid once `anyFinalized`).
     uint256 public latestFinalized;
     bool public anyFinalized;
+    /// @notice Rounds a colluding committee finalized (so the fuzzer's theft attempts are real).
+    uint256 public colludingRoundsFinalized;
     uint256 public calls;
 
     struct Credit {
@@ -58,6 +61,7 @@ contract FLChainHandler is ForgeTest {
     mapping(uint256 round => mapping(address account => bool)) private _committedIn;
     mapping(address account => bool) private _everCommitted;
     mapping(address account => uint256) private _lastCommitRound;
+    uint256[] private _finalized;
     uint256 private _nonce;
 
     constructor(FLToken token_, ParticipantRegistry registry_, TrainingTask task_) {
@@ -145,7 +149,8 @@ contract FLChainHandler is ForgeTest {
         address beneficiary = actorAt(beneficiarySeed);
         ITrainingTask.TaskConfig memory cfg = task.config();
         amount = bound(amount, 0, cfg.roundBudget); // above the cap on purpose, sometimes
-        _attestAs(a, round, keccak256(abi.encode("model", round, honest)), beneficiary, credited[beneficiary] + amount, amount);
+        bytes32 model = keccak256(abi.encode("model", round, honest));
+        _attestAs(a, round, model, beneficiary, credited[beneficiary] + amount, amount, false);
     }
 
     /// @notice A colluding committee: every member of the current round votes for one root that
@@ -154,24 +159,35 @@ contract FLChainHandler is ForgeTest {
         calls++;
         uint256 round = task.currentRound();
         address beneficiary = actorAt(beneficiarySeed);
-        uint256 cumulative = credited[beneficiary] + 1 + bound(inflation, 0, 40_000);
+        // Small enough that the credits of the next honest round or two cover the theft.
+        uint256 cumulative = credited[beneficiary] + 1 + bound(inflation, 0, 3_000);
+        bytes32 model = keccak256(abi.encode("colluding model", round));
         for (uint256 i = 0; i < ACTORS; ++i) {
             address m = actors[i];
             if (task.isCommitteeMember(round, m) && task.voteOf(round, m).resultHash == 0) {
-                try this.attestAs(m, round, beneficiary, cumulative) {} catch {}
+                if (_attestAs(m, round, model, beneficiary, cumulative, 1, true)) colludingRoundsFinalized++;
             }
         }
-    }
-
-    /// @dev External so `colludeRound` can try each vote; only the handler may call it.
-    function attestAs(address member, uint256 round, address beneficiary, uint256 cumulative) external {
-        require(msg.sender == address(this), "handler only");
-        _attestAs(member, round, keccak256(abi.encode("colluding model", round)), beneficiary, cumulative, 1);
     }
 
     /// @notice A whole round in one step: every active actor commits and reveals, then the
     /// committee attests; `liars` members (at most a minority) vote for a diverging result.
     function playRound(uint256 liars, uint256 amount) external {
+        _commitRevealAll();
+        liars = bound(liars, 0, 1);
+        for (uint256 i = 0; i < ACTORS; ++i) {
+            try this.attest(i, i + 1, amount, i >= liars) {} catch {}
+        }
+    }
+
+    /// @notice A whole round whose committee colludes (see {colludeRound}).
+    function playColludingRound(uint256 beneficiarySeed, uint256 inflation) external {
+        _commitRevealAll();
+        this.colludeRound(beneficiarySeed, inflation);
+    }
+
+    /// @dev Every active actor commits and reveals; then the last block before the attest deadline.
+    function _commitRevealAll() private {
         for (uint256 i = 0; i < ACTORS; ++i) {
             try this.commit(i) {} catch {}
         }
@@ -180,10 +196,6 @@ contract FLChainHandler is ForgeTest {
             try this.reveal(i) {} catch {}
         }
         vm.roll(task.attestDeadline(task.currentRound()) - 1);
-        liars = bound(liars, 0, 1);
-        for (uint256 i = 0; i < ACTORS; ++i) {
-            try this.attest(i, i + 1, amount, i >= liars) {} catch {}
-        }
     }
 
     function expire() external {
@@ -227,9 +239,11 @@ contract FLChainHandler is ForgeTest {
     function claim(uint256 seed, uint256 roundsBack) external {
         address a = actorAt(seed);
         calls++;
-        uint256 round = task.currentRound();
-        round -= bound(roundsBack, 0, round);
+        // A finalized round, the latest or (often) an older one: older roots must not pay.
+        uint256 n = _finalized.length;
+        uint256 round = n == 0 ? task.currentRound() : _finalized[n - 1 - bound(roundsBack, 0, n - 1)];
         Credit memory c = _finalCredit[round];
+        if (seed % 2 == 0 && c.account != address(0)) a = c.account; // often the root's own payee
         // Claim what the final root lists, for its beneficiary or (a theft) for someone else.
         uint256 amount = c.account == a ? c.cumulative : credited[c.account];
         vm.prank(a);
@@ -308,8 +322,9 @@ contract FLChainHandler is ForgeTest {
         bytes32 modelDigest,
         address beneficiary,
         uint256 cumulative,
-        uint256 rewardTotal
-    ) private {
+        uint256 rewardTotal,
+        bool mayFail
+    ) private returns (bool finalized) {
         ITrainingTask.Result memory result = ITrainingTask.Result({
             modelDigest: modelDigest,
             modelCid: "bafymodel",
@@ -322,13 +337,21 @@ contract FLChainHandler is ForgeTest {
         if (_credits[h].account == address(0)) _credits[h] = Credit(beneficiary, cumulative, rewardTotal);
         uint256 finalizedBefore = task.finalizedRounds();
         vm.prank(member);
-        task.attest(round, result);
-        if (task.finalizedRounds() > finalizedBefore) {
+        if (mayFail) {
+            try task.attest(round, result) {} catch {
+                return false;
+            }
+        } else {
+            task.attest(round, result);
+        }
+        finalized = task.finalizedRounds() > finalizedBefore;
+        if (finalized) {
             Credit memory c = _credits[h];
             _finalCredit[round] = c;
             ghostCredited += c.rewardTotal;
             if (c.cumulative > credited[c.account]) credited[c.account] = c.cumulative;
             (latestFinalized, anyFinalized) = (round, true);
+            _finalized.push(round);
         }
     }
 
