@@ -14,7 +14,8 @@ import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 /// misbehaviour; the slashed tokens go to the task's reward pool.
 /// @dev The settings are immutable, which keeps `isActive` (called by every commit) at one storage
 /// read; `unbondingBlocks` in particular must not shrink, because tasks check at deployment that
-/// it outlasts one round so a participant cannot withdraw between misbehaving and being slashed.
+/// it outlasts a round plus an attest phase, so a stake stays bonded for an attest phase after
+/// every slash against it became provable.
 contract ParticipantRegistry is IParticipantRegistry, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 

@@ -11,18 +11,22 @@ import {ITrainingTask} from "./interfaces/ITrainingTask.sol";
 import {CommitteeSampler} from "./libraries/CommitteeSampler.sol";
 
 /// @title TrainingTask
-/// @notice One federated-learning task. Each round: participants commit to an update, reveal it,
-/// a committee drawn from the committers after the commit phase attests the recomputed result,
-/// and the first result to reach quorum finalizes the round and starts the next one.
+/// @notice One federated-learning task. The owner starts it; then each round: participants commit
+/// to an update, reveal it, a committee drawn from the committers after the commit phase attests
+/// the recomputed result, and the first result to reach quorum finalizes the round and starts the
+/// next one.
 /// @dev Gas shape: commit, reveal, attest, claim and every settlement touch O(1) storage (loops
 /// are bounded by the committee size, at most 32). The current round lives in one packed slot
 /// (`_current`); each participant's commitment in one slot reused across rounds; a round's record
 /// is archived once when it closes. Rewards are credited as a cumulative Merkle root per round.
 ///
-/// Trust limit: a colluding committee majority can publish any reward root, so it can misassign
-/// every credited-but-unclaimed reward (never stakes, never the uncredited pool). Each round may
-/// credit at most `roundBudget` minus committee fees, and the contract never pays out more than
-/// it credited in total; participants that claim regularly bound their exposure.
+/// Trust limit: a colluding committee majority can publish any reward root. Claims are proven
+/// only against the latest finalized round's root, so a root stops paying as soon as the next
+/// round finalizes and can never reach credits of later rounds; each round credits at most
+/// `roundBudget` minus committee fees, and the contract never pays out more than it credited in
+/// total. While its root is the latest, a colluding round can still misassign the rewards left
+/// unclaimed when it finalized (never stakes, never the uncredited pool); participants that
+/// claim regularly bound that exposure.
 contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -41,6 +45,9 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     uint8 private constant _ATTESTED = 4;
     uint8 private constant _NONREVEAL_SLASHED = 8;
     uint8 private constant _SILENCE_SLASHED = 16;
+    /// @dev Marks a stored commitment. Existence is never read from the hash: a commitment is
+    /// caller-chosen bytes, and one whose first 24 bytes are zero must count like any other.
+    uint8 private constant _COMMITTED = 32;
     uint256 private constant _MAX_COMMITTEE = 32;
 
     /// @notice The participant registry whose active members may commit and whose stakes are slashed.
@@ -82,7 +89,12 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     /// @notice CID of the current global model.
     string public modelCid;
     /// @notice Rounds finalized so far.
-    uint256 public finalizedRounds;
+    uint32 public finalizedRounds;
+    /// @notice The latest finalized round: the only one whose reward root `claim` accepts
+    /// (meaningful once `finalizedRounds > 0`).
+    uint32 public rewardRound;
+    /// @notice Whether the owner started the task (round 0 opens in that block).
+    bool public started;
     /// @notice Reward tokens not yet credited or reserved: funding plus slashes minus spending.
     uint256 public pool;
     /// @notice Committee fees reserved by finalized rounds and not yet credited or released.
@@ -111,9 +123,16 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         if (config_.commitBlocks == 0 || config_.revealBlocks == 0 || config_.attestBlocks == 0) {
             revert InvalidPhaseLengths(config_.commitBlocks, config_.revealBlocks, config_.attestBlocks);
         }
-        uint256 roundBlocks = uint256(config_.commitBlocks) + config_.revealBlocks + config_.attestBlocks;
+        // Every slash a commitment can incur is provable from the block after its round's attest
+        // deadline, which is at most `roundBlocks` after the round started (phases only ever close
+        // early); the commit, and any withdrawal request after it, came no earlier than that start.
+        // So a stake whose unbonding outlasts `roundBlocks + 1 + attestBlocks` stays bonded for at
+        // least `attestBlocks` blocks after every slash against it became provable: slashers get
+        // as long to act as the committee got to attest.
+        uint256 required =
+            uint256(config_.commitBlocks) + config_.revealBlocks + 2 * uint256(config_.attestBlocks) + 1;
         uint64 unbonding = registry_.unbondingBlocks();
-        if (unbonding < roundBlocks) revert UnbondingTooShort(unbonding, roundBlocks);
+        if (unbonding < required) revert UnbondingTooShort(unbonding, required);
         if (
             config_.minReveals == 0 || config_.minReveals > config_.maxParticipants
                 || config_.maxParticipants >= 1 << 24
@@ -148,10 +167,16 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         _initialModelDigest = config_.initialModelDigest;
         modelDigest = config_.initialModelDigest;
         modelCid = config_.initialModelCid;
-        _startRound(0);
     }
 
-    // --- funding -------------------------------------------------------------------------
+    // --- start and funding ---------------------------------------------------------------
+
+    /// @inheritdoc ITrainingTask
+    function start() external onlyOwner {
+        if (started) revert TaskAlreadyStarted();
+        started = true;
+        _startRound(0);
+    }
 
     /// @inheritdoc ITrainingTask
     function fund(uint256 amount) external nonReentrant {
@@ -168,15 +193,19 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     function commit(bytes32 commitment) external {
         CurrentRound memory s = _current;
         if (s.commits == _maxParticipants || block.number > s.commitEnd) {
+            // Before `start` the round's deadlines are all 0, so every commit lands here.
+            if (!started) revert TaskNotStarted();
             if (finalizedRounds == _rounds) revert TaskCompleted();
             revert CommitPhaseClosed(s.round);
         }
         if (!registry.isActive(msg.sender)) revert NotActiveParticipant(msg.sender);
         Commitment memory old = _commitments[msg.sender];
-        if (old.hash != 0 && old.round == s.round) revert AlreadyCommitted(msg.sender, s.round);
+        bool replacing = old.flags & _COMMITTED != 0;
+        if (replacing && old.round == s.round) revert AlreadyCommitted(msg.sender, s.round);
 
         uint24 index = s.commits;
-        _commitments[msg.sender] = Commitment({hash: bytes24(commitment), round: s.round, index: index, flags: 0});
+        _commitments[msg.sender] =
+            Commitment({hash: bytes24(commitment), round: s.round, index: index, flags: _COMMITTED});
         s.commits = index + 1;
         if (s.commits == _maxParticipants) {
             // The commit phase closes in this block; the reveal phase runs from the next one.
@@ -187,12 +216,13 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         emit Committed(s.round, msg.sender, index, commitment);
 
         // Settle the replaced commitment last: it may call the registry, which moves tokens.
-        if (old.hash != 0) _settleReplaced(msg.sender, old);
+        if (replacing) _settleReplaced(msg.sender, old);
     }
 
     /// @inheritdoc ITrainingTask
     function closeCommitPhase() external {
         CurrentRound memory s = _current;
+        if (!started) revert TaskNotStarted();
         if (s.seed != 0) revert SeedAlreadyFixed(s.round);
         if (block.number <= s.commitEnd) revert CommitPhaseOpen(s.round);
         if (finalizedRounds == _rounds) revert TaskCompleted();
@@ -209,7 +239,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         if (bytes(cid).length == 0) revert EmptyCid();
 
         Commitment memory c = _commitments[msg.sender];
-        if (c.hash == 0 || c.round != s.round) revert NoCommitment(msg.sender, s.round);
+        if (c.flags & _COMMITTED == 0 || c.round != s.round) revert NoCommitment(msg.sender, s.round);
         if (c.flags & _REVEALED != 0) revert AlreadyRevealed(msg.sender, s.round);
         if (bytes24(commitmentHash(msg.sender, s.round, digest, numSamples, salt)) != c.hash) {
             revert CommitmentMismatch(msg.sender, s.round);
@@ -248,7 +278,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         }
 
         Commitment storage c = _commitments[msg.sender];
-        if (c.hash == 0 || c.round != round || !_isMember(rec.seed, rec.commits, c.index)) {
+        if (c.flags & _COMMITTED == 0 || c.round != round || !_isMember(rec.seed, rec.commits, c.index)) {
             revert NotCommitteeMember(round, msg.sender);
         }
         Vote storage vote = _votes[round][msg.sender];
@@ -271,6 +301,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc ITrainingTask
     function expireRound() external {
         CurrentRound memory s = _current;
+        if (!started) revert TaskNotStarted();
         if (finalizedRounds == _rounds) revert TaskCompleted();
         if (!_expirable(s)) revert RoundNotExpirable(s.round);
         RoundRecord memory rec = _asRecord(s);
@@ -285,7 +316,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc ITrainingTask
     function slashNonRevealer(uint256 round, address account) external nonReentrant {
         Commitment storage c = _commitments[account];
-        if (c.hash == 0 || c.round != round) revert NoCommitment(account, round);
+        if (c.flags & _COMMITTED == 0 || c.round != round) revert NoCommitment(account, round);
         uint8 flags = c.flags;
         if (flags & _REVEALED != 0) revert AlreadyRevealed(account, round);
         if (flags & _NONREVEAL_SLASHED != 0) revert AlreadySlashed(account, round);
@@ -323,7 +354,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         // Silence is only provable while the member's commitment of that round is still stored; a
         // later commit settles it instead (see `_settleReplaced`).
         Commitment storage c = _commitments[member];
-        if (c.hash == 0 || c.round != round || !_isMember(rec.seed, rec.commits, c.index)) {
+        if (c.flags & _COMMITTED == 0 || c.round != round || !_isMember(rec.seed, rec.commits, c.index)) {
             revert NotCommitteeMember(round, member);
         }
         if (c.flags & _SILENCE_SLASHED != 0) revert AlreadySettled(round, member);
@@ -349,10 +380,17 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc ITrainingTask
     function claim(uint256 round, uint256 cumulativeAmount, bytes32[] calldata proof) external nonReentrant {
-        RoundRecord storage rec = _records[round];
-        if (rec.status != RoundStatus.Finalized) revert RoundNotFinalized(round);
+        // Only the latest root pays: an older root (a colluding round's, say) can list anything,
+        // and credits of the rounds after it would otherwise cover what it lists.
+        uint256 latest = rewardRound;
+        if (round != latest || finalizedRounds == 0) {
+            if (round < latest && _records[round].status == RoundStatus.Finalized) {
+                revert StaleRewardRoot(round, latest);
+            }
+            revert RoundNotFinalized(round);
+        }
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(msg.sender, cumulativeAmount))));
-        if (!MerkleProof.verifyCalldata(proof, rec.rewardRoot, leaf)) {
+        if (!MerkleProof.verifyCalldata(proof, _records[round].rewardRoot, leaf)) {
             revert InvalidProof(round, msg.sender, cumulativeAmount);
         }
         uint256 already = claimed[msg.sender];
@@ -413,6 +451,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     /// @notice The phase of the current round at this block.
     function phase() public view returns (Phase) {
         CurrentRound memory s = _current;
+        if (!started) return Phase.NotStarted;
         if (finalizedRounds == _rounds) return Phase.Completed;
         if (_expirable(s)) return Phase.Expirable;
         if (s.commits < _maxParticipants && block.number <= s.commitEnd) return Phase.Commit;
@@ -443,7 +482,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     function isCommitteeMember(uint256 round, address account) external view returns (bool) {
         Commitment memory c = _commitments[account];
         (uint96 seed, uint24 commits) = _seedOf(round);
-        return c.hash != 0 && c.round == round && seed != 0 && _isMember(seed, commits, c.index);
+        return c.flags & _COMMITTED != 0 && c.round == round && seed != 0 && _isMember(seed, commits, c.index);
     }
 
     /// @notice The commit indices on the committee of `round`, in permuted order (empty until the
@@ -529,7 +568,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         pool -= needed;
         feesReserved += fees;
         totalCredited += result.rewardTotal;
-        finalizedRounds += 1;
+        (finalizedRounds, rewardRound) = (finalizedRounds + 1, s.round);
         (rec.status, rec.resultHash, rec.modelDigest) = (RoundStatus.Finalized, resultHash, result.modelDigest);
         (rec.reportDigest, rec.rewardRoot, rec.rewardTotal) =
             (result.reportDigest, result.rewardRoot, result.rewardTotal);

@@ -73,13 +73,14 @@ interface ITrainingTask {
         Expired
     }
 
-    /// @notice Phase of the current round.
+    /// @notice Phase of the current round (`NotStarted` until the owner calls {start}).
     enum Phase {
         Commit,
         Reveal,
         Attest,
         Expirable,
-        Completed
+        Completed,
+        NotStarted
     }
 
     /// @notice How a committee member was settled.
@@ -111,11 +112,12 @@ interface ITrainingTask {
     }
 
     /// @notice A participant's latest commitment, kept in one slot reused across rounds.
-    /// @param hash The first 24 bytes of the commitment.
+    /// @param hash The first 24 bytes of the commitment (any value, zero included).
     /// @param round Round of the commitment.
     /// @param index Commit index within that round.
     /// @param flags Bit set: 1 revealed, 2 committee member (set at reveal), 4 attested,
-    /// 8 slashed for not revealing, 16 slashed for committee silence.
+    /// 8 slashed for not revealing, 16 slashed for committee silence, 32 committed (set by every
+    /// commit: the slot holds a commitment; never inferred from the hash).
     struct Commitment {
         bytes24 hash;
         uint32 round;
@@ -137,7 +139,9 @@ interface ITrainingTask {
     error InvalidCommittee(uint8 committeeSize, uint8 quorum);
     /// @notice Every phase must last at least one block.
     error InvalidPhaseLengths(uint32 commitBlocks, uint32 revealBlocks, uint32 attestBlocks);
-    /// @notice The registry's unbonding delay must cover a whole round so stake cannot escape a slash.
+    /// @notice The registry's unbonding delay must outlast a round plus one block plus one attest
+    /// phase (`required`), so a stake stays bonded for an attest phase after every slash against
+    /// it became provable.
     error UnbondingTooShort(uint64 unbondingBlocks, uint256 required);
     /// @notice Need `0 < minReveals <= maxParticipants < 2^24`.
     error InvalidParticipantLimits(uint32 maxParticipants, uint32 minReveals);
@@ -150,6 +154,10 @@ interface ITrainingTask {
 
     /// @notice A zero amount was given where tokens must move.
     error ZeroAmount();
+    /// @notice The owner has not started the task yet.
+    error TaskNotStarted();
+    /// @notice The task was already started.
+    error TaskAlreadyStarted();
     /// @notice Every round of the task is finalized.
     error TaskCompleted();
     /// @notice The commit phase of `round` is over (deadline passed or `maxParticipants` reached).
@@ -208,6 +216,8 @@ interface ITrainingTask {
     error NothingToSettle(uint256 round, address member);
     /// @notice `account` was already slashed for not revealing in `round`.
     error AlreadySlashed(address account, uint256 round);
+    /// @notice `round` is finalized but `latest` finalized after it: claims use the latest root.
+    error StaleRewardRoot(uint256 round, uint256 latest);
     /// @notice The proof does not place `(account, cumulativeAmount)` under the root of `round`.
     error InvalidProof(uint256 round, address account, uint256 cumulativeAmount);
     /// @notice `account` already claimed `claimed`, at least `cumulativeAmount`.
@@ -265,6 +275,10 @@ interface ITrainingTask {
 
     // --- participants --------------------------------------------------------------------
 
+    /// @notice Opens round 0 in this block (owner only, once). Deploy, fund and let participants
+    /// register first: the commit phase runs from here, so no round is spent on deployment.
+    function start() external;
+
     /// @notice Adds `amount` reward tokens to the pool (anyone; approve first).
     function fund(uint256 amount) external;
 
@@ -297,6 +311,8 @@ interface ITrainingTask {
     function withdrawFees() external;
 
     /// @notice Pays the caller `cumulativeAmount` minus what it already claimed, proven against the
-    /// reward root of the finalized `round`.
+    /// reward root of `round`, which must be the latest finalized round (see `rewardRound`): a
+    /// payment is always backed by the newest cumulative root, and the total paid never exceeds
+    /// the total credited.
     function claim(uint256 round, uint256 cumulativeAmount, bytes32[] calldata proof) external;
 }

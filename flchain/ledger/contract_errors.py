@@ -603,6 +603,15 @@ class StakeBelowMinimum(ContractRevert):
     arg_types: tuple[str, ...] = ("uint256", "uint256")
 
 
+class StaleRewardRoot(ContractRevert):
+    """`round` is finalized but `latest` finalized after it: claims use the latest root."""
+
+    solidity_signature = "StaleRewardRoot(uint256,uint256)"
+    selector = b"\xe1\x5f\x35\x2c"
+    arg_names: tuple[str, ...] = ("round", "latest")
+    arg_types: tuple[str, ...] = ("uint256", "uint256")
+
+
 class StillBonded(ContractRevert):
     """The stake of `account` stays bonded until block `unlockBlock`."""
 
@@ -619,6 +628,15 @@ class StringTooLong(ContractRevert):
     selector = b"\x30\x5a\x27\xa9"
     arg_names: tuple[str, ...] = ("str",)
     arg_types: tuple[str, ...] = ("string",)
+
+
+class TaskAlreadyStarted(ContractRevert):
+    """The task was already started."""
+
+    solidity_signature = "TaskAlreadyStarted()"
+    selector = b"\x9f\x8a\x76\x47"
+    arg_names: tuple[str, ...] = ()
+    arg_types: tuple[str, ...] = ()
 
 
 class TaskCompleted(ContractRevert):
@@ -639,8 +657,20 @@ class TaskNotCompleted(ContractRevert):
     arg_types: tuple[str, ...] = ()
 
 
+class TaskNotStarted(ContractRevert):
+    """The owner has not started the task yet."""
+
+    solidity_signature = "TaskNotStarted()"
+    selector = b"\xc7\x44\x9d\x3a"
+    arg_names: tuple[str, ...] = ()
+    arg_types: tuple[str, ...] = ()
+
+
 class UnbondingTooShort(ContractRevert):
-    """The registry's unbonding delay must cover a whole round so stake cannot escape a slash."""
+    """The registry's unbonding delay must outlast a round plus one block plus one attest phase
+    (`required`), so a stake stays bonded for an attest phase after every slash against it
+    became provable.
+    """
 
     solidity_signature = "UnbondingTooShort(uint64,uint256)"
     selector = b"\x84\x51\xbc\xa0"
@@ -730,10 +760,13 @@ ALL_ERRORS: tuple[type[ContractRevert], ...] = (
     SeedAlreadyFixed,
     SeedUnavailable,
     StakeBelowMinimum,
+    StaleRewardRoot,
     StillBonded,
     StringTooLong,
+    TaskAlreadyStarted,
     TaskCompleted,
     TaskNotCompleted,
+    TaskNotStarted,
     UnbondingTooShort,
     ZeroAddress,
     ZeroAmount,

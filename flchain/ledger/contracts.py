@@ -50,6 +50,7 @@ class Phase(enum.IntEnum):
     ATTEST = 2
     EXPIRABLE = 3
     COMPLETED = 4
+    NOT_STARTED = 5
 
 
 class RoundStatus(enum.IntEnum):
@@ -76,6 +77,7 @@ class CommitmentFlag(enum.IntFlag):
     ATTESTED = 4
     NONREVEAL_SLASHED = 8
     SILENCE_SLASHED = 16
+    COMMITTED = 32
 
 
 class _Struct:
@@ -126,6 +128,12 @@ class TaskParameters(_Struct):
     def round_blocks(self) -> int:
         """Blocks from a round's start to its attest deadline, when no phase closes early."""
         return self.commit_blocks + self.reveal_blocks + self.attest_blocks
+
+    @property
+    def min_unbonding_blocks(self) -> int:
+        """The shortest registry unbonding delay the task accepts: a round, one block, and one
+        attest phase, so a stake stays bonded that long after every slash became provable."""
+        return self.round_blocks + 1 + self.attest_blocks
 
 
 @dataclass(frozen=True)
@@ -178,8 +186,9 @@ class Commitment(_Struct):
 
     @property
     def exists(self) -> bool:
-        """Whether the account ever committed (the slot is zero until then)."""
-        return self.hash != b"\x00" * 24
+        """Whether the account ever committed (the contract's ``COMMITTED`` flag, never the
+        hash: a commitment may begin with zero bytes)."""
+        return bool(self.flags & CommitmentFlag.COMMITTED)
 
 
 @dataclass(frozen=True)
@@ -593,10 +602,16 @@ class TrainingTask(ContractWrapper):
         config: TaskParameters,
         registry: str,
         reward_token: str,
+        *,
+        start: bool = True,
     ) -> TrainingTask:
-        """Deploy a task; round 0 starts in the deployment block."""
+        """Deploy a task; with ``start`` (default) round 0 opens in the next block, else call
+        :meth:`start` once funding and registrations are done."""
         args = (config.as_tuple(), to_checksum_address(registry), reward_token, owner.address)
-        return cls.deploy(chain, owner, *args)
+        task = cls.deploy(chain, owner, *args)
+        if start:
+            task.start(owner)
+        return task
 
     # --- views ----------------------------------------------------------------------------
 
@@ -674,6 +689,15 @@ class TrainingTask(ContractWrapper):
     def finalized_rounds(self) -> int:
         return int(self._call("finalizedRounds"))
 
+    def reward_round(self) -> int | None:
+        """The latest finalized round, the only one ``claim`` accepts (None before any)."""
+        if self.finalized_rounds() == 0:
+            return None
+        return int(self._call("rewardRound"))
+
+    def started(self) -> bool:
+        return bool(self._call("started"))
+
     def pool(self) -> int:
         """Reward tokens neither credited nor reserved for fees."""
         return int(self._call("pool"))
@@ -694,6 +718,10 @@ class TrainingTask(ContractWrapper):
         return int(self._call("feesOwed", to_checksum_address(member)))
 
     # --- transactions ---------------------------------------------------------------------
+
+    def start(self, sender: LocalAccount) -> TxReceipt:
+        """Open round 0 now (owner only, once)."""
+        return self._send(sender, "start")
 
     def fund(self, sender: LocalAccount, amount: int) -> TxReceipt:
         """Add ``amount`` to the reward pool (approve the task first)."""
@@ -734,7 +762,8 @@ class TrainingTask(ContractWrapper):
         self, sender: LocalAccount, round_id: int, cumulative_amount: int, proof: Sequence[bytes]
     ) -> TxReceipt:
         """Pull ``cumulative_amount`` minus what ``sender`` already claimed, proven against the
-        reward root of the finalized ``round_id`` (one claim covers any number of rounds)."""
+        reward root of ``round_id``, the latest finalized round (one claim covers any number of
+        rounds; an older root is refused with ``StaleRewardRoot``)."""
         return self._send(sender, "claim", round_id, cumulative_amount, [bytes(p) for p in proof])
 
     def withdraw_surplus(self, sender: LocalAccount, to: str) -> TxReceipt:

@@ -133,17 +133,20 @@ def deploy_stack(
     mint_to: Iterable[str] = (),
     mint_amount: int | None = None,
     fund: int | None = None,
+    start: bool = True,
 ) -> Deployment:
     """Deploy FLToken, ParticipantRegistry and TrainingTask, all administered by ``admin``.
 
     Grants the task ``SLASHER_ROLE``, mints ``fund`` tokens (default: every round's budget) to
-    ``admin`` and funds the task's pool with them, and mints ``mint_amount`` (default ten
-    minimum stakes) to each address of ``mint_to``. ``unbonding_blocks`` defaults to one full
-    round, the shortest the task accepts.
+    ``admin`` and funds the task's pool with them, mints ``mint_amount`` (default ten minimum
+    stakes) to each address of ``mint_to``, and then starts the task, so round 0's commit phase
+    is all ahead (``start=False`` leaves that to :meth:`TrainingTask.start`).
+    ``unbonding_blocks`` defaults to the shortest the task accepts
+    (:attr:`TaskConfig.min_unbonding_blocks`).
     """
     if min_stake <= 0:
         raise ConfigError(f"min_stake must be positive, got {min_stake}")
-    unbonding = config.round_blocks if unbonding_blocks is None else unbonding_blocks
+    unbonding = config.min_unbonding_blocks if unbonding_blocks is None else unbonding_blocks
     funding = config.round_budget * config.rounds if fund is None else fund
     token = FLToken.deploy_token(chain, admin)
     registry = ParticipantRegistry.deploy_registry(
@@ -154,7 +157,9 @@ def deploy_stack(
         unbonding_blocks=unbonding,
         allowlist=allowlist,
     )
-    task = TrainingTask.deploy_task(chain, admin, config, registry.address, token.address)
+    task = TrainingTask.deploy_task(
+        chain, admin, config, registry.address, token.address, start=False
+    )
     registry.grant_role(admin, SLASHER_ROLE, task.address)
     if funding:
         token.mint(admin, admin.address, funding)
@@ -163,6 +168,8 @@ def deploy_stack(
     each = 10 * min_stake if mint_amount is None else mint_amount
     for address in mint_to:
         token.mint(admin, address, each)
+    if start:
+        task.start(admin)
     return Deployment(token, registry, task, admin)
 
 

@@ -35,7 +35,7 @@ from flchain.protocol.commitment import commitment
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIN_STAKE = 1_000
-UNBONDING_BLOCKS = 60
+UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an attest phase
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 #: Committee of 5 with quorum 3, so a colluding minority of 2 exists; slashes and fee are small
 #: against the stake, so nobody drops below the minimum by accident.

@@ -14,8 +14,9 @@ import pytest
 import rlp
 from eth_utils import keccak
 
+from flchain.errors import ContractRevert
 from flchain.ledger import contract_errors as E
-from flchain.ledger.contracts import Phase, RoundStatus, Settlement
+from flchain.ledger.contracts import Phase, Result, RoundStatus, Settlement
 from flchain.ledger.merkle import RewardTree
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 MIN_STAKE = 1_000  # conftest's stake, non-reveal slash 30, committee slash 40, fee 100
-UNBONDING_BLOCKS = 60
+UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an attest phase
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
@@ -352,3 +353,72 @@ def test_a_round_starved_of_reveals_expires_cleanly_and_slashes_the_griefers(are
         task.slash_non_revealer(arena.outsider, 0, griefer.address)
         assert registry.stake_of(griefer.address) == MIN_STAKE - 30
     assert task.pool() == pool + 30 * len(griefers)  # the budget rolls over, plus the slashes
+
+
+# --- issue 13: holes found by a hostile review -----------------------------------------------
+
+
+def test_a_zero_prefix_commitment_cannot_flood_the_round(arena: Arena) -> None:
+    """A commitment whose first 24 bytes are zero used to read as "no commitment": one account
+    could commit again and again, fill every slot, close the commit phase on everyone else and
+    never be slashable. Each account commits once a round, and its commit is always slashable."""
+    task = arena.task
+    flooder, honest = arena.participants[:2]
+    zero_prefix = b"\x00" * 24 + b"\x5a" * 8
+    task.commit(flooder, zero_prefix)
+
+    with pytest.raises(E.AlreadyCommitted) as info:
+        task.commit(flooder, zero_prefix)
+    assert info.value.error_args == {"account": flooder.address, "round": 0}
+    assert task.round_record(0).commits == 1
+    assert task.commitment_of(flooder.address).exists
+
+    upd = arena.commit(honest)  # the slots are still open to everyone else
+    assert [e.account for e in task.committed_events(0)] == [flooder.address, honest.address]
+    arena.to_reveal_phase()
+    arena.reveal(honest, upd)
+    arena.to_attest_phase()
+    receipt = task.slash_non_revealer(arena.outsider, 0, flooder.address)
+    assert [log["amount"] for log in task.logs(receipt, "NonRevealerSlashed")] == [30]
+    assert arena.registry.stake_of(flooder.address) == MIN_STAKE - 30
+
+
+def test_a_colluding_round_cannot_pull_credits_of_later_rounds(arena: Arena) -> None:
+    """A colluding committee publishes a root crediting one account far above its round's
+    budget. Claims used to be accepted against any finalized round's root, so once later rounds
+    credited more, the account pulled their credits and honest claims failed. Only the latest
+    finalized round's root pays now."""
+    task = arena.task
+    people = arena.participants[:5]
+    thief, honest = people[0], people[1:]
+    # Round 0: the whole committee colludes; the root credits the thief 9,000 but the round
+    # reports (and the contract credits) 100.
+    loot = RewardTree({thief.address: 9_000, honest[0].address: 100})
+    updates = arena.commit_all(people)
+    arena.to_reveal_phase()
+    _all_reveal(arena, people, updates)
+    arena.to_attest_phase()
+    bad = Result(keccak(text="m0"), "bafym0", keccak(text="r0"), "bafyr0", bytes(loot.root), 100)
+    for member in arena.members(0):
+        arena.attest(member, 0, bad)
+    assert task.total_credited() == 100
+    # Round 1 is honest and credits 2,250 to each honest participant.
+    credits = {honest[0].address: 100 + 2_250, **{p.address: 2_250 for p in honest[1:]}}
+    updates = arena.commit_all(people)
+    arena.to_reveal_phase()
+    _all_reveal(arena, people, updates)
+    arena.to_attest_phase()
+    tree = RewardTree(credits)
+    good = Result(keccak(text="m1"), "bafym1", keccak(text="r1"), "bafyr1", bytes(tree.root), 9_000)
+    for member in arena.members(1):
+        arena.attest(member, 1, good)
+    assert task.total_credited() == 100 + 9_000
+
+    with pytest.raises(ContractRevert) as info:
+        task.claim(thief, 0, 9_000, loot.proof(thief.address))
+    assert isinstance(info.value, E.StaleRewardRoot)
+    assert info.value.error_args == {"round": 0, "latest": 1}
+    assert task.total_claimed() == 0
+    for p in honest:  # every honest credit is still there
+        task.claim(p, 1, tree.amount(p.address), tree.proof(p.address))
+    assert task.total_claimed() == task.total_credited() == 9_100

@@ -20,6 +20,9 @@ INVARIANTS = {
     "invariant_roundCreditsWithinBudget",
     "invariant_slashNeverExceedsStake",
     "invariant_outsidersNeverCommitOrAttest",
+    "invariant_everyCommitIsCountedOnceAndSlashable",
+    "invariant_noStakeLeavesBeforeItsSlashWindowsClose",
+    "invariant_claimsPayOnlyTheLatestRoot",
 }
 
 

@@ -196,7 +196,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "initial_model_digest": b"\x04" * 32,
 }
 MIN_STAKE = 1_000
-UNBONDING_BLOCKS = 60
+UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an attest phase
 #: A CIDv1 of the usual length (59 characters), as a real update would have.
 UPDATE_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 

@@ -210,6 +210,7 @@ def deploy_task(env: Env, **overrides: Any) -> Contract:
     env.send(env.token.functions.mint(env.owner, 10**6), env.owner)
     env.send(env.token.functions.approve(task.address, 10**6), env.owner)
     env.send(task.functions.fund(10**6), env.owner)
+    env.send(task.functions.start(), env.owner)
     return task
 
 
@@ -230,11 +231,14 @@ def test_task_constructor_rejects_a_minority_quorum(env: Env) -> None:
     assert args == {"committeeSize": 4, "quorum": 2}
 
 
-def test_task_constructor_requires_unbonding_to_cover_a_round(env: Env) -> None:
+def test_task_constructor_requires_unbonding_to_outlast_a_round_and_an_attest_phase(
+    env: Env,
+) -> None:
+    # commit 970 + reveal 20 + attest 10 = 1000 blocks a round; + 1 + 10 more to slash in.
     args = reverts_with(
-        lambda: deploy_task(env, commitBlocks=990), contract_errors.UnbondingTooShort
+        lambda: deploy_task(env, commitBlocks=970), contract_errors.UnbondingTooShort
     )
-    assert args == {"unbondingBlocks": 1000, "required": 1020}
+    assert args == {"unbondingBlocks": 1000, "required": 1011}
 
 
 # --- one round through every step -------------------------------------------------------------

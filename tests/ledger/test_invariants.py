@@ -57,6 +57,7 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
             self.revealers: dict[int, list[str]] = {}
             self.finalized: list[int] = []
             self.claims: list[tuple[str, int]] = []
+            self.commits: dict[tuple[str, int], int] = {}  # successful commits per round
 
         def teardown(self) -> None:
             kit.chain.revert(self.snapshot)
@@ -74,6 +75,20 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
                 return
             self.tag += 1
             self.updates[(account.address, round_id)] = upd
+            self._count_commit(account.address, round_id)
+            self._count_slashes(receipt)
+
+        @rule(who=st.integers(0, PLAYERS - 1), low=st.binary(min_size=8, max_size=8))
+        def commit_zero_prefix(self, who: int, low: bytes) -> None:
+            """Issue 13: a commitment whose first 24 bytes are zero (it can never be revealed)."""
+            account = people[who]
+            round_id = kit.task.current_round()
+            try:
+                receipt = kit.task.commit(account, b"\x00" * 24 + low)
+            except ContractRevert:
+                return
+            self.updates.pop((account.address, round_id), None)
+            self._count_commit(account.address, round_id)
             self._count_slashes(receipt)
 
         @rule(who=st.integers(0, PLAYERS - 1))
@@ -123,20 +138,25 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
                 except ContractRevert:
                     continue
 
-        @rule(who=st.integers(0, PLAYERS - 1))
-        def claim(self, who: int) -> None:
+        @rule(who=st.integers(0, PLAYERS - 1), back=st.integers(0, 2))
+        def claim(self, who: int, back: int) -> None:
+            """Claim against the latest finalized tree, or (issue 13) an older one."""
             account = people[who].address
             if not self.trees:
                 return
-            round_id = max(self.trees)
+            rounds = sorted(self.trees)
+            round_id = rounds[max(0, len(rounds) - 1 - back)]
             tree = self.trees[round_id]
             if account not in tree.credits:
                 return
             amount = tree.amount(account)
             try:
                 receipt = kit.task.claim(people[who], round_id, amount, tree.proof(account))
-            except (E.NothingToClaim, E.ClaimExceedsCredited):
+            except (E.NothingToClaim, E.ClaimExceedsCredited, E.StaleRewardRoot):
                 return
+            # Only the latest root pays, and exactly what it credits.
+            assert round_id == max(self.trees)
+            assert kit.task.claimed(account) == self.credited[account]
             (event,) = kit.task.logs(receipt, "RewardClaimed")
             self.claims.append((account, event["cumulativeAmount"]))
 
@@ -158,6 +178,10 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
                 raise AssertionError("a non-participant attested")
             except (E.NotCommitteeMember, E.NotInAttestPhase):
                 pass
+
+        def _count_commit(self, account: str, round_id: int) -> None:
+            key = (account, round_id)
+            self.commits[key] = self.commits.get(key, 0) + 1
 
         def _count_slashes(self, receipt: object) -> None:
             for event in kit.registry.logs(receipt, "Slashed"):  # type: ignore[arg-type]
@@ -190,6 +214,18 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
                 assert task.claimed(p.address) <= self.credited.get(p.address, 0)
             # Nobody is paid the same cumulative amount twice.
             assert len(set(self.claims)) == len(self.claims)
+
+        @invariant()
+        def every_commit_is_counted_once_and_visible(self) -> None:
+            """Issue 13: one commit per account and round, and the latest one is on record (so
+            it can be slashed until revealed), whatever bytes it starts with."""
+            assert all(n == 1 for n in self.commits.values())
+            round_id = kit.task.current_round()
+            mine = [a for (a, r) in self.commits if r == round_id]
+            assert kit.task.round_record(round_id).commits == len(mine)
+            for account in mine:
+                c = kit.task.commitment_of(account)
+                assert c.exists and c.round == round_id
 
         @invariant()
         def rounds_stay_within_budget(self) -> None:

@@ -44,9 +44,10 @@ BAD_CONFIGS = [
         {"commitBlocks": 20, "revealBlocks": 20, "attestBlocks": 0},
     ),
     (
-        {"reveal_blocks": 31},
+        {"reveal_blocks": 21},
         E.UnbondingTooShort,
-        {"unbondingBlocks": 60, "required": 61},  # the suite registry: 60,
+        # the suite registry: 61 = 20 + 20 + 10 (a round) + 1 + 10 (an attest phase)
+        {"unbondingBlocks": 61, "required": 62},
     ),
     ({"min_reveals": 0}, E.InvalidParticipantLimits, {"maxParticipants": 8, "minReveals": 0}),
     ({"min_reveals": 9}, E.InvalidParticipantLimits, {"maxParticipants": 8, "minReveals": 9}),
@@ -77,8 +78,9 @@ def test_constructor_refuses_bad_configs(
 def test_constructor_accepts_the_limits(kit: TaskKit) -> None:
     task = deploy(kit, committee_size=32, quorum=17, max_participants=2**24 - 1, min_reveals=1)
     assert (task.config().committee_size, task.config().quorum) == (32, 17)
-    # Exactly one round of unbonding and fees that use the whole budget are fine.
-    deploy(kit, reveal_blocks=30, committee_fee=3_333)
+    # Unbonding of exactly a round + 1 + an attest phase, and fees that use the whole budget.
+    deploy(kit, reveal_blocks=20, committee_fee=3_333)
+    deploy(kit, commit_blocks=10, reveal_blocks=10, attest_blocks=20)  # 10 + 10 + 20 + 1 + 20
 
 
 def test_constructor_refuses_zero_addresses(kit: TaskKit) -> None:
@@ -191,7 +193,8 @@ def test_deploy_stack_wires_funds_and_registers(kit: TaskKit) -> None:
     )
     assert stack.chain is chain
     assert set(stack.addresses()) == {"token", "registry", "task"}
-    assert stack.registry.unbonding_blocks() == config.round_blocks
+    assert stack.registry.unbonding_blocks() == config.min_unbonding_blocks
+    assert config.min_unbonding_blocks == config.round_blocks + 1 + config.attest_blocks
     assert stack.registry.has_role(SLASHER_ROLE, stack.task.address)
     assert stack.task.pool() == 2 * config.round_budget
     assert stack.token.balance_of(people[0].address) == 500

@@ -33,23 +33,31 @@ def test_one_claim_covers_several_rounds(kit: TaskKit) -> None:
     ]
     assert token.balance_of(alice) == held + 600
     assert task.claimed(alice) == 600
-    # Replays, against the same or an older root, pay nothing.
+    # A replay pays nothing; an older root is refused outright (only the latest root pays).
     with pytest.raises(E.NothingToClaim) as info:
         task.claim(people[0], 2, 600, trees[2].proof(alice))
     assert info.value.error_args == {"account": alice, "cumulativeAmount": 600, "claimed": 600}
-    with pytest.raises(E.NothingToClaim):
-        task.claim(people[0], 0, 100, trees[0].proof(alice))
+    for account, amount, tree in ((people[0], 100, trees[0]), (people[1], 50, trees[0])):
+        with pytest.raises(E.StaleRewardRoot) as stale:
+            task.claim(account, 0, amount, tree.proof(account.address))
+        assert stale.value.error_args == {"round": 0, "latest": 2}
+    assert task.reward_round() == 2
 
-    # Bob claims round by round instead: same total.
-    task.claim(people[1], 0, 50, trees[0].proof(bob))
     task.claim(people[1], 2, 75, trees[2].proof(bob))
     assert task.claimed(bob) == 75
     assert task.total_claimed() == 675
-    assert [(e.account, e.amount) for e in task.claimed_events()] == [
-        (alice, 600),
-        (bob, 50),
-        (bob, 25),
-    ]
+    assert [(e.account, e.amount) for e in task.claimed_events()] == [(alice, 600), (bob, 75)]
+
+
+def test_claims_follow_the_latest_root_round_by_round(kit: TaskKit) -> None:
+    task, people = kit.task, kit.participants[:3]
+    bob = people[1].address
+    assert task.reward_round() is None
+    for round_id, cumulative in enumerate((50, 75)):
+        _, _, tree = kit.play_round(people, {bob: cumulative}, 50 if round_id == 0 else 25)
+        assert task.reward_round() == round_id
+        task.claim(people[1], round_id, cumulative, tree.proof(bob))
+    assert [e.amount for e in task.claimed_events()] == [50, 25]
 
 
 def test_claim_failures(kit: TaskKit) -> None:

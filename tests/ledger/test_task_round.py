@@ -107,7 +107,8 @@ def test_full_round_with_events(kit: TaskKit) -> None:
         member = task.is_committee_member(0, account.address)
         assert member == (i in indices)
         flags = task.commitment_of(account.address).flags
-        assert flags == CommitmentFlag.REVEALED | (CommitmentFlag.MEMBER if member else 0)
+        expected = CommitmentFlag.COMMITTED | CommitmentFlag.REVEALED
+        assert flags == expected | (CommitmentFlag.MEMBER if member else 0)
 
     cumulative = {people[0].address: 600, people[1].address: 300}
     result = kit.result(cumulative, 900, tag="0")

@@ -10,7 +10,8 @@ import {ForgeTest} from "./Vm.sol";
 /// @title FLChainHandler (test only)
 /// @notice The moves of the invariant fuzzer: each call picks an actor and plays one protocol
 /// step (register, commit, reveal, attest honestly or not, expire, slash, settle, claim, exit)
-/// or lets blocks pass. Calls that the contracts refuse simply revert; the ghost variables
+/// or lets blocks pass, plus the attacks of issue 13: zero-prefix commitments, commit-and-exit in
+/// the block a round starts, colluding committees and claims against older roots. Calls that the contracts refuse simply revert; the ghost variables
 /// record only what succeeded, for the invariants to compare with the contracts' books.
 contract FLChainHandler is ForgeTest {
     uint256 public constant ACTORS = 6;
@@ -30,16 +31,37 @@ contract FLChainHandler is ForgeTest {
     bool public outsiderGotIn;
     /// @notice Largest single slash seen minus the stake it was taken from (0 if never above).
     uint256 public slashAboveStake;
+    /// @notice Set if an account committed twice in one round (issue 13, hole 1).
+    bool public doubleCommit;
+    /// @notice Set if a recorded, unrevealed, unreplaced commitment could not be slashed because
+    /// the contract did not see it (issue 13, hole 1).
+    bool public commitLost;
+    /// @notice Set if a stake was withdrawn before an attest phase had passed since the last slash
+    /// window of its latest commitment opened (issue 13, hole 2).
+    bool public stakeEscaped;
+    /// @notice Set if a claim paid an account other than exactly what the latest finalized root
+    /// credits it (issue 13, hole 3).
+    bool public paidBeyondLatestRoot;
+    /// @notice Latest finalized round per the ghost books (valid once `anyFinalized`).
+    uint256 public latestFinalized;
+    bool public anyFinalized;
+    /// @notice Rounds a colluding committee finalized (so the fuzzer's theft attempts are real).
+    uint256 public colludingRoundsFinalized;
     uint256 public calls;
 
     struct Credit {
         address account;
         uint256 cumulative;
+        uint256 rewardTotal;
     }
 
     mapping(bytes32 resultHash => Credit) private _credits;
     mapping(address account => bytes32[3]) private _secret; // digest, salt, samples of the last commit
     mapping(uint256 round => Credit) private _finalCredit;
+    mapping(uint256 round => mapping(address account => bool)) private _committedIn;
+    mapping(address account => bool) private _everCommitted;
+    mapping(address account => uint256) private _lastCommitRound;
+    uint256[] private _finalized;
     uint256 private _nonce;
 
     constructor(FLToken token_, ParticipantRegistry registry_, TrainingTask task_) {
@@ -73,8 +95,21 @@ contract FLChainHandler is ForgeTest {
         uint256 samples = 1 + _nonce % 1000;
         _secret[a] = [digest, salt, bytes32(samples)];
         bytes32 commitment = task.commitmentHash(a, round, digest, samples, salt);
-        vm.prank(a); // after computing the argument: a prank applies to the next call only
-        task.commit(commitment);
+        _commit(a, round, commitment);
+    }
+
+    /// @notice An actor commits a value whose first 24 bytes are zero (it cannot reveal it).
+    function commitZeroPrefix(uint256 seed, uint64 low) external {
+        calls++;
+        _commit(actorAt(seed), task.currentRound(), bytes32(uint256(low)));
+    }
+
+    /// @notice An actor commits and asks to leave in the same block (the slash-escape attempt).
+    function commitAndExit(uint256 seed) external {
+        address a = actorAt(seed);
+        this.commit(seed);
+        vm.prank(a);
+        registry.requestWithdrawal();
     }
 
     function reveal(uint256 seed) external {
@@ -84,7 +119,7 @@ contract FLChainHandler is ForgeTest {
         uint256 round = task.currentRound();
         for (uint256 i = 0; i < ACTORS; ++i) {
             ITrainingTask.Commitment memory c = task.commitmentOf(actorAt(seed + i));
-            if (c.hash != 0 && c.round == round && c.flags & 1 == 0) {
+            if (c.flags & 32 != 0 && c.round == round && c.flags & 1 == 0) {
                 a = actorAt(seed + i);
                 break;
             }
@@ -114,31 +149,45 @@ contract FLChainHandler is ForgeTest {
         address beneficiary = actorAt(beneficiarySeed);
         ITrainingTask.TaskConfig memory cfg = task.config();
         amount = bound(amount, 0, cfg.roundBudget); // above the cap on purpose, sometimes
-        uint256 cumulative = credited[beneficiary] + amount;
-        ITrainingTask.Result memory result = ITrainingTask.Result({
-            modelDigest: keccak256(abi.encode("model", round, honest)),
-            modelCid: "bafymodel",
-            reportDigest: keccak256(abi.encode("report", round)),
-            reportCid: "bafyreport",
-            rewardRoot: _leaf(beneficiary, cumulative),
-            rewardTotal: amount
-        });
-        bytes32 h = task.hashResult(result);
-        if (_credits[h].account == address(0)) _credits[h] = Credit(beneficiary, cumulative);
-        uint256 finalizedBefore = task.finalizedRounds();
-        vm.prank(a);
-        task.attest(round, result);
-        if (task.finalizedRounds() > finalizedBefore) {
-            Credit memory c = _credits[h];
-            _finalCredit[round] = c;
-            ghostCredited += c.cumulative - credited[c.account];
-            credited[c.account] = c.cumulative;
+        bytes32 model = keccak256(abi.encode("model", round, honest));
+        _attestAs(a, round, model, beneficiary, credited[beneficiary] + amount, amount, false);
+    }
+
+    /// @notice A colluding committee: every member of the current round votes for one root that
+    /// credits `beneficiary` `inflation` above its due while reporting a tiny `rewardTotal`.
+    function colludeRound(uint256 beneficiarySeed, uint256 inflation) external {
+        calls++;
+        uint256 round = task.currentRound();
+        address beneficiary = actorAt(beneficiarySeed);
+        // Small enough that the credits of the next honest round or two cover the theft.
+        uint256 cumulative = credited[beneficiary] + 1 + bound(inflation, 0, 3_000);
+        bytes32 model = keccak256(abi.encode("colluding model", round));
+        for (uint256 i = 0; i < ACTORS; ++i) {
+            address m = actors[i];
+            if (task.isCommitteeMember(round, m) && task.voteOf(round, m).resultHash == 0) {
+                if (_attestAs(m, round, model, beneficiary, cumulative, 1, true)) colludingRoundsFinalized++;
+            }
         }
     }
 
     /// @notice A whole round in one step: every active actor commits and reveals, then the
     /// committee attests; `liars` members (at most a minority) vote for a diverging result.
     function playRound(uint256 liars, uint256 amount) external {
+        _commitRevealAll();
+        liars = bound(liars, 0, 1);
+        for (uint256 i = 0; i < ACTORS; ++i) {
+            try this.attest(i, i + 1, amount, i >= liars) {} catch {}
+        }
+    }
+
+    /// @notice A whole round whose committee colludes (see {colludeRound}).
+    function playColludingRound(uint256 beneficiarySeed, uint256 inflation) external {
+        _commitRevealAll();
+        this.colludeRound(beneficiarySeed, inflation);
+    }
+
+    /// @dev Every active actor commits and reveals; then the last block before the attest deadline.
+    function _commitRevealAll() private {
         for (uint256 i = 0; i < ACTORS; ++i) {
             try this.commit(i) {} catch {}
         }
@@ -147,10 +196,6 @@ contract FLChainHandler is ForgeTest {
             try this.reveal(i) {} catch {}
         }
         vm.roll(task.attestDeadline(task.currentRound()) - 1);
-        liars = bound(liars, 0, 1);
-        for (uint256 i = 0; i < ACTORS; ++i) {
-            try this.attest(i, i + 1, amount, i >= liars) {} catch {}
-        }
     }
 
     function expire() external {
@@ -169,8 +214,16 @@ contract FLChainHandler is ForgeTest {
         uint256 round = task.currentRound();
         round -= bound(roundsBack, 0, round);
         uint256 before = registry.stakeOf(a);
-        task.slashNonRevealer(round, a);
-        _checkSlash(a, before);
+        try task.slashNonRevealer(round, a) {
+            _checkSlash(a, before);
+        } catch (bytes memory reason) {
+            // The latest commitment of `a` is of `round`: the contract must know it.
+            if (
+                bytes4(reason) == ITrainingTask.NoCommitment.selector && _everCommitted[a]
+                    && _lastCommitRound[a] == round
+            ) commitLost = true;
+            revert("refused");
+        }
     }
 
     function settle(uint256 seed, uint256 roundsBack) external {
@@ -186,13 +239,20 @@ contract FLChainHandler is ForgeTest {
     function claim(uint256 seed, uint256 roundsBack) external {
         address a = actorAt(seed);
         calls++;
-        uint256 round = task.currentRound();
-        round -= bound(roundsBack, 0, round);
+        // A finalized round, the latest or (often) an older one: older roots must not pay.
+        uint256 n = _finalized.length;
+        uint256 round = n == 0 ? task.currentRound() : _finalized[n - 1 - bound(roundsBack, 0, n - 1)];
         Credit memory c = _finalCredit[round];
+        if (seed % 2 == 0 && c.account != address(0)) a = c.account; // often the root's own payee
         // Claim what the final root lists, for its beneficiary or (a theft) for someone else.
         uint256 amount = c.account == a ? c.cumulative : credited[c.account];
         vm.prank(a);
         task.claim(round, amount, new bytes32[](0));
+        // Paid exactly up to the latest root's credit for `a`, never from an older root.
+        Credit memory latest = _finalCredit[latestFinalized];
+        if (!anyFinalized || latest.account != a || task.claimed(a) != latest.cumulative) {
+            paidBeyondLatestRoot = true;
+        }
     }
 
     function withdrawFees(uint256 seed) external {
@@ -209,8 +269,15 @@ contract FLChainHandler is ForgeTest {
 
     function withdraw(uint256 seed) external {
         calls++;
-        vm.prank(actorAt(seed));
+        address a = actorAt(seed);
+        vm.prank(a);
         registry.withdraw();
+        if (_everCommitted[a]) {
+            // Slashes of the latest commitment are provable from attestEnd + 1; the stake must
+            // stay bonded for one more attest phase after that.
+            uint256 attestEnd = task.attestDeadline(_lastCommitRound[a]);
+            if (block.number <= attestEnd + task.config().attestBlocks) stakeEscaped = true;
+        }
     }
 
     function passBlocks(uint256 blocks) external {
@@ -240,6 +307,53 @@ contract FLChainHandler is ForgeTest {
     }
 
     // --- helpers ----------------------------------------------------------------------------
+
+    function _commit(address a, uint256 round, bytes32 commitment) private {
+        vm.prank(a); // after computing the argument: a prank applies to the next call only
+        task.commit(commitment);
+        if (_committedIn[round][a]) doubleCommit = true;
+        _committedIn[round][a] = true;
+        (_everCommitted[a], _lastCommitRound[a]) = (true, round);
+    }
+
+    function _attestAs(
+        address member,
+        uint256 round,
+        bytes32 modelDigest,
+        address beneficiary,
+        uint256 cumulative,
+        uint256 rewardTotal,
+        bool mayFail
+    ) private returns (bool finalized) {
+        ITrainingTask.Result memory result = ITrainingTask.Result({
+            modelDigest: modelDigest,
+            modelCid: "bafymodel",
+            reportDigest: keccak256(abi.encode("report", round)),
+            reportCid: "bafyreport",
+            rewardRoot: _leaf(beneficiary, cumulative),
+            rewardTotal: rewardTotal
+        });
+        bytes32 h = task.hashResult(result);
+        if (_credits[h].account == address(0)) _credits[h] = Credit(beneficiary, cumulative, rewardTotal);
+        uint256 finalizedBefore = task.finalizedRounds();
+        vm.prank(member);
+        if (mayFail) {
+            try task.attest(round, result) {} catch {
+                return false;
+            }
+        } else {
+            task.attest(round, result);
+        }
+        finalized = task.finalizedRounds() > finalizedBefore;
+        if (finalized) {
+            Credit memory c = _credits[h];
+            _finalCredit[round] = c;
+            ghostCredited += c.rewardTotal;
+            if (c.cumulative > credited[c.account]) credited[c.account] = c.cumulative;
+            (latestFinalized, anyFinalized) = (round, true);
+            _finalized.push(round);
+        }
+    }
 
     function _leaf(address account, uint256 cumulative) private pure returns (bytes32) {
         return keccak256(bytes.concat(keccak256(abi.encode(account, cumulative))));

@@ -8,9 +8,11 @@ import {ITrainingTask} from "../../interfaces/ITrainingTask.sol";
 import {FLChainHandler} from "./FLChainHandler.sol";
 import {ForgeTest} from "./Vm.sol";
 
-/// @notice The ledger invariants of issue 2 over random call sequences of {FLChainHandler}:
+/// @notice The ledger invariants of issues 2 and 13 over random call sequences of {FLChainHandler}:
 /// tokens are conserved, nobody claims twice or more than credited, a round credits at most
-/// its budget, slashing never exceeds a stake, outsiders never commit or attest.
+/// its budget, slashing never exceeds a stake, outsiders never commit or attest; every recorded
+/// commit is slashable until revealed and counted once, no stake leaves before its slash windows
+/// closed, and claims pay only what the latest finalized root credits.
 contract FLChainInvariantsTest is ForgeTest {
     uint256 internal constant FUNDING = 50_000;
 
@@ -22,7 +24,9 @@ contract FLChainInvariantsTest is ForgeTest {
 
     function setUp() public {
         token = new FLToken("FLChain Token", "FLC", address(this));
-        registry = new ParticipantRegistry(token, 1_000, 60, false, address(this));
+        // The shortest unbonding the task accepts (the deployment default): a round of 12 blocks,
+        // one block, and an attest phase of 4, so slash-escape attempts meet the boundary.
+        registry = new ParticipantRegistry(token, 1_000, 17, false, address(this));
         task = new TrainingTask(_config(), registry, token, address(this));
         registry.grantRole(registry.SLASHER_ROLE(), address(task));
         handler = new FLChainHandler(token, registry, task);
@@ -37,6 +41,7 @@ contract FLChainInvariantsTest is ForgeTest {
         }
         token.mint(handler.outsider(), 3_000);
         minted += 3_000;
+        task.start();
     }
 
     /// @dev forge-std's `targetContract`: only the handler is called by the fuzzer.
@@ -90,6 +95,27 @@ contract FLChainInvariantsTest is ForgeTest {
         for (uint256 i = 0; i < handler.ACTORS(); ++i) {
             require(registry.stakeOf(handler.actors(i)) <= 3_000, "stake above what was bonded");
         }
+    }
+
+    /// @dev Hole 1: a commitment is never mistaken for "none" (zero-prefix values included).
+    function invariant_everyCommitIsCountedOnceAndSlashable() public view {
+        require(!handler.doubleCommit(), "an account committed twice in one round");
+        require(!handler.commitLost(), "a recorded commitment could not be slashed");
+        require(task.roundRecord(task.currentRound()).commits <= handler.ACTORS(), "more commits than accounts");
+    }
+
+    /// @dev Hole 2: no stake leaves before every slash window it is exposed to has closed.
+    function invariant_noStakeLeavesBeforeItsSlashWindowsClose() public view {
+        require(!handler.stakeEscaped(), "a stake left while still slashable");
+    }
+
+    /// @dev Hole 3: every payment is what the latest finalized root credits, and the total paid
+    /// stays within the budgets the finalized rounds credited.
+    function invariant_claimsPayOnlyTheLatestRoot() public view {
+        require(!handler.paidBeyondLatestRoot(), "a claim paid other than the latest root's credit");
+        require(task.totalClaimed() <= task.totalCredited(), "paid more than credited");
+        ITrainingTask.TaskConfig memory cfg = task.config();
+        require(task.totalCredited() <= uint256(task.finalizedRounds()) * cfg.roundBudget, "credited over budget");
     }
 
     function invariant_outsidersNeverCommitOrAttest() public view {
