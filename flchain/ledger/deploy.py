@@ -142,7 +142,7 @@ def deploy_stack(
     stakes) to each address of ``mint_to``, and then starts the task, so round 0's commit phase
     is all ahead (``start=False`` leaves that to :meth:`TrainingTask.start`).
     ``unbonding_blocks`` defaults to the shortest the task accepts
-    (:attr:`TaskConfig.min_unbonding_blocks`).
+    (:attr:`TaskParameters.min_unbonding_blocks`).
     """
     if min_stake <= 0:
         raise ConfigError(f"min_stake must be positive, got {min_stake}")
