@@ -56,8 +56,9 @@ def ensure_registered(
 
 def phase_end(task: TrainingTask, phase: Phase) -> int | None:
     """The last block of ``phase`` in the current round; ``None`` when acting has no deadline
-    (a round waiting to be expired, or the task completed)."""
-    if phase in (Phase.COMPLETED, Phase.EXPIRABLE):
+    (a task its owner has not started yet, a round waiting to be expired, or the task
+    completed)."""
+    if phase in (Phase.NOT_STARTED, Phase.COMPLETED, Phase.EXPIRABLE):
         return None
     round_id = task.current_round()
     record = task.round_record(round_id)

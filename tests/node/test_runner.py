@@ -20,6 +20,8 @@ def test_phase_end_is_the_last_block_of_each_phase(fed: Federation) -> None:
     assert task.phase() == Phase.REVEAL and phase_end(task, Phase.REVEAL) == record.reveal_end
     chain.mine(record.reveal_end - chain.block_number + 1)  # nobody revealed
     assert task.phase() == Phase.EXPIRABLE and phase_end(task, Phase.EXPIRABLE) is None
+    # a task its owner has not started has no deadline to race (not the attest deadline of 0)
+    assert phase_end(task, Phase.NOT_STARTED) is None
 
 
 def test_a_stalled_chain_is_a_clear_timeout_after_the_node_did_its_part(
