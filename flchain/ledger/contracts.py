@@ -85,7 +85,8 @@ class _Struct:
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The value as web3 expects the Solidity struct: a tuple in declaration order."""
-        return astuple(self)  # type: ignore[call-overload]
+        values: tuple[Any, ...] = astuple(self)  # type: ignore[call-overload]
+        return values
 
     @classmethod
     def from_tuple(cls, values: Sequence[Any]) -> Self:

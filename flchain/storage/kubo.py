@@ -192,7 +192,7 @@ class KuboStore(ContentStore):
     def get_block(self, cid: CID | str) -> bytes:
         """``block/get``, re-hashed against ``cid``."""
         parsed = unixfs.parse_cid(cid)
-        block = self._call(
+        block: bytes = self._call(
             lambda: self._client.block.get(str(parsed), **self._fetch_opts()), missing=str(parsed)
         )
         if unixfs.hash_parts([block]) != parsed.digest:
