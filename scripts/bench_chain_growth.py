@@ -14,6 +14,8 @@ of each, so both see the same chain and the same machine load:
     logs_from_0   ``Transfer`` logs to one holder from block 0 (what a reward claim searches),
                   decoded by web3 (this grows with the number of matches, ~1 per 100 blocks)
     logs_from_0_raw  the same ``eth_getLogs`` without web3's event decoding
+    logs_from_0_one  raw ``eth_getLogs`` from block 0 whose answer stays one log (the mint's
+                  ``Transfer`` from address zero): the search cost alone
     tx            ``FLToken.transfer`` through :meth:`Chain.transact` (estimate, sign, send,
                   receipt)
 
@@ -45,7 +47,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = json.loads((ROOT / "tests/ledger/fixtures/ChainFixture.json").read_text())
 RESULTS = ROOT / "benchmarks/results"
 MODES = ("stock", "cached")
-METRICS = ("view", "view_new", "eth_call", "logs_recent", "logs_from_0", "logs_from_0_raw", "tx")
+METRICS = (
+    "view",
+    "view_new",
+    "eth_call",
+    "logs_recent",
+    "logs_from_0",
+    "logs_from_0_raw",
+    "logs_from_0_one",
+    "tx",
+)
+#: Log queries, whose answer sizes the results record.
+LOG_METRICS = ("logs_recent", "logs_from_0", "logs_from_0_raw", "logs_from_0_one")
 #: Gas for the growth transactions, so growing the chain skips estimation (measured ``tx``
 #: does estimate, as nodes do).
 GROWTH_GAS = 120_000
@@ -84,6 +97,11 @@ class Bench:
         chain, token, holder = self.chain, self.token, self.holders[0]
         raw_call = {"to": token.address, "data": self.call_data}
         transfer = token.contract.events.Transfer
+        mint_logs = {
+            "fromBlock": 0,
+            "toBlock": "latest",
+            "topics": [transfer.topic, "0x" + "00" * 32],
+        }
         raw_logs = {
             "fromBlock": 0,
             "toBlock": "latest",
@@ -112,6 +130,7 @@ class Bench:
                 token.contract, "Transfer", from_block=0, argument_filters={"to": holder}
             ),
             "logs_from_0_raw": lambda: chain.w3.eth.get_logs(raw_logs),  # type: ignore[arg-type]
+            "logs_from_0_one": lambda: chain.w3.eth.get_logs(mint_logs),  # type: ignore[arg-type]
             "tx": lambda: token.transfer(self.admin, holder, 1),
         }
 
@@ -135,6 +154,7 @@ def measure(bench: Bench, height: int, reps: dict[str, int], passes: int) -> lis
                     elapsed = time.perf_counter() - started
                     samples[name, mode].append(inner if isinstance(inner, float) else elapsed)
     bench.tester.caching = True
+    matches = {name: len(ops[name]()) for name in LOG_METRICS}
     rows = []
     for name in ops:
         for mode in MODES:
@@ -148,6 +168,7 @@ def measure(bench: Bench, height: int, reps: dict[str, int], passes: int) -> lis
                     "p10_ms": values[len(values) // 10] * 1e3,
                     "p90_ms": values[(len(values) * 9) // 10] * 1e3,
                     "n": len(values),
+                    "matches": matches.get(name),
                 }
             )
         line = "  ".join(f"{r['mode']} {r['median_ms']:8.2f} ms" for r in rows[-2:])
@@ -158,9 +179,10 @@ def measure(bench: Bench, height: int, reps: dict[str, int], passes: int) -> lis
 def table(results: list[dict[str, Any]], heights: list[int]) -> str:
     by = {(r["height"], r["metric"], r["mode"]): r["median_ms"] for r in results}
     p10 = {(r["height"], r["metric"], r["mode"]): r["p10_ms"] for r in results}
+    answers = {(r["height"], r["metric"]): r.get("matches") for r in results}
     lines = [
-        "| metric | height | stock ms | cached ms | stock / cached | cached p10 ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| metric | height | stock ms | cached ms | stock / cached | cached p10 ms | logs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for metric in METRICS:
         for h in heights:
@@ -170,7 +192,7 @@ def table(results: list[dict[str, Any]], heights: list[int]) -> str:
             best = p10[h, metric, "cached"]
             lines.append(
                 f"| {metric} | {h:,} | {stock:.2f} | {cached:.2f} | {stock / cached:.1f}× "
-                f"| {best:.2f} |"
+                f"| {best:.2f} | {answers[h, metric] if answers[h, metric] is not None else ''} |"
             )
     lo, hi = heights[0], heights[-1]
     lines += ["", f"Growth, height {hi:,} / height {lo:,} (1.0 = flat):", ""]
@@ -207,6 +229,7 @@ def main() -> None:
         "logs_recent": max(5, args.reps // 10),
         "logs_from_0": 6,
         "logs_from_0_raw": 6,
+        "logs_from_0_one": 6,
         "tx": max(5, args.reps // 10),
     }
     load_before = os.getloadavg()
