@@ -131,6 +131,19 @@ class _Backend(PyEVMBackend):
             raise TesterTransactionFailed(str(error))
         return computation.output
 
+    def estimate_gas(self, transaction: dict[str, Any], block_number: Any = "latest") -> int:
+        if self.caching and "nonce" not in transaction and block_number != "pending":
+            # eth-tester builds a state only to read the sender's nonce; the cached state of
+            # the same block holds the same nonce. (The estimate itself runs as before.)
+            try:
+                state = self._state_at(block_number)
+            except BlockNotFound:
+                pass  # eth-tester raises its own error below
+            else:
+                nonce = state.get_nonce(transaction["from"])
+                transaction = {**transaction, "nonce": nonce}
+        return int(super().estimate_gas(transaction, block_number))
+
     def _max_available_gas(self) -> int:
         if not self.caching:
             return int(super()._max_available_gas())

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import BlockNotFound
+from eth_utils import keccak
 from web3.contract import Contract
 
 from flchain.errors import ContractRevert, FLChainError
@@ -307,3 +308,25 @@ def test_revert_to_genesis_builds_a_new_chain_and_the_caches_follow(
     assert again.address == first.address  # same deployer nonce, different contract state
     assert both(tester, lambda: chain.call(again.functions.counter())) == 9
     assert both(tester, lambda: chain.events(again, "Incremented")) == []
+
+
+def test_gas_estimates_are_the_same(
+    chain: Chain, tester: EmbeddedTester, fixture: Contract
+) -> None:
+    def estimate(fn: Any, sender: LocalAccount) -> int:
+        tx = {"from": sender.address, "to": fixture.address, "data": fn._encode_transaction_data()}
+        return int(chain.w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
+
+    account, to = chain.accounts[1], chain.accounts[2].address
+    selector = keccak(text="InsufficientBalance(address,uint256,uint256)")[:4].hex()
+    for caching in (True, False):  # nothing minted yet: the estimate reverts with the error
+        tester.caching = caching
+        with pytest.raises(Exception, match=selector):
+            estimate(fixture.functions.transfer(to, 1), account)
+    tester.caching = True
+    fresh = both(tester, lambda: estimate(fixture.functions.mint(100), account))
+    chain.transact(fixture.functions.mint(100), account)
+    # The balance slot is now non-zero: a second mint writes nonzero -> nonzero, far cheaper.
+    again = both(tester, lambda: estimate(fixture.functions.mint(100), account))
+    assert again < fresh - 10_000
+    assert both(tester, lambda: estimate(fixture.functions.transfer(to, 1), account)) > 21_000
