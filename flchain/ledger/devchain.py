@@ -1,4 +1,7 @@
-"""The embedded chain (eth-tester + py-evm) and ``devchain``, which serves it over JSON-RPC.
+"""The embedded chain's web3 provider and ``devchain``, which serves it over JSON-RPC.
+
+The chain itself (eth-tester + py-evm, with its read caches) is in
+:mod:`flchain.ledger.embedded`; its names are re-exported here.
 
 :class:`EmbeddedProvider` is a web3 provider around one in-process eth-tester chain. Unlike
 web3's stock ``EthereumTesterProvider`` it behaves like a node: it is thread-safe, reports
@@ -18,134 +21,40 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from eth.abc import SignedTransactionAPI, StateAPI
-from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
 from eth.exceptions import Revert as EVMRevert
-from eth.vm.spoof import SpoofTransaction
 from eth_account.signers.local import LocalAccount
-from eth_keys import keys
-from eth_tester import EthereumTester, PyEVMBackend
-from eth_tester.backends.pyevm.main import (
-    EVMSpoofTransaction,
-    _execute_and_revert_transaction,
-    _get_block_by_number,
-    get_default_account_state,
-)
-from eth_tester.backends.pyevm.serializers import serialize_transaction_receipt
-from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
-from eth_utils import to_wei
+from eth_tester import EthereumTester
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS
+from web3.providers.eth_tester.middleware import (
+    DefaultTransactionFieldsMiddleware,
+    ethereum_tester_middleware,
+)
 from web3.types import RPCEndpoint, RPCResponse
 
 from flchain.errors import LedgerError
-from flchain.ledger.accounts import DEV_MNEMONIC, dev_accounts
+from flchain.ledger.accounts import dev_accounts
+from flchain.ledger.embedded import (
+    DEV_BALANCE_WEI,
+    EMBEDDED_CHAIN_ID,
+    EmbeddedTester,
+    _Reverted,
+    estimate_gas_like_geth,
+    make_tester,
+)
 from flchain.ledger.reverts import RevertedWithReason, decode_revert
 
-#: eth-tester's fixed chain id (its py-evm chain class hard-codes it).
-EMBEDDED_CHAIN_ID = 131277322940537
-#: Each dev account starts with this much ether, like anvil's default.
-DEV_BALANCE_WEI = to_wei(10_000, "ether")
-
-
-class _Reverted(TesterTransactionFailed):
-    """A revert from eth-tester that keeps its raw data (stock eth-tester stringifies it)."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.data = data
-
-
-class _Backend(PyEVMBackend):
-    """py-evm backend whose ``eth_call`` keeps the raw revert data, and whose receipt lookup
-    does not scan the chain.
-
-    eth-tester finds a transaction by walking back from the head, so ``eth_getLogs`` (which
-    fetches a receipt per transaction of every block in range) costs O(chain length) per
-    transaction. Every block it reads is read through :meth:`get_block_by_number` first, so
-    remembering there which block holds each transaction makes the lookup O(1).
-    """
-
-    _tx_blocks: dict[bytes, int]
-
-    def get_block_by_number(self, block_number: Any, full_transaction: bool = True) -> Any:
-        block = _get_block_by_number(self.chain, block_number)
-        index = self.__dict__.setdefault("_tx_blocks", {})
-        for tx in block.transactions:
-            index[tx.hash] = block.number
-        return super().get_block_by_number(block_number, full_transaction)
-
-    def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
-        number = self.__dict__.get("_tx_blocks", {}).get(transaction_hash)
-        head = self.chain.get_block()
-        if number is not None and number < head.number:  # the head (pending) block may change
-            # after a snapshot revert the remembered block may hold something else: check
-            block = self.chain.get_canonical_block_by_number(number)
-            for index, tx in enumerate(block.transactions):
-                if tx.hash == transaction_hash:
-                    receipts = block.get_receipts(self.chain.chaindb)
-                    return serialize_transaction_receipt(
-                        block, receipts, tx, index, False, self.chain.get_vm()
-                    )
-        return super().get_transaction_receipt(transaction_hash)
-
-    def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> bytes:
-        tx = {"gas": self._max_available_gas(), **transaction}
-        unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
-        spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
-        computation = _execute_and_revert_transaction(self.chain, spoofed, block_number)
-        if computation.is_error:
-            error = computation.error
-            if isinstance(error, EVMRevert):
-                raise _Reverted(bytes(error.args[0]) if error.args else b"")
-            raise TesterTransactionFailed(str(error))
-        return computation.output
-
-
-def estimate_gas_like_geth(state: StateAPI, transaction: SignedTransactionAPI) -> int:
-    """Gas estimate from one run at the block gas limit, checked by a second run.
-
-    py-evm's default binary search executes the transaction ~14 times; like geth, try the gas
-    the full run used (plus the call stipend and the 63/64 reserve of EIP-150) first, and
-    search only if that is not enough.
-    """
-    full = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(full)
-    finally:
-        state.revert(snapshot)
-    if computation.is_error:
-        raise computation.error
-    used = max(full.gas - computation.get_gas_remaining(), computation.data_floor_gas)
-    guess = min(state.gas_limit, (used + 2300) * 64 // 63)
-    if _get_computation_error(state, SpoofTransaction(transaction, gas=guess, gas_price=0)):
-        return binary_gas_search_1000_tolerance(state, transaction)
-    return guess
-
-
-def make_tester(
-    num_accounts: int = 20, mnemonic: str = DEV_MNEMONIC, balance: int = DEV_BALANCE_WEI
-) -> EthereumTester:
-    """A fresh eth-tester chain whose genesis funds the first ``num_accounts`` of ``mnemonic``.
-
-    Gas limit ~30M per block (eth-tester's London-era default); every transaction is mined
-    into its own block at once (auto-mining), like anvil's default.
-    """
-    accounts = dev_accounts(num_accounts, mnemonic)
-    state_overrides = {"balance": balance}
-    genesis_state = {
-        bytes.fromhex(a.address[2:]): get_default_account_state(state_overrides) for a in accounts
-    }
-    backend = _Backend(genesis_state=genesis_state)
-    # The backend derived placeholder keys for eth_accounts; use the mnemonic's instead so
-    # unlocked-account calls (eth_sendTransaction) agree with anvil.
-    backend.account_keys = tuple(keys.PrivateKey(a.key) for a in accounts)
-    # On the class too: reverting to the genesis snapshot builds a new chain object.
-    type(backend.chain).gas_estimator = staticmethod(estimate_gas_like_geth)
-    backend.chain.gas_estimator = estimate_gas_like_geth
-    return EthereumTester(backend)
+__all__ = [
+    "DEV_BALANCE_WEI",
+    "EMBEDDED_CHAIN_ID",
+    "DevChain",
+    "EmbeddedProvider",
+    "EmbeddedTester",
+    "estimate_gas_like_geth",
+    "make_tester",
+    "to_json_rpc",
+]
 
 
 def _revert_data(exc: BaseException) -> bytes | None:
@@ -208,6 +117,32 @@ ENDPOINTS: dict[str, dict[str, Callable[..., Any]]] = {
 }
 
 
+#: The methods whose missing ``from`` web3's eth-tester middleware fills with the first account.
+_FROM_DEFAULTED = frozenset(
+    {"eth_call", "eth_estimateGas", "eth_sendTransaction", "eth_createAccessList"}
+)
+
+
+class _DefaultFrom(DefaultTransactionFieldsMiddleware):
+    """web3's default-``from`` middleware without its three ``eth_accounts`` round trips.
+
+    The stock one asks ``w3.eth.accounts`` three times for every call that has no ``from`` (a
+    plain view call), and eth-tester derives every funded account's public key each time: at
+    100 accounts that is most of a view call. This fills in the same first account, read once
+    from :class:`EmbeddedTester`'s cached list.
+    """
+
+    def request_processor(self, method: RPCEndpoint, params: Any) -> Any:
+        tester = getattr(self._w3.provider, "ethereum_tester", None)
+        if not getattr(tester, "caching", False):
+            return super().request_processor(method, params)
+        wants_from = method in _FROM_DEFAULTED and params and isinstance(params[0], Mapping)
+        if wants_from and params[0].get("from") is None:
+            accounts = tester.get_accounts()  # type: ignore[union-attr]
+            params = [{**params[0], "from": accounts[0] if accounts else None}, *params[1:]]
+        return method, params
+
+
 class EmbeddedProvider(EthereumTesterProvider):
     """A thread-safe web3 provider over one in-process eth-tester chain, answering like a node.
 
@@ -215,6 +150,8 @@ class EmbeddedProvider(EthereumTesterProvider):
         tester: the chain; by default a fresh one funding ``num_accounts`` dev accounts.
         num_accounts: how many mnemonic accounts the default chain funds.
     """
+
+    _middleware = (_DefaultFrom, ethereum_tester_middleware)
 
     def __init__(self, tester: EthereumTester | None = None, num_accounts: int = 20) -> None:
         super().__init__(tester or make_tester(num_accounts), ENDPOINTS)

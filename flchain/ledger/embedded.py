@@ -1,0 +1,418 @@
+"""The embedded chain: an eth-tester/py-evm chain whose reads cost the same at any height.
+
+Stock eth-tester answers every read by rebuilding what it needs from the database:
+
+* ``eth_call`` builds a fresh py-evm state from the block's state root *twice* (once to look up
+  the caller's nonce, once to execute), so every account, code and storage slot the call
+  touches is found again by walking the state trie and RLP-decoding its nodes;
+* ``eth_getLogs`` serialises, validates and normalises every block in the range and the
+  receipt of every transaction in them, so a query from block 0 costs O(chain length);
+* ``eth_accounts``, which web3's eth-tester middleware calls three times for every
+  ``eth_call`` without a ``from``, derives each funded account's public key from its private
+  key (an elliptic-curve multiplication per account, per call).
+
+:class:`EmbeddedTester` keeps what those reads rebuild, each piece keyed so that it can only
+be reused while it is still true: a py-evm state per *block hash* (a block hash commits to its
+state root, so a state cached for a hash stays right across new blocks and snapshot reverts),
+a log index checked against the canonical hash of the last block it indexed (a hash commits to
+every ancestor, so one comparison proves the whole index still describes the canonical chain),
+and the account list per key tuple. Every answer is still computed by py-evm and eth-tester's
+own matching and formatting code; ``caching=False`` switches all of it off, so tests and
+``scripts/bench_chain_growth.py`` can compare both paths on one chain.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from eth.abc import BlockHeaderAPI, ChainAPI, SignedTransactionAPI, StateAPI
+from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
+from eth.exceptions import Revert as EVMRevert
+from eth.vm.spoof import SpoofTransaction
+from eth_keys import keys
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.backends.pyevm.main import (
+    EVMSpoofTransaction,
+    _execute_and_revert_transaction,
+    _get_block_by_number,
+    get_default_account_state,
+)
+from eth_tester.backends.pyevm.serializers import serialize_transaction_receipt
+from eth_tester.exceptions import BlockNotFound
+from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
+from eth_tester.utils.filters import check_if_log_matches
+from eth_utils import to_wei
+
+from flchain.ledger.accounts import DEV_MNEMONIC, dev_accounts
+
+#: eth-tester's fixed chain id (its py-evm chain class hard-codes it).
+EMBEDDED_CHAIN_ID = 131277322940537
+#: Each dev account starts with this much ether, like anvil's default.
+DEV_BALANCE_WEI = to_wei(10_000, "ether")
+#: How many block states :meth:`_Backend.call` keeps. A node reads "latest" almost always;
+#: a few more cover calls pinned to a recent block (e.g. replaying a failed transaction).
+STATE_CACHE_SIZE = 8
+
+
+class _Reverted(TesterTransactionFailed):
+    """A revert from eth-tester that keeps its raw data (stock eth-tester stringifies it)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data
+
+
+class _Backend(PyEVMBackend):
+    """py-evm backend whose ``eth_call`` keeps the raw revert data and reuses block states,
+    and whose receipt lookup does not scan the chain.
+
+    eth-tester finds a transaction by walking back from the head, so ``eth_getLogs`` (which
+    fetches a receipt per transaction of every block in range) costs O(chain length) per
+    transaction. Every block it reads is read through :meth:`get_block_by_number` first, so
+    remembering there which block holds each transaction makes the lookup O(1).
+    """
+
+    #: False: every call builds its state from scratch, as stock eth-tester does.
+    caching: bool = True
+    _tx_blocks: dict[bytes, int]
+    _states: OrderedDict[bytes, StateAPI]
+    _states_chain: ChainAPI | None = None
+
+    def get_block_by_number(self, block_number: Any, full_transaction: bool = True) -> Any:
+        block = _get_block_by_number(self.chain, block_number)
+        index = self.__dict__.setdefault("_tx_blocks", {})
+        for tx in block.transactions:
+            index[tx.hash] = block.number
+        return super().get_block_by_number(block_number, full_transaction)
+
+    def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
+        number = self.__dict__.get("_tx_blocks", {}).get(transaction_hash)
+        head = self.chain.get_block()
+        if number is not None and number < head.number:  # the head (pending) block may change
+            # after a snapshot revert the remembered block may hold something else: check
+            block = self.chain.get_canonical_block_by_number(number)
+            for index, tx in enumerate(block.transactions):
+                if tx.hash == transaction_hash:
+                    receipts = block.get_receipts(self.chain.chaindb)
+                    return serialize_transaction_receipt(
+                        block, receipts, tx, index, False, self.chain.get_vm()
+                    )
+        return super().get_transaction_receipt(transaction_hash)
+
+    def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> bytes:
+        tx = {"gas": self._max_available_gas(), **transaction}
+        # The pending block's header changes with every transaction: no stable key to cache.
+        if not self.caching or block_number == "pending":
+            unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
+            spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
+            computation = _execute_and_revert_transaction(self.chain, spoofed, block_number)
+        else:
+            state = self._state_at(block_number)
+            # eth-tester would build a second state just to read this nonce.
+            tx.setdefault("nonce", state.get_nonce(transaction["from"]))
+            unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
+            spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
+            # The same snapshot/apply/revert py-evm uses for a failed transaction inside a
+            # block and for every step of its gas search: the state is as before afterwards
+            # (journal, warm-access sets, transient storage), only its read caches are warm.
+            snapshot = state.snapshot()
+            try:
+                computation = state.apply_transaction(spoofed)
+            finally:
+                state.revert(snapshot)
+        if computation.is_error:
+            error = computation.error
+            if isinstance(error, EVMRevert):
+                raise _Reverted(bytes(error.args[0]) if error.args else b"")
+            raise TesterTransactionFailed(str(error))
+        return computation.output
+
+    def estimate_gas(self, transaction: dict[str, Any], block_number: Any = "latest") -> int:
+        if self.caching and "nonce" not in transaction and block_number != "pending":
+            # eth-tester builds a state only to read the sender's nonce; the cached state of
+            # the same block holds the same nonce. (The estimate itself runs as before.)
+            try:
+                state = self._state_at(block_number)
+            except BlockNotFound:
+                pass  # eth-tester raises its own error below
+            else:
+                nonce = state.get_nonce(transaction["from"])
+                transaction = {**transaction, "nonce": nonce}
+        return int(super().estimate_gas(transaction, block_number))
+
+    def _max_available_gas(self) -> int:
+        if not self.caching:
+            return int(super()._max_available_gas())
+        # The pending header, without building a VM and a block around it as get_block() does.
+        header = self.chain.header
+        return int(header.gas_limit - header.gas_used)
+
+    def _state_at(self, block_number: Any) -> StateAPI:
+        """The py-evm state after block ``block_number`` (not pending), reused across calls.
+
+        Keyed by block hash: the hash commits to the state root, so an entry stays correct
+        whatever happens to the chain later; a revert to the genesis snapshot builds a new
+        chain object, which clears the cache (its database may be another one).
+        """
+        header = self._mined_header(block_number)
+        if self._states_chain is not self.chain:
+            self._states = OrderedDict()
+            self._states_chain = self.chain
+        state = self._states.get(header.hash)
+        if state is None:
+            state = self.chain.get_vm(at_header=header).state
+            self._states[header.hash] = state
+            if len(self._states) > STATE_CACHE_SIZE:
+                self._states.popitem(last=False)
+        else:
+            self._states.move_to_end(header.hash)
+        return state
+
+    def _mined_header(self, block_number: Any) -> BlockHeaderAPI:
+        """The header eth-tester's ``_get_block_by_number`` would pick, without loading (and
+        RLP-decoding) the block's transactions; the same ``BlockNotFound`` otherwise."""
+        head = self.chain.header.block_number  # the pending block
+        if block_number in ("latest", "safe", "finalized"):
+            number = max(0, head - 1)
+        elif block_number == "earliest":
+            number = 0
+        elif isinstance(block_number, int) and not isinstance(block_number, bool):
+            if block_number >= head:
+                raise BlockNotFound(f"No block found for block number: {block_number}")
+            number = block_number
+        else:
+            raise BlockNotFound(f"No block found for block number: {block_number}")
+        return self.chain.chaindb.get_canonical_block_header_by_number(number)
+
+
+#: A posting-list key: ("address", address) or (topic position, topic).
+_Key = tuple[Any, bytes]
+
+
+@dataclass
+class _LogIndex:
+    """Every log of the canonical chain's mined blocks, in chain order, as eth-tester's raw
+    (inbound-normalized) log entries, with the positions of the logs of each address and of
+    each topic value at each topic position.
+
+    ``hashes[n]`` is the hash block ``n`` had when indexed; ``starts[n]`` is the position of its
+    first log in ``entries`` (``starts`` has one more item: the end).
+    """
+
+    chain: Any = None
+    hashes: list[bytes] = field(default_factory=list)
+    starts: list[int] = field(default_factory=lambda: [0])
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    postings: dict[_Key, list[int]] = field(default_factory=dict)
+
+    def truncate(self, blocks: int) -> None:
+        """Forget blocks ``blocks`` and above."""
+        if blocks >= len(self.hashes):
+            return
+        end = self.starts[blocks]
+        del self.hashes[blocks:]
+        del self.starts[blocks + 1 :]
+        del self.entries[end:]
+        for positions in self.postings.values():
+            del positions[bisect.bisect_left(positions, end) :]
+
+    def add_block(self, block_hash: bytes, logs: list[dict[str, Any]]) -> None:
+        for entry in logs:
+            position = len(self.entries)
+            keys: list[_Key] = [("address", entry["address"])]
+            keys += list(enumerate(entry["topics"]))
+            for key in keys:
+                self.postings.setdefault(key, []).append(position)
+            self.entries.append(entry)
+        self.hashes.append(block_hash)
+        self.starts.append(len(self.entries))
+
+    def candidates(self, lower: int, upper: int, address: Any, topics: Any) -> list[dict[str, Any]]:
+        """The logs of blocks ``lower..upper`` that *may* match: all of them, or those listed
+        under the most selective filter constraint. The caller still applies eth-tester's
+        matcher to each, so an unrecognised filter shape only costs speed."""
+        start, end = self.starts[lower], self.starts[upper + 1]
+        constraints: list[list[_Key]] = []
+        if address is not None:
+            addresses = address if isinstance(address, tuple) else (address,)
+            constraints.append([("address", a) for a in addresses])
+        if isinstance(topics, tuple):
+            for i, wanted in enumerate(topics):
+                if wanted is None:
+                    continue
+                options = wanted if isinstance(wanted, tuple) else (wanted,)
+                constraints.append([(i, t) for t in options])
+        best: list[int] | None = None
+        for options in constraints:
+            if not all(isinstance(k[1], bytes) for k in options):
+                continue  # e.g. a nested "any" inside an OR list: leave it to the matcher
+            found: set[int] = set()
+            for key in options:
+                positions = self.postings.get(key, [])
+                first, last = (
+                    bisect.bisect_left(positions, start),
+                    bisect.bisect_left(positions, end),
+                )
+                found.update(positions[first:last])
+            if best is None or len(found) < len(best):
+                best = sorted(found)
+        if best is None:
+            return self.entries[start:end]
+        return [self.entries[p] for p in best]
+
+
+class EmbeddedTester(EthereumTester):
+    """An ``EthereumTester`` with an incremental log index and a cached account list.
+
+    ``caching`` (default True) switches this and the backend's state cache on or off
+    together; off, every method is eth-tester's own.
+    """
+
+    def __init__(self, backend: _Backend, *args: Any, **kwargs: Any) -> None:
+        super().__init__(backend, *args, **kwargs)
+        self._logs = _LogIndex()
+        self._accounts: tuple[Any, tuple[str, ...]] = ((), ())
+
+    @property
+    def caching(self) -> bool:
+        return bool(getattr(self.backend, "caching", False))
+
+    @caching.setter
+    def caching(self, enabled: bool) -> None:
+        self.backend.caching = enabled
+
+    def get_accounts(self) -> tuple[str, ...]:
+        if not self.caching:
+            return tuple(super().get_accounts())
+        account_keys = self.backend.account_keys
+        # The tuple is replaced (never mutated) when an account is added or the chain reset;
+        # holding it keeps its identity from being reused.
+        if self._accounts[0] is not account_keys:
+            self._accounts = (account_keys, tuple(super().get_accounts()))
+        return self._accounts[1]
+
+    def get_logs(
+        self, from_block: Any = None, to_block: Any = None, address: Any = None, topics: Any = None
+    ) -> tuple[dict[str, Any], ...]:
+        if not self.caching:
+            return tuple(super().get_logs(from_block, to_block, address, topics))
+        self.validator.validate_inbound_filter_params(
+            from_block=from_block, to_block=to_block, address=address, topics=topics
+        )
+        raw_from, raw_to, raw_address, raw_topics = self.normalizer.normalize_inbound_filter_params(
+            from_block=from_block, to_block=to_block, address=address, topics=topics
+        )
+        head = self.backend.chain.header.block_number  # the pending block
+        lower = _bound(raw_from, head)
+        upper = _bound(raw_to, head)
+        if lower is None or upper is None or upper >= head or lower < 0:
+            # The pending block, or a range eth-tester answers with an error: its own path.
+            return tuple(super().get_logs(from_block, to_block, address, topics))
+        if lower > upper:
+            return ()
+        index = self._synced_log_index(head)
+        candidates = index.candidates(lower, upper, raw_address, raw_topics)
+        # eth-tester's own matcher and formatter: the index only narrows what they look at.
+        matches = partial(
+            check_if_log_matches,
+            from_block=raw_from,
+            to_block=raw_to,
+            addresses=raw_address,
+            topics=raw_topics,
+        )
+        normalize = self.normalizer.normalize_outbound_log_entry
+        return tuple(normalize(entry) for entry in candidates if matches(entry))
+
+    def _synced_log_index(self, head: int) -> _LogIndex:
+        """The index, first cut back to the part still canonical, then extended to the last
+        mined block (``head - 1``)."""
+        index = self._logs
+        chain = self.backend.chain
+        if index.chain is not chain:
+            index = self._logs = _LogIndex(chain=chain)
+        chaindb = chain.chaindb
+        # Cut back to the highest indexed block that is still canonical: a block hash commits
+        # to all its ancestors, so every block below it is unchanged too.
+        top = min(len(index.hashes), head) - 1
+        while top >= 0 and chaindb.get_canonical_block_hash(top) != index.hashes[top]:
+            top -= 1
+        index.truncate(top + 1)
+        for number in range(len(index.hashes), head):
+            # The same reads eth-tester's get_logs makes, once per block instead of per query.
+            block = self.get_block_by_number(number)
+            logs = []
+            for tx_hash in block["transactions"]:
+                receipt = self.get_transaction_receipt(tx_hash)
+                logs += [self.normalizer.normalize_inbound_log_entry(e) for e in receipt["logs"]]
+            index.add_block(chaindb.get_canonical_block_hash(number), logs)
+        return index
+
+
+def _bound(raw_block: Any, head: int) -> int | None:
+    """The block number eth-tester's get_logs resolves a normalized bound to (None: leave
+    the query to eth-tester)."""
+    if raw_block is None or raw_block in ("latest", "safe", "finalized"):
+        return max(0, head - 1)
+    if raw_block == "earliest":
+        return 0
+    if raw_block == "pending":
+        return head
+    if isinstance(raw_block, int) and not isinstance(raw_block, bool):
+        return raw_block
+    return None
+
+
+def estimate_gas_like_geth(state: StateAPI, transaction: SignedTransactionAPI) -> int:
+    """Gas estimate from one run at the block gas limit, checked by a second run.
+
+    py-evm's default binary search executes the transaction ~14 times; like geth, try the gas
+    the full run used (plus the call stipend and the 63/64 reserve of EIP-150) first, and
+    search only if that is not enough.
+    """
+    full = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
+    snapshot = state.snapshot()
+    try:
+        computation = state.apply_transaction(full)
+    finally:
+        state.revert(snapshot)
+    if computation.is_error:
+        raise computation.error
+    used = max(full.gas - computation.get_gas_remaining(), computation.data_floor_gas)
+    guess = min(state.gas_limit, (used + 2300) * 64 // 63)
+    if _get_computation_error(state, SpoofTransaction(transaction, gas=guess, gas_price=0)):
+        return binary_gas_search_1000_tolerance(state, transaction)
+    return guess
+
+
+def make_tester(
+    num_accounts: int = 20,
+    mnemonic: str = DEV_MNEMONIC,
+    balance: int = DEV_BALANCE_WEI,
+    *,
+    caching: bool = True,
+) -> EmbeddedTester:
+    """A fresh eth-tester chain whose genesis funds the first ``num_accounts`` of ``mnemonic``.
+
+    Gas limit ~30M per block (eth-tester's London-era default); every transaction is mined
+    into its own block at once (auto-mining), like anvil's default. ``caching=False`` gives
+    stock eth-tester read costs (for comparisons; answers are the same).
+    """
+    accounts = dev_accounts(num_accounts, mnemonic)
+    state_overrides = {"balance": balance}
+    genesis_state = {
+        bytes.fromhex(a.address[2:]): get_default_account_state(state_overrides) for a in accounts
+    }
+    backend = _Backend(genesis_state=genesis_state)
+    # The backend derived placeholder keys for eth_accounts; use the mnemonic's instead so
+    # unlocked-account calls (eth_sendTransaction) agree with anvil.
+    backend.account_keys = tuple(keys.PrivateKey(a.key) for a in accounts)
+    # On the class too: reverting to the genesis snapshot builds a new chain object.
+    type(backend.chain).gas_estimator = staticmethod(estimate_gas_like_geth)
+    backend.chain.gas_estimator = estimate_gas_like_geth
+    tester = EmbeddedTester(backend)
+    tester.caching = caching
+    return tester
