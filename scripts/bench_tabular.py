@@ -101,6 +101,7 @@ def on_chain(config_path: Path, rounds: int, phase: int, block_time: float) -> d
         store = LocalStore(work / "run" / "store")
         manifest = load_manifest(task, store)
         events = task.finalized_events()
+        expired = [e.round for e in task.expired_events()]
         stamps = [chain.w3.eth.get_block(e.block_number)["timestamp"] for e in events]
         created = chain.w3.eth.get_block(task.round_record(0).commit_end - phase)["timestamp"]
     model = task_model(manifest.config)
@@ -116,6 +117,7 @@ def on_chain(config_path: Path, rounds: int, phase: int, block_time: float) -> d
         "wall_seconds": wall,
         "phase_blocks": phase,
         "block_time": block_time,
+        "expired_rounds": expired,
     }
 
 
@@ -155,6 +157,9 @@ def main() -> None:
         "",
         f"Wall time: anvil {chain['wall_seconds']:.1f} s (process start, task creation, "
         f"{args.rounds} rounds, claims), in memory {mem['wall_seconds']:.2f} s.",
+        f"Expired rounds on anvil: {chain['expired_rounds']} (a round whose commit phase closes "
+        "before the node processes are up expires; the anvil round-1 figure counts from the "
+        "start of round 0, so it includes that and node start-up).",
     ]
     (results / "tabular.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
