@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -10,9 +11,17 @@ from typing import Any
 
 from flchain.errors import ConfigError
 
-DATASETS = ("mnist", "digits", "synthetic")
+#: Built-in data sets of the simulation path; ``custom`` means every participant brings its own
+#: data (``flchain node run --data``), shaped as the ``[data]`` section declares.
+DATASETS = ("mnist", "digits", "synthetic", "custom")
 PARTITIONS = ("iid", "dirichlet", "shards")
-MODELS = ("mlp", "cnn")
+#: Built-in architectures (see :func:`flchain.learning.models.build_model`).
+MODELS = ("mlp", "cnn", "logreg", "cnn32")
+#: Largest input (values per sample) and class count a task may declare: a model is built
+#: from them, so absurd values must fail as config errors, not as an out-of-memory crash.
+MAX_INPUT = 1 << 24
+#: A model factory or data loader: ``package.module:function``.
+TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 ALGORITHMS = ("fedavg", "fedprox")
 
 
@@ -24,6 +33,30 @@ class DataConfig:
     shards_per_client: int = 2
     test_fraction: float = 0.2
     seed: int = 0
+    # What a participant's own data must look like (dataset = "custom"): the shape of one
+    # input, e.g. [30] for 30 tabular features or [3, 32, 32] for RGB images (image folders are
+    # resized to it), and the number of classes; labels are 0 .. num_classes - 1.
+    input_shape: list[int] = field(default_factory=list)
+    num_classes: int = 0
+    label_column: str = "label"  # the label column of a CSV file
+    classes: list[str] = field(default_factory=list)  # image sub-folder names, in label order
+    # Preprocessing every node applies to what it loads: x -> (x - mean) / std, per feature
+    # (1-D inputs) or per channel (images, after scaling pixels to [0, 1]); empty = none.
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    # The seeded fraction of its own data a node holds out to validate every global model.
+    validation_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The task's model: a built-in ``name`` or a ``factory`` ("package.module:function", called
+    with ``kwargs``) from a package every participant installs; no code travels with the task.
+    Without this section the model is ``[training] model`` (the older spelling)."""
+
+    name: str = ""
+    factory: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,11 +101,24 @@ class TaskConfig:
     name: str = "flchain-task"
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def architecture(self) -> str:
+        """The model as the manifest's spec names it: a built-in name or ``factory:<target>``."""
+        if self.model.factory:
+            return f"factory:{self.model.factory}"
+        return self.model.name or self.training.model
+
+    @property
+    def custom_data(self) -> bool:
+        """Whether participants bring their own data (no built-in data set)."""
+        return self.data.dataset == "custom"
 
     def validate(self) -> TaskConfig:
         """Check cross-field rules; raises :class:`ConfigError` naming the field."""
@@ -80,6 +126,8 @@ class TaskConfig:
         _choice("data.dataset", d.dataset, DATASETS)
         _choice("data.partition", d.partition, PARTITIONS)
         _choice("training.model", t.model, MODELS)
+        self._validate_model()
+        self._validate_data()
         _choice("training.algorithm", t.algorithm, ALGORITHMS)
         _positive("data.alpha", d.alpha)
         if not 0 < d.test_fraction < 1:
@@ -121,6 +169,83 @@ class TaskConfig:
         return self
 
 
+    def _validate_model(self) -> None:
+        m = self.model
+        if m.name and m.factory:
+            raise ConfigError("model: give either model.name or model.factory, not both")
+        if (m.name or m.factory) and self.training.model != TrainingConfig.model:
+            raise ConfigError("set the model in one place: [model] or [training] model, not both")
+        if m.name:
+            _choice("model.name", m.name, MODELS)
+        if m.factory and not TARGET_RE.match(m.factory):
+            raise ConfigError(
+                f"model.factory must look like 'package.module:function', got {m.factory!r}"
+            )
+        if m.kwargs and not m.factory:
+            raise ConfigError("model.kwargs needs model.factory (built-ins take no kwargs)")
+        _check_plain("model.kwargs", m.kwargs)
+
+    def _validate_data(self) -> None:
+        d = self.data
+        if not 0 <= d.validation_fraction < 1:
+            raise ConfigError(
+                f"data.validation_fraction must be in [0, 1), got {d.validation_fraction}"
+            )
+        if not all(type(s) is int and s > 0 for s in d.input_shape) or len(d.input_shape) > 3:
+            raise ConfigError(
+                f"data.input_shape must be 1 to 3 positive integers, got {d.input_shape}"
+            )
+        if math.prod(d.input_shape) > MAX_INPUT:
+            raise ConfigError(f"data.input_shape {d.input_shape} is over {MAX_INPUT} values")
+        if d.num_classes < 0 or d.num_classes == 1 or d.num_classes > MAX_INPUT:
+            raise ConfigError(f"data.num_classes must be in 2..{MAX_INPUT}, got {d.num_classes}")
+        if self.custom_data and not (d.input_shape and d.num_classes):
+            raise ConfigError('data.dataset = "custom" needs data.input_shape and data.num_classes')
+        if not self.custom_data and (d.input_shape or d.num_classes):
+            from flchain.learning.models import DATASET_SHAPES
+
+            shape, classes = DATASET_SHAPES[d.dataset]
+            if tuple(d.input_shape or shape) != shape or (d.num_classes or classes) != classes:
+                raise ConfigError(
+                    f"data.input_shape/num_classes contradict dataset {d.dataset!r} "
+                    f"({list(shape)}, {classes} classes)"
+                )
+        if d.classes and (len(d.classes) != d.num_classes or len(set(d.classes)) != len(d.classes)):
+            raise ConfigError("data.classes must name each of data.num_classes classes once")
+        if not all(isinstance(c, str) and c for c in d.classes):
+            raise ConfigError("data.classes must be non-empty strings")
+        if len(d.mean) != len(d.std):
+            raise ConfigError("data.mean and data.std must have the same length")
+        for name in ("mean", "std"):
+            for v in getattr(d, name):
+                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                    raise ConfigError(f"data.{name} must hold finite numbers, got {v!r}")
+        if any(v <= 0 for v in d.std):
+            raise ConfigError("data.std values must be positive")
+        if d.mean and d.input_shape:
+            width = d.input_shape[0]  # features of 1-D inputs, channels of images
+            if len(d.mean) not in (1, width):
+                raise ConfigError(
+                    f"data.mean/std need 1 or {width} values (per "
+                    f"{'feature' if len(d.input_shape) == 1 else 'channel'}), got {len(d.mean)}"
+                )
+
+
+def _check_plain(name: str, value: Any) -> None:
+    """Only plain JSON values travel in a manifest (no dates, no non-finite floats)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(f"{name}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_plain(f"{name}[{i}]", v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value}")
+    elif not isinstance(value, str | int | float | bool):
+        raise ConfigError(f"{name}: only strings, numbers, booleans, arrays and tables, "
+                          f"got {type(value).__name__}")  # fmt: skip
+
+
 def load_config(path: str | Path) -> TaskConfig:
     """Read and validate a task config TOML file."""
     try:
@@ -143,6 +268,7 @@ def config_from_dict(raw: dict[str, Any]) -> TaskConfig:
     sections = {
         "data": DataConfig,
         "training": TrainingConfig,
+        "model": ModelConfig,
         "aggregation": AggregationConfig,
         "ledger": LedgerConfig,
     }

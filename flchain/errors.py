@@ -28,6 +28,11 @@ class ConfigError(FLChainError, ValueError):
     """A configuration file or option is invalid; the message names the bad field."""
 
 
+class ModelMismatch(ConfigError):
+    """The model a node builds from the task's factory does not have the manifest's parameter
+    layout (the message names the first differing parameter)."""
+
+
 # --- ledger -------------------------------------------------------------------------------
 
 

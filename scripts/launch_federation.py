@@ -6,6 +6,14 @@ embedded store directory. Waits for the task to complete and prints ``flchain st
 
     python scripts/launch_federation.py --chain anvil --participants 4 --rounds 2
 
+With ``--config TASK.toml`` the task is that file (its ``[ledger]`` section sets rounds and
+phases); with one ``--data PATH`` per participant each node trains only on its own file
+(``flchain node run --data PATH``) instead of a shard of a built-in data set:
+
+    PYTHONPATH=examples/tabular/model python scripts/launch_federation.py \
+        --config examples/tabular/task.toml --data examples/tabular/hospital_a.csv \
+        --data examples/tabular/hospital_b.csv --data examples/tabular/hospital_c.csv
+
 Logs of every process land in ``--work DIR/logs``. Exits non-zero when any process fails or
 the task does not complete within ``--timeout`` seconds.
 """
@@ -97,7 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block-time", type=float, default=1.0, help="seconds per block")
     ap.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--config", type=Path, help="task config to create (default: generated)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=[],
+        help="one per participant, in order: the node's own data file (sets --participants)",
+    )
     args = ap.parse_args(argv)
+    if args.data:
+        args.participants = len(args.data)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="flchain-launch-"))
     logs = work / "logs"
@@ -117,10 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         params = "{ f = 1 }" if args.rule in ("krum", "multi_krum", "bulyan") else "{}"
         config = work / "task.toml"
-        config.write_text(CONFIG.format(
-            dataset=args.dataset, rule=args.rule, params=params, rounds=args.rounds,
-            phase=args.phase_blocks, participants=n, min_reveals=max(2, n // 2),
-        ))  # fmt: skip
+        if args.config is not None:
+            if args.config.resolve() != config.resolve():
+                shutil.copyfile(args.config, config)
+        else:
+            config.write_text(CONFIG.format(
+                dataset=args.dataset, rule=args.rule, params=params, rounds=args.rounds,
+                phase=args.phase_blocks, participants=n, min_reveals=max(2, n // 2),
+            ))  # fmt: skip
         owner_key = {"FLCHAIN_KEY": owner.key.to_0x_hex()}
         mint = [x for p in participants for x in ("--mint-to", p.address)]
         created = subprocess.run(
@@ -134,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chain {url}; task {task}; work dir {work}")
         env["FLCHAIN_TASK"] = task
         for i, account in enumerate(participants):
+            source = (["--data", str(args.data[i].resolve())] if args.data
+                      else ["--shard", str(i), "--shards", str(n)])  # fmt: skip
             procs[f"node-{i}"] = subprocess.Popen(
-                flchain("node", "run", "--shard", str(i), "--shards", str(n),
+                flchain("node", "run", *source,
                         "--state-dir", str(work / "nodes"), "--timeout", str(args.timeout)),
                 env=env | {"FLCHAIN_KEY": account.key.to_0x_hex()},
                 stdout=(logs / f"node-{i}.log").open("w"), stderr=subprocess.STDOUT,

@@ -95,12 +95,31 @@ class ModelSpec:
     def from_model(
         cls, model: nn.Module, architecture: str, codec: CodecParams | None = None
     ) -> ModelSpec:
-        """The spec of ``model``'s state dict, in its own order."""
+        """The spec of ``model``'s parameters, in its own order. Buffers (e.g. BatchNorm running
+        statistics) are not part of it: they stay local to each participant (see
+        :func:`parameter_state`)."""
         tensors = tuple(
             TensorSpec(name, tuple(t.shape), str(t.dtype).removeprefix("torch."))
-            for name, t in model.state_dict().items()
+            for name, t in parameter_state(model).items()
         )
         return cls(architecture, tensors, codec or CodecParams())
+
+    def first_difference(self, other: ModelSpec) -> str | None:
+        """Where ``other``'s parameter layout first differs from this one (``None``: same
+        layout), as a phrase naming the parameter."""
+        for i, (mine, theirs) in enumerate(zip(self.tensors, other.tensors, strict=False)):
+            if mine != theirs:
+                return (
+                    f"parameter #{i} is {mine.name!r} {list(mine.shape)} {mine.dtype} in the "
+                    f"task but {theirs.name!r} {list(theirs.shape)} {theirs.dtype} here"
+                )
+        if len(self.tensors) > len(other.tensors):
+            missing = self.tensors[len(other.tensors)]
+            return f"parameter {missing.name!r} {list(missing.shape)} of the task is missing here"
+        if len(other.tensors) > len(self.tensors):
+            extra = other.tensors[len(self.tensors)]
+            return f"parameter {extra.name!r} {list(extra.shape)} here is not in the task"
+        return None
 
     @property
     def num_params(self) -> int:
@@ -126,6 +145,34 @@ class ModelSpec:
     def digest(self) -> bytes:
         """sha-256 of the canonical JSON, 32 bytes."""
         return hashlib.sha256(self.to_json().encode()).digest()
+
+
+def parameter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's trainable parameters by name, in state-dict order (detached).
+
+    This is what updates and global models carry. Buffers are deliberately left out and stay
+    local: BatchNorm running statistics describe each participant's own input distribution
+    (FedBN keeps them local for that reason), they are not trained by gradients, so a robust
+    rule's outlier tests do not apply to them, and ``num_batches_tracked`` is an int64 counter
+    the fixed-point codec cannot carry."""
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def load_parameters(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` (a global model: parameters only) into ``model``; its buffers stay."""
+    expected = [name for name, _ in model.named_parameters()]
+    if sorted(state) != sorted(expected):
+        missing = sorted(set(expected) - set(state)) or sorted(set(state) - set(expected))
+        raise ConfigError(f"global model does not match the local model's parameters: {missing}")
+    model.load_state_dict(state, strict=False)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model is built for: the shape of one input and the number of classes."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
 
 
 class MLP(nn.Module):
@@ -187,6 +234,36 @@ class LogisticRegression(nn.Module):
         return out
 
 
+class SmallCNN(nn.Module):
+    """A small CNN for 32×32 colour images (CIFAR-10-sized): three 3×3 'same' convolutions
+    (32, 64, 64 channels) each followed by 2×2 max pooling, a 128-unit dense layer and the
+    output layer (188,810 parameters on 3×32×32 with 10 classes)."""
+
+    def __init__(self, side: int, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * (side // 8) ** 2, 128),
+            nn.ReLU(),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.classifier(self.features(x))
+        return out
+
+
 def _shape_of(dataset: object) -> tuple[tuple[int, ...], int]:
     if isinstance(dataset, str):
         if dataset not in DATASET_SHAPES:
@@ -216,4 +293,9 @@ def build_model(name: str, dataset: object, seed: int = 0) -> nn.Module:
             if len(shape) != 3 or shape[1] != shape[2]:
                 raise ConfigError(f"cnn needs square (C, H, W) images, got shape {shape}")
             return CNN(shape[1], num_classes, in_channels=shape[0])
-    raise ConfigError(f"unknown model {name!r}; known: mlp (2nn), cnn, logreg")
+        if name == "cnn32":
+            if len(shape) != 3 or shape[1] != shape[2] or shape[1] % 8:
+                raise ConfigError(f"cnn32 needs square (C, H, W) images, H a multiple of 8; "
+                                  f"got shape {shape}")  # fmt: skip
+            return SmallCNN(shape[1], num_classes, in_channels=shape[0])
+    raise ConfigError(f"unknown model {name!r}; known: mlp (2nn), cnn, logreg, cnn32")

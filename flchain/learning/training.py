@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from opacus.accountants import RDPAccountant
@@ -16,6 +16,7 @@ from torch import nn
 
 from flchain.errors import ConfigError, DataError
 from flchain.learning.data import TensorData
+from flchain.learning.models import parameter_state
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class TrainResult:
     num_samples: int
     train_loss: float
     epsilon: float | None = None
+    #: The trained copy's buffers (e.g. BatchNorm running statistics): they stay with the
+    #: participant and are never part of an update (see ``models.parameter_state``).
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def train_local(model: nn.Module, data: TensorData, config: TrainConfig, seed: i
     if len(data) == 0:
         raise DataError("cannot train on an empty data set")
     gen = torch.Generator().manual_seed(seed)
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    start = {k: v.clone() for k, v in parameter_state(model).items()}
     local = copy.deepcopy(model).train()
     opt = torch.optim.SGD(local.parameters(), lr=config.lr)
     anchors = [p.detach().clone() for p in local.parameters()]
@@ -106,12 +110,13 @@ def train_local(model: nn.Module, data: TensorData, config: TrainConfig, seed: i
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
-    delta = {k: v.detach() - start[k] for k, v in local.state_dict().items()}
+    delta = {k: v - start[k] for k, v in parameter_state(local).items()}
+    buffers = {k: v.detach() for k, v in local.named_buffers()}
     eps = None
     if config.dp is not None:
         delta = _privatize(delta, config.dp, gen)
         eps = dp_epsilon(config.dp.noise_multiplier, 1, config.dp.delta)
-    return TrainResult(delta, len(data), total / batches, eps)
+    return TrainResult(delta, len(data), total / batches, eps, buffers)
 
 
 def _privatize(

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from flchain.config import DataConfig, TaskConfig
+from flchain.errors import ConfigError, ModelMismatch
 from flchain.learning.data import FederatedData, federate, load_digits, load_mnist5k, synthetic
-from flchain.learning.models import ModelSpec, build_model
+from flchain.learning.local_data import DataSpec
+from flchain.learning.models import DATASET_SHAPES, DataShape, ModelSpec, build_model
 from flchain.learning.training import TrainConfig
 from flchain.protocol.manifest import TaskManifest
+from flchain.targets import import_target, one_line
+
+MODEL_HINT = "pip install the task's model package"
 
 
 def federated_data(config: DataConfig, num_clients: int) -> FederatedData:
     """The configured data set, split into a held-out test set and one shard per client.
 
-    In a real consortium each participant brings its own data; for demos and studies every
-    participant derives its shard from the same seeded partition.
+    This is the simulation path: every participant derives its shard from the same seeded
+    partition of a public data set. Real participants bring their own data
+    (:mod:`flchain.learning.local_data`).
     """
+    if config.dataset == "custom":
+        raise ConfigError(
+            'data.dataset = "custom": participants bring their own data (--data); there is '
+            "no built-in data set to cut into shards"
+        )
     if config.dataset == "synthetic":
         # FedProx's Synthetic(α, β) is non-IID by construction: one generator per client.
         return synthetic(
@@ -37,6 +49,53 @@ def federated_data(config: DataConfig, num_clients: int) -> FederatedData:
     )
 
 
+def data_shape(config: DataConfig) -> DataShape:
+    """The input shape and class count the task's model is built for."""
+    if config.dataset == "custom":
+        return DataShape(tuple(config.input_shape), config.num_classes)
+    shape, classes = DATASET_SHAPES[config.dataset]
+    return DataShape(shape, classes)
+
+
+def data_spec(config: TaskConfig) -> DataSpec:
+    """What a participant's own data must look like, and how it is preprocessed."""
+    d, shape = config.data, data_shape(config.data)
+    return DataSpec(
+        input_shape=shape.input_shape,
+        num_classes=shape.num_classes,
+        label_column=d.label_column,
+        classes=tuple(d.classes),
+        mean=tuple(float(v) for v in d.mean),
+        std=tuple(float(v) for v in d.std),
+    )
+
+
+def task_model(config: TaskConfig, seed: int | None = None) -> nn.Module:
+    """A fresh instance of the task's model: a built-in, or what the factory named in
+    ``[model]`` returns for its kwargs. ``seed`` (default: the task's training seed) makes the
+    initial weights reproducible."""
+    seed = config.training.seed if seed is None else seed
+    if not config.model.factory:
+        return build_model(config.model.name or config.training.model, data_shape(config.data),
+                           seed=seed)  # fmt: skip
+    factory = import_target(config.model.factory, "model factory", MODEL_HINT)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = factory(**config.model.kwargs)
+        except Exception as exc:  # user code: any failure becomes one clear line
+            raise ConfigError(
+                f"model factory {config.model.factory!r} raised {type(exc).__name__}: "
+                f"{one_line(exc)}"
+            ) from exc
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model factory {config.model.factory!r} returned {type(model).__name__}, "
+            "not a torch.nn.Module"
+        )
+    return model
+
+
 def train_config(config: TaskConfig) -> TrainConfig:
     t = config.training
     mu = t.mu if t.algorithm == "fedprox" else 0.0
@@ -44,7 +103,23 @@ def train_config(config: TaskConfig) -> TrainConfig:
 
 
 def initial_model_and_manifest(config: TaskConfig) -> tuple[nn.Module, TaskManifest]:
-    """The task's initial global model (seeded) and its manifest."""
-    model = build_model(config.training.model, config.data.dataset, seed=config.training.seed)
-    spec = ModelSpec.from_model(model, config.training.model)
+    """The task's initial global model (seeded) and its manifest, which records the model's
+    factory and kwargs (in the config) and its exact parameter layout (the spec)."""
+    model = task_model(config)
+    spec = ModelSpec.from_model(model, config.architecture)
     return model, TaskManifest(config, spec)
+
+
+def check_model_layout(config: TaskConfig, spec: ModelSpec, model: nn.Module) -> None:
+    """Refuse a locally built model whose parameter layout is not the manifest's (e.g. another
+    version of the model package), naming the first differing parameter."""
+    try:
+        local = ModelSpec.from_model(model, config.architecture, spec.codec)
+    except ConfigError as exc:
+        raise ModelMismatch(f"the model built here is not usable: {exc}") from exc
+    where = spec.first_difference(local)
+    if where is not None:
+        raise ModelMismatch(
+            f"the model {config.architecture!r} built here does not match the task's manifest: "
+            f"{where}"
+        )

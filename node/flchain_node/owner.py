@@ -19,6 +19,7 @@ from web3.types import TxReceipt
 from flchain.config import TaskConfig
 from flchain.errors import ContractRevert
 from flchain.learning.codec import encode_model
+from flchain.learning.models import parameter_state
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import RoundRecord, RoundStatus, TaskParameters, TrainingTask
 from flchain.ledger.deploy import Deployment, deploy_stack, task_parameters
@@ -53,7 +54,7 @@ def create_task(
     """
     config.validate()
     model, manifest = initial_model_and_manifest(config)
-    initial = encode_model(model.state_dict(), manifest.spec)
+    initial = encode_model(parameter_state(model), manifest.spec)
     manifest_cid = store.put(manifest.to_bytes())
     initial_cid = store.put(initial)
     lg = config.ledger

@@ -9,6 +9,7 @@ from torch import nn
 from flchain.errors import ConfigError
 from flchain.learning.attacks import COLLUDING, Delta, alie, alie_z, ipm
 from flchain.learning.data import TensorData
+from flchain.learning.models import load_parameters
 from flchain.learning.simulation import SimConfig, attack_update
 from flchain.learning.training import TrainConfig, TrainResult, train_local
 
@@ -20,8 +21,13 @@ class LocalTrainer:
         self.model, self.data, self.config, self.seed = model, data, config, seed
 
     def train(self, global_state: dict[str, torch.Tensor], round_id: int) -> TrainResult:
-        self.model.load_state_dict(global_state)
-        return train_local(self.model, self.data, self.config, seed=self.seed * 100_003 + round_id)
+        load_parameters(self.model, global_state)
+        result = train_local(
+            self.model, self.data, self.config, seed=self.seed * 100_003 + round_id
+        )
+        if result.buffers:  # local statistics (BatchNorm) carry over to the next round
+            self.model.load_state_dict(result.buffers, strict=False)
+        return result
 
     def produce(
         self, global_state: dict[str, torch.Tensor], round_id: int
@@ -81,7 +87,7 @@ class Attacker(LocalTrainer):
         for r in range(1, self.replicas):
             idx = torch.randint(len(self.data), (len(self.data),), generator=gen)
             boot = TensorData(self.data.x[idx], self.data.y[idx], self.data.num_classes)
-            self.model.load_state_dict(global_state)
+            load_parameters(self.model, global_state)
             seed = (self.seed * 100_003 + round_id) * 31 + r
             out.append(train_local(self.model, boot, self.config, seed=seed).delta)
         return out

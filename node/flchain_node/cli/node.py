@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from eth_utils import is_address
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +44,24 @@ def run(
     shards: Annotated[
         int | None, typer.Option(min=1, help="Number of shards the partition is cut into.")
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="This node's own data: a .npz (x, y), a .csv (features + the task's label "
+            "column) or an image folder (one sub-folder per class). It never leaves the node."
+        ),
+    ] = None,
+    data_loader: Annotated[
+        str | None,
+        typer.Option(help="package.module:function returning (x, y) or a torch Dataset."),
+    ] = None,
+    flower_client: Annotated[
+        str | None,
+        typer.Option(
+            help="package.module:client_fn of an existing Flower client to train with "
+            "(needs flchain[flower]); --data is passed to it as node_config['data-path']."
+        ),
+    ] = None,
     stake: Annotated[
         int | None,
         typer.Option(help="Stake to register with, in base units (default: the minimum)."),
@@ -71,16 +90,34 @@ def run(
     # The node's modules import torch (seconds): only the commands that run a node load them.
     import torch
 
-    from flchain.protocol.rounds import load_manifest
-    from flchain_node.factory import build_participant, shard_trainer, state_file
+    from flchain.protocol.rounds import TaskView, load_manifest
+    from flchain_node.factory import (
+        build_participant,
+        flower_trainer,
+        private_trainer,
+        shard_trainer,
+        state_file,
+        validate_final,
+    )
+    from flchain_node.local import LocalMetrics, metrics_file
+    from flchain_node.participant import UpdateSource
     from flchain_node.runner import ensure_registered, run_node
 
-    if shard is None or shards is None:
+    simulated = shard is not None or shards is not None
+    own = data is not None or data_loader is not None
+    if data is not None and data_loader is not None:
+        raise ConfigError("give either --data or --data-loader, not both")
+    if flower_client is not None and data_loader is not None:
+        raise ConfigError("a Flower client loads its own data: pass it a path with --data")
+    if sum([simulated, own and flower_client is None, flower_client is not None]) != 1:
         raise ConfigError(
-            "this node needs training data: --shard I --shards N trains on shard I of the "
-            "task's seeded partition into N shards"
+            "give this node one source of training data: --data PATH or --data-loader "
+            "module:function (its own data), --flower-client module:client_fn (a Flower client), "
+            "or --shard I --shards N (shard I of the task's seeded partition; simulation)"
         )
-    if shard >= shards:
+    if (shard is None) != (shards is None):
+        raise ConfigError("--shard and --shards go together")
+    if shard is not None and shards is not None and shard >= shards:
         raise ConfigError(f"--shard must be below --shards ({shards}), got {shard}")
     torch.set_num_threads(threads)  # small models: more threads only contend for the cores
     account = resolve_account(key, key_file, dev_account)
@@ -88,8 +125,28 @@ def run(
     training_task = TrainingTask(chain, task)
     with open_store(store, ipfs_api) as s:
         manifest = load_manifest(training_task, s)
-        source = shard_trainer(manifest.config, shard, shards)
         path = state_file(state_dir or data_dir() / "nodes", training_task, account)
+        metrics = LocalMetrics(metrics_file(path))
+        # Every check of the data, the model and the Flower client happens here, before the
+        # node stakes: bad input costs nothing.
+        if flower_client is not None:
+            initial = s.get(TaskView(training_task, s, manifest).global_model_cid(0))
+            source: UpdateSource = flower_trainer(
+                manifest, flower_client, initial, data=data, metrics=metrics, log=typer.echo
+            )
+            what = f"Flower client {flower_client}"
+        elif shard is not None and shards is not None:
+            source = shard_trainer(manifest.config, shard, shards)
+            what = f"shard {shard}/{shards}"
+        else:
+            trainer = private_trainer(
+                manifest, account.address, data=data, loader=data_loader, metrics=metrics,
+                log=typer.echo,
+            )  # fmt: skip
+            source = trainer
+            held = len(trainer.validation) if trainer.validation is not None else 0
+            what = (f"{len(trainer.data)} own samples ({held} more held out for validation), "
+                    f"reporting {trainer.num_samples}")  # fmt: skip
         registry = ParticipantRegistry(chain, training_task.registry())
         if ensure_registered(registry, account, stake):
             staked = registry.stake_of(account.address)
@@ -97,23 +154,41 @@ def run(
         node = build_participant(
             training_task, s, account, source, state_path=path, manifest=manifest
         )
-        typer.echo(
-            f"node {account.address} on task {training_task.address}: "
-            f"shard {shard}/{shards}, state {path}"
-        )
+        typer.echo(f"node {account.address} on task {training_task.address}: {what}, state {path}")
         summary = run_node(node, poll=poll, timeout=timeout, log=typer.echo)
+        last = node.view.last_report()
+        if last is not None:  # how the final global model does on this node's held-out data
+            validate_final(source, s.get(last.model_cid), manifest, last.round + 1)
     typer.echo(f"done: {json.dumps(summary.actions)}, gas {summary.gas}, claimed {summary.claimed}")
 
 
 def status(
     task: TaskOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Show this node's own validation of every global model (from its state "
+            "directory; needs the node's account) instead of the task.",
+        ),
+    ] = False,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="The node's state directory (with --local).")
+    ] = None,
     rpc_url: RpcOpt = None,
     store: StoreOpt = None,
     ipfs_api: ApiOpt = None,
+    key: KeyOpt = None,
+    key_file: KeyFileOpt = None,
+    dev_account: DevAccountOpt = None,
 ) -> None:
     """Show a task: round, phase, participants with their stakes, credited and claimed
     rewards (credited amounts need the store that holds the round reports)."""
+    if local:
+        _local_status(task, state_dir, resolve_account(key, key_file, dev_account).address,
+                      as_json)  # fmt: skip
+        return
     from flchain_node.status import task_status
 
     chain = open_chain(rpc_url)
@@ -138,6 +213,32 @@ def status(
             f"{p['claimed'] / 1e18:g}",
         )
     console.print(table)
+
+
+def _local_status(task: str, state_dir: Path | None, account: str, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from eth_utils import to_checksum_address
+
+    from flchain_node.local import metrics_file, read_metrics
+
+    if not is_address(task):
+        raise ConfigError(f"--task is not an address: {task!r}")
+    state = (state_dir or data_dir() / "nodes") / f"{to_checksum_address(task)}-{account}.json"
+    path = metrics_file(state)
+    if not path.exists():
+        raise ConfigError(f"no local metrics at {path}: has this node validated a model yet?")
+    rows = [asdict(m) for _, m in sorted(read_metrics(path).items())]
+    if as_json:
+        typer.echo(json.dumps({"account": account, "task": task, "rounds": rows}, indent=2))
+        return
+    table = Table("round", "accuracy", "loss", "held-out samples",
+                  title=f"Local validation of {account}")  # fmt: skip
+    for r in rows:
+        table.add_row(str(r["round"]), f"{r['accuracy']:.4f}", f"{r['loss']:.4f}",
+                      str(r["samples"]))  # fmt: skip
+    Console().print(table)
+    typer.echo("round r: the global model round r trains from (the last: the final model)")
 
 
 def claim(

@@ -1,0 +1,121 @@
+"""A real participant's trainer: its own data, its own held-out validation, its own metrics.
+
+The node trains on the operator's data (:mod:`flchain.learning.local_data`), evaluates every
+global model it receives on the part it held out, and keeps those figures in its state
+directory (``<task>-<account>.metrics.json``, shown by ``flchain status --local``) and its log.
+Only the sample count leaves the node, capped by the task's ``max_samples``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from flchain import safejson
+from flchain.errors import ProtocolError
+from flchain.learning.data import TensorData
+from flchain.learning.models import load_parameters
+from flchain.learning.training import TrainConfig, evaluate
+from flchain_node.trainer import LocalTrainer
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LocalMetric:
+    """One global model evaluated on the node's held-out data. ``round`` is the round that
+    trains from it (``rounds`` of the task: the final model)."""
+
+    round: int
+    loss: float
+    accuracy: float
+    samples: int
+
+
+class LocalMetrics:
+    """Per-round local validation figures, persisted atomically as JSON (one entry per round,
+    so a restarted node overwrites rather than repeats)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[int, LocalMetric] = {}
+        if path is not None and path.exists():
+            self.entries = read_metrics(path)
+
+    def record(self, metric: LocalMetric) -> None:
+        self.entries[metric.round] = metric
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"rounds": [asdict(m) for _, m in sorted(self.entries.items())]}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(tmp, self.path)
+
+
+def metrics_file(state_path: Path) -> Path:
+    """The metrics file beside a node's state file."""
+    return state_path.with_suffix(".metrics.json")
+
+
+def read_metrics(path: Path) -> dict[int, LocalMetric]:
+    """The metrics a node recorded at ``path``."""
+    try:
+        raw = safejson.loads(path.read_bytes())
+        return {int(m["round"]): LocalMetric(**m) for m in raw["rounds"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"local metrics file {path} is unreadable: {exc}") from exc
+
+
+class PrivateTrainer(LocalTrainer):
+    """Trains on the operator's own data and validates each global model it is handed on the
+    held-out part before training from it."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: TensorData,
+        config: TrainConfig,
+        seed: int,
+        *,
+        validation: TensorData | None,
+        max_samples: int,
+        metrics: LocalMetrics | None = None,
+        log: Log | None = None,
+    ) -> None:
+        super().__init__(model, data, config, seed)
+        self.validation, self.max_samples = validation, max_samples
+        self.metrics = metrics or LocalMetrics(None)
+        self.log = log
+
+    @property
+    def num_samples(self) -> int:
+        """The count this node reports: what it trains on, capped by the task (self-reported:
+        nobody can check it)."""
+        return min(len(self.data), self.max_samples)
+
+    def validate(self, global_state: dict[str, torch.Tensor], round_id: int) -> None:
+        """Evaluate ``global_state`` on the held-out data and record it under ``round_id``."""
+        if self.validation is None:
+            return
+        load_parameters(self.model, global_state)
+        ev = evaluate(self.model, self.validation)
+        self.metrics.record(LocalMetric(round_id, ev.loss, ev.accuracy, len(self.validation)))
+        if self.log is not None:
+            self.log(f"round {round_id} local validation: accuracy {ev.accuracy:.4f}, "
+                     f"loss {ev.loss:.4f} on {len(self.validation)} held-out samples")  # fmt: skip
+
+    def produce(
+        self, global_state: dict[str, torch.Tensor], round_id: int
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        self.validate(global_state, round_id)
+        delta, _ = super().produce(global_state, round_id)
+        return delta, self.num_samples
