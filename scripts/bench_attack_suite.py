@@ -54,8 +54,10 @@ ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie", "ipm")
 ROBUST = ("median", "trimmed_mean", "multi_krum")  # the issue's three
 TOLERANCE = 0.05  # accuracy points a rule may lose and still hold
 V2_ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie", "ipm", "backdoor")
-V2_FREE = ("free_rider", "copycat")  # rejected by the base class for every rule: one rule, seed 0
-V2_ATTACKERS = (1, 3)  # 10% and 30%; 20% left out to fit the shared machine
+# Rejected before any rule runs. The free-rider run doubles as the "honest clients only" run:
+# the same honest updates, the attackers' data simply missing.
+V2_FREE = ("free_rider", "copycat")
+V2_ATTACKERS = (1, 2, 3)  # 10%, 20%, 30%
 V2_RULES = ("median", "trimmed_mean", "multi_krum", "centered_clip")
 V2_SEEDS = (0, 1, 2)
 RATIO_GOAL = 0.5  # attackers' per-capita reward at most this times the honest per-capita
@@ -119,10 +121,10 @@ def plan() -> list[Run]:
 
 
 def plan_v2() -> list[Run]:
-    """Issue 14's grid: IID and Dirichlet(0.5), 1 and 3 attackers of 10, seeds 0-2 (seed-major,
+    """Issue 14's grid: IID and Dirichlet(0.5), 1-3 attackers of 10, seeds 0-2 (seed-major,
     so a cut-short run has whole seeds), the v2 attacks x the three robust rules and
-    centered_clip; each clean run just before its attacked runs. Free-riders and copycats
-    (rejected before any rule runs) only for centered_clip at seed 0."""
+    centered_clip, plus free-riders and copycats; each clean run just before its attacked
+    runs."""
     runs: list[Run] = []
     for seed in V2_SEEDS:
         for partition in ("iid", "dirichlet"):
@@ -132,8 +134,7 @@ def plan_v2() -> list[Run]:
                     clean = Run(partition, rule, params, None, 0, seed, True)
                     if clean not in runs:
                         runs.append(clean)
-                    free = seed == 0 and rule == "centered_clip"
-                    attacks = V2_ATTACKS + (V2_FREE if free else ())
+                    attacks = V2_ATTACKS + V2_FREE
                     runs += [Run(partition, rule, params, a, f, seed, True) for a in attacks]
     return runs
 
@@ -169,7 +170,11 @@ def execute(run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig) -> di
     try:
         res = run_federation(model, spec, fed, aggregator_from_config(run.rule, run.params), sim)
     except FLChainError as exc:  # e.g. too few usable updates left for the rule: a result
-        return {**out, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            **out,
+            "error": f"{type(exc).__name__}: {exc}",
+            "seconds": time.perf_counter() - t,
+        }
     shares = dict.fromkeys([participant_id(i) for i in range(len(sizes))], 0.0)
     att_ok, honest_ok = [], []
     for r in res.rounds:  # every round pays the same reward pool, split by score
@@ -218,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.merge:
             with open(path) as fh:
                 results += json.load(fh)["results"]
+        # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
+        results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
         (print_v2 if args.suite == "v2" else print_tables)(results)
         return 0
     runs = plan_v2() if args.suite == "v2" else plan()
@@ -351,6 +358,11 @@ def rows_v2(results: list[dict]) -> list[dict]:
         return r["partition"], r["rule"], json.dumps(r["params"]), r.get("seed", 0)
 
     clean = {key(r): r for r in results if r["attack"] is None and "accuracy" in r}
+    free = {
+        (*key(r), r["attackers"]): r
+        for r in results
+        if r["attack"] == "free_rider" and "accuracy" in r
+    }
     out = []
     for r in results:
         if "accuracy" not in r:
@@ -363,6 +375,7 @@ def rows_v2(results: list[dict]) -> list[dict]:
         att = sum(r["client_shares"][p] for p in bad) / f if f else None
         hon = sum(honest) / len(honest)
         base = clean.get(key(r))
+        alone = free.get((*key(r), f))
         rel = sorted(h / hon for h in honest) if hon else []
         bd = r.get("backdoor_success")
         out.append(
@@ -371,6 +384,7 @@ def rows_v2(results: list[dict]) -> list[dict]:
                 "final": r["accuracy"][-1],
                 "clean": base["accuracy"][-1] if base else None,
                 "delta": r["accuracy"][-1] - base["accuracy"][-1] if base else None,
+                "delta_alone": r["accuracy"][-1] - alone["accuracy"][-1] if alone else None,
                 "att_pc": att,
                 "hon_pc": hon,
                 "ratio": att / hon if att is not None and hon else None,
@@ -394,26 +408,38 @@ def print_v2(results: list[dict]) -> None:
     rows = [r for r in rows_v2(results) if r["final"] is not None]
     errors = [r for r in rows_v2(results) if r["final"] is None]
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r["attack"] is not None:
-            k = (r["partition"], r["rule"], r["attack"], r["attackers"])
-            groups.setdefault(k, []).append(r)
+    order = {a: i for i, a in enumerate(dict.fromkeys((*V2_ATTACKS, *V2_FREE, *ATTACKS)))}
+    order |= {r: i for i, r in enumerate(V2_RULES)} | {"iid": 0, "dirichlet": 1}
+
+    def rank(r: dict) -> tuple:
+        return (
+            order.get(r["partition"], 9),
+            r["attackers"],
+            order.get(r["attack"], 99),
+            order.get(r["rule"], 99),
+        )
+
+    for r in sorted((r for r in rows if r["attack"] is not None), key=rank):
+        k = (r["partition"], r["rule"], r["attack"], r["attackers"])
+        groups.setdefault(k, []).append(r)
     print(
         "| partition | rule | attack | attackers | seeds | acc (mean) | Δ vs own clean, mean "
-        "[worst] | attacker/honest per-capita reward, mean [worst] | attackers accepted | "
-        "backdoor success | ratio ≤ 0.5 | Δ ≥ −5 |"
+        "[worst] | Δ vs honest-only run, mean [worst] | attacker/honest per-capita reward, "
+        "mean [worst] | attackers accepted | backdoor success | ratio ≤ 0.5 | Δ ≥ −5 |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for (part, rule, attack, f), rs in groups.items():
         d = [r["delta"] for r in rs if r["delta"] is not None]
         q = [r["ratio"] for r in rs if r["ratio"] is not None]
         acc = [r["attacker_accept_rate"] for r in rs if r["attacker_accept_rate"] is not None]
         bd = [r["backdoor"] for r in rs if r["backdoor"] is not None]
         dtxt = f"{_mean(d) * 100:+.1f} [{min(d) * 100:+.1f}]" if d else "—"
+        da = [r["delta_alone"] for r in rs if r["delta_alone"] is not None]
+        atxt = f"{_mean(da) * 100:+.1f} [{min(da) * 100:+.1f}]" if da else "—"
         qtxt = f"{_mean(q):.2f} [{max(q):.2f}]" if q else "—"
         print(
             f"| {part} | {rule} | {attack} | {f}/{N_CLIENTS} | {len(rs)} | "
-            f"{_mean([r['final'] for r in rs]):.2%} | {dtxt} | {qtxt} | "
+            f"{_mean([r['final'] for r in rs]):.2%} | {dtxt} | {atxt} | {qtxt} | "
             f"{_mean(acc):.0%} | {f'{_mean(bd):.0%}' if bd else '—'} | "
             f"{'yes' if q and max(q) <= RATIO_GOAL else 'NO'} | "
             f"{'yes' if d and min(d) >= -TOLERANCE else 'NO'} |"
@@ -459,7 +485,7 @@ def print_v2(results: list[dict]) -> None:
             f"| {part} | {rule}({p}) | {_mean([r['final'] for r in rs]):.2%} | "
             f"{_mean([r['hon_min'] for r in rs]):.2f} | {_mean([r['hon_med'] for r in rs]):.2f} | "
             f"{_mean([r['hon_max'] for r in rs]):.2f} | {_mean([r['gini'] for r in rs]):.3f} | "
-            f"{_mean([r['gini_samples'] for r in rs]):.3f} | "
+            f"{max(0.0, _mean([r['gini_samples'] for r in rs])):.3f} | "
             f"{_mean([r['honest_accept_rate'] for r in rs]):.0%} |"
         )
     for r in errors:
