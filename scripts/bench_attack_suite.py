@@ -157,11 +157,19 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     return out
 
 
-def execute(run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig) -> dict:  # type: ignore[no-untyped-def]
+def execute(  # type: ignore[no-untyped-def]
+    run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig, jitter: float = 0.01
+) -> dict:
     model = build_model(model_name, "mnist", seed=run.seed)
     spec = ModelSpec.from_model(model, model_name)
     sim = SimConfig(
-        rounds, cfg, run.attack, run.attackers, seed=run.seed, omniscient=run.omniscient
+        rounds,
+        cfg,
+        run.attack,
+        run.attackers,
+        seed=run.seed,
+        omniscient=run.omniscient,
+        collusion_jitter=jitter,
     )
     bad = {participant_id(i) for i in range(run.attackers)}
     sizes = [len(c) for c in fed.clients]
@@ -217,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of saved runs")
     ap.add_argument("--suite", default="v1", choices=("v1", "v2"), help="issue 6 or issue 14")
+    ap.add_argument(
+        "--jitter",
+        type=float,
+        default=0.01,
+        help="ALIE/IPM colluders' noise, in benign stds (1.0: as noisy as an honest update)",
+    )
     args = ap.parse_args(argv)
     if args.merge:
         results: list[dict] = []
@@ -255,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     for i, run in enumerate(todo, 1):
-        results.append(execute(run, feds[run.partition, run.seed], args.model, args.rounds, cfg))
+        fed = feds[run.partition, run.seed]
+        results.append(execute(run, fed, args.model, args.rounds, cfg, args.jitter))
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
         print(f"[{i}/{len(todo)}] {run.label}: {acc} ({r['seconds']:.0f}s)", file=sys.stderr)
