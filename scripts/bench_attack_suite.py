@@ -18,6 +18,16 @@ pays the attackers no more than their share of the work.
     # two processes: --shard 0/2 --json a.json & --shard 1/2 --json b.json; then --merge:
     ... --only partition=iid --only rule=median,trimmed_mean --only attackers=1,2 --match ipm
     ... --merge a.json b.json   # print the table of saved runs
+
+Suite v2 (issue 14, ``--suite v2``): seeds (data split, model init and attack noise), the
+omniscient colluding ALIE/IPM (statistics of every honest update of the round), the backdoor /
+model-replacement attack (with its success rate), free-riders and copycats, and the
+centered_clip rule; per-capita reward of attackers vs honest clients, accuracy vs the rule's
+own clean run (same seed), and the spread of honest rewards (min/median/max per-capita, Gini)
+next to their sample shares. ``--merge`` of v2 results prints the v2 tables.
+
+    nice -n 10 .venv/bin/python scripts/bench_attack_suite.py --suite v2 --rounds 6 \
+        --shard 0/2 --json a.json   # and --shard 1/2 --json b.json, then --merge a.json b.json
 """
 
 from __future__ import annotations
@@ -43,6 +53,14 @@ N_CLIENTS = 10
 ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie", "ipm")
 ROBUST = ("median", "trimmed_mean", "multi_krum")  # the issue's three
 TOLERANCE = 0.05  # accuracy points a rule may lose and still hold
+V2_ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie", "ipm", "backdoor")
+# Rejected before any rule runs. The free-rider run doubles as the "honest clients only" run:
+# the same honest updates, the attackers' data simply missing.
+V2_FREE = ("free_rider", "copycat")
+V2_ATTACKERS = (1, 2, 3)  # 10%, 20%, 30%
+V2_RULES = ("median", "trimmed_mean", "multi_krum", "centered_clip")
+V2_SEEDS = (0, 1, 2)
+RATIO_GOAL = 0.5  # attackers' per-capita reward at most this times the honest per-capita
 
 
 @dataclass(frozen=True)
@@ -52,12 +70,17 @@ class Run:
     params: dict[str, float]
     attack: str | None
     attackers: int
+    seed: int = 0
+    omniscient: bool = False
 
     @property
     def label(self) -> str:
         p = ",".join(f"{k}={v:g}" for k, v in self.params.items())
         what = f"{self.attack} {self.attackers}/{N_CLIENTS}" if self.attack else "clean"
-        return f"{self.partition} {self.rule}({p}) {what}"
+        if self.omniscient and self.attack in ("alie", "ipm"):
+            what = "omniscient " + what
+        seed = f" seed {self.seed}" if self.seed else ""
+        return f"{self.partition} {self.rule}({p}) {what}{seed}"
 
 
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
@@ -97,6 +120,25 @@ def plan() -> list[Run]:
     return runs
 
 
+def plan_v2() -> list[Run]:
+    """Issue 14's grid: IID and Dirichlet(0.5), 1-3 attackers of 10, seeds 0-2 (seed-major,
+    so a cut-short run has whole seeds), the v2 attacks x the three robust rules and
+    centered_clip, plus free-riders and copycats; each clean run just before its attacked
+    runs."""
+    runs: list[Run] = []
+    for seed in V2_SEEDS:
+        for partition in ("iid", "dirichlet"):
+            for f in V2_ATTACKERS:
+                for rule in V2_RULES:
+                    params = sized_params(rule, f)
+                    clean = Run(partition, rule, params, None, 0, seed, True)
+                    if clean not in runs:
+                        runs.append(clean)
+                    attacks = V2_ATTACKS + V2_FREE
+                    runs += [Run(partition, rule, params, a, f, seed, True) for a in attacks]
+    return runs
+
+
 def selected(run: Run, only: dict[str, set[str]], match: str | None) -> bool:
     fields = {**asdict(run), "attack": run.attack or "clean"}
     for key, values in only.items():
@@ -109,16 +151,26 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for item in items:
         key, _, values = item.partition("=")
-        if key not in ("partition", "rule", "attack", "attackers") or not values:
-            raise SystemExit(f"--only wants partition|rule|attack|attackers=V1,V2; got {item!r}")
+        if key not in ("partition", "rule", "attack", "attackers", "seed") or not values:
+            raise SystemExit(f"--only wants partition|rule|attack|attackers|seed=V1,V2; {item!r}")
         out.setdefault(key, set()).update(values.split(","))
     return out
 
 
-def execute(run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig) -> dict:  # type: ignore[no-untyped-def]
-    model = build_model(model_name, "mnist", seed=0)
+def execute(  # type: ignore[no-untyped-def]
+    run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig, jitter: float = 0.01
+) -> dict:
+    model = build_model(model_name, "mnist", seed=run.seed)
     spec = ModelSpec.from_model(model, model_name)
-    sim = SimConfig(rounds, cfg, run.attack, run.attackers, seed=0)
+    sim = SimConfig(
+        rounds,
+        cfg,
+        run.attack,
+        run.attackers,
+        seed=run.seed,
+        omniscient=run.omniscient,
+        collusion_jitter=jitter,
+    )
     bad = {participant_id(i) for i in range(run.attackers)}
     sizes = [len(c) for c in fed.clients]
     t = time.perf_counter()
@@ -126,7 +178,11 @@ def execute(run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig) -> di
     try:
         res = run_federation(model, spec, fed, aggregator_from_config(run.rule, run.params), sim)
     except FLChainError as exc:  # e.g. too few usable updates left for the rule: a result
-        return {**out, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            **out,
+            "error": f"{type(exc).__name__}: {exc}",
+            "seconds": time.perf_counter() - t,
+        }
     shares = dict.fromkeys([participant_id(i) for i in range(len(sizes))], 0.0)
     att_ok, honest_ok = [], []
     for r in res.rounds:  # every round pays the same reward pool, split by score
@@ -143,6 +199,10 @@ def execute(run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig) -> di
         "work_share": sum(sizes[: run.attackers]) / sum(sizes),
         "attacker_accept_rate": sum(att_ok) / len(att_ok) if att_ok else None,
         "honest_accept_rate": sum(honest_ok) / len(honest_ok),
+        "sample_shares": {participant_id(i): n / sum(sizes) for i, n in enumerate(sizes)},
+        "backdoor_success": [r.backdoor_success for r in res.rounds]
+        if run.attack == "backdoor"
+        else None,
         "seconds": time.perf_counter() - t,
     }
 
@@ -164,15 +224,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of saved runs")
+    ap.add_argument("--suite", default="v1", choices=("v1", "v2"), help="issue 6 or issue 14")
+    ap.add_argument(
+        "--jitter",
+        type=float,
+        default=0.01,
+        help="ALIE/IPM colluders' noise, in benign stds (1.0: as noisy as an honest update)",
+    )
     args = ap.parse_args(argv)
     if args.merge:
         results: list[dict] = []
         for path in args.merge:
             with open(path) as fh:
                 results += json.load(fh)["results"]
-        print_tables(results)
+        # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
+        results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
+        (print_v2 if args.suite == "v2" else print_tables)(results)
         return 0
-    todo = [r for r in plan() if selected(r, parse_only(args.only), args.match)]
+    runs = plan_v2() if args.suite == "v2" else plan()
+    todo = [r for r in runs if selected(r, parse_only(args.only), args.match)]
     shard, shards = (int(x) for x in args.shard.split("/"))
     todo = todo[shard::shards]
     if args.list:
@@ -181,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr)
     data = load_mnist5k()
-    feds = {p: federate(data, N_CLIENTS, p, alpha=0.5, seed=0) for p in ("iid", "dirichlet")}
+    seeds = sorted({r.seed for r in todo})
+    feds = {
+        (p, s): federate(data, N_CLIENTS, p, alpha=0.5, seed=s)
+        for p in ("iid", "dirichlet")
+        for s in seeds
+    }
     results = []
     if args.resume and args.json and os.path.exists(args.json):
         with open(args.json) as fh:
@@ -194,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     for i, run in enumerate(todo, 1):
-        results.append(execute(run, feds[run.partition], args.model, args.rounds, cfg))
+        fed = feds[run.partition, run.seed]
+        results.append(execute(run, fed, args.model, args.rounds, cfg, args.jitter))
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
         print(f"[{i}/{len(todo)}] {run.label}: {acc} ({r['seconds']:.0f}s)", file=sys.stderr)
@@ -202,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json + ".tmp", "w") as fh:
                 json.dump({"config": vars(args), "results": results}, fh)
             os.replace(args.json + ".tmp", args.json)
-    print_tables(results)
+    (print_v2 if args.suite == "v2" else print_tables)(results)
     return 0
 
 
@@ -276,6 +352,159 @@ def print_tables(results: list[dict]) -> None:
             f"| {part} | {rule} | {sum(r['holds'] for r in low)}/{len(low)} | "
             f"{sum(r['holds'] for r in high)}/{len(high)} | {', '.join(broken) or '—'} |"
         )
+
+
+def gini(values: list[float]) -> float:
+    """Gini coefficient of non-negative ``values`` (0 = equal, →1 = one takes all)."""
+    v, n = sorted(values), len(values)
+    total = sum(v)
+    if n == 0 or total == 0:
+        return 0.0
+    return sum((2 * (i + 1) - n - 1) * x for i, x in enumerate(v)) / (n * total)
+
+
+def rows_v2(results: list[dict]) -> list[dict]:
+    """Each attacked v2 run with its clean run (same partition, rule, parameters, seed):
+    Δ accuracy, the attackers' and honest clients' per-capita reward share and their ratio,
+    the honest spread (min/median/max per-capita share over the honest mean, Gini) and the Gini
+    of the honest clients' sample shares."""
+
+    def key(r: dict) -> tuple:
+        return r["partition"], r["rule"], json.dumps(r["params"]), r.get("seed", 0)
+
+    clean = {key(r): r for r in results if r["attack"] is None and "accuracy" in r}
+    free = {
+        (*key(r), r["attackers"]): r
+        for r in results
+        if r["attack"] == "free_rider" and "accuracy" in r
+    }
+    out = []
+    for r in results:
+        if "accuracy" not in r:
+            out.append({**r, "final": None})
+            continue
+        f = r["attackers"]
+        bad = {participant_id(i) for i in range(f)}
+        honest = [v for p, v in r["client_shares"].items() if p not in bad]
+        samples = [v for p, v in r["sample_shares"].items() if p not in bad]
+        att = sum(r["client_shares"][p] for p in bad) / f if f else None
+        hon = sum(honest) / len(honest)
+        base = clean.get(key(r))
+        alone = free.get((*key(r), f))
+        rel = sorted(h / hon for h in honest) if hon else []
+        bd = r.get("backdoor_success")
+        out.append(
+            {
+                **r,
+                "final": r["accuracy"][-1],
+                "clean": base["accuracy"][-1] if base else None,
+                "delta": r["accuracy"][-1] - base["accuracy"][-1] if base else None,
+                "delta_alone": r["accuracy"][-1] - alone["accuracy"][-1] if alone else None,
+                "att_pc": att,
+                "hon_pc": hon,
+                "ratio": att / hon if att is not None and hon else None,
+                "hon_min": rel[0] if rel else None,
+                "hon_med": rel[(len(rel) - 1) // 2] if rel else None,
+                "hon_max": rel[-1] if rel else None,
+                "gini": gini(honest),
+                "gini_samples": gini(samples),
+                "backdoor": bd[-1] if bd else None,
+            }
+        )
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def print_v2(results: list[dict]) -> None:
+    """Tables of the v2 suite, averaged over seeds (worst seed in brackets where it matters)."""
+    rows = [r for r in rows_v2(results) if r["final"] is not None]
+    errors = [r for r in rows_v2(results) if r["final"] is None]
+    groups: dict[tuple, list[dict]] = {}
+    order = {a: i for i, a in enumerate(dict.fromkeys((*V2_ATTACKS, *V2_FREE, *ATTACKS)))}
+    order |= {r: i for i, r in enumerate(V2_RULES)} | {"iid": 0, "dirichlet": 1}
+
+    def rank(r: dict) -> tuple:
+        return (
+            order.get(r["partition"], 9),
+            r["attackers"],
+            order.get(r["attack"], 99),
+            order.get(r["rule"], 99),
+        )
+
+    for r in sorted((r for r in rows if r["attack"] is not None), key=rank):
+        k = (r["partition"], r["rule"], r["attack"], r["attackers"])
+        groups.setdefault(k, []).append(r)
+    print(
+        "| partition | rule | attack | attackers | seeds | acc (mean) | Δ vs own clean, mean "
+        "[worst] | Δ vs honest-only run, mean [worst] | attacker/honest per-capita reward, "
+        "mean [worst] | attackers accepted | backdoor success | ratio ≤ 0.5 | Δ ≥ −5 |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for (part, rule, attack, f), rs in groups.items():
+        d = [r["delta"] for r in rs if r["delta"] is not None]
+        q = [r["ratio"] for r in rs if r["ratio"] is not None]
+        acc = [r["attacker_accept_rate"] for r in rs if r["attacker_accept_rate"] is not None]
+        bd = [r["backdoor"] for r in rs if r["backdoor"] is not None]
+        dtxt = f"{_mean(d) * 100:+.1f} [{min(d) * 100:+.1f}]" if d else "—"
+        da = [r["delta_alone"] for r in rs if r["delta_alone"] is not None]
+        atxt = f"{_mean(da) * 100:+.1f} [{min(da) * 100:+.1f}]" if da else "—"
+        qtxt = f"{_mean(q):.2f} [{max(q):.2f}]" if q else "—"
+        print(
+            f"| {part} | {rule} | {attack} | {f}/{N_CLIENTS} | {len(rs)} | "
+            f"{_mean([r['final'] for r in rs]):.2%} | {dtxt} | {atxt} | {qtxt} | "
+            f"{_mean(acc):.0%} | {f'{_mean(bd):.0%}' if bd else '—'} | "
+            f"{'yes' if q and max(q) <= RATIO_GOAL else 'NO'} | "
+            f"{'yes' if d and min(d) >= -TOLERANCE else 'NO'} |"
+        )
+    print("\nGoal check per attack and attacker count (worst over partitions and seeds):")
+    print(
+        "| attack | attackers | rules with ratio ≤ 0.5 everywhere | rules within 5 pts "
+        "everywhere | worst ratio per rule |"
+    )
+    print("|---|---:|---|---|---|")
+    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    for attack in dict.fromkeys(k[2] for k in groups):
+        for f in sorted({k[3] for k in groups if k[2] == attack}):
+            ok_ratio, ok_acc, worst = [], [], []
+            for rule in rules:
+                rs = [r for k, v in groups.items() if k[1:] == (rule, attack, f) for r in v]
+                if not rs:
+                    continue
+                q = [r["ratio"] for r in rs if r["ratio"] is not None]
+                d = [r["delta"] for r in rs if r["delta"] is not None]
+                if q and max(q) <= RATIO_GOAL:
+                    ok_ratio.append(rule)
+                if d and min(d) >= -TOLERANCE:
+                    ok_acc.append(rule)
+                worst.append(f"{rule} {max(q):.2f}" if q else f"{rule} —")
+            print(
+                f"| {attack} | {f} | {', '.join(ok_ratio) or '**none**'} | "
+                f"{', '.join(ok_acc) or '**none**'} | {'; '.join(worst)} |"
+            )
+    print("\nHonest reward spread in clean runs (per-capita share / honest mean; mean over seeds):")
+    print(
+        "| partition | rule | acc | honest min | median | max | Gini rewards | Gini samples | "
+        "honest accepted |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    cg: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["attack"] is None:
+            cg.setdefault((r["partition"], r["rule"], json.dumps(r["params"])), []).append(r)
+    for (part, rule, params), rs in cg.items():
+        p = ",".join(f"{k}={v:g}" for k, v in json.loads(params).items())
+        print(
+            f"| {part} | {rule}({p}) | {_mean([r['final'] for r in rs]):.2%} | "
+            f"{_mean([r['hon_min'] for r in rs]):.2f} | {_mean([r['hon_med'] for r in rs]):.2f} | "
+            f"{_mean([r['hon_max'] for r in rs]):.2f} | {_mean([r['gini'] for r in rs]):.3f} | "
+            f"{max(0.0, _mean([r['gini_samples'] for r in rs])):.3f} | "
+            f"{_mean([r['honest_accept_rate'] for r in rs]):.0%} |"
+        )
+    for r in errors:
+        print(f"error: {r['label']}: {r.get('error')}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ them while pulling the aggregate the wrong way:
   with the true mean is negative; ε = 0.1 is the setting of Xie et al. and of Karimireddy et al.
   (ICML 2021) against Krum and the median.
 
-The papers' attackers are omniscient (they see every honest update). Ours are not: in the
+The papers' attackers are omniscient (they see every honest update); ``SimConfig.omniscient``
+gives the simulation's colluders exactly that (the round's benign mean and per-coordinate std,
+from every honest update), the worst case the attack suite measures. Without it, in the
 in-memory simulation the colluders pool *their own* honestly trained updates (they train first,
 then collude); on the chain, where one process runs one node and the colluders cannot talk, one
 attacker estimates the statistics from bootstrap replicas of its own training
@@ -21,6 +23,12 @@ Because FLChain rejects identical updates as copies, colluders that sent the pap
 vector would all be rejected at once. A smarter colluder adds independent noise of
 ``jitter · std`` per coordinate (1% by default) — far below the statistics the robust rules
 look at, but enough to make every colluder's bytes distinct.
+
+The backdoor / model-replacement attack (Bagdasaryan et al., AISTATS 2020) trains on local data
+of which a fraction carries a pixel-pattern trigger relabelled to a target class
+(:func:`backdoor_data`), then boosts the update by γ (model replacement: γ = n / attackers
+makes the FedAvg mean land on the attackers' model); :func:`backdoor_success` measures the
+fraction of triggered test images of other classes that the model puts in the target class.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from collections.abc import Sequence
 from statistics import NormalDist
 
 import torch
+from torch import nn
 
 from flchain.errors import ConfigError
+from flchain.learning.data import TensorData
 
 Delta = dict[str, torch.Tensor]
 
@@ -83,8 +93,11 @@ def collude(
     epsilon: float,
     jitter: float,
     gen: torch.Generator,
+    count: int | None = None,
 ) -> list[Delta]:
-    """One malicious update per colluder, from the colluders' own honest updates ``benign``.
+    """``count`` malicious updates (default ``len(benign)``), one per colluder, from the
+    benign updates ``benign``: the colluders' own honest updates, or — omniscient — every
+    honest update of the round.
 
     Every colluder sends the same ALIE or IPM update plus independent Gaussian noise of
     ``jitter · std`` per coordinate (see the module docstring); ``jitter = 0`` is the
@@ -94,11 +107,64 @@ def collude(
         raise ConfigError(f"unknown colluding attack {attack!r}; known: {COLLUDING}")
     if jitter < 0:
         raise ConfigError(f"jitter must be >= 0, not {jitter}")
+    count = len(benign) if count is None else count
+    if count < 1:
+        raise ConfigError(f"need at least one colluder, not {count}")
     base = alie(benign, z) if attack == "alie" else ipm(benign, epsilon)
     if jitter == 0 or len(benign) == 1:
-        return [dict(base) for _ in benign]
+        return [dict(base) for _ in range(count)]
     _, std = mean_std(benign)
     return [
         {k: v + jitter * std[k] * torch.randn(v.shape, generator=gen) for k, v in base.items()}
-        for _ in benign
+        for _ in range(count)
     ]
+
+
+def add_trigger(x: torch.Tensor, size: int = 4, value: float = 1.0) -> torch.Tensor:
+    """A copy of images ``x`` (N × C × H × W) with a ``size``×``size`` square of ``value`` in
+    the bottom-right corner, one pixel in from the border (Bagdasaryan et al.'s pixel pattern,
+    simplified to a square; MNIST's corners are always black, so the pattern is new)."""
+    if x.dim() != 4 or size < 1 or size + 1 > min(x.shape[-2:]):
+        raise ConfigError(f"add_trigger wants N x C x H x W images larger than {size + 1}")
+    out = x.clone()
+    out[..., -size - 1 : -1, -size - 1 : -1] = value
+    return out
+
+
+def backdoor_data(
+    data: TensorData, target: int, fraction: float, gen: torch.Generator
+) -> TensorData:
+    """``data`` with a random ``fraction`` of its samples triggered and relabelled ``target``
+    (the rest stay clean, so the poisoned model keeps its main-task accuracy)."""
+    if not 0 < fraction <= 1 or not 0 <= target < data.num_classes:
+        raise ConfigError(
+            f"backdoor needs 0 < fraction <= 1 and a valid target, got {fraction}, {target}"
+        )
+    k = max(1, round(fraction * len(data)))
+    idx = torch.randperm(len(data), generator=gen)[:k]
+    x, y = data.x.clone(), data.y.clone()
+    x[idx] = add_trigger(x[idx])
+    y[idx] = target
+    return TensorData(x, y, data.num_classes)
+
+
+def boost(delta: Delta, gamma: float) -> Delta:
+    """Model replacement: the update scaled by ``gamma``."""
+    if not gamma > 0:
+        raise ConfigError(f"boost must be > 0, not {gamma}")
+    return {k: gamma * v for k, v in delta.items()}
+
+
+@torch.no_grad()
+def backdoor_success(model: nn.Module, test: TensorData, target: int) -> float:
+    """Fraction of triggered test images whose true class is not ``target`` that ``model``
+    classifies as ``target`` (the attack's success rate; ~1/classes for a clean model at
+    chance on triggered images, usually far less)."""
+    keep = test.y != target
+    if not bool(keep.any()):
+        raise ConfigError("no test image outside the target class")
+    was = model.training
+    model.eval()
+    pred = model(add_trigger(test.x[keep])).argmax(dim=1)
+    model.train(was)
+    return float((pred == target).float().mean())

@@ -2,10 +2,11 @@
 
 Each round every client trains from the global model; attackers replace or corrupt their
 update (the colluding ALIE and IPM attackers first train honestly, then pool their own honest
-updates — non-omniscient, see :mod:`.attacks`); every update is encoded to canonical bytes
-and decoded again exactly as a committee member would (decode failures become
-:class:`~.aggregation.Failure` s); the rule aggregates; the global model moves by the
-aggregate. This is the "plain in-memory FedAvg" baseline the participant node's overhead is
+updates — or, with ``SimConfig.omniscient``, every honest update of the round; see
+:mod:`.attacks`; backdoor attackers train on triggered data and boost); every update is
+encoded to canonical bytes and decoded again exactly as a committee member would (decode
+failures become :class:`~.aggregation.Failure` s); the rule aggregates; the global model moves
+by the aggregate. This is the "plain in-memory FedAvg" baseline the participant node's overhead is
 measured against.
 """
 
@@ -20,7 +21,16 @@ from torch import nn
 
 from flchain.errors import ConfigError, UpdateFormatError
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure
-from flchain.learning.attacks import COLLUDING, alie, alie_z, collude, ipm
+from flchain.learning.attacks import (
+    COLLUDING,
+    alie,
+    alie_z,
+    backdoor_data,
+    backdoor_success,
+    boost,
+    collude,
+    ipm,
+)
 from flchain.learning.codec import apply_update, decode_update, encode_update
 from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
@@ -43,7 +53,7 @@ __all__ = [
 
 #: Attacks a client can mount; see :func:`attack_update` and, for the colluding ``alie`` and
 #: ``ipm``, :mod:`flchain.learning.attacks`.
-ATTACKS = ("sign_flip", "gaussian", "label_flip", "free_rider", "copycat", *COLLUDING)
+ATTACKS = ("sign_flip", "gaussian", "label_flip", "free_rider", "copycat", "backdoor", *COLLUDING)
 _NO_TRAINING = ("gaussian", "free_rider", "copycat")
 
 
@@ -53,7 +63,14 @@ class SimConfig:
 
     For the colluding attacks, ``alie_z`` defaults to Baruch et al.'s z for the run's client
     and attacker counts, ``ipm_epsilon`` is IPM's ε and ``collusion_jitter`` the relative
-    noise that keeps the colluders' updates distinct (see :mod:`flchain.learning.attacks`).
+    noise that keeps the colluders' updates distinct (see :mod:`flchain.learning.attacks`);
+    ``omniscient`` colluders compute their statistics from every honest update of the round
+    (the papers' worst case) instead of from their own.
+
+    Backdoor attackers poison ``backdoor_fraction`` of their samples with the trigger and label
+    ``backdoor_target`` and boost their update by ``backdoor_boost`` (default: clients /
+    attackers, model replacement for FedAvg); every round then records the backdoor's success
+    rate on the test split.
     """
 
     rounds: int
@@ -66,6 +83,10 @@ class SimConfig:
     alie_z: float | None = None
     ipm_epsilon: float = 0.1
     collusion_jitter: float = 0.01
+    omniscient: bool = False
+    backdoor_target: int = 0
+    backdoor_fraction: float = 0.5
+    backdoor_boost: float | None = None
 
     def __post_init__(self) -> None:
         if self.attack is not None and self.attack not in ATTACKS:
@@ -74,11 +95,16 @@ class SimConfig:
             raise ConfigError("rounds must be >= 1 and num_attackers >= 0")
         if not self.ipm_epsilon > 0 or self.collusion_jitter < 0:
             raise ConfigError("ipm_epsilon must be > 0 and collusion_jitter >= 0")
+        if not 0 < self.backdoor_fraction <= 1 or (
+            self.backdoor_boost is not None and not self.backdoor_boost > 0
+        ):
+            raise ConfigError("backdoor_fraction must be in (0, 1] and backdoor_boost > 0")
 
 
 @dataclass
 class RoundStats:
-    """One round: test accuracy and loss of the new global model, wall time, decisions."""
+    """One round: test accuracy and loss of the new global model, wall time, decisions, and
+    (backdoor runs only) the backdoor's success rate."""
 
     round: int
     accuracy: float
@@ -86,6 +112,7 @@ class RoundStats:
     train_seconds: float
     aggregate_seconds: float
     decisions: tuple[Decision, ...]
+    backdoor_success: float | None = None
 
 
 @dataclass
@@ -149,6 +176,13 @@ def run_federation(
     if config.num_attackers > len(fed.clients):
         raise ConfigError("more attackers than clients")
     gen = torch.Generator().manual_seed(config.seed)
+    poisoned: dict[int, TensorData] = {}
+    if config.attack == "backdoor":  # each attacker poisons its data once, for every round
+        for i in range(config.num_attackers):
+            poisoned[i] = backdoor_data(
+                fed.clients[i], config.backdoor_target, config.backdoor_fraction, gen
+            )
+    gamma = config.backdoor_boost or len(fed.clients) / max(1, config.num_attackers)
     result = SimResult()
     honest_first = config.num_attackers  # the copycat's victim
     for rnd in range(1, config.rounds + 1):
@@ -161,6 +195,8 @@ def run_federation(
             data = fed.clients[i]
             if attacker and config.attack == "label_flip":
                 data = _label_flipped(data)
+            if attacker and config.attack == "backdoor":
+                data = poisoned[i]
             if attacker and config.attack in _NO_TRAINING:  # they claim samples, train nothing
                 zeros = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
                 trained[i] = TrainResult(zeros, len(data), float("nan"))
@@ -173,15 +209,20 @@ def run_federation(
             z = config.alie_z
             if z is None and config.attack == "alie":
                 z = alie_z(len(fed.clients), config.num_attackers)
+            pool = range(config.num_attackers, len(fed.clients)) if config.omniscient else attackers
             crafted = collude(
                 config.attack,
-                [trained[i].delta for i in attackers],
+                [trained[i].delta for i in pool],
                 z=z or 0.0,
                 epsilon=config.ipm_epsilon,
                 jitter=config.collusion_jitter,
                 gen=gen,
+                count=config.num_attackers,
             )
             sent.update(zip(attackers, crafted, strict=True))
+        elif config.attack == "backdoor":
+            for i in attackers:
+                sent[i] = boost(trained[i].delta, gamma)
         elif config.attack is not None:
             victim = trained[honest_first].delta if honest_first in trained else None
             for i in attackers:
@@ -201,7 +242,10 @@ def run_federation(
         model.load_state_dict(apply_update(model.state_dict(), agg.update))
         t2 = time.perf_counter()
         ev = evaluate(model, fed.test)
-        stats = RoundStats(rnd, ev.accuracy, ev.loss, t1 - t0, t2 - t1, agg.decisions)
+        bd = None
+        if config.attack == "backdoor" and config.num_attackers:
+            bd = backdoor_success(model, fed.test, config.backdoor_target)
+        stats = RoundStats(rnd, ev.accuracy, ev.loss, t1 - t0, t2 - t1, agg.decisions, bd)
         result.rounds.append(stats)
         if on_round is not None:
             on_round(stats)

@@ -37,6 +37,7 @@ AGGREGATION_RULE_IDS: dict[str, int] = {
     "multi_krum": 5,
     "bulyan": 6,
     "norm_bounded_mean": 7,
+    "centered_clip": 8,
 }
 
 

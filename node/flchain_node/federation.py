@@ -54,8 +54,8 @@ class DemoConfig:
 
     participants: int = 10
     rounds: int = 5
-    rule: str = "multi_krum"
-    rule_params: dict[str, float] = field(default_factory=lambda: {"f": 2})
+    rule: str = "centered_clip"
+    rule_params: dict[str, float] = field(default_factory=dict)
     attackers: int = 2
     attack: str = "sign_flip"
     free_riders: int = 1

@@ -18,6 +18,7 @@ from flchain.learning.aggregation import (
     RULES,
     AggregateResult,
     Bulyan,
+    CenteredClip,
     ClientUpdate,
     CoordinateMedian,
     Failure,
@@ -69,6 +70,8 @@ ALL_RULES = [
     MultiKrum(2, 5),
     Bulyan(1),
     NormBoundedMean(0.01),
+    CenteredClip(),
+    CenteredClip(bucket=3, iters=2, tau=0.05),
 ]
 
 
@@ -210,6 +213,7 @@ def test_usage_errors() -> None:
         "multi_krum",
         "bulyan",
         "norm_bounded_mean",
+        "centered_clip",
     }
 
 
@@ -241,7 +245,7 @@ order = rng.permutation(9) if sys.argv[1] == "2" else range(9)
 ups = [ClientUpdate(f"p{i}", Update(spec, q[i]), 1 + 37 * i) for i in order]
 h = hashlib.sha256()
 for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(2), Bulyan(1),
-             NormBoundedMean(3.0)]:
+             NormBoundedMean(3.0), CenteredClip(), CenteredClip(bucket=3, tau=1.0)]:
     r = rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
     h.update(encode_model(apply_update(state, r.update), spec))  # the next global model

@@ -16,10 +16,10 @@ def demo(
     rule: Annotated[
         str,
         typer.Option(
-            help="Aggregation rule: fedavg, median, trimmed_mean, krum, multi_krum, "
-            "bulyan, norm_bounded_mean."
+            help="Aggregation rule: centered_clip, fedavg, median, trimmed_mean, krum, "
+            "multi_krum, bulyan, norm_bounded_mean."
         ),
-    ] = "multi_krum",
+    ] = "centered_clip",
     attackers: Annotated[int, typer.Option(min=0, help="Poisoning participants.")] = 2,
     attack: Annotated[
         str,

@@ -1,0 +1,184 @@
+"""centered_clip: exact kernels, the bucketed centered clipping, the screens, and a score that
+follows direction rather than centrality."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flchain.config import config_from_dict
+from flchain.errors import ConfigError
+from flchain.learning.aggregation import (
+    CenteredClip,
+    ClientUpdate,
+    _exact_dot,
+    _keyed_permutation,
+    _round_seed,
+    aggregator_from_config,
+    centered_clip,
+)
+from flchain.learning.codec import Update
+from flchain.learning.models import CodecParams, ModelSpec, TensorSpec
+from flchain.ledger.deploy import AGGREGATION_RULE_IDS
+
+D = 400
+SPEC = ModelSpec("t", (TensorSpec("w", (D,)),), CodecParams("fixed", 16, 8.0))
+
+
+def make(rows: list[np.ndarray], samples: list[int] | None = None) -> list[ClientUpdate]:
+    out = []
+    for i, row in enumerate(rows):
+        q = np.asarray(np.rint(row), np.int32).copy()
+        q.flags.writeable = False
+        out.append(ClientUpdate(f"p{i:02d}", Update(SPEC, q), samples[i] if samples else 10))
+    return out
+
+
+def honest(n: int, seed: int = 0, spread: tuple[float, float] = (1.0, 1.0)) -> list[np.ndarray]:
+    """``n`` updates around one direction, each with its own noise scale in ``spread`` (a
+    stand-in for clients with more or less, more or less skewed data)."""
+    rng = np.random.default_rng(seed)
+    mean = rng.normal(0, 1000, D)
+    scales = rng.uniform(*spread, n)
+    return [mean + rng.normal(0, 1000 * s, D) for s in scales]
+
+
+def test_exact_dot_matches_python_ints_at_the_limits() -> None:
+    rng = np.random.default_rng(1)
+    for lim in (2**16, 2**31, 2**39):
+        a = rng.integers(-lim, lim, 40_000)
+        b = rng.integers(-lim, lim, 40_000)
+        a[:3], b[:3] = lim - 1, -lim  # the extremes
+        assert _exact_dot(a, b) == sum(x * y for x, y in zip(a.tolist(), b.tolist(), strict=True))
+
+
+def test_unclipped_centered_clip_is_the_rounded_mean() -> None:
+    rng = np.random.default_rng(2)
+    pts = [rng.integers(-5000, 5000, D) for _ in range(7)]
+    v = centered_clip(pts, np.zeros(D, np.int64), iters=1, tau=10**9)
+    total = np.sum(pts, axis=0)
+    want = [int((Fraction(int(t), 7) + Fraction(1, 2)).__floor__()) for t in total]
+    assert v.tolist() == want
+
+
+def test_a_far_point_moves_centered_clip_by_at_most_tau_over_m() -> None:
+    pts = [np.zeros(D, np.int64) for _ in range(4)] + [np.full(D, 10**6, np.int64)]
+    for it in (1, 3):
+        v = centered_clip(pts, np.zeros(D, np.int64), iters=it, tau=500)
+        # each iteration adds at most tau/5 along the outlier's direction (plus rounding)
+        assert math.isqrt(_exact_dot(v, v)) <= it * (500 // 5 + math.isqrt(D))
+        assert int(v.min()) >= 0
+
+
+def test_keyed_permutation_is_a_permutation_fixed_by_its_seed() -> None:
+    p = _keyed_permutation(10, b"a")
+    assert sorted(p) == list(range(10))
+    assert p == _keyed_permutation(10, b"a") and p != _keyed_permutation(10, b"b")
+    ups = make(honest(5))
+    assert _round_seed(ups) != _round_seed(make(honest(5, seed=1)))
+
+
+def test_scores_are_the_exact_floored_cosine_with_the_aggregate() -> None:
+    ups = make(honest(8, spread=(0.5, 2.0)))
+    r = CenteredClip().aggregate(ups)
+    v = [int(x) for x in r.update.q]
+    for u, d in zip(ups, r.decisions, strict=True):
+        x = [int(t) for t in u.update.q]
+        dot = sum(a * b for a, b in zip(x, v, strict=True))
+        den = math.isqrt(sum(a * a for a in x) * sum(b * b for b in v))
+        assert d.accepted and d.reason == ""
+        assert d.score == max(0, 10**6 * dot // den) > 0
+
+
+def test_honest_rounds_with_uneven_noise_keep_everyone() -> None:
+    for seed in range(20):
+        r = CenteredClip().aggregate(make(honest(10, seed=seed, spread=(0.4, 1.6))))
+        assert all(d.accepted and d.score > 0 for d in r.decisions), seed
+
+
+def test_too_central_screen_boundary() -> None:
+    """The known limit: an honest update much less noisy than the rest is taken for a
+    computed one. With central_ratio = 2 a client 3x less noisy than the others goes."""
+    rows = honest(10, seed=7)
+    rows[0] = np.mean(rows[1:], axis=0) + (rows[0] - np.mean(rows[1:], axis=0)) / 3
+    strict = CenteredClip(central_ratio=2).aggregate(make(rows))
+    assert strict.decisions[0].reason.startswith("too central")
+    assert CenteredClip().aggregate(make(rows)).decisions[0].accepted
+
+
+def test_screens_reject_near_copies_boost_and_opposed_updates() -> None:
+    rng = np.random.default_rng(3)
+    rows = honest(10, seed=4)
+    mean = np.mean(rows[3:9], axis=0)  # the honest are p03..p08
+    rows[0] = -0.1 * mean  # IPM: opposes the honest direction
+    rows[1] = 6 * rows[1]  # boosted
+    rows[9] = rows[2] + rng.normal(0, 5, D)  # two colluders sending one vector
+    r = CenteredClip().aggregate(make(rows))
+    why = {d.participant: d.reason for d in r.decisions}
+    assert why["p00"] == "direction opposes the aggregate"
+    assert why["p01"].startswith("norm")
+    assert why["p02"].startswith("near-copy") and why["p09"].startswith("near-copy")
+    ok = [d for d in r.decisions if d.accepted]
+    assert {d.participant for d in ok} == {f"p{i:02d}" for i in range(3, 9)}
+    assert all(d.score > 0 for d in ok)
+    assert all(d.score == 0 for d in r.decisions if not d.accepted)
+    # the aggregate follows the honest mean, not the attackers
+    q = r.update.q.astype(np.float64)
+    assert float(q @ mean) / (np.linalg.norm(q) * np.linalg.norm(mean)) > 0.9
+
+
+def test_the_benign_mean_is_too_central_to_be_paid() -> None:
+    """An omniscient ALIE at z = 0 sends the mean of the honest updates (plus 1% noise): it
+    did no work, and it sits far closer to the aggregate than any honest update."""
+    rows = honest(10, seed=8)
+    rows[0] = np.mean(rows[1:], axis=0) + np.random.default_rng(9).normal(0, 10, D)
+    r = CenteredClip().aggregate(make(rows))
+    assert r.decisions[0].reason.startswith("too central")
+    assert all(d.accepted for d in r.decisions[1:])
+
+
+def test_thirty_percent_colluders_leave_the_aggregate_honest() -> None:
+    rows = honest(10, seed=5)
+    mean = np.mean(rows[3:], axis=0)
+    rng = np.random.default_rng(6)
+    for i in range(3):  # omniscient IPM colluders with 1% jitter
+        rows[i] = -0.1 * mean + rng.normal(0, 10, D)
+    r = CenteredClip().aggregate(make(rows))
+    assert [d.accepted for d in r.decisions] == [False] * 3 + [True] * 7
+    q = r.update.q.astype(np.float64)
+    assert float(q @ mean) / (np.linalg.norm(q) * np.linalg.norm(mean)) > 0.9
+
+
+def test_small_rounds_and_config() -> None:
+    one = CenteredClip().aggregate(make(honest(1)))
+    assert one.update.q.tolist() == make(honest(1))[0].update.q.tolist()
+    assert one.decisions[0].accepted and one.decisions[0].score == 10**6  # cos = 1 exactly
+    two = CenteredClip().aggregate(make(honest(2)))
+    assert all(d.accepted for d in two.decisions)
+    rule = aggregator_from_config("centered_clip", {"bucket": 3, "tau": 0.5})
+    assert rule.params() == {
+        "bucket": 3,
+        "iters": 3,
+        "tau": 0.5,
+        "copy_ratio": 4,
+        "central_ratio": 8,
+        "norm_ratio": 4,
+    }
+    for bad in ({"bucket": 0}, {"iters": 0}, {"tau": 0.0}, {"copy_ratio": 0}):
+        with pytest.raises(ConfigError):
+            CenteredClip(**bad)  # type: ignore[arg-type]
+
+
+def test_a_task_config_can_name_it_and_the_ledger_has_an_id() -> None:
+    raw = tomllib.loads((Path(__file__).parents[2] / "examples" / "task.toml").read_text())
+    raw["aggregation"] = {"rule": "centered_clip", "params": {"bucket": 2, "iters": 3}}
+    cfg = config_from_dict(raw).validate()
+    assert cfg.aggregation.rule == "centered_clip"
+    assert AGGREGATION_RULE_IDS["centered_clip"] not in {
+        v for k, v in AGGREGATION_RULE_IDS.items() if k != "centered_clip"
+    }
