@@ -113,8 +113,8 @@ def _weighted_sum(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.n
         for s in range(0, d, b):
             out[s : s + b] = w @ np.stack([v[s : s + b] for v in vectors]).astype(np.float64)
     elif total < 2**31:  # |Σ w_i·v_i| < 2^62, so 2·sum in _div_round still fits int64
-        for v, w in zip(vectors, weights, strict=True):
-            out += np.int64(w) * v
+        for v, weight in zip(vectors, weights, strict=True):
+            out += np.int64(weight) * v
     else:
         raise AggregationError(f"{total} samples in one round are too many to average exactly")
     return out
@@ -200,6 +200,9 @@ class Aggregator(ABC):
 
     #: The rule's name in task configurations.
     name: ClassVar[str]
+    #: The rule's id on-chain (``TaskParameters.aggregation_rule``; 0 there means "see the
+    #: manifest", which stays authoritative: the id only lets explorers show the rule).
+    rule_id: ClassVar[int]
 
     def params(self) -> dict[str, int | float]:
         """The rule's parameters, as they appear in the task configuration."""
@@ -290,6 +293,7 @@ class FedAvg(Aggregator):
     """Mean weighted by sample counts (McMahan et al., 2017); score = sample count."""
 
     name = "fedavg"
+    rule_id = 1
 
     def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
         w = [u.num_samples for u in updates]
@@ -324,6 +328,7 @@ class CoordinateMedian(_BandRule):
     (``k = ceil(n/4)``), so a colluding quarter or more at one extreme is never inside it."""
 
     name = "median"
+    rule_id = 2
     _median = True
 
     def _trim(self, n: int) -> int:
@@ -335,6 +340,7 @@ class TrimmedMean(_BandRule):
     largest values of each coordinate, average the rest."""
 
     name = "trimmed_mean"
+    rule_id = 3
 
     def __init__(self, beta: float = 0.1) -> None:
         if not 0 <= beta < 0.5:
@@ -373,6 +379,7 @@ class MultiKrum(Aggregator):
     weighted by samples. Kept updates score their sample count."""
 
     name = "multi_krum"
+    rule_id = 5
 
     def __init__(self, f: int = 1, m: int | None = None) -> None:
         if f < 0 or (m is not None and m < 1):
@@ -407,6 +414,7 @@ class Krum(MultiKrum):
     """Krum (Blanchard et al., 2017): Multi-Krum keeping a single update."""
 
     name = "krum"
+    rule_id = 4
 
     def __init__(self, f: int = 1) -> None:
         super().__init__(f, 1)
@@ -422,6 +430,7 @@ class Bulyan(Aggregator):
     Picked updates score the number of coordinates where they fall in the kept band."""
 
     name = "bulyan"
+    rule_id = 6
 
     def __init__(self, f: int = 1) -> None:
         if f < 0:
@@ -439,7 +448,7 @@ class Bulyan(Aggregator):
         n = len(updates)
         ids = [u.participant for u in updates]
         dist = _sq_distances(x)
-        remaining, picked = list(range(n)), []
+        remaining, picked = list(range(n)), list[int]()
         while len(picked) < n - 2 * self.f:
             best = _krum_order(dist, remaining, self.f, ids)[0][2]
             picked.append(best)
@@ -460,6 +469,7 @@ class NormBoundedMean(Aggregator):
     sample count; the reason notes clipping."""
 
     name = "norm_bounded_mean"
+    rule_id = 7
 
     def __init__(self, bound: float = 1.0) -> None:
         if not bound > 0:
@@ -595,6 +605,7 @@ class CenteredClip(Aggregator):
     """
 
     name = "centered_clip"
+    rule_id = 8
     SCALE: ClassVar[int] = 10**6
 
     def __init__(

@@ -34,6 +34,7 @@ fraction of triggered test images of other classes that the model puts in the ta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from statistics import NormalDist
 
 import torch
@@ -44,8 +45,32 @@ from flchain.learning.data import TensorData
 
 Delta = dict[str, torch.Tensor]
 
+
+class Attack(StrEnum):
+    """Every attack the learning layer can mount, by its configuration name (one list: the
+    simulation, the chain demo's nodes and the CLI build their choices from it)."""
+
+    SIGN_FLIP = "sign_flip"
+    GAUSSIAN = "gaussian"
+    LABEL_FLIP = "label_flip"
+    FREE_RIDER = "free_rider"
+    COPYCAT = "copycat"
+    BACKDOOR = "backdoor"
+    ALIE = "alie"
+    IPM = "ipm"
+
+
 #: Attacks that need the statistics of several benign updates (see :func:`collude`).
-COLLUDING = ("alie", "ipm")
+COLLUDING = (Attack.ALIE, Attack.IPM)
+
+
+def attack_named(name: str, known: tuple[Attack, ...] = tuple(Attack)) -> Attack:
+    """The attack called ``name`` (``-`` or ``_``), if it is one of ``known``."""
+    wanted = name.replace("-", "_")
+    for attack in known:
+        if attack.value == wanted:
+            return attack
+    raise ConfigError(f"unknown attack {name!r}; known: {', '.join(a.value for a in known)}")
 
 
 def alie_z(n: int, f: int) -> float:

@@ -23,8 +23,10 @@ from flchain.errors import ConfigError, UpdateFormatError
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure
 from flchain.learning.attacks import (
     COLLUDING,
+    Attack,
     alie,
     alie_z,
+    attack_named,
     backdoor_data,
     backdoor_success,
     boost,
@@ -37,8 +39,8 @@ from flchain.learning.models import ModelSpec
 from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
 
 __all__ = [
-    "ATTACKS",
     "COLLUDING",
+    "Attack",
     "RoundStats",
     "SimConfig",
     "SimResult",
@@ -53,7 +55,6 @@ __all__ = [
 
 #: Attacks a client can mount; see :func:`attack_update` and, for the colluding ``alie`` and
 #: ``ipm``, :mod:`flchain.learning.attacks`.
-ATTACKS = ("sign_flip", "gaussian", "label_flip", "free_rider", "copycat", "backdoor", *COLLUDING)
 _NO_TRAINING = ("gaussian", "free_rider", "copycat")
 
 
@@ -89,8 +90,8 @@ class SimConfig:
     backdoor_boost: float | None = None
 
     def __post_init__(self) -> None:
-        if self.attack is not None and self.attack not in ATTACKS:
-            raise ConfigError(f"unknown attack {self.attack!r}; known: {ATTACKS}")
+        if self.attack is not None:
+            attack_named(self.attack)  # raises ConfigError naming the known attacks
         if self.rounds < 1 or self.num_attackers < 0:
             raise ConfigError("rounds must be >= 1 and num_attackers >= 0")
         if not self.ipm_epsilon > 0 or self.collusion_jitter < 0:

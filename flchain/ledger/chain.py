@@ -125,6 +125,7 @@ class RetryingHTTPProvider(HTTPProvider):
         super().__init__(
             URI(url), request_kwargs={"timeout": timeout}, exception_retry_configuration=None
         )
+        self.url = URI(url)  # endpoint_uri, typed as set (the base class allows None)
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
@@ -133,17 +134,17 @@ class RetryingHTTPProvider(HTTPProvider):
         """Send one request; the decoded answer, checked (else :class:`BadRPCResponse`)."""
         request_data = self.encode_rpc_request(method, params)
         raw = self._make_request(method, request_data)
-        return _checked_response(method, json.loads(request_data)["id"], raw, self.endpoint_uri)
+        return _checked_response(method, json.loads(request_data)["id"], raw, self.url)
 
     def _post(self, request_data: bytes) -> bytes:
         """POST and read the whole answer within ``timeout`` seconds *in total*: requests'
         timeout is per socket read, so a node trickling bytes would otherwise stall us."""
         deadline = time.monotonic() + self.timeout
         session = self._request_session_manager.cache_and_return_session(
-            self.endpoint_uri, request_timeout=self.timeout
+            self.url, request_timeout=self.timeout
         )
         kwargs = dict(self.get_request_kwargs())
-        with session.post(self.endpoint_uri, data=request_data, stream=True, **kwargs) as resp:
+        with session.post(self.url, data=request_data, stream=True, **kwargs) as resp:
             resp.raise_for_status()
             body = bytearray()
             while chunk := resp.raw.read1(1 << 16, decode_content=True):
@@ -205,7 +206,9 @@ class Chain:
         self.accounts: list[LocalAccount] = list(accounts)
         self.label = label
         self.receipt_timeout = receipt_timeout
-        self.nonces = NonceManager(lambda a: self.w3.eth.get_transaction_count(a, "pending"))
+        self.nonces = NonceManager(
+            lambda a: self.w3.eth.get_transaction_count(Web3.to_checksum_address(a), "pending")
+        )
         self._fees: tuple[float, dict[str, int]] = (0.0, {})
 
     # --- construction ---------------------------------------------------------------------
@@ -318,7 +321,9 @@ class Chain:
             raise LedgerError(f"artifact {loaded.get('contractName', '?')!r} has no bytecode")
         factory = self.w3.eth.contract(abi=loaded["abi"], bytecode=loaded["bytecode"])
         receipt = self.transact(factory.constructor(*args), sender, gas=gas, value=value)
-        return self.w3.eth.contract(address=receipt["contractAddress"], abi=loaded["abi"])
+        deployed = self.w3.eth.contract(address=receipt["contractAddress"], abi=loaded["abi"])
+        assert isinstance(deployed, Contract)  # with an address web3 returns an instance
+        return deployed
 
     def transact(
         self,
@@ -441,7 +446,7 @@ class Chain:
         if not tx.get("to"):
             tx.pop("to", None)  # contract creation
         if gas is None:
-            probe = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}  # type: ignore[literal-required]
+            probe = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
             try:
                 # In the pending block: the one the transaction lands in (block.number + 1), so
                 # deadline checks agree with inclusion (anvil estimates at "latest" otherwise).
@@ -454,7 +459,7 @@ class Chain:
     def _send(self, tx: TxParams, sender: LocalAccount) -> HexBytes:
         with self.nonces.lease(sender.address) as lease:
             for _ in range(5):
-                signed = sender.sign_transaction({**tx, "nonce": lease.nonce})  # type: ignore[arg-type]
+                signed = sender.sign_transaction({**tx, "nonce": lease.nonce})  # type: ignore[dict-item]
                 try:
                     refused = self._send_raw(signed)
                 except RPCUnavailable as exc:
@@ -520,16 +525,16 @@ class Chain:
         traced = self._traced_revert(tx_hash)
         if traced:
             abi = fn.contract_abi if isinstance(fn, ContractFunction) else fn.abi
-            error = decode_revert(traced, abi, context=f"{_describe(fn)}: ")
-            error.add_note(f"mined in transaction {tx_hash}, block {block}, with status 0")
-            return error
-        replay = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}  # type: ignore[literal-required]
+            decoded = decode_revert(traced, abi, context=f"{_describe(fn)}: ")
+            decoded.add_note(f"mined in transaction {tx_hash}, block {block}, with status 0")
+            return decoded
+        replay = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
         try:
             self.w3.eth.call(replay, block_identifier=block - 1)  # type: ignore[arg-type]
         except (ContractLogicError, Web3RPCError) as exc:
             error = self._decoded(exc, fn)
         else:
-            used, limit = receipt["gasUsed"], tx["gas"]  # type: ignore[typeddict-item]
+            used, limit = receipt["gasUsed"], tx["gas"]
             why = "out of gas" if used >= limit else "replaying it did not fail"
             message = f"{_describe(fn)}: failed on-chain ({why}, gas {used}/{limit})"
             error = TransactionFailed(message)

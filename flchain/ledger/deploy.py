@@ -27,19 +27,6 @@ from flchain.ledger.contracts import (
     TrainingTask,
 )
 
-#: On-chain ids of the aggregation rules (``TaskParameters.aggregation_rule``); 0 means "see the
-#: manifest". The manifest stays authoritative: the id only lets explorers show the rule.
-AGGREGATION_RULE_IDS: dict[str, int] = {
-    "fedavg": 1,
-    "median": 2,
-    "trimmed_mean": 3,
-    "krum": 4,
-    "multi_krum": 5,
-    "bulyan": 6,
-    "norm_bounded_mean": 7,
-    "centered_clip": 8,
-}
-
 
 @dataclass(frozen=True)
 class Deployment:
@@ -76,8 +63,8 @@ def task_parameters(
     """The contract's :class:`TaskParameters` from a TOML ``[ledger]`` section and the digests and
     CIDs of the manifest and initial model (known only once they are stored).
 
-    ``aggregation`` sets the rule id (:data:`AGGREGATION_RULE_IDS`) and ``rule_params`` (sha-256
-    of the rule's canonical JSON parameters); without it both are zero.
+    ``aggregation`` sets the rule id (the rule's ``rule_id`` in :data:`RULES`) and
+    ``rule_params`` (sha-256 of the rule's canonical JSON parameters); without it both are zero.
     """
     for name, digest in (
         ("manifest_digest", manifest_digest),
@@ -91,12 +78,16 @@ def task_parameters(
             raise ConfigError(f"{name} must be a non-empty CID")
     rule_id, rule_params = 0, ZERO_BYTES32
     if aggregation is not None:
-        if aggregation.rule not in AGGREGATION_RULE_IDS:
+        # imported here: the rules pull in torch, which chain-only users (the CLI's start-up,
+        # ledger scripts) should not pay for
+        from flchain.learning.aggregation import RULES
+
+        if aggregation.rule not in RULES:
             raise ConfigError(
                 f"aggregation.rule {aggregation.rule!r} has no on-chain id; "
-                f"known: {', '.join(AGGREGATION_RULE_IDS)}"
+                f"known: {', '.join(RULES)}"
             )
-        rule_id = AGGREGATION_RULE_IDS[aggregation.rule]
+        rule_id = RULES[aggregation.rule].rule_id
         canonical = json.dumps(dict(aggregation.params), sort_keys=True, separators=(",", ":"))
         rule_params = hashlib.sha256(canonical.encode()).digest()
     return TaskParameters(

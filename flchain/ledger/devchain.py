@@ -249,7 +249,7 @@ class DevChain:
     def url(self) -> str:
         """The JSON-RPC URL, e.g. ``http://127.0.0.1:8545``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"  # an AF_INET address: host is text already
 
     def handle(self, request: Any) -> dict[str, Any]:
         """Answer one JSON-RPC request object (already parsed)."""
@@ -302,7 +302,9 @@ class DevChain:
         assert self.block_time is not None
         while not self._stop.wait(self.block_time):
             with self.provider.lock:
-                self.provider.ethereum_tester.mine_blocks(1)
+                tester = self.provider.ethereum_tester
+                assert tester is not None  # set at construction
+                tester.mine_blocks(1)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         chain = self

@@ -129,7 +129,8 @@ class _Backend(PyEVMBackend):
             if isinstance(error, EVMRevert):
                 raise _Reverted(bytes(error.args[0]) if error.args else b"")
             raise TesterTransactionFailed(str(error))
-        return computation.output
+        output: bytes = computation.output
+        return output
 
     def estimate_gas(self, transaction: dict[str, Any], block_number: Any = "latest") -> int:
         if self.caching and "nonce" not in transaction and block_number != "pending":
@@ -186,7 +187,8 @@ class _Backend(PyEVMBackend):
             number = block_number
         else:
             raise BlockNotFound(f"No block found for block number: {block_number}")
-        return self.chain.chaindb.get_canonical_block_header_by_number(number)
+        header: BlockHeaderAPI = self.chain.chaindb.get_canonical_block_header_by_number(number)
+        return header
 
 
 #: A posting-list key: ("address", address) or (topic position, topic).
@@ -247,11 +249,11 @@ class _LogIndex:
                 options = wanted if isinstance(wanted, tuple) else (wanted,)
                 constraints.append([(i, t) for t in options])
         best: list[int] | None = None
-        for options in constraints:
-            if not all(isinstance(k[1], bytes) for k in options):
+        for alternatives in constraints:
+            if not all(isinstance(k[1], bytes) for k in alternatives):
                 continue  # e.g. a nested "any" inside an OR list: leave it to the matcher
             found: set[int] = set()
-            for key in options:
+            for key in alternatives:
                 positions = self.postings.get(key, [])
                 first, last = (
                     bisect.bisect_left(positions, start),
@@ -376,16 +378,17 @@ def estimate_gas_like_geth(state: StateAPI, transaction: SignedTransactionAPI) -
     full = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
     snapshot = state.snapshot()
     try:
-        computation = state.apply_transaction(full)
+        computation = state.apply_transaction(full)  # type: ignore[arg-type]  # as py-evm does
     finally:
         state.revert(snapshot)
     if computation.is_error:
         raise computation.error
     used = max(full.gas - computation.get_gas_remaining(), computation.data_floor_gas)
     guess = min(state.gas_limit, (used + 2300) * 64 // 63)
-    if _get_computation_error(state, SpoofTransaction(transaction, gas=guess, gas_price=0)):
-        return binary_gas_search_1000_tolerance(state, transaction)
-    return guess
+    spoofed = SpoofTransaction(transaction, gas=guess, gas_price=0)
+    if _get_computation_error(state, spoofed):  # type: ignore[arg-type]  # as py-evm does
+        return int(binary_gas_search_1000_tolerance(state, transaction))
+    return int(guess)
 
 
 def make_tester(

@@ -24,6 +24,7 @@ from eth_account.signers.local import LocalAccount
 from flchain.config import AggregationConfig, DataConfig, LedgerConfig, TaskConfig, TrainingConfig
 from flchain.errors import ConfigError, ProtocolError
 from flchain.learning.aggregation import aggregator_from_config
+from flchain.learning.attacks import attack_named
 from flchain.learning.codec import decode_model
 from flchain.learning.models import build_model
 from flchain.learning.simulation import SimConfig
@@ -37,9 +38,8 @@ from flchain.storage import ContentStore, LocalStore
 from flchain_node.factory import build_participant, shard_trainer, task_model
 from flchain_node.owner import Keeper, create_task
 from flchain_node.participant import ParticipantNode, StepReport, UpdateSource
-from flchain_node.trainer import Attacker
+from flchain_node.trainer import NODE_ATTACKS, Attacker
 
-ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie", "ipm")
 ROLES = ("honest", "attacker", "free_rider", "dropout")
 TOKEN = 10**18
 
@@ -77,8 +77,7 @@ class DemoConfig:
                 f"{bad} attackers, free-riders and dropouts leave no honest participant among "
                 f"{self.participants}"
             )
-        if self.attack not in ATTACKS:
-            raise ConfigError(f"unknown attack {self.attack!r}; known: {', '.join(ATTACKS)}")
+        attack_named(self.attack, NODE_ATTACKS)  # raises ConfigError naming the known ones
         needed = aggregator_from_config(self.rule, self.rule_params).min_inputs()
         valid = self.participants - self.free_riders - self.dropouts
         if valid < needed:

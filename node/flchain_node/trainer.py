@@ -7,11 +7,15 @@ import torch
 from torch import nn
 
 from flchain.errors import ConfigError
-from flchain.learning.attacks import COLLUDING, Delta, alie, alie_z, ipm
+from flchain.learning.attacks import COLLUDING, Attack, Delta, alie, alie_z, ipm
 from flchain.learning.data import TensorData
 from flchain.learning.models import load_parameters
 from flchain.learning.simulation import SimConfig, attack_update
 from flchain.learning.training import TrainConfig, TrainResult, train_local
+
+#: The attacks one participant node can run on its own (free-riding is a node role, not an
+#: attack; copycats and backdoors exist in the in-memory simulation only).
+NODE_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN, Attack.LABEL_FLIP, Attack.ALIE, Attack.IPM)
 
 
 class LocalTrainer:

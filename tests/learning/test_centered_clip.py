@@ -14,6 +14,7 @@ import pytest
 from flchain.config import config_from_dict
 from flchain.errors import ConfigError
 from flchain.learning.aggregation import (
+    RULES,
     CenteredClip,
     ClientUpdate,
     _exact_dot,
@@ -24,7 +25,6 @@ from flchain.learning.aggregation import (
 )
 from flchain.learning.codec import Update
 from flchain.learning.models import CodecParams, ModelSpec, TensorSpec
-from flchain.ledger.deploy import AGGREGATION_RULE_IDS
 
 D = 400
 SPEC = ModelSpec("t", (TensorSpec("w", (D,)),), CodecParams("fixed", 16, 8.0))
@@ -179,6 +179,5 @@ def test_a_task_config_can_name_it_and_the_ledger_has_an_id() -> None:
     raw["aggregation"] = {"rule": "centered_clip", "params": {"bucket": 2, "iters": 3}}
     cfg = config_from_dict(raw).validate()
     assert cfg.aggregation.rule == "centered_clip"
-    assert AGGREGATION_RULE_IDS["centered_clip"] not in {
-        v for k, v in AGGREGATION_RULE_IDS.items() if k != "centered_clip"
-    }
+    ids = [rule.rule_id for rule in RULES.values()]
+    assert RULES["centered_clip"].rule_id > 0 and len(set(ids)) == len(ids)  # one id per rule

@@ -10,10 +10,11 @@ import pytest
 
 from flchain.config import AggregationConfig, LedgerConfig
 from flchain.errors import ConfigError, ContractRevert
+from flchain.learning.aggregation import RULES
 from flchain.ledger import contract_errors as E
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import SLASHER_ROLE, Phase, TrainingTask
-from flchain.ledger.deploy import AGGREGATION_RULE_IDS, deploy_stack, register_all, task_parameters
+from flchain.ledger.deploy import deploy_stack, register_all, task_parameters
 
 if TYPE_CHECKING:
     from conftest import TaskKit
@@ -150,7 +151,7 @@ def test_task_config_from_ledger_config() -> None:
     assert (config.max_participants, config.min_reveals) == (40, 2)
     assert config.round_budget == ledger.round_budget
     assert config.non_reveal_slash == ledger.non_reveal_slash
-    assert config.aggregation_rule == AGGREGATION_RULE_IDS["trimmed_mean"]
+    assert config.aggregation_rule == RULES["trimmed_mean"].rule_id
     other = task_parameters(
         ledger,
         manifest_cid="bafym",

@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from flchain.config import DATASETS, MODELS, PARTITIONS
+
+#: The built-in data sets a demo can cut into shards ("custom" is a participant's own data).
+SIMULATED_DATASETS = tuple(d for d in DATASETS if d != "custom")
 
 
 def demo(
@@ -15,28 +21,25 @@ def demo(
     rounds: Annotated[int, typer.Option(min=1, help="Rounds to finalize.")] = 5,
     rule: Annotated[
         str,
-        typer.Option(
-            help="Aggregation rule: centered_clip, fedavg, median, trimmed_mean, krum, "
-            "multi_krum, bulyan, norm_bounded_mean."
-        ),
+        typer.Option(help="Aggregation rule, by its task-config name (a wrong one lists all)."),
     ] = "centered_clip",
     attackers: Annotated[int, typer.Option(min=0, help="Poisoning participants.")] = 2,
     attack: Annotated[
         str,
         typer.Option(
-            help="sign-flip, gaussian, label-flip, alie (A Little Is Enough) or ipm "
-            "(inner-product manipulation)."
+            help="What attackers send, e.g. sign-flip, alie (A Little Is Enough), ipm "
+            "(inner-product manipulation); a wrong name lists all."
         ),
     ] = "sign-flip",
     free_riders: Annotated[
         int, typer.Option(min=0, help="Participants that send the global model back.")
     ] = 1,
     dropouts: Annotated[int, typer.Option(min=0, help="Participants that never reveal.")] = 1,
-    dataset: Annotated[str, typer.Option(help="mnist (5k images), digits or synthetic.")] = (
-        "mnist"
-    ),
-    model: Annotated[str, typer.Option(help="mlp or cnn.")] = "mlp",
-    partition: Annotated[str, typer.Option(help="iid, dirichlet or shards.")] = "iid",
+    dataset: Annotated[
+        str, typer.Option(click_type=click.Choice(SIMULATED_DATASETS), help="Built-in data set.")
+    ] = "mnist",
+    model: Annotated[str, typer.Option(click_type=click.Choice(MODELS))] = "mlp",
+    partition: Annotated[str, typer.Option(click_type=click.Choice(PARTITIONS))] = "iid",
     seed: Annotated[int, typer.Option(help="Seed for data, models and training.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),

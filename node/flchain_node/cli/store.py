@@ -10,8 +10,6 @@ from typing import Annotated
 import typer
 
 from flchain.errors import FLChainError
-from flchain.ledger.contracts import TrainingTask
-from flchain.protocol.rounds import named_content
 from flchain.storage import ContentStore, export_car, import_car, open_store
 from flchain.storage.retention import DEFAULT_RETENTION, plan
 from flchain_node.cli.options import ApiOpt, RpcOpt, StoreOpt, open_chain
@@ -134,6 +132,10 @@ def gc(
     past retention: updates of rounds closed more than RETENTION rounds ago, older global
     models and reports (the newest, the manifest and the initial model are always kept).
     Pins the task never named are left alone."""
+    # The protocol layer imports torch (seconds): load it only for --task.
+    from flchain.ledger.contracts import TrainingTask
+    from flchain.protocol.rounds import named_content
+
     try:
         with _open(store, ipfs_api) as s:
             if task:
