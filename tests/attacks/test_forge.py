@@ -4,13 +4,12 @@ the pinned solcjs through ``scripts/solc``. Without the forge binary (npm packag
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 FORGE = ROOT / "node_modules" / "@foundry-rs" / "forge-linux-amd64" / "bin" / "forge"
@@ -27,11 +26,8 @@ INVARIANTS = {
 
 
 def test_forge_invariants_hold() -> None:
-    if not FORGE.exists() or shutil.which("node") is None:
-        reason = "forge or node missing (run `npm ci`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the forge invariants")
-        pytest.skip(reason)
+    require_tool(FORGE.exists() and shutil.which("node") is not None, "forge or node missing",
+                 "run `npm ci`")  # fmt: skip
     done = subprocess.run(
         [str(FORGE), "test", "--color", "never"],
         cwd=ROOT,

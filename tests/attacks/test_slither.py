@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "run_slither.py"
@@ -31,11 +31,8 @@ def _script() -> ModuleType:
 
 def test_slither_finds_nothing_untriaged() -> None:
     run_slither = _script()
-    if run_slither.find_slither() is None:
-        reason = "slither not installed (pip install slither-analyzer==0.11.6)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the static analysis")
-        pytest.skip(reason)
+    require_tool(run_slither.find_slither() is not None, "slither not installed",
+                 "pip install slither-analyzer==0.11.6, or bash scripts/test.sh")  # fmt: skip
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--json"], capture_output=True, text=True, timeout=600
     )

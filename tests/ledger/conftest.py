@@ -12,7 +12,6 @@ When anvil is missing, its tests skip with the reason outside CI and FAIL when `
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.tools import require_tool
 from web3.contract import Contract
 
 from flchain.errors import LedgerError
@@ -55,11 +55,8 @@ def devchain_url() -> Iterator[str]:
 def anvil_url() -> Iterator[str]:
     """URL of a real anvil process for the whole session (skip/fail when missing)."""
     binary = find_anvil()
-    if binary is None or not binary.exists():
-        reason = "anvil binary not found (run `npm ci`, or set FLCHAIN_ANVIL)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the anvil backend")
-        pytest.skip(reason)
+    require_tool(binary is not None and binary.exists(), "anvil binary not found",
+                 "run `npm ci`, or set FLCHAIN_ANVIL")  # fmt: skip
     try:
         with AnvilProcess(accounts=NUM_ACCOUNTS) as anvil:
             yield anvil.url

@@ -7,7 +7,6 @@ contracts or their artifacts, not at the Python wrappers.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from eth_abi import encode
 from eth_tester import EthereumTester
 from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak
+from support.tools import require_tool
 from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 
@@ -41,11 +41,11 @@ def artifact(name: str) -> dict[str, Any]:
 
 
 def test_committed_artifacts_match_the_sources() -> None:
-    if shutil.which("node") is None or not (ROOT / "node_modules" / "solc").is_dir():
-        message = "node or node_modules/solc missing: cannot recompile the contracts"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI must install them: npm ci)")
-        pytest.skip(message + " (run `npm ci`; CI runs this check)")
+    require_tool(
+        shutil.which("node") is not None and (ROOT / "node_modules" / "solc").is_dir(),
+        "node or node_modules/solc missing: cannot recompile the contracts",
+        "run `npm ci`",
+    )
     script = ROOT / "scripts" / "compile_contracts.py"
     done = subprocess.run(
         [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.tools import require_tool
 
 from flchain.errors import LedgerError, RPCUnavailable
 from flchain.ledger.anvil import AnvilProcess
@@ -106,13 +106,10 @@ def test_anvil_process_without_binary_is_a_clear_error(tmp_path: Path) -> None:
         AnvilProcess(binary=tmp_path / "no-anvil").start()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node to run solcjs")
 def test_fixture_artifact_is_fresh() -> None:
-    if not (FIXTURES.parents[2] / "node_modules" / "solc").exists():
-        reason = "node_modules/solc missing: run `npm ci`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    solc = FIXTURES.parents[2] / "node_modules" / "solc"
+    require_tool(shutil.which("node") is not None and solc.exists(),
+                 "node or node_modules/solc missing", "run `npm ci`")  # fmt: skip
     sys.path.insert(0, str(FIXTURES))
     try:
         from compile import compile_fixture

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import requests
+from support.tools import require_tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
 from kubo_daemon import KuboDaemon, find_ipfs, in_netns, new_swarm_key
@@ -72,14 +73,6 @@ min_reveals = 2
 """
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.slow]
-
-
-def _require(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must run the multi-host federation")
-    pytest.skip(reason)
 
 
 def flchain(*args: str) -> list[str]:
@@ -194,11 +187,13 @@ FaultScript = Callable[[Federation], bool]
 
 
 def _require_tools() -> tuple[Path, Path]:
-    _require(os.geteuid() == 0, "network namespaces need root")
-    _require(shutil.which("ip") is not None, "iproute2 (ip) is not installed")
+    require_tool(os.geteuid() == 0, "network namespaces need root", "run as root")
+    require_tool(shutil.which("ip") is not None, "iproute2 (ip) is not installed",
+                 "apt-get install iproute2")  # fmt: skip
     anvil, ipfs = find_anvil(), find_ipfs()
-    _require(anvil is not None and anvil.exists(), "anvil not found (npm ci)")
-    _require(ipfs is not None and ipfs.exists(), "Kubo not found (scripts/install_tools.sh)")
+    require_tool(anvil is not None and anvil.exists(), "anvil not found", "npm ci")
+    require_tool(ipfs is not None and ipfs.exists(), "Kubo not found",
+                 "scripts/install_tools.sh")  # fmt: skip
     assert anvil is not None and ipfs is not None
     return anvil, ipfs
 

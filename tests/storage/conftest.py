@@ -4,7 +4,6 @@ and a real private Kubo daemon (scripts/install_tools.sh builds it) for the Kubo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -12,16 +11,15 @@ from pathlib import Path
 
 import pytest
 from kubo_daemon import KUBO_VERSION, KuboDaemon, KuboMissing, find_ipfs
+from support.tools import in_ci, require_tool
 
 
 @pytest.fixture(scope="session")
 def ipfs_cid() -> Callable[[bytes, Path], dict[str, str]]:
     """Run Debian's ``ipfs_cid`` on some bytes; a missing binary fails under CI=true."""
     binary = shutil.which("ipfs_cid")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ipfs_cid is not installed (apt-get install ipfs-cid); CI requires it")
-        pytest.skip("ipfs_cid not installed (apt-get install ipfs-cid) - cross-check skipped")
+    require_tool(binary is not None, "ipfs_cid is not installed", "apt-get install ipfs-cid")
+    assert binary is not None
 
     def run(data: bytes, tmp: Path) -> dict[str, str]:
         path = tmp / "content.bin"
@@ -37,15 +35,13 @@ def ipfs_cid() -> Callable[[bytes, Path], dict[str, str]]:
 def kubo_binary() -> Path:
     """The pinned Kubo binary; a missing one skips, and fails under CI=true."""
     binary = find_ipfs()
-    if binary is None or not binary.exists():
-        reason = "Kubo not installed (run scripts/install_tools.sh, or set FLCHAIN_IPFS_BIN)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the KuboStore suite")
-        pytest.skip(reason)
+    require_tool(binary is not None and binary.exists(), "Kubo not installed",
+                 "run scripts/install_tools.sh, or set FLCHAIN_IPFS_BIN")  # fmt: skip
+    assert binary is not None
     version = subprocess.run(
         [str(binary), "version", "--number"], capture_output=True, text=True, timeout=30
     ).stdout.strip()
-    if version != KUBO_VERSION and os.environ.get("CI") == "true":
+    if version != KUBO_VERSION and in_ci():
         pytest.fail(f"{binary} is Kubo {version!r}; CI pins {KUBO_VERSION}")
     return binary
 
