@@ -32,7 +32,7 @@ from flchain.learning.simulation import SimConfig, run_federation
 from flchain.learning.training import evaluate
 from flchain.ledger.anvil import AnvilProcess
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import TrainingTask
+from flchain.ledger.contracts import RoundExpired, RoundFinalized, TrainingTask
 from flchain.protocol.rounds import load_manifest
 from flchain.protocol.task import data_spec, task_model, train_config
 from flchain.storage import LocalStore
@@ -100,8 +100,8 @@ def on_chain(config_path: Path, rounds: int, phase: int, block_time: float) -> d
         task = TrainingTask(chain, address)
         store = LocalStore(work / "run" / "store")
         manifest = load_manifest(task, store)
-        events = task.finalized_events()
-        expired = [e.round for e in task.expired_events()]
+        events = task.events(RoundFinalized)
+        expired = [e.round for e in task.events(RoundExpired)]
         stamps = [chain.w3.eth.get_block(e.block_number)["timestamp"] for e in events]
         created = chain.w3.eth.get_block(task.round_record(0).commit_end - phase)["timestamp"]
     model = task_model(manifest.config)

@@ -397,9 +397,12 @@ class ContractWrapper:
     def _send(self, sender: LocalAccount, fn: str, *args: Any) -> TxReceipt:
         return self.chain.transact(self.contract.functions[fn](*args), sender)
 
-    def _events(
+    def events(
         self, kind: type[_E], from_block: int = 0, to_block: int | str = "latest", **filters: Any
     ) -> list[_E]:
+        """This contract's ``kind`` events in ``[from_block, to_block]``, oldest first;
+        ``filters`` match indexed fields (``round=3``, ``account=...``; ``None`` matches all),
+        e.g. ``task.events(RoundFinalized, round=3)``."""
         wanted = {
             k: to_checksum_address(v) if isinstance(v, str) else v
             for k, v in filters.items()
@@ -581,14 +584,6 @@ class ParticipantRegistry(ContractWrapper):
     def revoke_role(self, sender: LocalAccount, role: bytes, account: str) -> TxReceipt:
         return self._send(sender, "revokeRole", role, to_checksum_address(account))
 
-    def registered_events(
-        self, account: str | None = None, from_block: int = 0
-    ) -> list[Registered]:
-        return self._events(Registered, from_block, account=account)
-
-    def slashed_events(self, account: str | None = None, from_block: int = 0) -> list[Slashed]:
-        return self._events(Slashed, from_block, account=account)
-
 
 class TrainingTask(ContractWrapper):
     """One federated-learning task: rounds of commit, reveal, attest; rewards and penalties."""
@@ -656,7 +651,7 @@ class TrainingTask(ContractWrapper):
 
     def committee(self, round_id: int) -> list[Address]:
         """The committee's accounts, from :meth:`committee_indices` and the commit events."""
-        by_index = {e.index: e.account for e in self.committed_events(round_id)}
+        by_index = {e.index: e.account for e in self.events(Committed, round=round_id)}
         return [by_index[i] for i in self.committee_indices(round_id)]
 
     def effective_quorum(self, commits: int) -> int:
@@ -769,52 +764,3 @@ class TrainingTask(ContractWrapper):
 
     def withdraw_surplus(self, sender: LocalAccount, to: str) -> TxReceipt:
         return self._send(sender, "withdrawSurplus", to_checksum_address(to))
-
-    # --- events ---------------------------------------------------------------------------
-
-    def committed_events(self, round_id: int | None = None, from_block: int = 0) -> list[Committed]:
-        return self._events(Committed, from_block, round=round_id)
-
-    def revealed_events(self, round_id: int | None = None, from_block: int = 0) -> list[Revealed]:
-        return self._events(Revealed, from_block, round=round_id)
-
-    def attested_events(self, round_id: int | None = None, from_block: int = 0) -> list[Attested]:
-        return self._events(Attested, from_block, round=round_id)
-
-    def seed_events(
-        self, round_id: int | None = None, from_block: int = 0
-    ) -> list[CommitteeSeedFixed]:
-        return self._events(CommitteeSeedFixed, from_block, round=round_id)
-
-    def started_events(
-        self, round_id: int | None = None, from_block: int = 0
-    ) -> list[RoundStarted]:
-        return self._events(RoundStarted, from_block, round=round_id)
-
-    def finalized_events(
-        self, round_id: int | None = None, from_block: int = 0
-    ) -> list[RoundFinalized]:
-        return self._events(RoundFinalized, from_block, round=round_id)
-
-    def expired_events(
-        self, round_id: int | None = None, from_block: int = 0
-    ) -> list[RoundExpired]:
-        return self._events(RoundExpired, from_block, round=round_id)
-
-    def non_revealer_slashed_events(
-        self, round_id: int | None = None, from_block: int = 0
-    ) -> list[NonRevealerSlashed]:
-        return self._events(NonRevealerSlashed, from_block, round=round_id)
-
-    def settled_events(
-        self, round_id: int | None = None, from_block: int = 0
-    ) -> list[CommitteeMemberSettled]:
-        return self._events(CommitteeMemberSettled, from_block, round=round_id)
-
-    def claimed_events(
-        self, account: str | None = None, from_block: int = 0
-    ) -> list[RewardClaimed]:
-        return self._events(RewardClaimed, from_block, account=account)
-
-    def funded_events(self, from_block: int = 0) -> list[Funded]:
-        return self._events(Funded, from_block)

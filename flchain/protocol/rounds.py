@@ -10,7 +10,14 @@ from, what the contributors' pool is, where a round's events can start — is wr
 from __future__ import annotations
 
 from flchain.errors import ProtocolError
-from flchain.ledger.contracts import RoundFinalized, RoundRecord, TaskParameters, TrainingTask
+from flchain.ledger.contracts import (
+    Revealed,
+    RoundExpired,
+    RoundFinalized,
+    RoundRecord,
+    TaskParameters,
+    TrainingTask,
+)
 from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
@@ -55,13 +62,13 @@ def named_content(task: TrainingTask) -> tuple[list[RoundContent], list[str]]:
     finalized round), and the CIDs the task always needs (manifest, initial model)."""
     params = task.config()
     rounds: dict[int, RoundContent] = {}
-    for e in task.revealed_events():
+    for e in task.events(Revealed):
         r = rounds.get(e.round, RoundContent(e.round))
         rounds[e.round] = RoundContent(e.round, (*r.updates, e.cid))
-    for f in task.finalized_events():
+    for f in task.events(RoundFinalized):
         r = rounds.get(f.round, RoundContent(f.round))
         rounds[f.round] = RoundContent(f.round, r.updates, f.model_cid, f.report_cid, closed=True)
-    for x in task.expired_events():
+    for x in task.events(RoundExpired):
         r = rounds.get(x.round, RoundContent(x.round))
         rounds[x.round] = RoundContent(x.round, r.updates, closed=True)
     return list(rounds.values()), [params.manifest_cid, params.initial_model_cid]
@@ -95,7 +102,7 @@ class TaskView:
         queries cost time in proportion to the blocks they cover)."""
         latest = self.task.chain.block_number
         if latest >= self._scanned_to:
-            self._finalized += self.task.finalized_events(from_block=self._scanned_to)
+            self._finalized += self.task.events(RoundFinalized, from_block=self._scanned_to)
             self._scanned_to = latest + 1
         return self._finalized
 
@@ -131,7 +138,7 @@ class TaskView:
         since = round_start_bound(self.params, record)
         return [
             Reveal(to_address(e.account), e.digest, e.num_samples, CID(e.cid))
-            for e in self.task.revealed_events(round_id, from_block=since)
+            for e in self.task.events(Revealed, round=round_id, from_block=since)
         ]
 
     def round_inputs(self, round_id: int) -> RoundInputs:

@@ -30,7 +30,14 @@ from flchain.learning.models import build_model
 from flchain.learning.simulation import SimConfig
 from flchain.learning.training import evaluate
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import Phase, RoundStatus, Settlement, TrainingTask
+from flchain.ledger.contracts import (
+    CommitteeMemberSettled,
+    NonRevealerSlashed,
+    Phase,
+    RoundStatus,
+    Settlement,
+    TrainingTask,
+)
 from flchain.ledger.deploy import Deployment, register_all
 from flchain.protocol.rounds import round_start_bound
 from flchain.protocol.task import federated_data
@@ -330,9 +337,9 @@ class Federation:
         events from block ``since`` on."""
         task = self.deployment.task
         out: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for e in task.non_revealer_slashed_events(from_block=since):
+        for e in task.events(NonRevealerSlashed, from_block=since):
             out[e.round][e.account] += e.amount
-        for s in task.settled_events(from_block=since):
+        for s in task.events(CommitteeMemberSettled, from_block=since):
             if s.outcome != Settlement.FEE_CREDITED:
                 out[s.round][s.member] += s.amount
         return {r: dict(v) for r, v in out.items()}

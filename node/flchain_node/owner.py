@@ -21,7 +21,14 @@ from flchain.errors import ContractRevert
 from flchain.learning.codec import encode_model
 from flchain.learning.models import parameter_state
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import RoundRecord, RoundStatus, TaskParameters, TrainingTask
+from flchain.ledger.contracts import (
+    Committed,
+    Revealed,
+    RoundRecord,
+    RoundStatus,
+    TaskParameters,
+    TrainingTask,
+)
 from flchain.ledger.deploy import Deployment, deploy_stack, task_parameters
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.rounds import round_start_bound
@@ -121,8 +128,8 @@ class Keeper:
         """Slash everyone who committed in round ``r`` and did not reveal."""
         task = self.task
         since = round_start_bound(params, record)
-        revealed = {e.account for e in task.revealed_events(r, from_block=since)}
-        for e in task.committed_events(r, from_block=since):
+        revealed = {e.account for e in task.events(Revealed, round=r, from_block=since)}
+        for e in task.events(Committed, round=r, from_block=since):
             if e.account in revealed or task.commitment_of(e.account).round != r:
                 continue
             self._try(gas, "slash", lambda a=e.account: task.slash_non_revealer(self.account, r, a))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import ParticipantRegistry, TrainingTask
+from flchain.ledger.contracts import ParticipantRegistry, Registered, TrainingTask
 from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
 
@@ -18,7 +18,7 @@ def task_status(chain: Chain, task_address: str, store: ContentStore) -> dict[st
     view = TaskView(task, store)
     latest = view.last_report()
     credited = dict(latest.cumulative) if latest else {}
-    accounts = dict.fromkeys(e.account for e in registry.registered_events())
+    accounts = dict.fromkeys(e.account for e in registry.events(Registered))
     participants = [
         {
             "address": a,

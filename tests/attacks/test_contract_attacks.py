@@ -16,7 +16,7 @@ from eth_utils import keccak
 
 from flchain.errors import ContractRevert
 from flchain.ledger import contract_errors as E
-from flchain.ledger.contracts import Phase, Result, RoundStatus, Settlement
+from flchain.ledger.contracts import Committed, Phase, Result, Revealed, RoundStatus, Settlement
 from flchain.ledger.merkle import RewardTree
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def test_reentrant_claim_pays_the_reward_once(
 def test_copied_commitment_cannot_be_revealed_by_the_copier(arena: Arena) -> None:
     victim, copier = arena.participants[:2]
     upd = arena.commit(victim)
-    (event,) = arena.task.committed_events(0)
+    (event,) = arena.task.events(Committed, round=0)
     arena.task.commit(copier, event.commitment)  # the victim's commitment, byte for byte
     arena.to_reveal_phase()
     arena.reveal(victim, upd)
@@ -110,7 +110,7 @@ def test_copied_commitment_cannot_be_revealed_by_the_copier(arena: Arena) -> Non
     with pytest.raises(E.CommitmentMismatch) as info:
         arena.reveal(copier, upd)
     assert info.value.error_args == {"account": copier.address, "round": 0}
-    assert [e.account for e in arena.task.revealed_events(0)] == [victim.address]
+    assert [e.account for e in arena.task.events(Revealed, round=0)] == [victim.address]
 
     # The copier can never reveal, so it pays for the commit it could not honour.
     arena.to_attest_phase()
@@ -123,7 +123,7 @@ def test_reveal_replayed_from_an_earlier_round_is_refused(arena: Arena) -> None:
     victim, copier, replayer = people[0], people[1], people[2]
     old = arena.update(victim, 0)
     arena.play_round(people, {victim.address: 10})
-    (revealed,) = [e for e in arena.task.revealed_events(0) if e.account == victim.address]
+    (revealed,) = [e for e in arena.task.events(Revealed, round=0) if e.account == victim.address]
     assert revealed.digest == old.digest
 
     # Round 1: the victim's own old update under a fresh salt, a copy of it by another account
@@ -140,14 +140,14 @@ def test_reveal_replayed_from_an_earlier_round_is_refused(arena: Arena) -> None:
     with pytest.raises(E.NoCommitment) as info:
         arena.reveal(replayer, old)
     assert info.value.error_args == {"account": replayer.address, "round": 1}
-    assert arena.task.revealed_events(1) == []
+    assert arena.task.events(Revealed, round=1) == []
 
 
 def test_front_run_reveal_fails_because_the_commitment_binds_the_sender(arena: Arena) -> None:
     chain, task = arena.chain, arena.task
     victim, runner = arena.participants[:2]
     upd = arena.commit(victim)
-    arena.task.commit(runner, task.committed_events(0)[0].commitment)
+    arena.task.commit(runner, task.events(Committed, round=0)[0].commitment)
     arena.to_reveal_phase()
     # One block into the reveal phase: Chain explains a mined failure by replaying it on the
     # previous block, which must be in the reveal phase too.
@@ -165,7 +165,7 @@ def test_front_run_reveal_fails_because_the_commitment_binds_the_sender(arena: A
 
     receipt = chain.wait_for_receipt(chain.w3.eth.send_raw_transaction(raw))
     assert receipt["status"] == 1
-    assert [(e.account, e.digest) for e in task.revealed_events(0)] == [
+    assert [(e.account, e.digest) for e in task.events(Revealed, round=0)] == [
         (victim.address, upd.digest)
     ]
 
@@ -374,7 +374,7 @@ def test_a_zero_prefix_commitment_cannot_flood_the_round(arena: Arena) -> None:
     assert task.commitment_of(flooder.address).exists
 
     upd = arena.commit(honest)  # the slots are still open to everyone else
-    assert [e.account for e in task.committed_events(0)] == [flooder.address, honest.address]
+    assert [e.account for e in task.events(Committed, round=0)] == [flooder.address, honest.address]
     arena.to_reveal_phase()
     arena.reveal(honest, upd)
     arena.to_attest_phase()

@@ -16,7 +16,13 @@ from flchain_node.federation import Federation
 from support.fedkit import DEMO, Driver, fresh_node
 
 from flchain.ledger.contract_errors import NothingToSettle
-from flchain.ledger.contracts import Phase, RoundStatus, Settlement
+from flchain.ledger.contracts import (
+    Attested,
+    CommitteeMemberSettled,
+    Phase,
+    RoundStatus,
+    Settlement,
+)
 
 
 def _settle(fed: Federation, round_id: int) -> dict[str, Settlement]:
@@ -28,7 +34,7 @@ def _settle(fed: Federation, round_id: int) -> dict[str, Settlement]:
     for member in task.committee(round_id):
         with contextlib.suppress(NothingToSettle):  # an expired round's voters: neither
             task.settle_committee_member(fed.owner, round_id, member)
-    return {s.member: s.outcome for s in task.settled_events() if s.round == round_id}
+    return {s.member: s.outcome for s in task.events(CommitteeMemberSettled) if s.round == round_id}
 
 
 def _start_round_crashing(fed: Federation, tmp_path: Path, crashed: set[int]) -> Driver:
@@ -57,7 +63,7 @@ def test_quorum_is_reached_without_a_crashed_member_who_is_then_slashed(
     driver.run_until(driver.round_closed(0))
 
     assert task.round_record(0).status == RoundStatus.FINALIZED
-    assert task.effective_quorum(3) == 2 and len(task.attested_events(0)) == 2
+    assert task.effective_quorum(3) == 2 and len(task.events(Attested, round=0)) == 2
     settled = _settle(fed, 0)
     assert settled.pop(silent) == Settlement.SLASHED_SILENT
     assert set(settled.values()) == {Settlement.FEE_CREDITED} and len(settled) == 2
@@ -87,7 +93,7 @@ def test_round_without_quorum_expires_and_the_next_round_runs(
     driver.run_until(lambda: task.current_round() == 1)
 
     assert task.round_record(0).status == RoundStatus.EXPIRED
-    assert [e.member for e in task.attested_events(0)] == [survivor]  # 1 vote < quorum 2
+    assert [e.member for e in task.events(Attested, round=0)] == [survivor]  # 1 vote < quorum 2
     assert task.model_cid() == initial_model  # an expired round leaves the global model
     settled = _settle(fed, 0)
     silent = {a.address for a in fed.accounts[1:3]}
@@ -127,4 +133,4 @@ def test_vote_that_becomes_the_finalizing_one_after_its_gas_estimate_lands(
     assert slow.step().actions == ["attest"]
 
     assert task.round_record(0).status == RoundStatus.FINALIZED
-    assert [e.votes for e in task.attested_events(0)] == [1, 2]
+    assert [e.votes for e in task.events(Attested, round=0)] == [1, 2]

@@ -17,6 +17,7 @@ from support.tools import require_tool
 from flchain.errors import LedgerError
 from flchain.ledger.anvil import AnvilProcess, find_anvil
 from flchain.ledger.chain import Chain
+from flchain.ledger.contracts import Committed
 
 pytestmark = pytest.mark.anvil
 ACCOUNTS = DEMO.participants + 1
@@ -58,7 +59,7 @@ def test_restart_waits_for_its_commit_still_in_the_mempool(
     with pytest.raises(Killed):
         victim.step()
     assert eth.get_transaction_count(address, "pending") == nonce_before + 1
-    assert task.committed_events(0) == []  # not mined yet
+    assert task.events(Committed, round=0) == []  # not mined yet
 
     # a short receipt timeout: a wrongly re-sent commit fails fast instead of hanging
     chain = Chain.connect(url, num_accounts=ACCOUNTS, receipt_timeout=5)
@@ -70,5 +71,5 @@ def test_restart_waits_for_its_commit_still_in_the_mempool(
     fed.chain.set_automine(True)
 
     assert restarted.state.rounds[0].committed
-    assert [e.account for e in task.committed_events(0)] == [address]
+    assert [e.account for e in task.events(Committed, round=0)] == [address]
     assert eth.get_transaction_count(address) == nonce_before + 1

@@ -19,7 +19,14 @@ from flchain_node import ParticipantNode
 from flchain_node.federation import Federation
 from support.fedkit import Driver, Killed, fresh_node
 
-from flchain.ledger.contracts import FLToken, RoundStatus
+from flchain.ledger.contracts import (
+    Attested,
+    Committed,
+    FLToken,
+    Revealed,
+    RewardClaimed,
+    RoundStatus,
+)
 from flchain.storage import ContentStore
 from flchain.types import CID
 
@@ -143,16 +150,16 @@ def test_node_killed_at_step_resumes_and_is_paid_once(
     assert driver.restarts == [VICTIM]
     # never committed twice, and revealed exactly the update it saved
     saved = json.loads((tmp_path / f"node{VICTIM}.json").read_text())["rounds"]["0"]
-    assert [e.account for e in task.committed_events(0)].count(address) == 1
-    (revealed,) = [e for e in task.revealed_events(0) if e.account == address]
+    assert [e.account for e in task.events(Committed, round=0)].count(address) == 1
+    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == address]
     assert "0x" + revealed.digest.hex() == saved["digest"] and revealed.cid == saved["cid"]
-    assert [e.member for e in task.attested_events(0)].count(address) == 1
+    assert [e.member for e in task.events(Attested, round=0)].count(address) == 1
     # rewarded once, and every transaction it signed did something (no duplicate, no revert)
     report = driver.nodes[1].report_of(0)
     (mine,) = [o for o in report.outcomes if o.participant == address]
     assert mine.accepted and mine.reward > 0
     assert task.claimed(address) == mine.reward == token.balance_of(address) - balance_before
-    assert [e.account for e in task.claimed_events()].count(address) == 1
+    assert [e.account for e in task.events(RewardClaimed)].count(address) == 1
     # a claim killed after sending paid; the restarted node finds nothing left to claim
     expected_paid = 0 if point in ("claim:sent", "claim:mined") else mine.reward
     assert paid[VICTIM] == expected_paid

@@ -25,7 +25,7 @@ from support.fedkit import Driver, fresh_node
 
 from flchain.errors import LedgerError, RPCUnavailable
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import RoundStatus
+from flchain.ledger.contracts import Attested, Committed, Revealed, RoundStatus
 from flchain.ledger.devchain import DevChain
 
 VICTIM = 0
@@ -161,11 +161,11 @@ def _through(
 def _assert_once_and_paid(fed: Federation, node: ParticipantNode, nonce_before: int) -> None:
     task, address = fed.deployment.task, node.address
     assert task.round_record(0).status == RoundStatus.FINALIZED
-    for events in (task.committed_events(0), task.revealed_events(0)):
+    for events in (task.events(Committed, round=0), task.events(Revealed, round=0)):
         assert [e.account for e in events].count(address) == 1
-    assert [e.member for e in task.attested_events(0)].count(address) == 1
+    assert [e.member for e in task.events(Attested, round=0)].count(address) == 1
     saved = node.state.rounds[0]
-    (revealed,) = [e for e in task.revealed_events(0) if e.account == address]
+    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == address]
     assert "0x" + revealed.digest.hex() == saved.digest  # the update it committed to
     (mine,) = [o for o in node.report_of(0).outcomes if o.participant == address]
     assert mine.accepted and task.claimed(address) == mine.reward > 0
@@ -243,7 +243,7 @@ def test_endpoint_gone_for_good_is_a_clear_error_and_nothing_is_lost(
     assert time.monotonic() - started < 10
     assert isinstance(info.value, LedgerError) and isinstance(info.value, ConnectionError)
     assert proxy.url in str(info.value)
-    assert [e.account for e in task.committed_events(0)] == [victim.address]  # it did land
+    assert [e.account for e in task.events(Committed, round=0)] == [victim.address]  # it did land
     assert not victim.state.rounds[0].committed  # ...but the node never heard back
 
     # the others finish committing; the endpoint comes back during the reveal phase

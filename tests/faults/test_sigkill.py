@@ -16,7 +16,7 @@ import torch
 from flchain_node.federation import Federation
 from support.fedkit import DEMO, Driver, fresh_node
 
-from flchain.ledger.contracts import CommitmentFlag, FLToken, RoundStatus
+from flchain.ledger.contracts import CommitmentFlag, Committed, FLToken, Revealed, RoundStatus
 from flchain.ledger.devchain import DevChain
 
 SCRIPT = Path(__file__).with_name("node_process.py")
@@ -101,8 +101,8 @@ def test_sigkilled_node_process_restarts_and_finishes_the_round(
         if second.poll() is None:
             second.kill()
 
-    assert [e.account for e in task.committed_events(0)].count(address) == 1
-    (revealed,) = [e for e in task.revealed_events(0) if e.account == address]
+    assert [e.account for e in task.events(Committed, round=0)].count(address) == 1
+    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == address]
     assert "0x" + revealed.digest.hex() == saved["digest"] and revealed.cid == saved["cid"]
     report = others.nodes[1].report_of(0)
     (mine,) = [o for o in report.outcomes if o.participant == address]

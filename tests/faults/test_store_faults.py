@@ -13,7 +13,7 @@ import pytest
 from flchain_node.federation import Federation
 from support.fedkit import Driver, fresh_node
 
-from flchain.ledger.contracts import RoundStatus
+from flchain.ledger.contracts import Revealed, RoundStatus
 from flchain.storage import LocalStore, unixfs
 
 VICTIM = 0
@@ -50,7 +50,7 @@ def test_lost_or_corrupted_update_is_a_failed_reveal_and_the_round_goes_on(
     )
     driver.run_until(lambda: task.round_record(0).reveals == 3)
     victim = driver.nodes[VICTIM].address
-    (revealed,) = [e for e in task.revealed_events(0) if e.account == victim]
+    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == victim]
     expected_reason = damage(fed.store, revealed.cid)
 
     driver.run_until(driver.round_closed(0))
@@ -84,7 +84,7 @@ def test_members_with_their_own_stores_agree_on_a_damaged_update(
     )
     driver.run_until(lambda: task.round_record(0).reveals == 3)
     victim = driver.nodes[VICTIM].address
-    (revealed,) = [e for e in task.revealed_events(0) if e.account == victim]
+    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == victim]
     damage(fed.store, revealed.cid)
     copy = tmp_path / "elsewhere"
     shutil.copytree(fed.store.root, copy)  # the same blobs (and damage) at another path

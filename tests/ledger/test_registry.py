@@ -13,6 +13,8 @@ from flchain.ledger.contracts import (
     VERIFIER_ROLE,
     Participant,
     ParticipantRegistry,
+    Registered,
+    Slashed,
 )
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ def test_register_pulls_the_stake(kit: TaskKit) -> None:
     assert registry.stake_of(account.address) == STAKE + 1
     assert kit.token.balance_of(account.address) == held - STAKE - 1
     assert kit.token.balance_of(registry.address) == STAKE + 1
-    event = registry.registered_events(account.address)
+    event = registry.events(Registered, account=account.address)
     assert [(e.account, e.stake) for e in event] == [(account.address, STAKE + 1)]
     assert event[0].block_number == receipt["blockNumber"]
 
@@ -205,7 +207,7 @@ def test_slash_is_for_slashers_and_capped_at_the_stake(kit: TaskKit) -> None:
     assert registry.stake_of(account.address) == 0
     assert kit.token.balance_of(slasher.address) == held + STAKE
     registry.slash(slasher, account.address, 5)  # nothing left: slashes 0, no transfer
-    events = registry.slashed_events(account.address)
+    events = registry.events(Slashed, account=account.address)
     assert [(e.requested, e.amount) for e in events] == [(300, 300), (10 * STAKE, 700), (5, 0)]
     assert {e.slasher for e in events} == {slasher.address}
 

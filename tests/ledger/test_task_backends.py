@@ -8,7 +8,7 @@ from eth_utils import keccak
 
 from flchain.ledger import contract_errors as E
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import Result, RoundStatus, TaskParameters
+from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus, TaskParameters
 from flchain.ledger.deploy import deploy_stack, register_all
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.commitment import commitment
@@ -66,7 +66,7 @@ def test_round_and_reverts_on_every_backend(chain: Chain) -> None:
     for p in people:
         digest, salt = secrets[p.address]
         task.reveal(p, digest, 10, salt, CID)
-    assert [e.account for e in task.revealed_events(round_id)] == [p.address for p in people]
+    assert [e.account for e in task.events(Revealed, round=round_id)] == [p.address for p in people]
 
     cumulative = {people[0].address: 700, people[1].address: 300}
     tree = RewardTree(cumulative)
@@ -77,7 +77,7 @@ def test_round_and_reverts_on_every_backend(chain: Chain) -> None:
     for member in members:
         task.attest(member, round_id, result)
     assert task.round_record(round_id).status == RoundStatus.FINALIZED
-    assert task.finalized_events(round_id)[0].result_hash == result.hash()
+    assert task.events(RoundFinalized, round=round_id)[0].result_hash == result.hash()
     with pytest.raises(E.AlreadyAttested):
         task.attest(members[0], round_id, result)
 

@@ -13,7 +13,7 @@ from flchain.errors import ConfigError, ContractRevert
 from flchain.learning.aggregation import RULES
 from flchain.ledger import contract_errors as E
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import SLASHER_ROLE, Phase, TrainingTask
+from flchain.ledger.contracts import SLASHER_ROLE, Funded, Phase, RoundStarted, TrainingTask
 from flchain.ledger.deploy import deploy_stack, register_all, task_parameters
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def test_fresh_task_state(kit: TaskKit) -> None:
     assert (task.current_round(), task.phase(), task.finalized_rounds()) == (0, Phase.COMMIT, 0)
     assert task.model_digest() == kit.defaults["initial_model_digest"]
     assert task.model_cid() == kit.defaults["initial_model_cid"]
-    (started,) = task.started_events()
+    (started,) = task.events(RoundStarted)
     record = task.round_record(0)
     assert started.commit_end == record.commit_end == started.block_number + 20
     assert started.reveal_end == record.reveal_end == record.commit_end + 20
@@ -127,7 +127,7 @@ def test_fund_adds_to_the_pool(kit: TaskKit) -> None:
     task.fund(funder, 20)
     assert task.pool() == 30
     assert kit.token.balance_of(task.address) == 30
-    assert [(e.funder, e.amount, e.pool) for e in task.funded_events()] == [
+    assert [(e.funder, e.amount, e.pool) for e in task.events(Funded)] == [
         (funder.address, 10, 10),
         (funder.address, 20, 30),
     ]

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from flchain.ledger import contract_errors as E
-from flchain.ledger.contracts import Phase, RoundStatus, Settlement
+from flchain.ledger.contracts import (
+    CommitteeMemberSettled,
+    NonRevealerSlashed,
+    Phase,
+    RoundStatus,
+    Settlement,
+)
 
 if TYPE_CHECKING:
     from conftest import TaskKit
@@ -82,7 +88,7 @@ def test_slashing_never_exceeds_the_stake(kit: TaskKit) -> None:
     kit.to_attest_phase()
     kit.task.slash_non_revealer(kit.outsider, 0, people[2].address)
     assert kit.registry.stake_of(people[2].address) == 0
-    (event,) = kit.task.non_revealer_slashed_events(0)
+    (event,) = kit.task.events(NonRevealerSlashed, round=0)
     assert event.amount == STAKE
     assert not kit.registry.is_active(people[2].address)
 
@@ -130,7 +136,7 @@ def test_committee_settlement_fee_losing_vote_and_silence(kit: TaskKit) -> None:
         task.settle_committee_member(kit.outsider, 0, non_member.address)
     assert info.value.error_args == {"round": 0, "account": non_member.address}
 
-    outcomes = {(e.member, e.outcome) for e in task.settled_events(0)}
+    outcomes = {(e.member, e.outcome) for e in task.events(CommitteeMemberSettled, round=0)}
     assert outcomes == {
         (members[1].address, Settlement.FEE_CREDITED),
         (members[0].address, Settlement.SLASHED_LOSING_VOTE),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from flchain.ledger import contract_errors as E
+from flchain.ledger.contracts import RewardClaimed
 
 if TYPE_CHECKING:
     from conftest import TaskKit
@@ -46,7 +47,7 @@ def test_one_claim_covers_several_rounds(kit: TaskKit) -> None:
     task.claim(people[1], 2, 75, trees[2].proof(bob))
     assert task.claimed(bob) == 75
     assert task.total_claimed() == 675
-    assert [(e.account, e.amount) for e in task.claimed_events()] == [(alice, 600), (bob, 75)]
+    assert [(e.account, e.amount) for e in task.events(RewardClaimed)] == [(alice, 600), (bob, 75)]
 
 
 def test_claims_follow_the_latest_root_round_by_round(kit: TaskKit) -> None:
@@ -57,7 +58,7 @@ def test_claims_follow_the_latest_root_round_by_round(kit: TaskKit) -> None:
         _, _, tree = kit.play_round(people, {bob: cumulative}, 50 if round_id == 0 else 25)
         assert task.reward_round() == round_id
         task.claim(people[1], round_id, cumulative, tree.proof(bob))
-    assert [e.amount for e in task.claimed_events()] == [50, 25]
+    assert [e.amount for e in task.events(RewardClaimed)] == [50, 25]
 
 
 def test_claim_failures(kit: TaskKit) -> None:

@@ -9,7 +9,16 @@ import pytest
 from eth_utils import keccak
 
 from flchain.ledger import contract_errors as E
-from flchain.ledger.contracts import CommitmentFlag, Phase, Result, RoundStatus
+from flchain.ledger.contracts import (
+    CommitmentFlag,
+    Committed,
+    Phase,
+    Result,
+    Revealed,
+    RoundFinalized,
+    RoundStarted,
+    RoundStatus,
+)
 from flchain.protocol.commitment import commitment
 
 if TYPE_CHECKING:
@@ -88,7 +97,7 @@ def test_full_round_with_events(kit: TaskKit) -> None:
     assert record.seed % 2 == 1  # low bit forced: 0 means "not fixed"
     for account in people[1:]:
         kit.reveal(account, updates[account.address])
-    revealed = task.revealed_events(0)
+    revealed = task.events(Revealed, round=0)
     assert [(e.account, e.index, e.digest, e.num_samples, e.cid) for e in revealed] == [
         (a.address, i, updates[a.address].digest, 100, kit.update_cid) for i, a in enumerate(people)
     ]
@@ -120,7 +129,7 @@ def test_full_round_with_events(kit: TaskKit) -> None:
     assert task.vote_of(0, members[0].address).result_hash == result.hash()
     assert task.current_round() == 0
     receipt = task.attest(members[1], 0, result)  # quorum 2 of 3
-    (final,) = task.finalized_events(0)
+    (final,) = task.events(RoundFinalized, round=0)
     assert (final.result_hash, final.model_digest, final.model_cid) == (
         result.hash(),
         result.model_digest,
@@ -131,7 +140,7 @@ def test_full_round_with_events(kit: TaskKit) -> None:
         result.reward_root,
         900,
     )
-    (started,) = task.started_events(1)
+    (started,) = task.events(RoundStarted, round=1)
     assert started.block_number == receipt["blockNumber"]
 
     record = task.round_record(0)
@@ -163,7 +172,7 @@ def test_committee_of_a_larger_round_matches_the_python_sampler(kit: TaskKit) ->
     expected = python_committee(record.seed, 10, 5)
     assert kit.task.committee_indices(0) == expected
     assert len(set(expected)) == 5
-    addresses = [e.account for e in kit.task.committed_events(0)]
+    addresses = [e.account for e in kit.task.events(Committed, round=0)]
     assert kit.task.committee(0) == [addresses[i] for i in expected]
     kit.reveal_all(kit.participants, updates)
     members = {addresses[i] for i in expected}
@@ -289,7 +298,7 @@ def test_reveal_argument_and_commitment_failures(kit: TaskKit) -> None:
 def test_a_copied_commitment_cannot_be_revealed_by_the_copier(kit: TaskKit) -> None:
     task, victim, copier = kit.task, kit.participants[0], kit.participants[1]
     upd = kit.commit(victim)
-    (event,) = task.committed_events(0)
+    (event,) = task.events(Committed, round=0)
     task.commit(copier, event.commitment)  # the copier sees the commitment in the mempool/logs
     kit.to_reveal_phase()
     kit.reveal(victim, upd)

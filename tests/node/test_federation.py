@@ -11,7 +11,17 @@ import torch
 from eth_utils import to_checksum_address
 from flchain_node.federation import DemoConfig, Federation, FederationResult
 
-from flchain.ledger.contracts import Result, RoundStatus
+from flchain.ledger.contracts import (
+    Committed,
+    NonRevealerSlashed,
+    Result,
+    Revealed,
+    RewardClaimed,
+    RoundExpired,
+    RoundFinalized,
+    RoundStatus,
+    Slashed,
+)
 from flchain.protocol.committee import Reveal, RoundInputs, recompute_round
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import fetch_report, reward_pool
@@ -47,7 +57,7 @@ def _by_role(fed: Federation, role: str) -> list[str]:
 
 
 def _report(fed: Federation, round_id: int) -> RoundReport:
-    (event,) = fed.deployment.task.finalized_events(round_id)
+    (event,) = fed.deployment.task.events(RoundFinalized, round=round_id)
     return fetch_report(fed.store, event)  # checked against the on-chain digest
 
 
@@ -56,7 +66,7 @@ def test_every_round_is_finalized(run: tuple[Federation, FederationResult]) -> N
     task = fed.deployment.task
     assert task.finalized_rounds() == ROUNDS
     assert [task.round_record(r).status for r in range(ROUNDS)] == [RoundStatus.FINALIZED] * ROUNDS
-    assert task.expired_events() == []
+    assert task.events(RoundExpired) == []
     assert [row.status for row in result.rounds] == ["finalized"] * ROUNDS
 
 
@@ -68,10 +78,11 @@ def test_global_model_changes_each_round_and_matches_an_independent_recomputatio
     cids = [cfg.initial_model_cid]
     previous_cumulative: dict[str, int] = {}
     for r in range(ROUNDS):
-        (event,) = task.finalized_events(r)
+        (event,) = task.events(RoundFinalized, round=r)
         record = task.round_record(r)
         reveals = [
-            Reveal(e.account, e.digest, e.num_samples, e.cid) for e in task.revealed_events(r)
+            Reveal(e.account, e.digest, e.num_samples, e.cid)
+            for e in task.events(Revealed, round=r)
         ]
         inputs = RoundInputs(
             task=to_checksum_address(task.address),
@@ -113,7 +124,7 @@ def test_attacker_and_free_rider_earn_nothing(run: tuple[Federation, FederationR
     task, token = fed.deployment.task, fed.deployment.token
     for who in _by_role(fed, "attacker") + _by_role(fed, "free_rider"):
         assert task.claimed(who) == 0
-        assert task.claimed_events(who) == []
+        assert task.events(RewardClaimed, account=who) == []
         assert token.balance_of(who) == 0
         assert result.claimed[who] == 0
         assert who not in _report(fed, ROUNDS - 1).cumulative
@@ -125,14 +136,14 @@ def test_dropout_is_slashed_in_every_round_it_committed(
     fed, _ = run
     task, registry, cfg = fed.deployment.task, fed.deployment.registry, fed.config.ledger
     (dropout,) = _by_role(fed, "dropout")
-    committed = {e.round for e in task.committed_events() if e.account == dropout}
-    slashed = [e for e in task.non_revealer_slashed_events() if e.account == dropout]
+    committed = {e.round for e in task.events(Committed) if e.account == dropout}
+    slashed = [e for e in task.events(NonRevealerSlashed) if e.account == dropout]
     assert 0 in committed, "the dropout never committed"
     assert sorted(e.round for e in slashed) == sorted(committed), (
         "a round the dropout committed in without revealing went unslashed (or was slashed twice)"
     )
     assert all(e.amount == cfg.non_reveal_slash for e in slashed)
-    taken = sum(e.amount for e in registry.slashed_events(dropout))
+    taken = sum(e.amount for e in registry.events(Slashed, account=dropout))
     assert registry.stake_of(dropout) == cfg.min_stake - taken < cfg.min_stake
     assert task.claimed(dropout) == 0
     for who in _by_role(fed, "honest"):
@@ -146,7 +157,7 @@ def test_claims_pay_honest_participants_what_they_were_credited(
     task, token = fed.deployment.task, fed.deployment.token
     final = _report(fed, ROUNDS - 1).cumulative
     for who in _by_role(fed, "honest"):
-        events = task.claimed_events(who)
+        events = task.events(RewardClaimed, account=who)
         claimed = sum(e.amount for e in events)
         assert claimed > 0 and claimed == task.claimed(who) == result.claimed[who]
         assert claimed == final[who]

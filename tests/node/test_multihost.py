@@ -31,6 +31,8 @@ import pytest
 import requests
 from support.tools import require_tool
 
+from flchain.ledger.contracts import Attested, Committed, Revealed, RoundExpired, RoundFinalized
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
 from kubo_daemon import KuboDaemon, find_ipfs, in_netns, new_swarm_key
 
@@ -301,10 +303,10 @@ def _logs(work: Path) -> str:
 def test_every_round_finalized_with_every_update(federation: Federation) -> None:
     with in_netns(federation.chain_netns):
         task = federation.chain()
-        finalized = task.finalized_events()
-        reveals = task.revealed_events()
+        finalized = task.events(RoundFinalized)
+        reveals = task.events(Revealed)
         assert task.finalized_rounds() == ROUNDS == len(finalized), federation.logs()
-        assert not task.expired_events()
+        assert not task.events(RoundExpired)
     for r in range(ROUNDS):
         assert {e.account for e in reveals if e.round == r} == set(federation.accounts.values())
     # The reports (fetched through the chain host's daemon) reject nobody: every committee
@@ -318,7 +320,7 @@ def test_every_round_finalized_with_every_update(federation: Federation) -> None
 def test_committee_members_fetched_the_other_hosts_updates(federation: Federation) -> None:
     with in_netns(federation.chain_netns):
         task = federation.chain()
-        reveals, attested = task.revealed_events(), task.attested_events()
+        reveals, attested = task.events(Revealed), task.events(Attested)
     host_of = {address: name for name, address in federation.accounts.items()}
     checked = 0
     for vote in attested:
@@ -335,7 +337,7 @@ def test_committee_members_fetched_the_other_hosts_updates(federation: Federatio
 def test_every_host_ends_with_the_final_global_model(federation: Federation) -> None:
     with in_netns(federation.chain_netns):
         task = federation.chain()
-        final = task.finalized_events()[-1]
+        final = task.events(RoundFinalized)[-1]
         assert task.model_cid() == final.model_cid
     for name, daemon in federation.daemons.items():
         if name != "chain":  # every participant sits on the committee (3 of 3) and stored it
@@ -361,8 +363,8 @@ def test_store_gc_releases_what_the_task_no_longer_needs(federation: Federation)
     """Last of this federation's tests: it unpins and collects on p0's daemon."""
     with in_netns(federation.chain_netns):
         task = federation.chain()
-        final = task.finalized_events()[-1]
-        mine = [e.cid for e in task.revealed_events() if e.account == federation.accounts["p0"]]
+        final = task.events(RoundFinalized)[-1]
+        mine = [e.cid for e in task.events(Revealed) if e.account == federation.accounts["p0"]]
     daemon = federation.daemons["p0"]
     gc = federation.net.hosts["p0"].run(
         flchain("store", "gc", "--task", federation.task, "--rpc-url", federation.url,
@@ -395,13 +397,15 @@ class CutOffThenRestart:
         with in_netns(fed.chain_netns):
             task = self._task = self._task or fed.chain()
             step = len(self.done)
-            if step == 0 and _did(task.committed_events(0), fed.accounts["p2"]):
+            if step == 0 and _did(task.events(Committed, round=0), fed.accounts["p2"]):
                 fed.net.set_link("p2", "eth1", up=False)
                 self.done.append("p2's IPFS link down after its round-0 commit")
-            elif step == 1 and (task.finalized_events(0) or task.expired_events(0)):
+            elif step == 1 and (
+                task.events(RoundFinalized, round=0) or task.events(RoundExpired, round=0)
+            ):
                 fed.net.set_link("p2", "eth1", up=True)
                 self.done.append("p2's IPFS link up after round 0 closed")
-            elif step == 2 and _did(task.committed_events(1), fed.accounts["p0"]):
+            elif step == 2 and _did(task.events(Committed, round=1), fed.accounts["p0"]):
                 fed.daemons["p0"].stop()
                 fed.daemons["p0"].start()
                 self.done.append("p0's Kubo daemon restarted after its round-1 commit")
@@ -422,7 +426,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federatio
 def _outcomes(fed: Federation, round_id: int) -> dict[str, dict[str, Any]]:
     """The round's report, read through the chain host's daemon: outcome by participant."""
     with in_netns(fed.chain_netns):
-        event = fed.chain().finalized_events(round_id)
+        event = fed.chain().events(RoundFinalized, round=round_id)
         assert event, f"round {round_id} did not finalize\n{fed.logs()}"
         with KuboStore(fed.daemons["chain"].api) as store:
             report = json.loads(store.get(event[0].report_cid))
@@ -435,7 +439,7 @@ def test_faults_happened_and_nobody_stalled(faulty: tuple[Federation, list[str]]
     assert set(fed.codes.values()) == {0}, f"exit codes {fed.codes}\n{fed.logs()}"
     with in_netns(fed.chain_netns):
         task = fed.chain()
-        assert task.finalized_rounds() == 2 and not task.expired_events(), fed.logs()
+        assert task.finalized_rounds() == 2 and not task.events(RoundExpired), fed.logs()
 
 
 def test_an_unreachable_update_is_reported_missing(faulty: tuple[Federation, list[str]]) -> None:

@@ -14,7 +14,16 @@ import pytest
 
 from flchain.ledger.anvil import AnvilProcess, find_anvil
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import FLToken, ParticipantRegistry, TrainingTask
+from flchain.ledger.contracts import (
+    Committed,
+    FLToken,
+    ParticipantRegistry,
+    Registered,
+    Revealed,
+    RewardClaimed,
+    RoundFinalized,
+    TrainingTask,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS, ROUNDS = 3, 2
@@ -45,7 +54,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
 def test_every_round_finalized_with_a_new_model(launched: tuple[str, str, Path, str]) -> None:
     url, address, _, _ = launched
     task = TrainingTask(Chain.connect(url, accounts=[]), address)
-    finalized = task.finalized_events()
+    finalized = task.events(RoundFinalized)
     assert task.finalized_rounds() == ROUNDS == len(finalized)
     cids = [task.config().initial_model_cid] + [e.model_cid for e in finalized]
     assert len(set(cids)) == len(cids), cids  # the global model changed every round
@@ -57,9 +66,9 @@ def test_every_participant_claimed_its_credit(launched: tuple[str, str, Path, st
     task = TrainingTask(chain, address)
     registry = ParticipantRegistry(chain, task.registry())
     token = FLToken(chain, task.reward_token())
-    members = {e.account for e in registry.registered_events()}
+    members = {e.account for e in registry.events(Registered)}
     assert len(members) == PARTICIPANTS
-    claims = {e.account: e.amount for e in task.claimed_events()}
+    claims = {e.account: e.amount for e in task.events(RewardClaimed)}
     assert set(claims) == members, logs  # honest nodes all earned and pulled their reward
     assert task.total_claimed() == task.total_credited() == sum(claims.values())
     for member in members:
@@ -70,7 +79,7 @@ def test_every_participant_claimed_its_credit(launched: tuple[str, str, Path, st
 def test_nodes_never_sent_a_transaction_twice(launched: tuple[str, str, Path, str]) -> None:
     url, address, _, _ = launched
     task = TrainingTask(Chain.connect(url, accounts=[]), address)
-    seen = [(e.round, e.account) for e in task.committed_events()]
+    seen = [(e.round, e.account) for e in task.events(Committed)]
     assert len(seen) == len(set(seen))
-    revealed = [(e.round, e.account) for e in task.revealed_events()]
+    revealed = [(e.round, e.account) for e in task.events(Revealed)]
     assert len(revealed) == len(set(revealed))

@@ -23,7 +23,7 @@ from flchain.learning.training import evaluate
 from flchain.ledger.accounts import DEV_MNEMONIC, account_from_mnemonic
 from flchain.ledger.anvil import AnvilProcess, find_anvil
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import TrainingTask
+from flchain.ledger.contracts import Committed, Revealed, RoundFinalized, TrainingTask
 from flchain.protocol.rounds import TaskView, load_manifest
 from flchain.protocol.task import data_spec, task_model
 from flchain.storage import LocalStore
@@ -70,7 +70,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
 def test_rounds_finalize_with_each_nodes_own_sample_count(launched: tuple) -> None:
     url, address, work, extra = launched
     task = TrainingTask(Chain.connect(url, accounts=[]), address)
-    assert task.finalized_rounds() == ROUNDS == len(task.finalized_events()), extra["logs"]
+    assert task.finalized_rounds() == ROUNDS == len(task.events(RoundFinalized)), extra["logs"]
     view = TaskView(task, LocalStore(work / "store"))
     fraction = view.manifest.config.data.validation_fraction
     expected = {
@@ -79,12 +79,12 @@ def test_rounds_finalize_with_each_nodes_own_sample_count(launched: tuple) -> No
     }
     assert sorted(expected.values()) == [64, 112, 176]  # 80% of 80, 140 and 220 patients
     # (a round whose commit phase closed before the nodes were up expires; the task goes on)
-    for event in task.finalized_events():
+    for event in task.events(RoundFinalized):
         report = view.report_of(event.round)
         claimed = {o.participant: o.num_samples for o in report.outcomes}
         assert claimed == expected  # only the count left each node: the size of its own file
         assert all(o.accepted for o in report.outcomes)
-    committed = {(e.round, e.account): e.num_samples for e in task.revealed_events()}
+    committed = {(e.round, e.account): e.num_samples for e in task.events(Revealed)}
     assert set(committed.values()) == set(expected.values())
 
 
@@ -99,7 +99,7 @@ def test_the_global_model_improves_on_the_public_test_set(launched: tuple) -> No
     finally:
         sys.path.remove(str(TABULAR / "model"))
     test = load_local(data_spec(manifest.config), path=TABULAR / "test.csv").train
-    cids = [task.config().initial_model_cid] + [e.model_cid for e in task.finalized_events()]
+    cids = [task.config().initial_model_cid] + [e.model_cid for e in task.events(RoundFinalized)]
     accuracy = []
     for cid in cids:
         load_parameters(model, decode_model(store.get(CID(cid)), manifest.spec))
@@ -121,8 +121,8 @@ def test_each_node_recorded_its_local_validation(launched: tuple) -> None:
         assert shown.returncode == 0, shown.stderr
         recorded = json.loads(shown.stdout)["rounds"]
         task = TrainingTask(Chain.connect(url, accounts=[]), address)
-        trained = sorted(e.round for e in task.committed_events() if e.account == account.address)
-        final = task.finalized_events()[-1].round + 1
+        trained = sorted(e.round for e in task.events(Committed) if e.account == account.address)
+        final = task.events(RoundFinalized)[-1].round + 1
         # every global model the node trained from, plus the final one, on its held-out 20%
         assert [r["round"] for r in recorded] == [*trained, final]
         assert {r["samples"] for r in recorded} == {round(0.2 * rows(f))}

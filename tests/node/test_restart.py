@@ -12,7 +12,7 @@ from flchain_node.federation import Federation, advance_clock, did_something
 from support.fedkit import fresh_node
 
 from flchain.errors import ProtocolError
-from flchain.ledger.contracts import Phase, RoundStatus
+from flchain.ledger.contracts import Committed, Phase, Revealed, RoundStatus
 from flchain.protocol.commitment import commitment
 
 
@@ -37,8 +37,8 @@ def _finish_round(fed: Federation) -> None:
 def _assert_round_used_the_saved_update(fed: Federation, path: Path) -> None:
     task, address = fed.deployment.task, fed.nodes[0].address
     saved = json.loads(path.read_text())["rounds"]["0"]
-    assert [e.account for e in task.committed_events(0)].count(address) == 1
-    (revealed,) = [e for e in task.revealed_events(0) if e.account == address]
+    assert [e.account for e in task.events(Committed, round=0)].count(address) == 1
+    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == address]
     assert "0x" + revealed.digest.hex() == saved["digest"] and revealed.cid == saved["cid"]
     assert task.round_record(0).status == RoundStatus.FINALIZED
     report = fed.nodes[1].report_of(0)
@@ -65,7 +65,7 @@ def test_crash_after_saving_salt_before_commit_sends_the_commit_once(
     node = _restartable(fed, path)
     # the exact crash point: update stored and salt saved, commit transaction never sent
     node._prepare_update(0, StepReport(0, Phase.COMMIT))
-    assert fed.deployment.task.committed_events(0) == []
+    assert fed.deployment.task.events(Committed, round=0) == []
     restarted = _restartable(fed, path)
     assert restarted.step().actions == ["commit"]
     assert restarted.step().actions == []
@@ -79,7 +79,7 @@ def test_crash_after_saving_salt_before_commit_sends_the_commit_once(
         num_samples=saved.num_samples,
         salt=bytes.fromhex(saved.salt[2:]),
     )
-    (event,) = fed.deployment.task.committed_events(0)
+    (event,) = fed.deployment.task.events(Committed, round=0)
     assert event.commitment == expected
     assert fed.deployment.task.commitment_of(restarted.address).hash == expected[:24]  # bytes24
     _finish_round(fed)

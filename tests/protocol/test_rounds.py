@@ -9,6 +9,7 @@ import pytest
 from flchain_node.federation import Federation
 
 from flchain.errors import ProtocolError
+from flchain.ledger.contracts import RoundFinalized
 from flchain.protocol.committee import recompute_round
 from flchain.protocol.rounds import TaskView, fetch_report, reward_pool
 
@@ -38,7 +39,7 @@ def test_view_of_a_finalized_round_agrees_with_the_chain(fed: Federation) -> Non
 
 def test_a_report_that_does_not_match_its_digest_is_refused(fed: Federation) -> None:
     fed.run()
-    (event,) = fed.deployment.task.finalized_events(0)
+    (event,) = fed.deployment.task.events(RoundFinalized, round=0)
     assert fetch_report(fed.store, event).digest() == event.report_digest
     forged = dataclasses.replace(event, report_digest=b"\x01" * 32)
     with pytest.raises(ProtocolError, match="does not match its digest"):
