@@ -73,7 +73,7 @@ def test_demo_whose_rule_cannot_run_fails_fast(tmp_path: Path) -> None:
     """BUG (reported): multi-Krum f=1 needs 5 usable updates; with 4 participants every round
     expires and ``Federation.run`` never returns. It should refuse the config up front."""
     with deadline(30):
-        result = CliRunner().invoke(app, [*ARGS, "--out", str(tmp_path)])
+        result = CliRunner().invoke(app, [*ARGS, "--rule", "multi_krum", "--out", str(tmp_path)])
     assert result.exit_code != 0
 
 
