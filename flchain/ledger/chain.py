@@ -35,7 +35,12 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
 from web3.middleware import AttributeDictMiddleware
 from web3.providers import HTTPProvider
 from web3.types import BlockIdentifier, EventData, RPCEndpoint, RPCResponse, TxParams, TxReceipt
@@ -44,6 +49,7 @@ from flchain import safejson
 from flchain.errors import (
     BadRPCResponse,
     ConfigError,
+    ContractGone,
     FLChainError,
     LedgerError,
     RPCUnavailable,
@@ -251,6 +257,13 @@ class Chain:
         """The chain id signed into every transaction (EIP-155)."""
         return self.w3.eth.chain_id
 
+    @cached_property
+    def genesis_hash(self) -> str:
+        """The 0x-hex hash of block 0: with :attr:`chain_id`, what tells one dev chain from
+        the next (fresh dev chains share chain id and contract addresses, but their genesis
+        blocks carry the time they started)."""
+        return "0x" + bytes(self.w3.eth.get_block(0)["hash"]).hex()
+
     @property
     def block_number(self) -> int:
         """The latest block's number."""
@@ -280,6 +293,15 @@ class Chain:
             return fn.call(params, block_identifier=block)
         except (ContractLogicError, Web3RPCError) as exc:
             raise self._decoded(exc, fn) from exc
+        except BadFunctionCallOutput as exc:
+            # An empty return where the ABI promises a value: usually no code at the address
+            # any more (a reset dev chain). Say so instead of web3's decoding traceback.
+            if fn.address and not self.w3.eth.get_code(fn.address, block):
+                raise ContractGone(
+                    f"contract gone at {fn.address} on {self.label}: no code there any more "
+                    "(the chain was reset?)"
+                ) from exc
+            raise
 
     def events(
         self,
