@@ -1,7 +1,8 @@
 """Chain fixtures shared by every ledger test: one behaviour suite, three backends.
 
 ``chain`` is parametrized over the embedded eth-tester chain, ``devchain`` (the embedded chain
-served over HTTP from a background thread) and a real ``anvil`` process. The backends are
+served over HTTP from a background thread), a real ``anvil`` process and a real Hardhat
+Network (``hardhat node``). The backends are
 session-scoped; each test runs between ``evm_snapshot`` and ``evm_revert``, so tests start
 from the same state without paying for a fresh chain. Use ``chain``, ``accounts`` and
 ``deploy`` in contract-integration tests as well.
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.tools import require_tool
 from web3.contract import Contract
 
 from flchain.errors import LedgerError
@@ -31,11 +33,17 @@ from flchain.ledger.contracts import SLASHER_ROLE, Result, TaskParameters, Train
 from flchain.ledger.deploy import Deployment, deploy_stack, register_all
 from flchain.ledger.devchain import DevChain
 from flchain.ledger.merkle import RewardTree
+from flchain.ledger.nodes import HardhatProcess
 from flchain.protocol.commitment import commitment
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NUM_ACCOUNTS = 20
-BACKENDS = ["embedded", "devchain", pytest.param("anvil", marks=pytest.mark.anvil)]
+BACKENDS = [
+    "embedded",
+    "devchain",
+    pytest.param("anvil", marks=pytest.mark.anvil),
+    pytest.param("hardhat", marks=pytest.mark.hardhat),
+]
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +73,22 @@ def anvil_url() -> Iterator[str]:
             yield anvil.url
     except LedgerError as exc:
         pytest.fail(f"anvil did not start: {exc}")
+
+
+@pytest.fixture(scope="session")
+def hardhat_url() -> Iterator[str]:
+    """URL of a real Hardhat Network (``hardhat node``) for the whole session."""
+    binary = HardhatProcess.find_binary()
+    require_tool(
+        binary is not None and binary.exists(),
+        "hardhat not found",
+        "run `npm ci` (installs node_modules/.bin/hardhat), or set FLCHAIN_HARDHAT",
+    )
+    try:
+        with HardhatProcess(accounts=NUM_ACCOUNTS) as hardhat:
+            yield hardhat.url
+    except LedgerError as exc:
+        pytest.fail(f"hardhat did not start: {exc}")
 
 
 @pytest.fixture(scope="session")

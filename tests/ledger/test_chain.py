@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -165,6 +167,31 @@ def test_mined_revert_is_decoded(chain: Chain, fixture_contract: Contract) -> No
     assert info.value.error_args == {"value": 2000, "limit": 1000}
     assert "status 0" in info.value.__notes__[0]
     assert chain.w3.eth.get_transaction_count(sender.address) == nonce + 1  # it was mined
+
+
+def test_mined_revert_caused_by_an_earlier_transaction_of_its_block_is_decoded(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    # Replaying on the previous block cannot see the first transfer, so only a node that
+    # traces the mined transaction can name this revert (Hardhat: its default tracer).
+    if "EthereumTester" in chain.w3.client_version:
+        pytest.skip("eth-tester cannot trace: the replay fallback misses same-block causes")
+    sender, to = chain.accounts[8], chain.accounts[9]
+    chain.transact(fixture_contract.functions.mint(10), sender)
+    transfer = fixture_contract.functions.transfer(to.address, 10)
+    nonce = chain.w3.eth.get_transaction_count(sender.address)
+    chain.set_automine(False)
+    with ThreadPoolExecutor(1) as pool:
+        chain.send(transfer, sender, gas=200_000)
+        second = pool.submit(chain.transact, transfer, sender, gas=200_000)
+        while chain.w3.eth.get_transaction_count(sender.address, "pending") < nonce + 2:
+            time.sleep(0.01)  # until the second transfer is in the pool too
+        chain.mine()
+        with pytest.raises(ContractRevert) as info:
+            second.result(timeout=30)
+    assert type(info.value).__name__ == "InsufficientBalance"
+    assert info.value.error_args == {"account": sender.address, "balance": 0, "needed": 10}
+    assert "status 0" in info.value.__notes__[0]
 
 
 def test_failed_estimation_does_not_consume_a_nonce(
