@@ -398,14 +398,34 @@ class Chain:
     # --- test-chain controls (anvil, devchain, embedded) -----------------------------------
 
     def mine(self, n: int = 1) -> None:
-        """Mine ``n`` empty blocks (``anvil_mine``; ``evm_mine`` n times where unsupported)."""
+        """Mine ``n`` empty blocks (``anvil_mine``; ``evm_mine`` n times where unsupported;
+        on ``geth --dev``, zero beacon withdrawals)."""
         if n < 1:
             raise LedgerError(f"can only mine a positive number of blocks, got {n}")
         try:
             self._rpc("anvil_mine", [hex(n)])
+            return
         except LedgerError:
-            for _ in range(n):
-                self._rpc("evm_mine", [])
+            pass
+        try:
+            self._rpc("evm_mine", [])
+        except LedgerError:
+            self._mine_by_withdrawals(n)
+            return
+        for _ in range(n - 1):
+            self._rpc("evm_mine", [])
+
+    def _mine_by_withdrawals(self, n: int, timeout: float = 30.0) -> None:
+        """``geth --dev`` has no ``evm_mine``, but its dev API seals a block for each queued
+        beacon withdrawal: queue a zero one per block and wait for the block to appear."""
+        for _ in range(n):
+            target, deadline = self.block_number + 1, time.monotonic() + timeout
+            withdrawal = {"index": "0x0", "validatorIndex": "0x0", "address": "0x" + "00" * 20}
+            self._rpc("dev_addWithdrawal", [{**withdrawal, "amount": "0x0"}])
+            while self.block_number < target:
+                if time.monotonic() > deadline:
+                    raise TransactionTimeout(f"{self.label} did not mine a block in {timeout:g}s")
+                time.sleep(0.005)
 
     def snapshot(self) -> str:
         """Snapshot the chain state (``evm_snapshot``); an id for :meth:`revert`."""

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -21,7 +22,7 @@ from typing import Any, ClassVar, Self
 import requests
 
 from flchain.errors import LedgerError, RPCUnavailable
-from flchain.ledger.accounts import DEV_MNEMONIC
+from flchain.ledger.accounts import DEV_MNEMONIC, dev_accounts
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -228,3 +229,67 @@ class HardhatProcess(NodeProcess):
             "FLCHAIN_ACCOUNTS": str(self.accounts),
             "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true",  # never wait on a question
         }
+
+
+class GethProcess(NodeProcess):
+    """``geth --dev`` (the reference client, built pinned into ``.tools/bin`` by
+    ``scripts/install_tools.sh``): HTTP on 127.0.0.1 only, no peers, no discovery, no IPC, a
+    throw-away data directory. Dev mode pre-funds one account of its own; once geth answers,
+    it pays each dev-mnemonic account :attr:`FUNDING` wei, so the suite's accounts work as on
+    the other nodes. Blocks come on each transaction (``--dev.period 0``), and
+    :meth:`Chain.mine` makes empty ones through the dev API. The binary comes from
+    ``$FLCHAIN_GETH``, else ``.tools/bin/geth``, else ``geth`` on PATH."""
+
+    name = "geth"
+    install_hint = (
+        "run `bash scripts/install_tools.sh` (builds .tools/bin/geth), or set FLCHAIN_GETH"
+    )
+    FUNDING = 10_000 * 10**18
+
+    def __init__(
+        self,
+        accounts: int = 20,
+        binary: str | Path | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(accounts, binary, startup_timeout)
+        self._datadir: tempfile.TemporaryDirectory[str] | None = None
+
+    @classmethod
+    def find_binary(cls) -> Path | None:
+        return find_tool("FLCHAIN_GETH", ".tools/bin/geth", on_path="geth")
+
+    def command(self) -> list[str]:
+        self._datadir = tempfile.TemporaryDirectory(prefix="flchain-geth-")
+        return [
+            str(self.binary),
+            "--dev",
+            "--datadir", self._datadir.name,
+            "--http", "--http.addr", "127.0.0.1", "--http.port", str(self.port),
+            "--http.api", "eth,net,web3,debug,dev,txpool",
+            "--nodiscover", "--maxpeers", "0", "--ipcdisable",
+            "--authrpc.port", "0", "--port", "0",
+            "--verbosity", "2",
+        ]  # fmt: skip
+
+    def after_start(self) -> None:
+        (funder,) = self.rpc("eth_accounts", [])[:1]
+        hashes = [
+            self.rpc(
+                "eth_sendTransaction",
+                [{"from": funder, "to": account.address, "value": hex(self.FUNDING)}],
+            )
+            for account in dev_accounts(self.accounts)
+        ]
+        deadline = time.monotonic() + self.startup_timeout
+        for tx_hash in hashes:
+            while self.rpc("eth_getTransactionReceipt", [tx_hash]) is None:
+                if time.monotonic() > deadline:
+                    raise RPCUnavailable(f"geth on {self.url} did not mine the funding transfers")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._datadir is not None:
+            self._datadir.cleanup()
+            self._datadir = None
