@@ -55,6 +55,8 @@ class NodeProcess:
 
     Args:
         accounts: how many dev-mnemonic accounts the node funds.
+        block_time: seconds between blocks (interval mining, what a shared chain looks like
+            to a node); None mines each transaction at once.
         binary: the executable; by default :meth:`find_binary`.
         startup_timeout: seconds to wait for the node to answer.
     """
@@ -65,11 +67,13 @@ class NodeProcess:
     def __init__(
         self,
         accounts: int = 20,
+        block_time: float | None = None,
         binary: str | Path | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
         self.binary = Path(binary) if binary else self.find_binary()
         self.accounts = accounts
+        self.block_time = block_time
         self.startup_timeout = startup_timeout
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -162,25 +166,15 @@ class NodeProcess:
 
 
 class AnvilProcess(NodeProcess):
-    """anvil (Foundry); ``block_time``: seconds between blocks, None mines each transaction
-    at once. The binary comes from ``$FLCHAIN_ANVIL``, else ``node_modules/.bin/anvil`` (the
-    pinned npm package ``@foundry-rs/anvil-linux-amd64``), else ``anvil`` on PATH."""
+    """anvil (Foundry). The binary comes from ``$FLCHAIN_ANVIL``, else
+    ``node_modules/.bin/anvil`` (the pinned npm package ``@foundry-rs/anvil-linux-amd64``),
+    else ``anvil`` on PATH."""
 
     name = "anvil"
     install_hint = (
         "run `npm ci` (installs node_modules/.bin/anvil), put anvil on PATH, "
         "or set FLCHAIN_ANVIL=/path/to/anvil"
     )
-
-    def __init__(
-        self,
-        accounts: int = 20,
-        block_time: float | None = None,
-        binary: str | Path | None = None,
-        startup_timeout: float = 20.0,
-    ) -> None:
-        super().__init__(accounts, binary, startup_timeout)
-        self.block_time = block_time
 
     @classmethod
     def find_binary(cls) -> Path | None:
@@ -227,6 +221,8 @@ class HardhatProcess(NodeProcess):
             **os.environ,
             "FLCHAIN_MNEMONIC": DEV_MNEMONIC,
             "FLCHAIN_ACCOUNTS": str(self.accounts),
+            # interval mining on top of auto-mining; 0 turns it off
+            "FLCHAIN_BLOCK_INTERVAL_MS": str(round((self.block_time or 0) * 1000)),
             "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true",  # never wait on a question
         }
 
@@ -236,7 +232,8 @@ class GethProcess(NodeProcess):
     ``scripts/install_tools.sh``): HTTP on 127.0.0.1 only, no peers, no discovery, no IPC, a
     throw-away data directory. Dev mode pre-funds one account of its own; once geth answers,
     it pays each dev-mnemonic account :attr:`FUNDING` wei, so the suite's accounts work as on
-    the other nodes. Blocks come on each transaction (``--dev.period 0``), and
+    the other nodes. Blocks come on each transaction (``--dev.period 0``; with ``block_time``,
+    every whole second or more instead), and
     :meth:`Chain.mine` makes empty ones through the dev API. The binary comes from
     ``$FLCHAIN_GETH``, else ``.tools/bin/geth``, else ``geth`` on PATH."""
 
@@ -249,10 +246,11 @@ class GethProcess(NodeProcess):
     def __init__(
         self,
         accounts: int = 20,
+        block_time: float | None = None,
         binary: str | Path | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
-        super().__init__(accounts, binary, startup_timeout)
+        super().__init__(accounts, block_time, binary, startup_timeout)
         self._datadir: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
@@ -270,7 +268,10 @@ class GethProcess(NodeProcess):
             "--nodiscover", "--maxpeers", "0", "--ipcdisable",
             "--authrpc.port", "0", "--port", "0",
             "--verbosity", "2",
-        ]  # fmt: skip
+        ] + (
+            # geth seals on a whole-second period (and then only then: no block per transaction)
+            ["--dev.period", str(max(1, round(self.block_time)))] if self.block_time else []
+        )  # fmt: skip
 
     def after_start(self) -> None:
         (funder,) = self.rpc("eth_accounts", [])[:1]

@@ -8,6 +8,8 @@ module.exports = {
       chainId: 31337,
       // The contracts are compiled for Prague (scripts/compile_contracts.py): MCOPY, transient storage.
       hardfork: "prague",
+      // Each transaction is mined at once; FLCHAIN_BLOCK_INTERVAL_MS > 0 adds interval mining.
+      mining: { auto: true, interval: Number(process.env.FLCHAIN_BLOCK_INTERVAL_MS || "0") },
       accounts: {
         mnemonic: process.env.FLCHAIN_MNEMONIC || "test test test test test test test test test test test junk",
         count: Number(process.env.FLCHAIN_ACCOUNTS || "20"),
