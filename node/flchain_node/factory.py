@@ -72,6 +72,7 @@ def build_participant(
     manifest: TaskManifest | None = None,
     reveal: bool = True,
     attest: bool = True,
+    confirmations: int = 0,
 ) -> ParticipantNode:
     """A participant node; with ``state_path`` it resumes from (and persists to) that file."""
     state = (
@@ -86,5 +87,6 @@ def build_participant(
         else None
     )
     return ParticipantNode(
-        task, store, account, source, state=state, manifest=manifest, reveal=reveal, attest=attest
-    )
+        task, store, account, source, state=state, manifest=manifest, reveal=reveal,
+        attest=attest, confirmations=confirmations,
+    )  # fmt: skip

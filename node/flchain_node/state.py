@@ -27,6 +27,10 @@ class RoundState:
     revealed: bool = False
     attested: bool = False
     error: str = ""
+    # Blocks the commit and reveal landed in (0: unknown, e.g. seen on-chain after a restart):
+    # until they are ``confirmations`` deep the node re-checks them, in case a reorg dropped them.
+    commit_block: int = 0
+    reveal_block: int = 0
 
 
 @dataclass
