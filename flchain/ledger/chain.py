@@ -280,7 +280,10 @@ class Chain:
             raise ConfigError(f"not an Ethereum address: {address!r}")
         checksum = Web3.to_checksum_address(address)
         if not self.w3.eth.get_code(checksum):
-            raise LedgerError(f"no contract at {checksum} on {self.label}")
+            raise LedgerError(
+                f"no contract at {checksum} on {self.label} "
+                "(a wrong address or chain, or the chain was reset?)"
+            )
         abi = load_artifact(artifact)["abi"]
         return self.w3.eth.contract(address=checksum, abi=abi)
 
