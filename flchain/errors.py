@@ -48,6 +48,11 @@ class BadRPCResponse(LedgerError):
     """The node answered, but not with a valid JSON-RPC response to our request."""
 
 
+class ContractGone(LedgerError, LookupError):
+    """A contract we were using has no code any more: a dev chain was reset (or restarted
+    empty) under a running node. Retrying cannot help; the node must stop."""
+
+
 class TransactionTimeout(LedgerError, TimeoutError):
     """A transaction was sent but no receipt arrived in time."""
 

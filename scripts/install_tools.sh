@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubo (the IPFS daemon the KuboStore tests run against) into .tools/bin/ipfs
-# with the Go toolchain. Idempotent: does nothing when .tools/bin/ipfs already reports the pinned
-# version. Nothing from Kubo is committed; .tools/ is git-ignored.
+# and the pinned geth (the reference Ethereum client, run as `geth --dev` by the ledger suite)
+# into .tools/bin/geth with the Go toolchain. Idempotent: a tool that already reports its pinned
+# version is not rebuilt. Nothing from either is committed; .tools/ is git-ignored.
 #
 # Why not plain `go install github.com/ipfs/kubo/cmd/ipfs@v0.43.1`: go install refuses a module
 # whose go.mod has replace directives, and v0.43.1's go.mod replaces go-libp2p with a commit of
@@ -11,25 +12,37 @@
 # so we build Kubo's own module source with the replace dropped and go-libp2p pinned to v0.50.0.
 # Every module still comes from the Go module proxy, checked against the checksum database.
 #
-# Environment: KUBO_BIN_DIR (default .tools/bin), GOCACHE/GOMODCACHE as usual.
+# Environment: KUBO_BIN_DIR (default .tools/bin, geth goes there too), GOCACHE/GOMODCACHE as usual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUBO_VERSION=0.43.1
 LIBP2P_VERSION=v0.50.0
+GETH_VERSION=1.17.10
 BIN_DIR="${KUBO_BIN_DIR:-$PWD/.tools/bin}"
 BIN="$BIN_DIR/ipfs"
+GETH="$BIN_DIR/geth"
+
+if ! command -v go >/dev/null; then
+    echo "error: the Go toolchain is needed to build Kubo $KUBO_VERSION and geth $GETH_VERSION" \
+        "(https://go.dev/dl/)" >&2
+    exit 1
+fi
+# Never let go fetch another toolchain behind our back (Kubo's go.mod says `go 1.26.5`).
+export GOTOOLCHAIN=local
+
+# geth: a plain `go install` of the tagged module (no replace directives to work around).
+if ! { [ -x "$GETH" ] && "$GETH" version 2>/dev/null | grep -qx "Version: $GETH_VERSION-stable"; }; then
+    echo "building geth $GETH_VERSION into $GETH ..." >&2
+    mkdir -p "$BIN_DIR"
+    GOBIN="$BIN_DIR" GOFLAGS="-buildvcs=false -trimpath" \
+        nice -n 10 go install "github.com/ethereum/go-ethereum/cmd/geth@v$GETH_VERSION"
+    "$GETH" version | head -2
+fi
 
 if [ -x "$BIN" ] && [ "$("$BIN" version --number 2>/dev/null)" = "$KUBO_VERSION" ]; then
     exit 0
 fi
-if ! command -v go >/dev/null; then
-    echo "error: the Go toolchain is needed to build Kubo $KUBO_VERSION (https://go.dev/dl/)" >&2
-    exit 1
-fi
-
-# Kubo's go.mod says `go 1.26.5`: never let go fetch another toolchain behind our back.
-export GOTOOLCHAIN=local
 export GOFLAGS="-buildvcs=false -trimpath -mod=mod"
 module_dir=$(go mod download -json "github.com/ipfs/kubo@v$KUBO_VERSION" \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')

@@ -13,6 +13,6 @@ if [ ! -x .tools/slither/bin/slither ]; then
     .tools/slither/bin/pip install --quiet --disable-pip-version-check slither-analyzer==0.11.6
 fi
 export FLCHAIN_SLITHER="$PWD/.tools/slither/bin/slither"
-bash scripts/install_tools.sh  # Kubo: a no-op once .tools/bin/ipfs is the pinned version
+bash scripts/install_tools.sh  # Kubo and geth: a no-op once both are the pinned versions
 export FLCHAIN_IPFS_BIN="$PWD/.tools/bin/ipfs"
 python -m pytest "$@"

@@ -35,7 +35,12 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
 from web3.middleware import AttributeDictMiddleware
 from web3.providers import HTTPProvider
 from web3.types import BlockIdentifier, EventData, RPCEndpoint, RPCResponse, TxParams, TxReceipt
@@ -44,6 +49,7 @@ from flchain import safejson
 from flchain.errors import (
     BadRPCResponse,
     ConfigError,
+    ContractGone,
     FLChainError,
     LedgerError,
     RPCUnavailable,
@@ -254,6 +260,13 @@ class Chain:
         """The chain id signed into every transaction (EIP-155)."""
         return self.w3.eth.chain_id
 
+    @cached_property
+    def genesis_hash(self) -> str:
+        """The 0x-hex hash of block 0: with :attr:`chain_id`, what tells one dev chain from
+        the next (fresh dev chains share chain id and contract addresses, but their genesis
+        blocks carry the time they started)."""
+        return "0x" + bytes(self.w3.eth.get_block(0)["hash"]).hex()
+
     @property
     def block_number(self) -> int:
         """The latest block's number."""
@@ -270,7 +283,10 @@ class Chain:
             raise ConfigError(f"not an Ethereum address: {address!r}")
         checksum = Web3.to_checksum_address(address)
         if not self.w3.eth.get_code(checksum):
-            raise LedgerError(f"no contract at {checksum} on {self.label}")
+            raise LedgerError(
+                f"no contract at {checksum} on {self.label} "
+                "(a wrong address or chain, or the chain was reset?)"
+            )
         abi = load_artifact(artifact)["abi"]
         return self.w3.eth.contract(address=checksum, abi=abi)
 
@@ -283,6 +299,15 @@ class Chain:
             return fn.call(params, block_identifier=block)
         except (ContractLogicError, Web3RPCError) as exc:
             raise self._decoded(exc, fn) from exc
+        except BadFunctionCallOutput as exc:
+            # An empty return where the ABI promises a value: usually no code at the address
+            # any more (a reset dev chain). Say so instead of web3's decoding traceback.
+            if fn.address and not self.w3.eth.get_code(fn.address, block):
+                raise ContractGone(
+                    f"contract gone at {fn.address} on {self.label}: no code there any more "
+                    "(the chain was reset?)"
+                ) from exc
+            raise
 
     def events(
         self,
@@ -342,7 +367,7 @@ class Chain:
         land first in the same block (e.g. the vote that reaches a quorum and finalizes).
         """
         tx = self._build(fn, sender, gas, value, min_gas)
-        tx_hash = self._send(tx, sender)
+        tx_hash = self._send(tx, sender, fn)
         receipt = self.wait_for_receipt(tx_hash, timeout)
         if receipt["status"] == 0:
             raise self._mined_failure(fn, tx, receipt)
@@ -352,7 +377,7 @@ class Chain:
         self, fn: ContractCall, sender: LocalAccount, *, gas: int | None = None, value: int = 0
     ) -> HexBytes:
         """Sign and send ``fn`` without waiting; the transaction hash."""
-        return self._send(self._build(fn, sender, gas, value), sender)
+        return self._send(self._build(fn, sender, gas, value), sender, fn)
 
     def wait_for_receipt(self, tx_hash: HexBytes | str, timeout: float | None = None) -> TxReceipt:
         """Poll for ``tx_hash``'s receipt; :class:`TransactionTimeout` after ``timeout`` s."""
@@ -381,14 +406,34 @@ class Chain:
     # --- test-chain controls (anvil, devchain, embedded) -----------------------------------
 
     def mine(self, n: int = 1) -> None:
-        """Mine ``n`` empty blocks (``anvil_mine``; ``evm_mine`` n times where unsupported)."""
+        """Mine ``n`` empty blocks (``anvil_mine``; ``evm_mine`` n times where unsupported;
+        on ``geth --dev``, zero beacon withdrawals)."""
         if n < 1:
             raise LedgerError(f"can only mine a positive number of blocks, got {n}")
         try:
             self._rpc("anvil_mine", [hex(n)])
+            return
         except LedgerError:
-            for _ in range(n):
-                self._rpc("evm_mine", [])
+            pass
+        try:
+            self._rpc("evm_mine", [])
+        except LedgerError:
+            self._mine_by_withdrawals(n)
+            return
+        for _ in range(n - 1):
+            self._rpc("evm_mine", [])
+
+    def _mine_by_withdrawals(self, n: int, timeout: float = 30.0) -> None:
+        """``geth --dev`` has no ``evm_mine``, but its dev API seals a block for each queued
+        beacon withdrawal: queue a zero one per block and wait for the block to appear."""
+        for _ in range(n):
+            target, deadline = self.block_number + 1, time.monotonic() + timeout
+            withdrawal = {"index": "0x0", "validatorIndex": "0x0", "address": "0x" + "00" * 20}
+            self._rpc("dev_addWithdrawal", [{**withdrawal, "amount": "0x0"}])
+            while self.block_number < target:
+                if time.monotonic() > deadline:
+                    raise TransactionTimeout(f"{self.label} did not mine a block in {timeout:g}s")
+                time.sleep(0.005)
 
     def snapshot(self) -> str:
         """Snapshot the chain state (``evm_snapshot``); an id for :meth:`revert`."""
@@ -456,16 +501,27 @@ class Chain:
             tx["gas"] = max(int(estimate * GAS_MARGIN), min_gas)
         return tx
 
-    def _send(self, tx: TxParams, sender: LocalAccount) -> HexBytes:
+    def _send(self, tx: TxParams, sender: LocalAccount, fn: ContractCall | None = None) -> HexBytes:
         with self.nonces.lease(sender.address) as lease:
             for _ in range(5):
                 signed = sender.sign_transaction({**tx, "nonce": lease.nonce})  # type: ignore[dict-item]
                 try:
-                    refused = self._send_raw(signed)
+                    refused = self._send_raw(signed, fn)
                 except RPCUnavailable as exc:
                     # It may or may not have reached the node: re-read the nonce next time.
                     self.nonces.forget(sender.address)
                     exc.add_note(f"transaction {signed.hash.to_0x_hex()} may have been sent")
+                    raise
+                except TransactionFailed as exc:
+                    # Hardhat in auto-mine mode mines a reverting transaction and reports the
+                    # revert as the send's error: its nonce is used up all the same.
+                    receipt = self._receipt_if_mined(signed.hash)
+                    if receipt is not None:
+                        lease.consume()
+                        exc.add_note(
+                            f"mined in transaction {signed.hash.to_0x_hex()}, block "
+                            f"{receipt['blockNumber']}, with status {receipt['status']}"
+                        )
                     raise
                 if refused is None:
                     lease.consume()
@@ -473,12 +529,17 @@ class Chain:
                 lease.resync()
             raise TransactionFailed(f"{self.label} kept refusing nonces of {sender.address}")
 
-    def _send_raw(self, signed: SignedTransaction) -> str | None:
-        """Send; None when the node has the transaction, the refusal message on a nonce clash."""
+    def _send_raw(self, signed: SignedTransaction, fn: ContractCall | None = None) -> str | None:
+        """Send; None when the node has the transaction, the refusal message on a nonce clash.
+
+        A refusal that carries revert data (Hardhat executes on send) is raised decoded into
+        the contract's custom error when ``fn`` says which contract it was for."""
         try:
             self.w3.eth.send_raw_transaction(signed.raw_transaction)
             return None
         except Web3RPCError as exc:
+            if fn is not None and _revert_data(exc) is not None:
+                raise self._decoded(exc, fn) from exc
             message = _rpc_message(exc)
             if ALREADY_KNOWN.search(message):
                 return None  # an earlier attempt of ours got through
@@ -488,6 +549,12 @@ class Chain:
                 return message
             raise TransactionFailed(f"{self.label} refused the transaction: {message}") from exc
 
+    def _receipt_if_mined(self, tx_hash: bytes) -> TxReceipt | None:
+        try:
+            return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+
     def _has_transaction(self, tx_hash: bytes) -> bool:
         try:
             self.w3.eth.get_transaction(HexBytes(tx_hash))
@@ -496,16 +563,28 @@ class Chain:
             return False
 
     def _traced_revert(self, tx_hash: str) -> bytes | None:
-        """Revert data of a mined transaction from the node's call tracer (None if the node
-        has no tracer or the transaction left no data)."""
-        try:
-            response = self.w3.provider.make_request(
-                "debug_traceTransaction",  # type: ignore[arg-type]
-                [tx_hash, {"tracer": "callTracer"}],
-            )
-        except (FLChainError, Web3RPCError, ValueError, TypeError, NotImplementedError):
-            return None
-        return _trace_output(response.get("result") if isinstance(response, Mapping) else None)
+        """Revert data of a mined transaction from the node's call tracer, else from its
+        default (struct-log) tracer, which Hardhat 2 has though it refuses the call tracer;
+        None if the node cannot trace or the transaction left no data."""
+        for options, read in (
+            ({"tracer": "callTracer"}, _trace_output),
+            # Only the return value is wanted: leave the per-opcode memory, stack and storage out.
+            (
+                {"disableMemory": True, "disableStack": True, "disableStorage": True},
+                _struct_log_output,
+            ),
+        ):
+            try:
+                response = self.w3.provider.make_request(
+                    "debug_traceTransaction",  # type: ignore[arg-type]
+                    [tx_hash, options],
+                )
+            except (FLChainError, Web3RPCError, ValueError, TypeError, NotImplementedError):
+                continue
+            result = response.get("result") if isinstance(response, Mapping) else None
+            if (data := read(result)) is not None:
+                return data
+        return None
 
     def _decoded(self, exc: Exception, fn: ContractCall) -> Exception:
         data = _revert_data(exc)
@@ -550,6 +629,16 @@ def _trace_output(result: Any) -> bytes | None:
             return bytes.fromhex(output[2:])
         except ValueError:
             return None
+    return None
+
+
+def _struct_log_output(result: Any) -> bytes | None:
+    """The revert data in a default-tracer ``debug_traceTransaction`` result, if it failed."""
+    if not (isinstance(result, Mapping) and result.get("failed")):
+        return None
+    value = result.get("returnValue")
+    if isinstance(value, str) and value:
+        return _trace_output({"output": value if value.startswith("0x") else "0x" + value})
     return None
 
 

@@ -26,6 +26,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import EventData, TxReceipt
 
+from flchain.errors import ContractGone
 from flchain.ledger.chain import Chain
 from flchain.types import Address
 
@@ -392,7 +393,10 @@ class ContractWrapper:
         return [{k: _plain(v) for k, v in log["args"].items()} for log in decoded]
 
     def _call(self, fn: str, *args: Any) -> Any:
-        return self.chain.call(self.contract.functions[fn](*args))
+        try:
+            return self.chain.call(self.contract.functions[fn](*args))
+        except ContractGone as exc:  # name the contract: "TrainingTask contract gone at 0x…"
+            raise ContractGone(f"{type(self).__name__} {exc}") from exc.__cause__
 
     def _send(self, sender: LocalAccount, fn: str, *args: Any) -> TxReceipt:
         return self.chain.transact(self.contract.functions[fn](*args), sender)

@@ -172,8 +172,14 @@ def shard_trainer(
 
 
 def state_file(state_dir: Path, task: TrainingTask, account: LocalAccount) -> Path:
-    """Where a node of ``account`` on ``task`` keeps its state under ``state_dir``."""
-    return state_dir / f"{task.address}-{account.address}.json"
+    """Where a node of ``account`` on ``task`` keeps its state under ``state_dir``: keyed by
+    chain id and genesis hash too, since fresh dev chains reuse task addresses (the file
+    itself records the full genesis hash, checked on load)."""
+    chain = task.chain
+    return (
+        state_dir
+        / f"{chain.chain_id}-{chain.genesis_hash[2:10]}-{task.address}-{account.address}.json"
+    )
 
 
 def build_participant(
@@ -186,13 +192,21 @@ def build_participant(
     manifest: TaskManifest | None = None,
     reveal: bool = True,
     attest: bool = True,
+    confirmations: int = 0,
 ) -> ParticipantNode:
     """A participant node; with ``state_path`` it resumes from (and persists to) that file."""
     state = (
-        NodeState.load(state_path, account=account.address, task=task.address)
+        NodeState.load(
+            state_path,
+            account=account.address,
+            task=task.address,
+            chain_id=task.chain.chain_id,
+            genesis=task.chain.genesis_hash,
+        )
         if state_path is not None
         else None
     )
     return ParticipantNode(
-        task, store, account, source, state=state, manifest=manifest, reveal=reveal, attest=attest
-    )
+        task, store, account, source, state=state, manifest=manifest, reveal=reveal,
+        attest=attest, confirmations=confirmations,
+    )  # fmt: skip

@@ -17,9 +17,10 @@ from typing import Protocol
 import torch
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+from web3.exceptions import BlockNotFound
 from web3.types import TxReceipt
 
-from flchain.errors import AggregationError, ContractRevert, TransactionTimeout
+from flchain.errors import AggregationError, ContractRevert, ProtocolError, TransactionTimeout
 from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
@@ -66,6 +67,11 @@ class ParticipantNode:
 
     ``reveal=False`` makes a dropout (commits, never reveals) and ``attest=False`` a silent
     committee member: both exist for attack studies and are slashed by the protocol.
+
+    ``confirmations``: how many blocks must follow its commit or reveal before the node takes
+    it as done. Until then every step re-checks the chain and sends it again (same salt, same
+    update) if a reorg dropped it; the reveal also waits for the commit to be that deep. With
+    0 (embedded and dev chains, which do not reorg) a receipt is final at once.
     """
 
     def __init__(
@@ -79,8 +85,15 @@ class ParticipantNode:
         manifest: TaskManifest | None = None,
         reveal: bool = True,
         attest: bool = True,
+        confirmations: int = 0,
     ) -> None:
+        if confirmations < 0:
+            raise ProtocolError(f"confirmations must be 0 or more, got {confirmations}")
         self.task, self.store, self.account, self.source = task, store, account, source
+        self.confirmations = confirmations
+        # (number, hash) of the block our last transaction landed in: when the chain no longer
+        # has that block, a reorg happened under us.
+        self._anchor: tuple[int, bytes] | None = None
         self.chain = task.chain
         self.address = to_checksum_address(account.address)
         self.state = state or NodeState(account=self.address, task=task.address)
@@ -93,8 +106,9 @@ class ParticipantNode:
         self._maybe_in_flight = True
         self._late_done: set[int] = set()  # rounds whose late vote is settled one way or another
 
-    def _send(self, report: StepReport, action: str, send: Callable[[], TxReceipt]) -> None:
-        """Run one transaction, booking its time and gas under ``action``."""
+    def _send(self, report: StepReport, action: str, send: Callable[[], TxReceipt]) -> int:
+        """Run one transaction, booking its time and gas under ``action``; returns the number
+        of the block it landed in."""
         started = time.perf_counter()
         try:
             receipt = send()
@@ -104,6 +118,33 @@ class ParticipantNode:
         report.seconds["chain"] = report.seconds.get("chain", 0.0) + time.perf_counter() - started
         report.gas[action] = report.gas.get(action, 0) + int(receipt["gasUsed"])
         report.actions.append(action)
+        block = int(receipt["blockNumber"])
+        self._anchor = (block, bytes(receipt["blockHash"]))
+        return block
+
+    def _reorged(self) -> bool:
+        """Whether the block of our last transaction left the canonical chain. Then the
+        nonces we counted may be gone and a dropped transaction may be back in the pool."""
+        if self._anchor is None:
+            return False
+        number, block_hash = self._anchor
+        try:
+            current = self.chain.w3.eth.get_block(number)["hash"]
+        except BlockNotFound:
+            current = None
+        if current is not None and bytes(current) == block_hash:
+            return False
+        self._anchor = None
+        self.chain.nonces.forget(self.address)
+        self._maybe_in_flight = True
+        return True
+
+    def _deep(self, block: int) -> bool:
+        """Whether a transaction mined in ``block`` has ``confirmations`` blocks on top
+        (0: a block we never saw, e.g. before a restart, counts as deep)."""
+        if self.confirmations == 0 or block == 0:
+            return True
+        return self.chain.block_number - block >= self.confirmations
 
     # --- the round ------------------------------------------------------------------------
 
@@ -111,6 +152,8 @@ class ParticipantNode:
         """Do whatever this participant owes the task right now; safe to call any time."""
         round_id = self.task.current_round()
         report = StepReport(round_id, self.task.phase())
+        if self._reorged():
+            report.actions.append("reorg")  # what was not deep enough is re-checked below
         if self._maybe_in_flight:
             if self._transaction_in_flight():
                 report.actions.append("waiting")
@@ -154,7 +197,9 @@ class ParticipantNode:
             num_samples=mine.num_samples,
             salt=bytes.fromhex(mine.salt[2:]),
         )
-        self._send(report, "commit", lambda: self.task.commit(self.account, value))
+        mine.commit_block = self._send(
+            report, "commit", lambda: self.task.commit(self.account, value)
+        )
         mine.committed = True
         self.state.save()
 
@@ -191,14 +236,18 @@ class ParticipantNode:
 
     def _reveal(self, round_id: int, report: StepReport) -> None:
         mine = self.state.rounds.get(round_id)
-        if mine is None or mine.revealed or not self.will_reveal:
+        if mine is None or not self.will_reveal:
             return
+        if mine.revealed and (mine.error or self._deep(mine.reveal_block)):
+            return  # done for good (or refused for good)
         if not mine.committed and not self._commit_landed(round_id, mine):
             return
+        if not self._deep(mine.commit_block):
+            return  # reveal only what a reorg can no longer take back
         if not self.task.commitment_of(self.address).flags & CommitmentFlag.REVEALED:
             digest, salt = bytes.fromhex(mine.digest[2:]), bytes.fromhex(mine.salt[2:])
             try:
-                self._send(
+                mine.reveal_block = self._send(
                     report,
                     "reveal",
                     lambda: self.task.reveal(
@@ -273,4 +322,3 @@ class ParticipantNode:
         proof = RewardTree(self.view.report_of(round_id).cumulative).proof(self.address)
         self.task.claim(self.account, round_id, cumulative, proof)
         return unclaimed
-

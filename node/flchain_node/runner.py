@@ -31,6 +31,34 @@ Log = Callable[[str], None]
 TRANSIENT = (RPCUnavailable, TransactionTimeout, StoreUnavailable)
 
 
+class Outage:
+    """Retry bookkeeping of a polling loop: backs off while the chain (or store) is away and
+    logs each change of state once — "chain unreachable, retrying" when trouble starts,
+    "chain back" when a poll succeeds again — rather than one line per failed poll, which
+    floods the log of a node left running through a long outage.
+
+    The back-off doubles from ``poll`` up to ``max_wait`` seconds.
+    """
+
+    def __init__(self, log: Log, poll: float, max_wait: float = 5.0) -> None:
+        self.log, self.poll, self.max_wait = log, poll, max(max_wait, poll)
+        self.failures = 0
+
+    def failed(self, exc: Exception) -> float:
+        """Record one failed poll; returns the seconds to wait before the next."""
+        if self.failures == 0:
+            what = "chain unreachable" if isinstance(exc, RPCUnavailable) else "unavailable"
+            self.log(f"{what}, retrying: {exc}")
+        self.failures += 1
+        return min(self.poll * 2 ** (self.failures - 1), self.max_wait)
+
+    def succeeded(self) -> None:
+        """Record a successful poll (logs "chain back" after an outage)."""
+        if self.failures:
+            self.log(f"chain back after {self.failures} failed poll(s)")
+        self.failures = 0
+
+
 class NoTraining:
     """The update source of a node that only follows, attests or claims (``flchain claim``)."""
 
@@ -99,11 +127,13 @@ def run_node(
     actions: dict[str, int] = {}
     gas = errors = 0
     last_block = -1
+    outage = Outage(log, poll)
     while True:
         if deadline is not None and time.monotonic() > deadline:
             raise ProtocolError(f"node {node.address} timed out after {timeout:g}s")
         try:
             block, phase = chain.block_number, task.phase()
+            outage.succeeded()
             end = phase_end(task, phase)
             if phase == Phase.COMPLETED:
                 rounds = task.current_round()
@@ -120,8 +150,7 @@ def run_node(
             continue
         except TRANSIENT as exc:
             errors += 1
-            log(f"unavailable (retrying): {exc}")
-            time.sleep(poll)
+            time.sleep(outage.failed(exc))
             continue
         _log_step(report, log)
         for action in report.actions:
@@ -141,21 +170,32 @@ def run_keeper(
     log: Log = print,
 ) -> dict[str, int]:
     """Run ``keeper`` until the task completed and every committee is settled; returns the
-    gas used per action."""
+    gas used per action.
+
+    Like :func:`run_node` it rides out an unreachable chain (the end-of-task check is chain
+    reads too, so it sits inside the retry), backing off and logging once per state change.
+    """
     task = keeper.task
     deadline = None if timeout is None else time.monotonic() + timeout
     total: dict[str, int] = {}
-    while not (task.phase() == Phase.COMPLETED and keeper.done()):
+    outage = Outage(log, poll)
+    while True:
         if deadline is not None and time.monotonic() > deadline:
             raise ProtocolError(f"keeper timed out after {timeout:g}s")
         try:
+            completed = task.phase() == Phase.COMPLETED
+            outage.succeeded()
+            if completed and keeper.done():
+                break
             gas = keeper.step()
+            round_id = task.current_round() if gas else 0  # read here: inside the retry
         except TRANSIENT as exc:
-            log(f"unavailable (retrying): {exc}")
-            gas = {}
+            time.sleep(outage.failed(exc))
+            continue
+        outage.succeeded()
         for action, used in gas.items():
             total[action] = total.get(action, 0) + used
-            log(f"round {task.current_round()}: {action} ({used} gas)")
+            log(f"round {round_id}: {action} ({used} gas)")
         if not gas:
             time.sleep(poll)
     return total

@@ -27,21 +27,34 @@ class RoundState:
     revealed: bool = False
     attested: bool = False
     error: str = ""
+    # Blocks the commit and reveal landed in (0: unknown, e.g. seen on-chain after a restart):
+    # until they are ``confirmations`` deep the node re-checks them, in case a reorg dropped them.
+    commit_block: int = 0
+    reveal_block: int = 0
 
 
 @dataclass
 class NodeState:
-    """Persisted as JSON at ``path``; every :meth:`save` is atomic (write, fsync, rename)."""
+    """Persisted as JSON at ``path``; every :meth:`save` is atomic (write, fsync, rename).
+
+    A state belongs to one account on one task on one chain: ``chain_id`` and ``genesis`` (the
+    genesis block hash) are part of its identity, because fresh dev chains reuse chain ids and
+    contract addresses, and salts of a reset chain must never be revealed on the next one.
+    """
 
     path: Path | None = None
     account: str = ""
     task: str = ""
     rounds: dict[int, RoundState] = field(default_factory=dict)
+    chain_id: int = 0
+    genesis: str = ""
 
     @classmethod
-    def load(cls, path: Path, *, account: str, task: str) -> NodeState:
+    def load(
+        cls, path: Path, *, account: str, task: str, chain_id: int = 0, genesis: str = ""
+    ) -> NodeState:
         if not path.exists():
-            return cls(path=path, account=account, task=task)
+            return cls(path=path, account=account, task=task, chain_id=chain_id, genesis=genesis)
         try:
             raw = safejson.loads(path.read_bytes())
             if not (isinstance(raw["account"], str) and isinstance(raw["task"], str)):
@@ -57,6 +70,19 @@ class NodeState:
             wrong = next(filter(None, map(safejson.wrong_field, state.rounds.values())), None)
             if wrong:
                 raise TypeError(wrong)
+            if "chain_id" not in raw and "genesis" not in raw:
+                # Written before states were keyed by chain: nothing says which chain its salts
+                # belong to, so it is refused rather than migrated (a guess could reveal a
+                # reset chain's salts).
+                raise ProtocolError(
+                    f"node state file {path} has no chain id or genesis hash (an old format): "
+                    "it may belong to a reset chain; move it aside to start afresh"
+                )
+            if not (isinstance(raw["chain_id"], int) and isinstance(raw["genesis"], str)):
+                raise TypeError("chain_id must be an integer and genesis a string")
+            state.chain_id, state.genesis = raw["chain_id"], raw["genesis"]
+        except ProtocolError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ProtocolError(f"node state file {path} is corrupt: {exc}") from exc
         except OSError as exc:
@@ -66,6 +92,12 @@ class NodeState:
                 f"node state file {path} belongs to account {state.account} on task "
                 f"{state.task}, not {account} on {task}"
             )
+        if (state.chain_id, state.genesis.lower()) != (chain_id, genesis.lower()):
+            raise ProtocolError(
+                f"node state file {path} belongs to chain {state.chain_id} with genesis "
+                f"{state.genesis or '?'}, not chain {chain_id} with genesis {genesis or '?'} "
+                "(the chain was reset?): move it aside to start afresh"
+            )
         return state
 
     def save(self) -> None:
@@ -74,6 +106,8 @@ class NodeState:
         data = {
             "account": self.account,
             "task": self.task,
+            "chain_id": self.chain_id,
+            "genesis": self.genesis,
             "rounds": {str(r): asdict(s) for r, s in sorted(self.rounds.items())},
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)

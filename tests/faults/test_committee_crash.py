@@ -125,9 +125,9 @@ def test_vote_that_becomes_the_finalizing_one_after_its_gas_estimate_lands(
     rival, slow = driver.nodes[0], driver.nodes[1]
     send = slow.chain._send
 
-    def send_after_the_rival_voted(tx: Any, sender: Any) -> Any:
+    def send_after_the_rival_voted(tx: Any, sender: Any, *rest: Any) -> Any:
         assert rival.step().actions == ["attest"]  # lands between our estimate and our send
-        return send(tx, sender)
+        return send(tx, sender, *rest)
 
     slow.chain._send = send_after_the_rival_voted  # type: ignore[method-assign]
     assert slow.step().actions == ["attest"]

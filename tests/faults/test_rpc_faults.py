@@ -19,13 +19,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from flchain_node import ParticipantNode
+from flchain_node import NodeState, ParticipantNode
+from flchain_node.factory import build_participant, state_file
 from flchain_node.federation import Federation
+from flchain_node.owner import Keeper
+from flchain_node.runner import NoTraining, run_keeper, run_node
 from support.fedkit import Driver, fresh_node
 
-from flchain.errors import LedgerError, RPCUnavailable
+from flchain.errors import ContractGone, LedgerError, ProtocolError, RPCUnavailable
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import Attested, Committed, Revealed, RoundStatus
+from flchain.ledger.contracts import Attested, Committed, Revealed, RoundStatus, TrainingTask
 from flchain.ledger.devchain import DevChain
 
 VICTIM = 0
@@ -254,3 +257,100 @@ def test_endpoint_gone_for_good_is_a_clear_error_and_nothing_is_lost(
     assert victim.claim() > 0
 
     _assert_once_and_paid(fed, victim, nonce_before)
+
+
+def _outage_lines(logs: list[str]) -> tuple[int, int]:
+    return (
+        sum(line.startswith("chain unreachable") for line in logs),
+        sum(line.startswith("chain back") for line in logs),
+    )
+
+
+def test_keeper_and_node_ride_out_an_outage_and_log_it_once_each_way(
+    served: Served, tmp_path: Path
+) -> None:
+    fed, url, proxies = served
+    task = fed.deployment.task
+    driver = Driver(fed, {i: fresh_node(fed, i, tmp_path) for i in range(3)}, lambda i: None)  # type: ignore[arg-type,return-value]
+    driver.run_until(_everyone_voted(fed, driver))  # the one round done: the task completed
+    fed.chain.mine(task.attest_deadline(0) - fed.chain.block_number + 1)  # its window closed
+
+    proxy = ChaosProxy(url, lambda method, n: "forward")
+    proxies.append(proxy)
+    chain = Chain.connect(proxy.url, timeout=2, retries=1)
+    keeper = Keeper(TrainingTask(chain, task.address), fed.owner)
+    victim = fresh_node(fed, VICTIM, tmp_path, chain=chain)  # resumes from its state file
+
+    for run in (
+        lambda log: run_keeper(keeper, poll=0.05, timeout=60, log=log),
+        lambda log: run_node(victim, poll=0.05, timeout=60, log=log),
+    ):
+        proxy.down()  # the chain is away when the loop starts, back a second later
+        back = threading.Timer(1.0, proxy.up)
+        back.start()
+        logs: list[str] = []
+        try:
+            run(logs.append)  # before the fix run_keeper raised RPCUnavailable here
+        finally:
+            back.join()
+        assert _outage_lines(logs) == (1, 1), logs  # one line per change, not one per poll
+    assert keeper.done() and 0 in keeper.settled
+    assert task.claimed(victim.address) > 0  # run_node went on to claim after the outage
+
+
+def test_a_chain_reset_under_a_running_node_is_one_clear_error(
+    served: Served, tmp_path: Path
+) -> None:
+    fed, url, proxies = served
+    proxy = ChaosProxy(url, lambda method, n: "forward")
+    proxies.append(proxy)
+    victim = fresh_node(fed, VICTIM, tmp_path, chain=Chain.connect(proxy.url, retries=1))
+    assert "commit" in victim.step().actions
+
+    # The endpoint goes away and comes back as a fresh, empty dev chain (same chain id, same
+    # port): what a restarted `flchain devchain` or anvil looks like to a running node.
+    with DevChain(port=0) as empty:
+        proxy.down()
+        proxy.upstream = urlsplit(empty.url)
+        proxy.up()
+        logs: list[str] = []
+        gone = r"TrainingTask contract gone at 0x[0-9a-fA-F]{40}.*reset"
+        with pytest.raises(ContractGone, match=gone) as info:
+            run_node(victim, poll=0.05, timeout=60, log=logs.append)
+    assert isinstance(info.value, LedgerError)
+    assert "\n" not in str(info.value)  # the CLI prints it as its one line
+    assert not any(line.startswith("refused") for line in logs)  # no retry loop on a dead task
+
+
+def test_node_state_is_keyed_by_chain_so_a_reset_chain_never_sees_stale_salts(
+    served: Served, tmp_path: Path
+) -> None:
+    fed, _, _ = served
+    task, account = fed.deployment.task, fed.accounts[VICTIM]
+    path = state_file(tmp_path, task, account)
+    assert path.name.startswith(f"{fed.chain.chain_id}-{fed.chain.genesis_hash[2:10]}-")
+    node = build_participant(task, fed.store, account, NoTraining(), state_path=path)
+    node.state.save()
+    saved = json.loads(path.read_text())
+    assert (saved["chain_id"], saved["genesis"]) == (fed.chain.chain_id, fed.chain.genesis_hash)
+
+    # a fresh chain with the same chain id and the same task address: another genesis, so
+    # another state file name, and the old file handed over explicitly is refused
+    with DevChain(port=0) as fresh:
+        other = Chain.connect(fresh.url, retries=1)
+        assert other.chain_id == fed.chain.chain_id
+        assert other.genesis_hash != fed.chain.genesis_hash
+        with pytest.raises(ProtocolError, match=r"belongs to chain .* reset"):
+            NodeState.load(
+                path,
+                account=account.address,
+                task=task.address,
+                chain_id=other.chain_id,
+                genesis=other.genesis_hash,
+            )
+
+    # a state file from before chain keying is refused with a clear error (no migration)
+    del saved["chain_id"], saved["genesis"]
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ProtocolError, match=r"no chain id or genesis hash \(an old format\)"):
+        build_participant(task, fed.store, account, NoTraining(), state_path=path)

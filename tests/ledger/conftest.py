@@ -1,7 +1,8 @@
 """Chain fixtures shared by every ledger test: one behaviour suite, three backends.
 
 ``chain`` is parametrized over the embedded eth-tester chain, ``devchain`` (the embedded chain
-served over HTTP from a background thread) and a real ``anvil`` process. The backends are
+served over HTTP from a background thread), a real ``anvil`` process and a real Hardhat
+Network (``hardhat node``). The backends are
 session-scoped; each test runs between ``evm_snapshot`` and ``evm_revert``, so tests start
 from the same state without paying for a fresh chain. Use ``chain``, ``accounts`` and
 ``deploy`` in contract-integration tests as well.
@@ -31,11 +32,20 @@ from flchain.ledger.contracts import SLASHER_ROLE, Result, TaskParameters, Train
 from flchain.ledger.deploy import Deployment, deploy_stack, register_all
 from flchain.ledger.devchain import DevChain
 from flchain.ledger.merkle import RewardTree
+from flchain.ledger.nodes import GethProcess, HardhatProcess
 from flchain.protocol.commitment import commitment
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NUM_ACCOUNTS = 20
-BACKENDS = ["embedded", "devchain", pytest.param("anvil", marks=pytest.mark.anvil)]
+BACKENDS = [
+    "embedded",
+    "devchain",
+    pytest.param("anvil", marks=pytest.mark.anvil),
+    pytest.param("hardhat", marks=pytest.mark.hardhat),
+    pytest.param("geth", marks=pytest.mark.geth),
+]
+#: The URL of the session's geth, once started (it is the label of its chains).
+GETH_LABEL: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +75,39 @@ def anvil_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def hardhat_url() -> Iterator[str]:
+    """URL of a real Hardhat Network (``hardhat node``) for the whole session."""
+    binary = HardhatProcess.find_binary()
+    require_tool(
+        binary is not None and binary.exists(),
+        "hardhat not found",
+        "run `npm ci` (installs node_modules/.bin/hardhat), or set FLCHAIN_HARDHAT",
+    )
+    try:
+        with HardhatProcess(accounts=NUM_ACCOUNTS) as hardhat:
+            yield hardhat.url
+    except LedgerError as exc:
+        pytest.fail(f"hardhat did not start: {exc}")
+
+
+@pytest.fixture(scope="session")
+def geth_url() -> Iterator[str]:
+    """URL of a real ``geth --dev`` for the whole session (its dev-mnemonic accounts funded)."""
+    binary = GethProcess.find_binary()
+    require_tool(
+        binary is not None and binary.exists(),
+        "geth not found",
+        "run `bash scripts/install_tools.sh` (builds .tools/bin/geth), or set FLCHAIN_GETH",
+    )
+    try:
+        with GethProcess(accounts=NUM_ACCOUNTS) as geth:
+            GETH_LABEL["url"] = geth.url
+            yield geth.url
+    except LedgerError as exc:
+        pytest.fail(f"geth did not start: {exc}")
+
+
+@pytest.fixture(scope="session")
 def rpc_url(request: pytest.FixtureRequest) -> str:
     """URL of a JSON-RPC backend; parametrize with ``RPC_BACKENDS`` (indirect)."""
     return str(request.getfixturevalue(f"{request.param}_url"))
@@ -81,7 +124,11 @@ def session_chain(request: pytest.FixtureRequest) -> Chain:
 
 @pytest.fixture
 def chain(session_chain: Chain) -> Iterator[Chain]:
-    """The backend's chain, reverted to its state before the test afterwards."""
+    """The backend's chain, reverted to its state before the test afterwards (geth has no
+    snapshots: there tests share one growing chain, each on contracts it deploys itself)."""
+    if session_chain.label == GETH_LABEL.get("url"):
+        yield session_chain
+        return
     snapshot = session_chain.snapshot()
     yield session_chain
     session_chain.set_automine(True)  # in case a test stopped it

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -29,6 +31,12 @@ class ValueTooLarge(ContractRevert):
     arg_types = ("uint256", "uint256")
 
 
+def skip_without_test_controls(chain: Chain) -> None:
+    """geth --dev has no snapshots and cannot stop mining on each transaction."""
+    if chain.w3.client_version.startswith("Geth/"):
+        pytest.skip("geth --dev has no evm_snapshot / evm_setAutomine")
+
+
 ANVIL_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 
 
@@ -36,7 +44,7 @@ def test_accounts_are_the_funded_dev_accounts(chain: Chain) -> None:
     assert len(chain.accounts) == 20
     assert chain.accounts[0].address == ANVIL_ACCOUNT_0
     assert all(chain.balance(a.address) >= 10**21 for a in chain.accounts)
-    assert chain.chain_id in (31337, 131277322940537)
+    assert chain.chain_id in (31337, 131277322940537, 1337)  # anvil/hardhat, eth-tester, geth
 
 
 def test_deploy_and_call(chain: Chain, fixture_contract: Contract) -> None:
@@ -96,6 +104,7 @@ def test_mine(chain: Chain) -> None:
 def test_snapshot_and_revert_restore_state_and_nonces(
     chain: Chain, fixture_contract: Contract
 ) -> None:
+    skip_without_test_controls(chain)
     sender = chain.accounts[4]
     snapshot = chain.snapshot()
     chain.transact(fixture_contract.functions.increment(10), sender)
@@ -167,6 +176,32 @@ def test_mined_revert_is_decoded(chain: Chain, fixture_contract: Contract) -> No
     assert chain.w3.eth.get_transaction_count(sender.address) == nonce + 1  # it was mined
 
 
+def test_mined_revert_caused_by_an_earlier_transaction_of_its_block_is_decoded(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    # Replaying on the previous block cannot see the first transfer, so only a node that
+    # traces the mined transaction can name this revert (Hardhat: its default tracer).
+    if "EthereumTester" in chain.w3.client_version:
+        pytest.skip("eth-tester cannot trace: the replay fallback misses same-block causes")
+    skip_without_test_controls(chain)
+    sender, to = chain.accounts[8], chain.accounts[9]
+    chain.transact(fixture_contract.functions.mint(10), sender)
+    transfer = fixture_contract.functions.transfer(to.address, 10)
+    nonce = chain.w3.eth.get_transaction_count(sender.address)
+    chain.set_automine(False)
+    with ThreadPoolExecutor(1) as pool:
+        chain.send(transfer, sender, gas=200_000)
+        second = pool.submit(chain.transact, transfer, sender, gas=200_000)
+        while chain.w3.eth.get_transaction_count(sender.address, "pending") < nonce + 2:
+            time.sleep(0.01)  # until the second transfer is in the pool too
+        chain.mine()
+        with pytest.raises(ContractRevert) as info:
+            second.result(timeout=30)
+    assert type(info.value).__name__ == "InsufficientBalance"
+    assert info.value.error_args == {"account": sender.address, "balance": 0, "needed": 10}
+    assert "status 0" in info.value.__notes__[0]
+
+
 def test_failed_estimation_does_not_consume_a_nonce(
     chain: Chain, fixture_contract: Contract
 ) -> None:
@@ -211,6 +246,7 @@ def test_concurrent_senders(
 def test_receipt_timeout(chain: Chain, fixture_contract: Contract) -> None:
     with pytest.raises(TransactionTimeout, match="no receipt"):
         chain.wait_for_receipt(os.urandom(32), timeout=0.2)
+    skip_without_test_controls(chain)
     chain.set_automine(False)
     tx_hash = chain.send(fixture_contract.functions.increment(1), chain.accounts[11], gas=100_000)
     with pytest.raises(TransactionTimeout):

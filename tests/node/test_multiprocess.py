@@ -1,6 +1,7 @@
-"""The federation as separate OS processes against a real anvil node: `flchain task create`,
-one `flchain node run` per participant and `flchain task keep`, started by
-scripts/launch_federation.py. Runs once in CI; the assertions read the chain afterwards."""
+"""The federation as separate OS processes against a real chain node — anvil, Hardhat Network
+and geth --dev, one small run each: `flchain task create`, one `flchain node run` per
+participant and `flchain task keep`, started by scripts/launch_federation.py. The assertions
+read the chain afterwards."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.tools import require_tool
 
-from flchain.ledger.anvil import AnvilProcess, find_anvil
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import (
     Committed,
@@ -24,23 +25,38 @@ from flchain.ledger.contracts import (
     RoundFinalized,
     TrainingTask,
 )
+from flchain.ledger.nodes import AnvilProcess, GethProcess, HardhatProcess, NodeProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS, ROUNDS = 3, 2
 
-pytestmark = pytest.mark.anvil
+#: backend: (process class, seconds per block, blocks per phase). geth --dev seals on a
+#: whole-second period, so it gets fewer, longer blocks for about the same wall time.
+BACKENDS: dict[str, tuple[type[NodeProcess], float, int]] = {
+    "anvil": (AnvilProcess, 0.5, 16),
+    "hardhat": (HardhatProcess, 0.5, 16),
+    "geth": (GethProcess, 1.0, 10),
+}
 
 
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path, str]]:
-    if find_anvil() is None:
-        pytest.fail("anvil binary missing: run `npm ci`")
-    work = tmp_path_factory.mktemp("launch")
-    with AnvilProcess(accounts=PARTICIPANTS + 1, block_time=0.5) as anvil:
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=getattr(pytest.mark, name)) for name in BACKENDS],
+)
+def launched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Path, str]]:
+    kind, block_time, phase_blocks = BACKENDS[request.param]
+    binary = kind.find_binary()
+    require_tool(
+        binary is not None and binary.exists(), f"{kind.name} not found", kind.install_hint
+    )
+    work = tmp_path_factory.mktemp(f"launch-{request.param}")
+    with kind(accounts=PARTICIPANTS + 1, block_time=block_time) as node:
         run = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "launch_federation.py"),
-             "--rpc-url", anvil.url, "--participants", str(PARTICIPANTS),
-             "--rounds", str(ROUNDS), "--rule", "median", "--phase-blocks", "16",
+             "--rpc-url", node.url, "--participants", str(PARTICIPANTS),
+             "--rounds", str(ROUNDS), "--rule", "median", "--phase-blocks", str(phase_blocks),
              "--work", str(work), "--timeout", "300"],
             capture_output=True, text=True, timeout=400, check=False,
         )  # fmt: skip
@@ -48,7 +64,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{logs}"
         task = re.search(r"task (0x[0-9a-fA-F]{40})", run.stdout)
         assert task, run.stdout
-        yield anvil.url, task.group(1), work, logs
+        yield node.url, task.group(1), work, logs
 
 
 def test_every_round_finalized_with_a_new_model(launched: tuple[str, str, Path, str]) -> None:

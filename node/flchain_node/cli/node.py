@@ -77,6 +77,10 @@ def run(
     timeout: Annotated[
         float | None, typer.Option(help="Give up after this many seconds (default: never).")
     ] = None,
+    confirmations: Annotated[
+        int,
+        typer.Option(min=0, help="Blocks on top of a commit/reveal before it counts as done."),
+    ] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     rpc_url: RpcOpt = None,
     key: KeyOpt = None,
@@ -152,8 +156,9 @@ def run(
             staked = registry.stake_of(account.address)
             typer.echo(f"registered {account.address} with stake {staked}")
         node = build_participant(
-            training_task, s, account, source, state_path=path, manifest=manifest
-        )
+            training_task, s, account, source, state_path=path, manifest=manifest,
+            confirmations=confirmations,
+        )  # fmt: skip
         typer.echo(f"node {account.address} on task {training_task.address}: {what}, state {path}")
         summary = run_node(node, poll=poll, timeout=timeout, log=typer.echo)
         last = node.view.last_report()
