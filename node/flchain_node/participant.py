@@ -19,7 +19,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3.types import TxReceipt
 
-from flchain.errors import AggregationError, ContractRevert, TransactionTimeout
+from flchain.errors import (
+    AggregationError,
+    ContractRevert,
+    PrivacyBudgetExhausted,
+    TransactionTimeout,
+)
 from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
@@ -92,6 +97,7 @@ class ParticipantNode:
         # waits for every receipt. Checking costs two calls, so check only when it may be.
         self._maybe_in_flight = True
         self._late_done: set[int] = set()  # rounds whose late vote is settled one way or another
+        self._skipped: set[int] = set()  # rounds this node sat out (privacy budget)
 
     def _send(self, report: StepReport, action: str, send: Callable[[], TxReceipt]) -> None:
         """Run one transaction, booking its time and gas under ``action``."""
@@ -144,7 +150,15 @@ class ParticipantNode:
             if not self.registry.is_active(self.address):
                 report.actions.append("inactive")  # unregistered, exiting or slashed below minimum
                 return
-            mine = self._prepare_update(round_id, report)
+            try:
+                mine = self._prepare_update(round_id, report)
+            except PrivacyBudgetExhausted:
+                # past the task's target ε: no commitment, so no reveal is owed, nothing slashed;
+                # reported once per round, so drivers do not take it for work every block
+                if round_id not in self._skipped:
+                    self._skipped.add(round_id)
+                    report.actions.append("skipped-privacy")
+                return
         value = commitment(
             chain_id=self.chain.chain_id,
             task=self.task.address,
