@@ -26,7 +26,7 @@ ALGORITHMS = ("fedavg", "fedprox")
 #: Update codecs a task may choose (``[training] codec``): the spec's ``CodecParams.encoding``
 #: each maps to. int32 is the exact fixed-point default; int16/int8 compress with per-tensor
 #: power-of-two scales (see :mod:`flchain.learning.codec`).
-CODECS = {"int32": "fixed"}
+CODECS = {"int32": "fixed", "int16": "int16", "int8": "int8"}
 #: ``[training] dp``: client-level DP (per-update clipping + Gaussian noise).
 DP_REQUIRED = ("clip", "noise_multiplier", "delta")
 DP_OPTIONAL = ("target_epsilon",)

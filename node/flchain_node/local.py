@@ -65,9 +65,7 @@ class LocalMetrics:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data: dict[str, object] = {
-            "rounds": [asdict(m) for _, m in sorted(self.entries.items())]
-        }
+        data: dict[str, object] = {"rounds": [asdict(m) for _, m in sorted(self.entries.items())]}
         if self.privacy:
             data["privacy"] = [asdict(p) for _, p in sorted(self.privacy.items())]
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics-")
