@@ -3,15 +3,23 @@ sits the round out (no commitment, so nothing is slashed) while the round goes o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import sys
 from pathlib import Path
 
+import pytest
+from eth_utils import to_checksum_address
+from flchain_node.cli.app import main
 from flchain_node.factory import build_participant, shard_trainer
 from flchain_node.federation import Federation, advance_clock, did_something
-from flchain_node.local import LocalMetrics, PrivateTrainer, metrics_file
+from flchain_node.local import LocalMetric, LocalMetrics, PrivateTrainer, metrics_file
 
+from flchain.learning.privacy import PrivacySpend
 from flchain.learning.training import DPConfig, dp_epsilon
+from flchain.ledger.accounts import DEV_MNEMONIC, account_from_mnemonic
 from flchain.ledger.contracts import RoundStatus
 
 
@@ -55,3 +63,35 @@ def test_node_past_its_target_epsilon_skips_without_commit_or_slash(
     assert node.address not in [e.account for e in task.committed_events(0)]
     assert registry.stake_of(node.address) == stake
     assert 0 not in node.state.rounds
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["flchain", *args])
+    out, code = io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue()
+
+
+def test_status_local_shows_the_privacy_spent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = account_from_mnemonic(DEV_MNEMONIC, 3).address
+    task = "0x" + "ab" * 20
+    state = tmp_path / f"{to_checksum_address(task)}-{account}.json"
+    metrics = LocalMetrics(metrics_file(state))
+    metrics.record(LocalMetric(0, 1.5, 0.5, 10))
+    one, two = dp_epsilon(1.0, 1, 1e-5), dp_epsilon(1.0, 2, 1e-5)
+    metrics.record_privacy(PrivacySpend(0, one, one, 1e-5))
+    metrics.record_privacy(PrivacySpend(1, one, two, 1e-5))
+    code, out = run_cli(monkeypatch, "status", "--task", task, "--local", "--json",
+                           "--state-dir", str(tmp_path), "--dev-account", "3")  # fmt: skip
+    assert code == 0
+    shown = json.loads(out)["privacy"]
+    assert [(p["round"], p["epsilon_total"]) for p in shown] == [(0, one), (1, two)]
+    code, out = run_cli(monkeypatch, "status", "--task", task, "--local",
+                           "--state-dir", str(tmp_path), "--dev-account", "3")  # fmt: skip
+    assert code == 0 and "Differential privacy spent" in out and f"{two:.3f}" in out
