@@ -80,11 +80,13 @@ class TrainingConfig:
     dp: dict[str, float] = field(default_factory=dict)
     # How updates are encoded (the manifest's model spec names it): "int32", "int16", "int8".
     codec: str = "int32"
+    # C: the fraction of participants drawn to train each round (flchain.learning.sampling).
+    client_fraction: float = 1.0
 
 
 #: Fields added after manifests were first written: left out of ``to_dict`` while at their
 #: default, so an existing task's manifest (and its digest on-chain) keeps its exact bytes.
-_NEW_TRAINING_FIELDS = {"dp": {}, "codec": "int32"}
+_NEW_TRAINING_FIELDS: dict[str, Any] = {"dp": {}, "codec": "int32", "client_fraction": 1.0}
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,10 @@ class TaskConfig:
         if t.mu < 0:
             raise ConfigError(f"training.mu must be >= 0, got {t.mu}")
         _choice("training.codec", t.codec, tuple(CODECS))
+        if not 0 < t.client_fraction <= 1:
+            raise ConfigError(
+                f"training.client_fraction must be in (0, 1], got {t.client_fraction}"
+            )
         self._validate_dp()
         for key, param in self.aggregation.params.items():
             if isinstance(param, bool) or not isinstance(param, int | float):

@@ -97,7 +97,7 @@ class ParticipantNode:
         # waits for every receipt. Checking costs two calls, so check only when it may be.
         self._maybe_in_flight = True
         self._late_done: set[int] = set()  # rounds whose late vote is settled one way or another
-        self._skipped: set[int] = set()  # rounds this node sat out (privacy budget)
+        self._skipped: set[int] = set()  # rounds this node sat out (sampling, privacy budget)
 
     def _send(self, report: StepReport, action: str, send: Callable[[], TxReceipt]) -> None:
         """Run one transaction, booking its time and gas under ``action``."""
@@ -149,6 +149,11 @@ class ParticipantNode:
         if mine is None:
             if not self.registry.is_active(self.address):
                 report.actions.append("inactive")  # unregistered, exiting or slashed below minimum
+                return
+            if not self.view.sampled(round_id, self.address):
+                if round_id not in self._skipped:  # the round's draw left this node out
+                    self._skipped.add(round_id)
+                    report.actions.append("not-sampled")
                 return
             try:
                 mine = self._prepare_update(round_id, report)
