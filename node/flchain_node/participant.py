@@ -164,6 +164,13 @@ class ParticipantNode:
                     self._skipped.add(round_id)
                     report.actions.append("skipped-privacy")
                 return
+        if self.chain.block_number >= self.task.round_record(round_id).commit_end:
+            # a straggler: training outlasted the commit phase, so a commit (mined in a later
+            # block) would only revert; no commitment means nothing to slash
+            if round_id not in self._skipped:
+                self._skipped.add(round_id)
+                report.actions.append("missed-commit-deadline")
+            return
         value = commitment(
             chain_id=self.chain.chain_id,
             task=self.task.address,
