@@ -217,6 +217,17 @@ class TaskConfig:
                 raise ConfigError(f"training.dp.{key} must be positive and finite, got {value}")
         if not dp["delta"] < 1:
             raise ConfigError(f"training.dp.delta must be in (0, 1), got {dp['delta']}")
+        # Noisy coordinates are N(0, (σ·clip)²): keep ~8σ of them inside the codec's magnitude
+        # bound, or honest updates would be refused as out of bounds.
+        from flchain.learning.models import CodecParams
+
+        bound = CodecParams().bound
+        if dp["clip"] * (1 + 8 * dp["noise_multiplier"]) > bound:
+            raise ConfigError(
+                f"training.dp: clip · (1 + 8 · noise_multiplier) = "
+                f"{dp['clip'] * (1 + 8 * dp['noise_multiplier']):g} exceeds the update bound "
+                f"{bound:g}; lower training.dp.clip or training.dp.noise_multiplier"
+            )
 
     def _validate_model(self) -> None:
         m = self.model

@@ -44,6 +44,7 @@ def test_a_task_without_dp_keeps_its_manifest_bytes() -> None:
         ({**DP, "delta": 1.5}, "training.dp.delta"),
         ({**DP, "target_epsilon": -1.0}, "training.dp.target_epsilon"),
         ({**DP, "clip": True}, "training.dp.clip"),
+        ({**DP, "clip": 4.0, "noise_multiplier": 4.0}, "training.dp: clip"),
     ],
 )
 def test_bad_dp_is_a_config_error_naming_the_field(dp: dict[str, object], field: str) -> None:
