@@ -23,6 +23,13 @@ MAX_INPUT = 1 << 24
 #: A model factory or data loader: ``package.module:function``.
 TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 ALGORITHMS = ("fedavg", "fedprox")
+#: Update codecs a task may choose (``[training] codec``): the spec's ``CodecParams.encoding``
+#: each maps to. int32 is the exact fixed-point default; int16/int8 compress with per-tensor
+#: power-of-two scales (see :mod:`flchain.learning.codec`).
+CODECS = {"int32": "fixed", "int16": "int16", "int8": "int8"}
+#: ``[training] dp``: client-level DP (per-update clipping + Gaussian noise).
+DP_REQUIRED = ("clip", "noise_multiplier", "delta")
+DP_OPTIONAL = ("target_epsilon",)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,18 @@ class TrainingConfig:
     lr: float = 0.05
     mu: float = 0.0
     seed: int = 0
+    # Client-level differential privacy, off when empty: an inline table
+    # ``{ clip = C, noise_multiplier = σ, delta = δ, target_epsilon = ε }`` (ε optional).
+    dp: dict[str, float] = field(default_factory=dict)
+    # How updates are encoded (the manifest's model spec names it): "int32", "int16", "int8".
+    codec: str = "int32"
+    # C: the fraction of participants drawn to train each round (flchain.learning.sampling).
+    client_fraction: float = 1.0
+
+
+#: Fields added after manifests were first written: left out of ``to_dict`` while at their
+#: default, so an existing task's manifest (and its digest on-chain) keeps its exact bytes.
+_NEW_TRAINING_FIELDS: dict[str, Any] = {"dp": {}, "codec": "int32", "client_fraction": 1.0}
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,11 @@ class TaskConfig:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for key, default in _NEW_TRAINING_FIELDS.items():
+            if data["training"][key] == default:
+                del data["training"][key]
+        return data
 
     @property
     def architecture(self) -> str:
@@ -137,6 +160,12 @@ class TaskConfig:
         _positive("training.lr", t.lr)
         if t.mu < 0:
             raise ConfigError(f"training.mu must be >= 0, got {t.mu}")
+        _choice("training.codec", t.codec, tuple(CODECS))
+        if not 0 < t.client_fraction <= 1:
+            raise ConfigError(
+                f"training.client_fraction must be in (0, 1], got {t.client_fraction}"
+            )
+        self._validate_dp()
         for key, param in self.aggregation.params.items():
             if isinstance(param, bool) or not isinstance(param, int | float):
                 raise ConfigError(f"aggregation.params.{key} must be a number, got {param!r}")
@@ -168,6 +197,37 @@ class TaskConfig:
             raise ConfigError(f"aggregation: {exc}") from exc
         return self
 
+    def _validate_dp(self) -> None:
+        dp = self.training.dp
+        if not dp:
+            return
+        unknown = set(dp) - set(DP_REQUIRED) - set(DP_OPTIONAL)
+        if unknown:
+            raise ConfigError(
+                f"unknown field(s) in training.dp: {', '.join(sorted(map(repr, unknown)))} "
+                f"(known: {', '.join(DP_REQUIRED + DP_OPTIONAL)})"
+            )
+        for key in DP_REQUIRED:
+            if key not in dp:
+                raise ConfigError(f"training.dp.{key} is required when training.dp is set")
+        for key, value in dp.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"training.dp.{key} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"training.dp.{key} must be positive and finite, got {value}")
+        if not dp["delta"] < 1:
+            raise ConfigError(f"training.dp.delta must be in (0, 1), got {dp['delta']}")
+        # Noisy coordinates are N(0, (σ·clip)²): keep ~8σ of them inside the codec's magnitude
+        # bound, or honest updates would be refused as out of bounds.
+        from flchain.learning.models import CodecParams
+
+        bound = CodecParams().bound
+        if dp["clip"] * (1 + 8 * dp["noise_multiplier"]) > bound:
+            raise ConfigError(
+                f"training.dp: clip · (1 + 8 · noise_multiplier) = "
+                f"{dp['clip'] * (1 + 8 * dp['noise_multiplier']):g} exceeds the update bound "
+                f"{bound:g}; lower training.dp.clip or training.dp.noise_multiplier"
+            )
 
     def _validate_model(self) -> None:
         m = self.model

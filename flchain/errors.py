@@ -153,6 +153,11 @@ class AggregationError(LearningError):
     """An aggregation rule cannot produce a result (e.g. too few valid updates)."""
 
 
+class PrivacyBudgetExhausted(LearningError):
+    """Training one more round would take this participant past the task's target ε: the
+    node sits the round out (no commitment, so nothing to slash)."""
+
+
 # --- protocol -----------------------------------------------------------------------------
 
 

@@ -9,6 +9,20 @@ problem. One digest ↔ one update: re-encoding a decoded update reproduces the 
 
 With ``codec.encoding == "fixed"`` a coordinate ``x`` is stored as the int32 ``round(x·2^F)``
 (F = ``frac_bits``), which is what the aggregators compute on, exactly.
+
+Compressed updates (``"int16"``, ``"int8"``): each tensor ``t`` stores codes ``c`` (int16 or
+int8, ``|c| <= 2^(b-1) - 1``) and one exponent ``e_t`` in the extra tensor
+:data:`EXPONENTS` (same dtype, one entry per tensor in the spec's layout order). A code stands
+for the fixed-point value ``q = c · 2^e_t`` at the task's common scale 2^-F. The scale is a
+power of two *in fixed-point units*, so decoding is an exact left shift and every rule sees
+int32 integers at one common scale, exactly as for int32 updates: the rules' integer maths
+(sums in int64, medians, exact norms) need nothing new, and a mix of tensors with different
+scales is just a vector of integers. The price of power-of-two rather than arbitrary scales is
+under one bit of code range; what it buys is one canonical encoding per update: ``e_t`` is the
+smallest exponent whose codes fit (``e_t = 0`` or ``max|c| >= 2^(b-2)``), a function of the
+decoded integers alone, so decode → encode is byte-identical and two different files never
+decode to the same update. The exponents live in a tensor rather than in the safetensors
+metadata so the header stays a function of the spec (one byte comparison on decode).
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import torch
 
 from flchain import safejson
 from flchain.errors import UpdateFormatError
-from flchain.learning.models import ModelSpec
+from flchain.learning.models import COMPRESSED, ModelSpec
 from flchain.types import Digest
 
 Kind = Literal["update", "model"]
@@ -80,34 +94,59 @@ class NonCanonicalEncoding(UpdateFormatError):
 # --- layout -----------------------------------------------------------------------------------
 
 
+#: The tensor of a compressed update that holds each tensor's scale exponent. A leading dot
+#: cannot start a torch parameter name, so it never collides with a model's tensor.
+EXPONENTS = ".exponents"
+
+
 @dataclass(frozen=True)
 class _Layout:
     header: bytes  # the 8-byte length prefix and the JSON header, padding included
     size: int
     dtype: np.dtype
     slices: tuple[tuple[str, tuple[int, ...], int, int], ...]  # name, shape, start, end (items)
+    exponents: tuple[int, int] | None = None  # where a compressed update's exponents are
 
 
-_ST_DTYPE = {"int32": "I32", "float32": "F32"}
+_ST_DTYPE = {"int32": "I32", "float32": "F32", "int16": "I16", "int8": "I8"}
+
+
+def _store(spec: ModelSpec, kind: Kind) -> str:
+    if kind == "model" or spec.codec.encoding == "float32":
+        return "float32"
+    return "int32" if spec.codec.encoding == "fixed" else spec.codec.encoding
 
 
 @functools.lru_cache(maxsize=32)
 def _layout(spec: ModelSpec, kind: Kind) -> _Layout:
-    store = "int32" if kind == "update" and spec.codec.encoding == "fixed" else "float32"
-    dtype = np.dtype(store).newbyteorder("<")
+    dtype = np.dtype(_store(spec, kind)).newbyteorder("<")
     zeros = {t.name: np.zeros(t.shape, dtype) for t in spec.tensors}
+    compressed = kind == "update" and spec.codec.encoding in COMPRESSED
+    if compressed:
+        zeros[EXPONENTS] = np.zeros(len(spec.tensors), dtype)
     blob = safetensors.numpy.save(zeros, metadata=_metadata(spec, kind))
     header_len = 8 + int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8:header_len])
+    size = dtype.itemsize
     slices = sorted(
         (
-            (name, tuple(h["shape"]), h["data_offsets"][0] // 4, h["data_offsets"][1] // 4)
+            (name, tuple(h["shape"]), h["data_offsets"][0] // size, h["data_offsets"][1] // size)
             for name, h in header.items()
-            if name != "__metadata__"
+            if name not in ("__metadata__", EXPONENTS)
         ),
         key=lambda s: s[2],
     )
-    return _Layout(blob[:header_len], len(blob), dtype, tuple(slices))
+    exponents = None
+    if compressed:
+        a, b = header[EXPONENTS]["data_offsets"]
+        exponents = (a // size, b // size)
+    return _Layout(blob[:header_len], len(blob), dtype, tuple(slices), exponents)
+
+
+def _slices(spec: ModelSpec) -> tuple[tuple[str, tuple[int, ...], int, int], ...]:
+    """The flat layout of :attr:`Update.q` and of models: tensors ordered by name, whatever
+    the update encoding (a compressed file interleaves its exponents tensor)."""
+    return _layout(spec, "model").slices
 
 
 def _metadata(spec: ModelSpec, kind: Kind) -> dict[str, str]:
@@ -136,7 +175,7 @@ class Update:
         flat = (self.q.astype(np.float64) * scale).astype(np.float32)
         parts = {
             name: torch.from_numpy(flat[a:b].reshape(shape))
-            for name, shape, a, b in _layout(self.spec, "update").slices
+            for name, shape, a, b in _slices(self.spec)
         }
         return {t.name: parts[t.name] for t in self.spec.tensors}
 
@@ -165,14 +204,13 @@ def _check_tensors(tensors: Mapping[str, Array], spec: ModelSpec) -> None:
 
 def _flatten(tensors: Mapping[str, Array], spec: ModelSpec, kind: Kind) -> np.ndarray:
     _check_tensors(tensors, spec)
-    lay = _layout(spec, kind)
     return np.concatenate(
-        [_as_numpy(tensors[name]).astype(np.float64).reshape(-1) for name, *_ in lay.slices]
+        [_as_numpy(tensors[name]).astype(np.float64).reshape(-1) for name, *_ in _slices(spec)]
     )
 
 
 def _name_at(spec: ModelSpec, kind: Kind, index: int) -> str:
-    for name, _, a, b in _layout(spec, kind).slices:
+    for name, _, a, b in _slices(spec):
         if a <= index < b:
             return name
     return "?"
@@ -197,9 +235,49 @@ def _to_fixed(flat: np.ndarray, spec: ModelSpec) -> np.ndarray:
             f"tensor {_name_at(spec, 'update', i)!r} holds {float(flat[i])!r}, "
             f"bound is {spec.codec.bound}"
         )
+    if spec.codec.encoding in COMPRESSED:
+        q = _compress(flat.astype(np.float64), spec)
+        big = np.abs(q) > spec.codec.bound_q  # coarser rounding can step over the bound
+        if big.any():
+            i = int(np.argmax(big))
+            raise MagnitudeBoundExceeded(
+                f"tensor {_name_at(spec, 'update', i)!r} holds {float(flat[i])!r}, which "
+                f"{spec.codec.encoding} rounds past the bound {spec.codec.bound}"
+            )
     q = q.astype(np.int32)
     q.flags.writeable = False
     return q
+
+
+def _compress(flat: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Per tensor: the smallest exponent ``e`` whose codes ``round(x·2^(F-e))`` fit the
+    encoding (ties to even), and the fixed-point values ``code · 2^e`` they stand for."""
+    cmax = COMPRESSED[spec.codec.encoding]
+    out = np.zeros(flat.size, np.int64)
+    for _, _, a, b in _slices(spec):
+        x = flat[a:b] * 2.0**spec.codec.frac_bits  # a power-of-two scaling: exact
+        top = float(np.abs(x).max()) if b > a else 0.0
+        if top == 0.0:
+            continue
+        e = max(0, int(np.floor(np.log2(top / cmax))))  # an estimate, then made exact
+
+        def fits(e: int, x: np.ndarray = x) -> bool:
+            return bool(np.abs(np.rint(x * 2.0**-e)).max() <= cmax)
+
+        while not fits(e):
+            e += 1
+        while e > 0 and fits(e - 1):
+            e -= 1
+        out[a:b] = np.rint(x * 2.0**-e).astype(np.int64) << e
+    return out
+
+
+def _exponent(top: int, cmax: int) -> int:
+    """The smallest ``e >= 0`` with ``top <= cmax · 2^e``."""
+    e = 0
+    while top > cmax << e:
+        e += 1
+    return e
 
 
 def quantize(delta: Mapping[str, Array], spec: ModelSpec) -> Update:
@@ -220,9 +298,57 @@ def encode_update(update: Update | Mapping[str, Array], spec: ModelSpec) -> byte
     lay = _layout(spec, "update")
     if spec.codec.encoding == "fixed":
         body = update.q.astype(lay.dtype, copy=False)
+    elif spec.codec.encoding in COMPRESSED:
+        body = _pack(update.q, spec, lay)
     else:
         body = (update.q.astype(np.float64) * 2.0**-spec.codec.frac_bits).astype(lay.dtype)
     return lay.header + body.tobytes()
+
+
+def _pack(q: np.ndarray, spec: ModelSpec, lay: _Layout) -> np.ndarray:
+    """The body of a compressed update: codes and exponents, a function of ``q`` alone."""
+    cmax = COMPRESSED[spec.codec.encoding]
+    body = np.zeros((lay.size - len(lay.header)) // lay.dtype.itemsize, np.int64)
+    assert lay.exponents is not None
+    exponents = []
+    for (name, _, a, b), (_, _, qa, qb) in zip(lay.slices, _slices(spec), strict=True):
+        part = q[qa:qb].astype(np.int64)
+        e = _exponent(int(np.abs(part).max()) if part.size else 0, cmax)
+        if np.any(part & ((1 << e) - 1)):
+            raise NonCanonicalEncoding(
+                f"tensor {name!r} is not representable in {spec.codec.encoding} "
+                f"(values are not multiples of its scale 2^{e})"
+            )
+        body[a:b] = part >> e
+        exponents.append(e)
+    body[lay.exponents[0] : lay.exponents[1]] = exponents
+    return body.astype(lay.dtype)
+
+
+def _unpack(body: np.ndarray, spec: ModelSpec, lay: _Layout) -> np.ndarray:
+    """The fixed-point values of a compressed update, after checking it is the canonical
+    encoding of them."""
+    cmax = COMPRESSED[spec.codec.encoding]
+    assert lay.exponents is not None
+    exponents = body[lay.exponents[0] : lay.exponents[1]].astype(np.int64)
+    q = np.zeros(spec.num_params, np.int64)
+    for (name, _, a, b), (_, _, qa, qb), e in zip(
+        lay.slices, _slices(spec), exponents.tolist(), strict=True
+    ):
+        codes = body[a:b].astype(np.int64)
+        top = int(np.abs(codes).max()) if codes.size else 0
+        if not 0 <= e <= 30:
+            raise NonCanonicalEncoding(f"tensor {name!r} has scale exponent {e}, not in 0..30")
+        if top > cmax:
+            raise NonCanonicalEncoding(
+                f"tensor {name!r} holds a code of magnitude {top}, over {cmax}"
+            )
+        if e > 0 and top <= cmax >> 1:
+            raise NonCanonicalEncoding(
+                f"tensor {name!r} has scale exponent {e}, but its codes fit a smaller one"
+            )
+        q[qa:qb] = codes << e
+    return q
 
 
 def decode_update(data: bytes, spec: ModelSpec) -> Update:
@@ -233,8 +359,16 @@ def decode_update(data: bytes, spec: ModelSpec) -> Update:
     magnitude bound, or a non-canonical encoding.
     """
     body = _checked_body(data, spec, "update")
-    if spec.codec.encoding == "fixed":
-        q = body
+    if spec.codec.encoding in ("fixed", *COMPRESSED):
+        if spec.codec.encoding == "fixed":
+            q = body
+        else:
+            wide = _unpack(body, spec, _layout(spec, "update"))
+            if np.abs(wide).max(initial=0) > spec.codec.bound_q:
+                q = wide  # the bound check below names the tensor
+            else:
+                q = wide.astype(np.int32)
+                q.flags.writeable = False
         lo, hi = (int(q.min()), int(q.max())) if q.size else (0, 0)
         bound_q = spec.codec.bound_q
         if lo < -bound_q or hi > bound_q:
@@ -316,7 +450,9 @@ def _diagnose(data: bytes, spec: ModelSpec, kind: Kind, lay: _Layout) -> None:
     if not isinstance(header, dict):
         raise MalformedEncoding("header is not a JSON object")
     meta = header.pop("__metadata__", None)
-    want = {t.name: t for t in spec.tensors}
+    want = {t.name: t.shape for t in spec.tensors}
+    if lay.exponents is not None:
+        want[EXPONENTS] = (len(spec.tensors),)
     for name in want:
         if name not in header:
             raise MissingTensor(f"tensor {name!r} is missing")
@@ -328,10 +464,9 @@ def _diagnose(data: bytes, spec: ModelSpec, kind: Kind, lay: _Layout) -> None:
         dtype = _ST_DTYPE[str(lay.dtype.name)]
         if entry.get("dtype") != dtype:
             raise DtypeMismatch(f"tensor {name!r} has dtype {entry.get('dtype')}, need {dtype}")
-        if tuple(entry.get("shape", ())) != want[name].shape:
+        if tuple(entry.get("shape", ())) != want[name]:
             raise ShapeMismatch(
-                f"tensor {name!r} has shape {tuple(entry.get('shape', ()))}, "
-                f"spec says {want[name].shape}"
+                f"tensor {name!r} has shape {tuple(entry.get('shape', ()))}, spec says {want[name]}"
             )
     if len(data) > lay.size:
         raise too_big

@@ -18,7 +18,9 @@ from torch import nn
 
 from flchain.errors import ConfigError
 
-Encoding = Literal["fixed", "float32"]
+Encoding = Literal["fixed", "float32", "int16", "int8"]
+#: The compressed encodings and the largest code magnitude each stores.
+COMPRESSED: dict[str, int] = {"int16": 2**15 - 1, "int8": 2**7 - 1}
 
 #: Input shape and number of classes of the built-in data sets (see :mod:`.data`).
 DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
@@ -34,8 +36,12 @@ class CodecParams:
 
     ``encoding="fixed"`` stores every coordinate as ``round(x * 2**frac_bits)`` in int32, so
     aggregation works on exact integers; ``"float32"`` stores raw float32 and the aggregator
-    quantizes with the same ``frac_bits``. ``bound`` is the largest absolute value a single
-    update coordinate may take (checked on decode).
+    quantizes with the same ``frac_bits``. ``"int16"`` and ``"int8"`` compress: each tensor
+    stores small integer codes ``c`` and one power-of-two scale ``2**e`` (``e`` in the file),
+    standing for the fixed-point values ``c * 2**e`` at the same ``frac_bits``, so the rules
+    compute on exactly the integers they always do (see :mod:`flchain.learning.codec`).
+    ``bound`` is the largest absolute value a single update coordinate may take (checked on
+    decode).
     """
 
     encoding: Encoding = "fixed"
@@ -43,8 +49,11 @@ class CodecParams:
     bound: float = 64.0
 
     def __post_init__(self) -> None:
-        if self.encoding not in ("fixed", "float32"):
-            raise ConfigError(f"codec.encoding must be 'fixed' or 'float32', not {self.encoding!r}")
+        if self.encoding not in ("fixed", "float32", *COMPRESSED):
+            raise ConfigError(
+                f"codec.encoding must be 'fixed', 'float32', 'int16' or 'int8', "
+                f"not {self.encoding!r}"
+            )
         if not 0 <= self.frac_bits <= 30:
             raise ConfigError(f"codec.frac_bits must be in [0, 30], not {self.frac_bits}")
         if not (self.bound > 0 and self.bound * 2.0**self.frac_bits < 2.0**31):
@@ -87,6 +96,8 @@ class ModelSpec:
         names = [t.name for t in self.tensors]
         if not names or len(set(names)) != len(names):
             raise ConfigError("model spec needs at least one tensor and unique tensor names")
+        if ".exponents" in names:  # the compressed codec's own tensor (no torch name starts ".")
+            raise ConfigError("model spec: '.exponents' is reserved, not a parameter name")
         for t in self.tensors:
             if t.dtype != "float32":
                 raise ConfigError(f"tensor {t.name!r}: only float32 parameters are supported")

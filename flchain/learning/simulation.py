@@ -12,6 +12,7 @@ measured against.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from flchain.learning.attacks import (
 from flchain.learning.codec import apply_update, decode_update, encode_update
 from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
+from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
 
 __all__ = [
@@ -88,6 +90,9 @@ class SimConfig:
     backdoor_target: int = 0
     backdoor_fraction: float = 0.5
     backdoor_boost: float | None = None
+    #: C of the FedAvg paper: each round a client trains with this probability, drawn as a
+    #: participant node's sample is (:mod:`.sampling`, seeded by ``seed``).
+    client_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.attack is not None:
@@ -96,6 +101,10 @@ class SimConfig:
             raise ConfigError("rounds must be >= 1 and num_attackers >= 0")
         if not self.ipm_epsilon > 0 or self.collusion_jitter < 0:
             raise ConfigError("ipm_epsilon must be > 0 and collusion_jitter >= 0")
+        if not 0 < self.client_fraction <= 1:
+            raise ConfigError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
+        if self.client_fraction < 1 and self.attack is not None:
+            raise ConfigError("client_fraction < 1 is not supported with attacks")
         if not 0 < self.backdoor_fraction <= 1 or (
             self.backdoor_boost is not None and not self.backdoor_boost > 0
         ):
@@ -160,6 +169,26 @@ def attack_update(
     return honest.delta
 
 
+#: The task address simulated clients are sampled under (any fixed value would do).
+_SIM_TASK = "0x" + "00" * 19 + "51"
+
+
+def sampled_clients(num_clients: int, config: SimConfig, round_id: int) -> set[int]:
+    """The clients drawn to train in ``round_id`` (all of them at ``client_fraction`` 1)."""
+    if config.client_fraction >= 1:
+        return set(range(num_clients))
+    seed = sampling_seed(_SIM_TASK, round_id, config.seed)
+    return {
+        i
+        for i in range(num_clients)
+        if is_sampled(config.client_fraction, seed, _client_address(i))
+    }
+
+
+def _client_address(i: int) -> str:
+    return "0x" + hashlib.sha256(participant_id(i).encode()).hexdigest()[:40]
+
+
 def _label_flipped(data: TensorData) -> TensorData:
     return TensorData(data.x, data.num_classes - 1 - data.y, data.num_classes)
 
@@ -191,7 +220,14 @@ def run_federation(
         trained: dict[int, TrainResult] = {}
         # honest clients first so the copycat's victim exists; every attacker has trained
         # before any attacker crafts its update, so colluders can pool their honest updates
+        drawn = sampled_clients(len(fed.clients), config, rnd)
+        if not drawn:  # nobody drawn: the round changes nothing (the model stays)
+            ev = evaluate(model, fed.test)
+            result.rounds.append(RoundStats(rnd, ev.accuracy, ev.loss, 0.0, 0.0, ()))
+            continue
         for i in list(range(honest_first, len(fed.clients))) + list(range(honest_first)):
+            if i not in drawn:
+                continue
             attacker = i < config.num_attackers
             data = fed.clients[i]
             if attacker and config.attack == "label_flip":

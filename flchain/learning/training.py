@@ -21,16 +21,28 @@ from flchain.learning.models import parameter_state
 
 @dataclass(frozen=True)
 class DPConfig:
-    """Client-level DP (McMahan et al., 2018): clip the update's L2 norm to ``clip_norm`` and
-    add Gaussian noise of std ``noise_multiplier · clip_norm`` to every coordinate."""
+    """Client-level DP (McMahan et al., 2018), applied by the participant itself: clip the
+    whole update's L2 norm to ``clip_norm`` and add Gaussian noise of std
+    ``noise_multiplier · clip_norm`` to every coordinate.
+
+    The guarantee: each released update is a Gaussian mechanism of L2 sensitivity
+    ``clip_norm`` with respect to replacing the participant's *entire* data set, so it is
+    (ε, δ)-DP at the participant level, against everyone who sees the update (the committee,
+    anyone reading the store after the reveal), not only against a trusted server. It is not
+    per-example DP-SGD: the noise is far larger than one example needs, and no sampling
+    amplification is claimed (a participant's data is used in full every round it trains).
+    ``target_epsilon``: the cumulative ε a participant will not go past."""
 
     clip_norm: float
     noise_multiplier: float
     delta: float = 1e-5
+    target_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         if self.clip_norm <= 0 or self.noise_multiplier <= 0 or not 0 < self.delta < 1:
             raise ConfigError("dp needs clip_norm > 0, noise_multiplier > 0, 0 < delta < 1")
+        if self.target_epsilon is not None and not self.target_epsilon > 0:
+            raise ConfigError("dp target_epsilon must be > 0")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, U
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
 from flchain.learning.codec import apply_update, decode_model, decode_update, encode_model
 from flchain.learning.models import ModelSpec
+from flchain.learning.sampling import is_sampled
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.report import RoundReport, UpdateOutcome
 from flchain.protocol.rewards import accumulate, split_budget
@@ -55,6 +56,10 @@ class RoundInputs:
     previous_cumulative: Mapping[Address, int]
     reveals: Sequence[Reveal]
     max_samples: int
+    #: Client sampling (``training.client_fraction``): a reveal from a participant the
+    #: round's draw did not pick is a failure, so it earns nothing.
+    client_fraction: float = 1.0
+    sampling_seed: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,10 @@ def _fetch_updates(
         else:
             if hashlib.sha256(data).digest() != bytes(reveal.digest):
                 reason = "update bytes do not match the revealed digest"
+            elif inputs.client_fraction < 1 and not is_sampled(
+                inputs.client_fraction, inputs.sampling_seed, who
+            ):
+                reason = "not sampled for this round"
             elif not 1 <= reveal.num_samples <= inputs.max_samples:
                 reason = f"sample count {reveal.num_samples} out of range"
             else:

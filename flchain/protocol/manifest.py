@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flchain import safejson
-from flchain.config import TaskConfig, config_from_dict
+from flchain.config import CODECS, TaskConfig, config_from_dict
 from flchain.errors import ConfigError
 from flchain.learning.aggregation import Aggregator, aggregator_from_config
 from flchain.learning.models import ModelSpec
@@ -57,6 +57,12 @@ class TaskManifest:
             config = config_from_dict(raw["config"])
             spec = ModelSpec.from_json(json.dumps(raw["model_spec"]))
             _check_spec(spec)
+            wanted = CODECS[config.training.codec]
+            if config.training.codec != "int32" and spec.codec.encoding != wanted:
+                raise ConfigError(
+                    f"malformed task manifest: training.codec is {config.training.codec!r} "
+                    f"but the model spec encodes updates as {spec.codec.encoding!r}"
+                )
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, ConfigError):
                 raise

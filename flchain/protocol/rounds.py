@@ -10,6 +10,7 @@ from, what the contributors' pool is, where a round's events can start — is wr
 from __future__ import annotations
 
 from flchain.errors import ProtocolError
+from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.ledger.contracts import (
     Revealed,
     RoundExpired,
@@ -141,6 +142,19 @@ class TaskView:
             for e in self.task.events(Revealed, round=round_id, from_block=since)
         ]
 
+    def sampling_seed(self, round_id: int) -> bytes:
+        """The seed of round ``round_id``'s client sample (see :mod:`flchain.learning.sampling`)."""
+        previous = self.task.round_record(round_id - 1).seed if round_id > 0 else 0
+        return sampling_seed(self.task.address, round_id, previous)
+
+    def sampled(self, round_id: int, participant: str) -> bool:
+        """Whether ``participant`` is drawn to train in round ``round_id`` (always, unless the
+        task sets ``training.client_fraction`` below 1)."""
+        fraction = self.manifest.config.training.client_fraction
+        if fraction >= 1:
+            return True
+        return is_sampled(fraction, self.sampling_seed(round_id), participant)
+
     def round_inputs(self, round_id: int) -> RoundInputs:
         """Everything a committee member needs to recompute round ``round_id``."""
         record = self.task.round_record(round_id)
@@ -155,4 +169,6 @@ class TaskView:
             previous_cumulative=previous.cumulative if previous else {},
             reveals=self.reveals(round_id, record),
             max_samples=self.params.max_samples,
+            client_fraction=self.manifest.config.training.client_fraction,
+            sampling_seed=self.sampling_seed(round_id),
         )

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
-from flchain.config import DataConfig, TaskConfig
+from flchain.config import CODECS, DataConfig, TaskConfig
 from flchain.errors import ConfigError, ModelMismatch
 from flchain.learning.data import FederatedData, federate, load_digits, load_mnist5k, synthetic
 from flchain.learning.local_data import DataSpec
-from flchain.learning.models import DATASET_SHAPES, DataShape, ModelSpec, build_model
-from flchain.learning.training import TrainConfig
+from flchain.learning.models import (
+    DATASET_SHAPES,
+    CodecParams,
+    DataShape,
+    Encoding,
+    ModelSpec,
+    build_model,
+)
+from flchain.learning.training import DPConfig, TrainConfig
 from flchain.protocol.manifest import TaskManifest
 from flchain.targets import import_target, one_line
 
@@ -96,17 +105,38 @@ def task_model(config: TaskConfig, seed: int | None = None) -> nn.Module:
     return model
 
 
+def dp_config(config: TaskConfig) -> DPConfig | None:
+    """The task's client-level DP (``[training] dp``), or ``None`` when it has none."""
+    dp = config.training.dp
+    if not dp:
+        return None
+    target = dp.get("target_epsilon")
+    return DPConfig(
+        clip_norm=float(dp["clip"]),
+        noise_multiplier=float(dp["noise_multiplier"]),
+        delta=float(dp["delta"]),
+        target_epsilon=None if target is None else float(target),
+    )
+
+
+def codec_params(config: TaskConfig) -> CodecParams:
+    """The update codec the task's manifest names (``[training] codec``)."""
+    return CodecParams(encoding=cast(Encoding, CODECS[config.training.codec]))
+
+
 def train_config(config: TaskConfig) -> TrainConfig:
     t = config.training
     mu = t.mu if t.algorithm == "fedprox" else 0.0
-    return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, prox_mu=mu)
+    return TrainConfig(
+        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, prox_mu=mu, dp=dp_config(config)
+    )
 
 
 def initial_model_and_manifest(config: TaskConfig) -> tuple[nn.Module, TaskManifest]:
     """The task's initial global model (seeded) and its manifest, which records the model's
     factory and kwargs (in the config) and its exact parameter layout (the spec)."""
     model = task_model(config)
-    spec = ModelSpec.from_model(model, config.architecture)
+    spec = ModelSpec.from_model(model, config.architecture, codec_params(config))
     return model, TaskManifest(config, spec)
 
 

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from flchain import safejson
-from flchain.errors import ProtocolError
+from flchain.errors import PrivacyBudgetExhausted, ProtocolError
 from flchain.learning.data import TensorData
 from flchain.learning.models import load_parameters
+from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
 from flchain.learning.training import TrainConfig, evaluate
 from flchain_node.trainer import LocalTrainer
 
@@ -40,21 +41,33 @@ class LocalMetric:
 
 
 class LocalMetrics:
-    """Per-round local validation figures, persisted atomically as JSON (one entry per round,
-    so a restarted node overwrites rather than repeats)."""
+    """Per-round local validation figures and (DP tasks) the privacy spent per round,
+    persisted atomically as JSON (one entry per round, so a restarted node overwrites rather
+    than repeats; the privacy entries are what its accountant resumes from)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.entries: dict[int, LocalMetric] = {}
+        self.privacy: dict[int, PrivacySpend] = {}
         if path is not None and path.exists():
             self.entries = read_metrics(path)
+            self.privacy = read_privacy(path)
 
     def record(self, metric: LocalMetric) -> None:
         self.entries[metric.round] = metric
+        self._save()
+
+    def record_privacy(self, spend: PrivacySpend) -> None:
+        self.privacy[spend.round] = spend
+        self._save()
+
+    def _save(self) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"rounds": [asdict(m) for _, m in sorted(self.entries.items())]}
+        data: dict[str, object] = {"rounds": [asdict(m) for _, m in sorted(self.entries.items())]}
+        if self.privacy:
+            data["privacy"] = [asdict(p) for _, p in sorted(self.privacy.items())]
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics-")
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1)
@@ -75,6 +88,15 @@ def read_metrics(path: Path) -> dict[int, LocalMetric]:
         raise ProtocolError(f"local metrics file {path} is unreadable: {exc}") from exc
 
 
+def read_privacy(path: Path) -> dict[int, PrivacySpend]:
+    """The privacy spends a node recorded at ``path`` (none for a task without DP)."""
+    try:
+        raw = safejson.loads(path.read_bytes())
+        return {int(p["round"]): PrivacySpend(**p) for p in raw.get("privacy", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"local metrics file {path} is unreadable: {exc}") from exc
+
+
 class PrivateTrainer(LocalTrainer):
     """Trains on the operator's own data and validates each global model it is handed on the
     held-out part before training from it."""
@@ -91,10 +113,24 @@ class PrivateTrainer(LocalTrainer):
         metrics: LocalMetrics | None = None,
         log: Log | None = None,
     ) -> None:
-        super().__init__(model, data, config, seed)
+        metrics = metrics or LocalMetrics(None)
+        # the accountant resumes from the rounds this node already spent (its metrics file)
+        privacy = None if config.dp is None else PrivacyAccountant(config.dp, metrics.privacy)
+        super().__init__(model, data, config, seed, privacy=privacy)
         self.validation, self.max_samples = validation, max_samples
-        self.metrics = metrics or LocalMetrics(None)
+        self.metrics = metrics
         self.log = log
+        self._refused: set[int] = set()
+
+    def spend(self, round_id: int) -> PrivacySpend:
+        spend = super().spend(round_id)
+        self.metrics.record_privacy(spend)
+        if self.log is not None:
+            rounds = len(self.metrics.privacy)
+            self.log(f"round {round_id} differential privacy: ε {spend.epsilon_round:.3f} this "
+                     f"round, {spend.epsilon_total:.3f} cumulative over {rounds} round(s) at "
+                     f"δ={spend.delta:g}")  # fmt: skip
+        return spend
 
     @property
     def num_samples(self) -> int:
@@ -116,6 +152,14 @@ class PrivateTrainer(LocalTrainer):
     def produce(
         self, global_state: dict[str, torch.Tensor], round_id: int
     ) -> tuple[dict[str, torch.Tensor], int]:
+        if round_id in self._refused:  # asked again every block: answer without work
+            raise PrivacyBudgetExhausted(f"round {round_id}: skipped, past the target ε")
         self.validate(global_state, round_id)
-        delta, _ = super().produce(global_state, round_id)
+        try:
+            delta, _ = super().produce(global_state, round_id)
+        except PrivacyBudgetExhausted as exc:
+            if self.log is not None and round_id not in self._refused:
+                self.log(str(exc))  # once per round: the node asks again every block
+            self._refused.add(round_id)
+            raise
         return delta, self.num_samples

@@ -20,7 +20,13 @@ from eth_utils import to_checksum_address
 from web3.exceptions import BlockNotFound
 from web3.types import TxReceipt
 
-from flchain.errors import AggregationError, ContractRevert, ProtocolError, TransactionTimeout
+from flchain.errors import (
+    AggregationError,
+    ContractRevert,
+    PrivacyBudgetExhausted,
+    ProtocolError,
+    TransactionTimeout,
+)
 from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
@@ -105,6 +111,7 @@ class ParticipantNode:
         # waits for every receipt. Checking costs two calls, so check only when it may be.
         self._maybe_in_flight = True
         self._late_done: set[int] = set()  # rounds whose late vote is settled one way or another
+        self._skipped: set[int] = set()  # rounds this node sat out (sampling, privacy budget)
 
     def _send(self, report: StepReport, action: str, send: Callable[[], TxReceipt]) -> int:
         """Run one transaction, booking its time and gas under ``action``; returns the number
@@ -187,7 +194,27 @@ class ParticipantNode:
             if not self.registry.is_active(self.address):
                 report.actions.append("inactive")  # unregistered, exiting or slashed below minimum
                 return
-            mine = self._prepare_update(round_id, report)
+            if not self.view.sampled(round_id, self.address):
+                if round_id not in self._skipped:  # the round's draw left this node out
+                    self._skipped.add(round_id)
+                    report.actions.append("not-sampled")
+                return
+            try:
+                mine = self._prepare_update(round_id, report)
+            except PrivacyBudgetExhausted:
+                # past the task's target ε: no commitment, so no reveal is owed, nothing slashed;
+                # reported once per round, so drivers do not take it for work every block
+                if round_id not in self._skipped:
+                    self._skipped.add(round_id)
+                    report.actions.append("skipped-privacy")
+                return
+        if self.chain.block_number >= self.task.round_record(round_id).commit_end:
+            # a straggler: training outlasted the commit phase, so a commit (mined in a later
+            # block) would only revert; no commitment means nothing to slash
+            if round_id not in self._skipped:
+                self._skipped.add(round_id)
+                report.actions.append("missed-commit-deadline")
+            return
         value = commitment(
             chain_id=self.chain.chain_id,
             task=self.task.address,

@@ -10,6 +10,7 @@ from flchain.errors import ConfigError
 from flchain.learning.attacks import COLLUDING, Attack, Delta, alie, alie_z, ipm
 from flchain.learning.data import TensorData
 from flchain.learning.models import load_parameters
+from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
 from flchain.learning.simulation import SimConfig, attack_update
 from flchain.learning.training import TrainConfig, TrainResult, train_local
 
@@ -19,19 +20,46 @@ NODE_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN, Attack.LABEL_FLIP, Attack.ALI
 
 
 class LocalTrainer:
-    """Trains the global model on this participant's own data (FedAvg / FedProx)."""
+    """Trains the global model on this participant's own data (FedAvg / FedProx).
 
-    def __init__(self, model: nn.Module, data: TensorData, config: TrainConfig, seed: int) -> None:
+    On a DP task (``config.dp``) every round's update is clipped and noised and charged to
+    ``privacy`` (a fresh in-memory accountant unless given one that remembers past rounds);
+    a round that would go past the task's target ε raises
+    :class:`~flchain.errors.PrivacyBudgetExhausted` before any training, and the node sits
+    it out."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: TensorData,
+        config: TrainConfig,
+        seed: int,
+        *,
+        privacy: PrivacyAccountant | None = None,
+    ) -> None:
         self.model, self.data, self.config, self.seed = model, data, config, seed
+        if privacy is None and config.dp is not None:
+            privacy = PrivacyAccountant(config.dp)
+        self.privacy = privacy
+        self.last_spend: PrivacySpend | None = None
 
     def train(self, global_state: dict[str, torch.Tensor], round_id: int) -> TrainResult:
+        if self.privacy is not None:
+            self.privacy.check(round_id)
         load_parameters(self.model, global_state)
         result = train_local(
             self.model, self.data, self.config, seed=self.seed * 100_003 + round_id
         )
         if result.buffers:  # local statistics (BatchNorm) carry over to the next round
             self.model.load_state_dict(result.buffers, strict=False)
+        if self.privacy is not None:
+            self.last_spend = self.spend(round_id)
         return result
+
+    def spend(self, round_id: int) -> PrivacySpend:
+        """Charge ``round_id``'s release to the accountant (subclasses also persist it)."""
+        assert self.privacy is not None
+        return self.privacy.spend(round_id)
 
     def produce(
         self, global_state: dict[str, torch.Tensor], round_id: int

@@ -97,3 +97,25 @@ def test_bad_updates_are_failures_in_the_report(setup: tuple[LocalStore, RoundIn
     assert outcome.reward_total <= inputs.reward_pool
     assert outcome.report.cumulative[HONEST[0]] == 5 + by_who[HONEST[0]].reward
     assert outcome.tree is not None and outcome.reward_root == bytes(outcome.tree.root)
+
+
+def test_a_reveal_the_round_did_not_draw_is_a_failure(
+    setup: tuple[LocalStore, RoundInputs],
+) -> None:
+    from flchain.learning.sampling import is_sampled, sampling_seed
+
+    store, inputs = setup
+    seed = next(  # a seed that draws some honest participants and leaves others out
+        s for s in (sampling_seed(TASK, 0, p) for p in range(100))
+        if 0 < sum(is_sampled(0.5, s, h) for h in HONEST) < len(HONEST)
+    )  # fmt: skip
+    drawn = {h for h in HONEST if is_sampled(0.5, seed, h)}
+    sampled = RoundInputs(**{**inputs.__dict__, "client_fraction": 0.5, "sampling_seed": seed})
+    outcome = recompute_round(sampled, store)
+    by = {o.participant: o for o in outcome.report.outcomes}
+    for h in HONEST:
+        if h in drawn:
+            assert "not sampled" not in by[h].reason
+        else:
+            assert not by[h].accepted and by[h].reward == 0
+            assert by[h].reason.endswith("not sampled for this round")

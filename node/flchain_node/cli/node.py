@@ -225,7 +225,7 @@ def _local_status(task: str, state_dir: Path | None, account: str, as_json: bool
 
     from eth_utils import to_checksum_address
 
-    from flchain_node.local import metrics_file, read_metrics
+    from flchain_node.local import metrics_file, read_metrics, read_privacy
 
     if not is_address(task):
         raise ConfigError(f"--task is not an address: {task!r}")
@@ -234,8 +234,12 @@ def _local_status(task: str, state_dir: Path | None, account: str, as_json: bool
     if not path.exists():
         raise ConfigError(f"no local metrics at {path}: has this node validated a model yet?")
     rows = [asdict(m) for _, m in sorted(read_metrics(path).items())]
+    privacy = [asdict(p) for _, p in sorted(read_privacy(path).items())]
     if as_json:
-        typer.echo(json.dumps({"account": account, "task": task, "rounds": rows}, indent=2))
+        out = {"account": account, "task": task, "rounds": rows}
+        if privacy:
+            out["privacy"] = privacy
+        typer.echo(json.dumps(out, indent=2))
         return
     table = Table("round", "accuracy", "loss", "held-out samples",
                   title=f"Local validation of {account}")  # fmt: skip
@@ -244,6 +248,13 @@ def _local_status(task: str, state_dir: Path | None, account: str, as_json: bool
                       str(r["samples"]))  # fmt: skip
     Console().print(table)
     typer.echo("round r: the global model round r trains from (the last: the final model)")
+    if privacy:  # a DP task: what this participant's updates have cost so far
+        spent = Table("round", "ε this round", "ε cumulative", "δ",
+                      title=f"Differential privacy spent by {account}")  # fmt: skip
+        for p in privacy:
+            spent.add_row(str(p["round"]), f"{p['epsilon_round']:.3f}",
+                          f"{p['epsilon_total']:.3f}", f"{p['delta']:g}")  # fmt: skip
+        Console().print(spent)
 
 
 def claim(
