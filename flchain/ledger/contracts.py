@@ -201,6 +201,46 @@ class Vote(_Struct):
 
 
 @dataclass(frozen=True)
+class StepView:
+    """``ITrainingTask.StepView``: what a participant node decides one step on, read at one
+    block in one call (the current round, its phase, the account's commitment and committee
+    duty in the current and the previous round)."""
+
+    block_number: int
+    round: int
+    phase: Phase
+    active: bool
+    commitment: Commitment
+    member: bool
+    vote: Vote
+    attest_deadline: int
+    previous_status: RoundStatus
+    previous_member: bool
+    previous_vote: Vote
+    previous_attest_deadline: int
+
+    @classmethod
+    def from_tuple(cls, values: Sequence[Any]) -> StepView:
+        """Decode the ABI tuple ``stepView`` returns (nested structs included)."""
+        (block, round_id, phase, active, commitment, member, vote, deadline) = values[:8]
+        (previous_status, previous_member, previous_vote, previous_deadline) = values[8:]
+        return cls(
+            block_number=int(block),
+            round=int(round_id),
+            phase=Phase(phase),
+            active=bool(active),
+            commitment=Commitment.from_tuple(commitment),
+            member=bool(member),
+            vote=Vote.from_tuple(vote),
+            attest_deadline=int(deadline),
+            previous_status=RoundStatus(previous_status),
+            previous_member=bool(previous_member),
+            previous_vote=Vote.from_tuple(previous_vote),
+            previous_attest_deadline=int(previous_deadline),
+        )
+
+
+@dataclass(frozen=True)
 class Participant(_Struct):
     """``IParticipantRegistry.Participant``."""
 
@@ -658,6 +698,10 @@ class TrainingTask(ContractWrapper):
         """The committee's accounts, from :meth:`committee_indices` and the commit events."""
         by_index = {e.index: e.account for e in self.committed_events(round_id)}
         return [by_index[i] for i in self.committee_indices(round_id)]
+
+    def step_view(self, account: str) -> StepView:
+        """Everything a participant node needs for one step, in one call (see :class:`StepView`)."""
+        return StepView.from_tuple(self._call("stepView", to_checksum_address(account)))
 
     def effective_quorum(self, commits: int) -> int:
         return int(self._call("effectiveQuorum", commits))
