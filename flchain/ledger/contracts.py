@@ -401,6 +401,17 @@ def _plain(value: Any) -> Any:
 
 #: Gas floor of an attestation: a finalizing vote costs ~285k whatever the participant count.
 ATTEST_MIN_GAS = 400_000
+#: Fixed gas limits of commit and reveal, sent without an ``eth_estimateGas`` round trip: both
+#: touch O(1) storage, so their cost has a ceiling. Commit's worst case is one that settles the
+#: account's previous commitment (a non-reveal or committee-silence slash through the
+#: registry, 82k measured); reveal's is the round's first, which fixes the committee seed (68k
+#: with a 128-byte CID), plus the committee sampler's cycle walk (~0.5k gas a step, geometric
+#: with p >= 1/4). tests/ledger/test_task_fixed_gas.py checks the worst cases fit. Unused gas
+#: is refunded, so the margin costs nothing but block space.
+COMMIT_GAS = 150_000
+REVEAL_GAS = 120_000
+#: Longer CIDs (not produced by FLChain's stores) fall back to an estimate.
+REVEAL_FIXED_GAS_MAX_CID = 128
 
 
 class ContractWrapper:
@@ -773,7 +784,10 @@ class TrainingTask(ContractWrapper):
         return self._send(sender, "fund", amount)
 
     def commit(self, sender: LocalAccount, commitment: bytes) -> TxReceipt:
-        return self._send(sender, "commit", commitment)
+        """Commit with the fixed :data:`COMMIT_GAS` (no estimate; a revert is still raised as
+        its custom error, found by replaying the mined transaction)."""
+        fn = self.contract.functions.commit(commitment)
+        return self.chain.transact(fn, sender, gas=COMMIT_GAS)
 
     def close_commit_phase(self, sender: LocalAccount) -> TxReceipt:
         return self._send(sender, "closeCommitPhase")
@@ -781,7 +795,10 @@ class TrainingTask(ContractWrapper):
     def reveal(
         self, sender: LocalAccount, digest: bytes, num_samples: int, salt: bytes, cid: str
     ) -> TxReceipt:
-        return self._send(sender, "reveal", digest, num_samples, salt, cid)
+        """Reveal with the fixed :data:`REVEAL_GAS` (estimated for an unusually long CID)."""
+        fn = self.contract.functions.reveal(digest, num_samples, salt, cid)
+        fixed = len(cid.encode()) <= REVEAL_FIXED_GAS_MAX_CID
+        return self.chain.transact(fn, sender, gas=REVEAL_GAS if fixed else None)
 
     def attest(self, sender: LocalAccount, round_id: int, result: Result) -> TxReceipt:
         # Any vote may turn out to be the one that reaches quorum and finalizes (~285k gas),
