@@ -466,7 +466,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Last block of the attest phase of `round`.
-    function attestDeadline(uint256 round) external view returns (uint256) {
+    function attestDeadline(uint256 round) public view returns (uint256) {
         CurrentRound memory s = _current;
         uint40 revealEnd = round == s.round ? s.revealEnd : _records[round].revealEnd;
         return uint256(revealEnd) + _attestBlocks;
@@ -479,10 +479,28 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
 
     /// @notice Whether `account` sits on the committee of `round` (false once its commitment of
     /// that round was replaced, or while the seed is not fixed).
-    function isCommitteeMember(uint256 round, address account) external view returns (bool) {
+    function isCommitteeMember(uint256 round, address account) public view returns (bool) {
         Commitment memory c = _commitments[account];
         (uint96 seed, uint24 commits) = _seedOf(round);
         return c.flags & _COMMITTED != 0 && c.round == round && seed != 0 && _isMember(seed, commits, c.index);
+    }
+
+    /// @notice What a participant node needs for one step, in one call: the current round and
+    /// phase, whether `account` is active, its commitment, and its committee membership, vote
+    /// and attest deadline in the current and the previous round. Same values as the single
+    /// views, read at one block.
+    /// @param account The participant.
+    function stepView(address account) external view returns (StepView memory v) {
+        uint256 round = _current.round;
+        (v.blockNumber, v.round, v.phase) = (block.number, round, phase());
+        v.active = registry.isActive(account);
+        v.commitment = _commitments[account];
+        (v.member, v.vote, v.attestDeadline) =
+            (isCommitteeMember(round, account), _votes[round][account], attestDeadline(round));
+        if (round == 0) return v;
+        v.previousStatus = _records[round - 1].status;
+        (v.previousMember, v.previousVote, v.previousAttestDeadline) =
+            (isCommitteeMember(round - 1, account), _votes[round - 1][account], attestDeadline(round - 1));
     }
 
     /// @notice The commit indices on the committee of `round`, in permuted order (empty until the

@@ -131,6 +131,36 @@ interface ITrainingTask {
         bool settled;
     }
 
+    /// @notice Everything a participant node decides one step on, read in one call (see
+    /// `TrainingTask.stepView`): the current round and phase, the caller's commitment, and its
+    /// committee duty in the current round and in the previous one (a late vote).
+    /// @param blockNumber Block the view was read at (phase and deadlines are relative to it).
+    /// @param round The current round.
+    /// @param phase The current round's phase at `blockNumber`.
+    /// @param active Whether the account is an active participant of the registry.
+    /// @param commitment The account's latest commitment (of any round).
+    /// @param member Whether the account sits on the committee of `round`.
+    /// @param vote The account's vote in `round`.
+    /// @param attestDeadline Last block of the attest phase of `round`.
+    /// @param previousStatus Status of `round - 1` (`Open` when `round` is 0).
+    /// @param previousMember Whether the account sits on the committee of `round - 1`.
+    /// @param previousVote The account's vote in `round - 1`.
+    /// @param previousAttestDeadline Last block of the attest phase of `round - 1` (0 when `round` is 0).
+    struct StepView {
+        uint256 blockNumber;
+        uint256 round;
+        Phase phase;
+        bool active;
+        Commitment commitment;
+        bool member;
+        Vote vote;
+        uint256 attestDeadline;
+        RoundStatus previousStatus;
+        bool previousMember;
+        Vote previousVote;
+        uint256 previousAttestDeadline;
+    }
+
     // --- configuration errors ------------------------------------------------------------
 
     /// @notice A zero address was given for the registry, the reward token or the owner.

@@ -597,8 +597,8 @@ class Chain:
 
     def _mined_failure(self, fn: ContractCall, tx: TxParams, receipt: TxReceipt) -> Exception:
         """Why a mined transaction failed: the node's trace of it where the node can trace
-        (anvil, geth), else a replay on the state just before its block — which misses
-        failures caused by transactions earlier in the same block."""
+        (anvil, geth), else a replay on its block's state (the block's number and every
+        transaction in it: on an automining chain only this one), then on the state before."""
         tx_hash = receipt["transactionHash"].to_0x_hex()
         block = receipt["blockNumber"]
         traced = self._traced_revert(tx_hash)
@@ -609,6 +609,10 @@ class Chain:
             return decoded
         replay = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
         try:
+            # First on the block's own state and number: a replay before it would see
+            # block.number = block - 1, which misjudges deadline checks (a fixed-gas commit
+            # sent just past a phase's end, or a reveal just after one).
+            self.w3.eth.call(replay, block_identifier=block)  # type: ignore[arg-type]
             self.w3.eth.call(replay, block_identifier=block - 1)  # type: ignore[arg-type]
         except (ContractLogicError, Web3RPCError) as exc:
             error = self._decoded(exc, fn)

@@ -202,6 +202,46 @@ class Vote(_Struct):
 
 
 @dataclass(frozen=True)
+class StepView:
+    """``ITrainingTask.StepView``: what a participant node decides one step on, read at one
+    block in one call (the current round, its phase, the account's commitment and committee
+    duty in the current and the previous round)."""
+
+    block_number: int
+    round: int
+    phase: Phase
+    active: bool
+    commitment: Commitment
+    member: bool
+    vote: Vote
+    attest_deadline: int
+    previous_status: RoundStatus
+    previous_member: bool
+    previous_vote: Vote
+    previous_attest_deadline: int
+
+    @classmethod
+    def from_tuple(cls, values: Sequence[Any]) -> StepView:
+        """Decode the ABI tuple ``stepView`` returns (nested structs included)."""
+        (block, round_id, phase, active, commitment, member, vote, deadline) = values[:8]
+        (previous_status, previous_member, previous_vote, previous_deadline) = values[8:]
+        return cls(
+            block_number=int(block),
+            round=int(round_id),
+            phase=Phase(phase),
+            active=bool(active),
+            commitment=Commitment.from_tuple(commitment),
+            member=bool(member),
+            vote=Vote.from_tuple(vote),
+            attest_deadline=int(deadline),
+            previous_status=RoundStatus(previous_status),
+            previous_member=bool(previous_member),
+            previous_vote=Vote.from_tuple(previous_vote),
+            previous_attest_deadline=int(previous_deadline),
+        )
+
+
+@dataclass(frozen=True)
 class Participant(_Struct):
     """``IParticipantRegistry.Participant``."""
 
@@ -362,6 +402,17 @@ def _plain(value: Any) -> Any:
 
 #: Gas floor of an attestation: a finalizing vote costs ~285k whatever the participant count.
 ATTEST_MIN_GAS = 400_000
+#: Fixed gas limits of commit and reveal, sent without an ``eth_estimateGas`` round trip: both
+#: touch O(1) storage, so their cost has a ceiling. Commit's worst case is one that settles the
+#: account's previous commitment (a non-reveal or committee-silence slash through the
+#: registry, 82k measured); reveal's is the round's first, which fixes the committee seed (68k
+#: with a 128-byte CID), plus the committee sampler's cycle walk (~0.5k gas a step, geometric
+#: with p >= 1/4). tests/ledger/test_task_fixed_gas.py checks the worst cases fit. Unused gas
+#: is refunded, so the margin costs nothing but block space.
+COMMIT_GAS = 150_000
+REVEAL_GAS = 120_000
+#: Longer CIDs (not produced by FLChain's stores) fall back to an estimate.
+REVEAL_FIXED_GAS_MAX_CID = 128
 
 
 class ContractWrapper:
@@ -658,6 +709,10 @@ class TrainingTask(ContractWrapper):
         by_index = {e.index: e.account for e in self.events(Committed, round=round_id)}
         return [by_index[i] for i in self.committee_indices(round_id)]
 
+    def step_view(self, account: str) -> StepView:
+        """Everything a participant node needs for one step, in one call (see :class:`StepView`)."""
+        return StepView.from_tuple(self._call("stepView", to_checksum_address(account)))
+
     def effective_quorum(self, commits: int) -> int:
         return int(self._call("effectiveQuorum", commits))
 
@@ -728,7 +783,10 @@ class TrainingTask(ContractWrapper):
         return self._send(sender, "fund", amount)
 
     def commit(self, sender: LocalAccount, commitment: bytes) -> TxReceipt:
-        return self._send(sender, "commit", commitment)
+        """Commit with the fixed :data:`COMMIT_GAS` (no estimate; a revert is still raised as
+        its custom error, found by replaying the mined transaction)."""
+        fn = self.contract.functions.commit(commitment)
+        return self.chain.transact(fn, sender, gas=COMMIT_GAS)
 
     def close_commit_phase(self, sender: LocalAccount) -> TxReceipt:
         return self._send(sender, "closeCommitPhase")
@@ -736,7 +794,10 @@ class TrainingTask(ContractWrapper):
     def reveal(
         self, sender: LocalAccount, digest: bytes, num_samples: int, salt: bytes, cid: str
     ) -> TxReceipt:
-        return self._send(sender, "reveal", digest, num_samples, salt, cid)
+        """Reveal with the fixed :data:`REVEAL_GAS` (estimated for an unusually long CID)."""
+        fn = self.contract.functions.reveal(digest, num_samples, salt, cid)
+        fixed = len(cid.encode()) <= REVEAL_FIXED_GAS_MAX_CID
+        return self.chain.transact(fn, sender, gas=REVEAL_GAS if fixed else None)
 
     def attest(self, sender: LocalAccount, round_id: int, result: Result) -> TxReceipt:
         # Any vote may turn out to be the one that reaches quorum and finalizes (~285k gas),

@@ -16,6 +16,7 @@ from flchain.ledger.contracts import (
     RoundExpired,
     RoundFinalized,
     RoundRecord,
+    RoundStatus,
     TaskParameters,
     TrainingTask,
 )
@@ -52,6 +53,14 @@ def round_start_bound(params: TaskParameters, record: RoundRecord) -> int:
     return max(0, record.reveal_end - params.commit_blocks - params.reveal_blocks - 1)
 
 
+def finalized_bound(record: RoundRecord) -> int:
+    """The first block that can hold the ``RoundFinalized`` event of the round of ``record``:
+    votes are accepted only after the reveal phase ends, and ``revealEnd`` never moves once
+    the reveal phase is over. Unlike :func:`round_start_bound` it does not depend on how long
+    the phases are configured, so it stays tight when phases close early (a full round)."""
+    return record.reveal_end + 1
+
+
 def reward_pool(params: TaskParameters, record: RoundRecord) -> int:
     """What a round's contributors share: the budget less the fees of the committee the
     contract draws (``committee_size`` members, or every committer when fewer committed)."""
@@ -77,7 +86,14 @@ def named_content(task: TrainingTask) -> tuple[list[RoundContent], list[str]]:
 
 class TaskView:
     """Reads one task's protocol state from the chain and the store, remembering what cannot
-    change: the task parameters, the finalized events scanned so far and verified reports."""
+    change: the task parameters and verified reports.
+
+    Finalized rounds are found in contract state, never by scanning the chain's logs from
+    block 0: the contract keeps the latest finalized round (``rewardRound``) and every closed
+    round's record; only the one ``RoundFinalized`` event that names a report's CID is read,
+    from the block after that round's reveal phase ended (:func:`finalized_bound`). So claims,
+    ``flchain status`` and node steps cost the same at any chain height.
+    """
 
     def __init__(
         self, task: TrainingTask, store: ContentStore, manifest: TaskManifest | None = None
@@ -86,8 +102,6 @@ class TaskView:
         self.params = task.config()  # immutable once deployed
         self._manifest = manifest
         self._reports: dict[int, RoundReport] = {}
-        self._finalized: list[RoundFinalized] = []
-        self._scanned_to = 0
 
     @property
     def manifest(self) -> TaskManifest:
@@ -98,32 +112,41 @@ class TaskView:
 
     # --- finalized rounds -----------------------------------------------------------------
 
-    def finalized(self) -> list[RoundFinalized]:
-        """Every ``RoundFinalized`` so far, scanning only blocks not scanned before (log
-        queries cost time in proportion to the blocks they cover)."""
-        latest = self.task.chain.block_number
-        if latest >= self._scanned_to:
-            self._finalized += self.task.events(RoundFinalized, from_block=self._scanned_to)
-            self._scanned_to = latest + 1
-        return self._finalized
-
     def last_report(self, before: int = 2**63) -> RoundReport | None:
         """The report of the latest round finalized before round ``before`` (fetched once and
         checked against its on-chain digest); ``None`` when no such round finalized."""
-        finalized = [e for e in self.finalized() if e.round < before]
-        if not finalized:
+        latest = self.task.reward_round()  # the latest finalized round, from state
+        if latest is None:
             return None
-        last = finalized[-1]
-        if last.round not in self._reports:
-            self._reports[last.round] = fetch_report(self.store, last)
-        return self._reports[last.round]
+        if latest < before:
+            return self.report_of(latest)
+        # Asked about an earlier round (rare): walk back over the closed rounds' records.
+        for round_id in range(before - 1, -1, -1):
+            if round_id in self._reports:
+                return self._reports[round_id]
+            record = self.task.round_record(round_id)
+            if record.status == RoundStatus.FINALIZED:
+                return self._fetch(round_id, record)
+        return None
 
     def report_of(self, round_id: int) -> RoundReport:
         """The report of finalized round ``round_id``."""
-        report = self.last_report(before=round_id + 1)
-        if report is None or report.round != round_id:
-            raise ProtocolError(f"round {round_id} has not been finalized")
-        return report
+        if round_id not in self._reports:
+            record = self.task.round_record(round_id)
+            if record.status != RoundStatus.FINALIZED:
+                raise ProtocolError(f"round {round_id} has not been finalized")
+            self._fetch(round_id, record)
+        return self._reports[round_id]
+
+    def _fetch(self, round_id: int, record: RoundRecord) -> RoundReport:
+        """Fetch and verify the report of finalized round ``round_id``: its CID is only in the
+        round's ``RoundFinalized`` event, searched for from where the round's votes began."""
+        since = finalized_bound(record)
+        events = self.task.events(RoundFinalized, round=round_id, from_block=since)
+        if not events:
+            raise ProtocolError(f"no RoundFinalized event of round {round_id} since block {since}")
+        self._reports[round_id] = fetch_report(self.store, events[-1])
+        return self._reports[round_id]
 
     def global_model_cid(self, round_id: int) -> CID:
         """The model round ``round_id`` trains from: the latest result finalized before it,

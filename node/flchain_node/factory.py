@@ -176,15 +176,12 @@ def shard_trainer(
     )
 
 
-def state_file(state_dir: Path, task: TrainingTask, account: LocalAccount) -> Path:
-    """Where a node of ``account`` on ``task`` keeps its state under ``state_dir``: keyed by
-    chain id and genesis hash too, since fresh dev chains reuse task addresses (the file
-    itself records the full genesis hash, checked on load)."""
+def state_file(state_dir: Path, task: TrainingTask, account: str) -> Path:
+    """Where the node of address ``account`` on ``task`` keeps its state under ``state_dir``:
+    keyed by chain id and genesis hash too, since fresh dev chains reuse task addresses (the
+    file itself records the full genesis hash, checked on load)."""
     chain = task.chain
-    return (
-        state_dir
-        / f"{chain.chain_id}-{chain.genesis_hash[2:10]}-{task.address}-{account.address}.json"
-    )
+    return state_dir / f"{chain.chain_id}-{chain.genesis_hash[2:10]}-{task.address}-{account}.json"
 
 
 def build_participant(

@@ -35,7 +35,9 @@ from flchain.ledger.contracts import (
     Phase,
     Result,
     RoundStatus,
+    StepView,
     TrainingTask,
+    Vote,
 )
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.commitment import commitment, new_salt
@@ -157,23 +159,27 @@ class ParticipantNode:
 
     def step(self) -> StepReport:
         """Do whatever this participant owes the task right now; safe to call any time."""
-        round_id = self.task.current_round()
-        report = StepReport(round_id, self.task.phase())
-        if self._reorged():
-            report.actions.append("reorg")  # what was not deep enough is re-checked below
+        reorged = self._reorged()  # checked first: what was not deep enough is re-checked below
+        # One call for every on-chain fact this step decides on, read at one block (was ~6-8
+        # view calls a step; each costs a round trip on a JSON-RPC node).
+        view = self.task.step_view(self.address)
+        round_id = view.round
+        report = StepReport(round_id, view.phase)
+        if reorged:
+            report.actions.append("reorg")
         if self._maybe_in_flight:
             if self._transaction_in_flight():
                 report.actions.append("waiting")
                 return report
             self._maybe_in_flight = False
         if round_id > 0:
-            self._late_attest(round_id - 1, report)
+            self._late_attest(view, report)
         if report.phase == Phase.COMMIT:
-            self._commit(round_id, report)
+            self._commit(view, report)
         elif report.phase == Phase.REVEAL:
-            self._reveal(round_id, report)
+            self._reveal(view, report)
         elif report.phase == Phase.ATTEST:
-            self._attest(round_id, report)
+            self._attest(round_id, view.member, view.vote, report)
         elif report.phase == Phase.EXPIRABLE:
             with contextlib.suppress(ContractRevert):  # someone else expired it first
                 self._send(report, "expire", lambda: self.task.expire_round(self.account))
@@ -186,12 +192,13 @@ class ParticipantNode:
         eth, address = self.chain.w3.eth, self.address
         return eth.get_transaction_count(address, "pending") > eth.get_transaction_count(address)
 
-    def _commit(self, round_id: int, report: StepReport) -> None:
+    def _commit(self, view: StepView, report: StepReport) -> None:
+        round_id = view.round
         mine = self.state.rounds.get(round_id)
-        if self._commit_landed(round_id, mine):
+        if self._commit_landed(view, mine):
             return
         if mine is None:
-            if not self.registry.is_active(self.address):
+            if not view.active:
                 report.actions.append("inactive")  # unregistered, exiting or slashed below minimum
                 return
             if not self.view.sampled(round_id, self.address):
@@ -230,11 +237,12 @@ class ParticipantNode:
         mine.committed = True
         self.state.save()
 
-    def _commit_landed(self, round_id: int, mine: RoundState | None) -> bool:
-        """Whether this account's commitment of ``round_id`` is on-chain; records it when the
-        commit landed but the node died before saving that (it may restart in a later phase)."""
-        on_chain = self.task.commitment_of(self.address)
-        if not (on_chain.exists and on_chain.round == round_id):
+    def _commit_landed(self, view: StepView, mine: RoundState | None) -> bool:
+        """Whether this account's commitment of the current round is on-chain; records it when
+        the commit landed but the node died before saving that (it may restart in a later
+        phase)."""
+        on_chain = view.commitment
+        if not (on_chain.exists and on_chain.round == view.round):
             return False
         if mine is not None and not mine.committed:
             mine.committed = True
@@ -261,17 +269,17 @@ class ParticipantNode:
         self.state.save()
         return mine
 
-    def _reveal(self, round_id: int, report: StepReport) -> None:
-        mine = self.state.rounds.get(round_id)
+    def _reveal(self, view: StepView, report: StepReport) -> None:
+        mine = self.state.rounds.get(view.round)
         if mine is None or not self.will_reveal:
             return
         if mine.revealed and (mine.error or self._deep(mine.reveal_block)):
             return  # done for good (or refused for good)
-        if not mine.committed and not self._commit_landed(round_id, mine):
+        if not mine.committed and not self._commit_landed(view, mine):
             return
         if not self._deep(mine.commit_block):
             return  # reveal only what a reorg can no longer take back
-        if not self.task.commitment_of(self.address).flags & CommitmentFlag.REVEALED:
+        if not view.commitment.flags & CommitmentFlag.REVEALED:
             digest, salt = bytes.fromhex(mine.digest[2:]), bytes.fromhex(mine.salt[2:])
             try:
                 mine.reveal_block = self._send(
@@ -291,10 +299,8 @@ class ParticipantNode:
         mine.revealed = True  # (or it was, before a restart; or it can never be)
         self.state.save()
 
-    def _attest(self, round_id: int, report: StepReport) -> None:
-        if not self.will_attest or not self.task.is_committee_member(round_id, self.address):
-            return
-        if any(self.task.vote_of(round_id, self.address).result_hash):
+    def _attest(self, round_id: int, member: bool, vote: Vote, report: StepReport) -> None:
+        if not self.will_attest or not member or any(vote.result_hash):
             return
         started = time.perf_counter()
         try:
@@ -310,15 +316,17 @@ class ParticipantNode:
             self.state.rounds[round_id].attested = True
             self.state.save()
 
-    def _late_attest(self, round_id: int, report: StepReport) -> None:
-        """Back a round that finalized before this member voted, while its window is open: the
-        member is paid instead of slashed, and its next commit is not blocked."""
+    def _late_attest(self, view: StepView, report: StepReport) -> None:
+        """Back the previous round if it finalized before this member voted, while its window
+        is open: the member is paid instead of slashed, and its next commit is not blocked."""
+        round_id = view.round - 1
         if round_id in self._late_done:
             return
         # The round is closed (a later one started), so its status no longer changes.
-        finalized = self.task.round_record(round_id).status == RoundStatus.FINALIZED
-        if finalized and self.chain.block_number < self.task.attest_deadline(round_id):
-            self._attest(round_id, report)  # raises if the vote failed: retried next step
+        finalized = view.previous_status == RoundStatus.FINALIZED
+        if finalized and view.block_number < view.previous_attest_deadline:
+            # raises if the vote failed: retried next step
+            self._attest(round_id, view.previous_member, view.previous_vote, report)
         self._late_done.add(round_id)
 
     # --- committee ------------------------------------------------------------------------

@@ -4,14 +4,16 @@ the model a round trains from, the reward pool, a committee member's inputs)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from flchain_node.federation import Federation
+from support.fedkit import DEMO
 
 from flchain.errors import ProtocolError
 from flchain.ledger.contracts import RoundFinalized
 from flchain.protocol.committee import recompute_round
-from flchain.protocol.rounds import TaskView, fetch_report, reward_pool
+from flchain.protocol.rounds import TaskView, fetch_report, finalized_bound, reward_pool
 
 
 def test_view_of_a_finalized_round_agrees_with_the_chain(fed: Federation) -> None:
@@ -44,3 +46,32 @@ def test_a_report_that_does_not_match_its_digest_is_refused(fed: Federation) -> 
     forged = dataclasses.replace(event, report_digest=b"\x01" * 32)
     with pytest.raises(ProtocolError, match="does not match its digest"):
         fetch_report(fed.store, forged)
+
+
+def test_reports_are_found_from_state_without_scanning_logs_from_block_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fed = Federation(dataclasses.replace(DEMO, rounds=2))
+    try:
+        fed.run()
+        task = fed.deployment.task
+        scans: list[int] = []
+        events = task.chain.events
+
+        def spy(contract: Any, name: str, from_block: int, *args: Any) -> Any:
+            scans.append(from_block)
+            return events(contract, name, from_block, *args)
+
+        monkeypatch.setattr(task.chain, "events", spy)
+        view = TaskView(task, fed.store)  # fresh: nothing remembered
+        latest = view.last_report()
+        assert latest is not None and latest.round == 1 == task.reward_round()
+        assert view.report_of(0).round == 0 and view.last_report(before=1) == view.report_of(0)
+        assert view.global_model_cid(2) == latest.model_cid == task.model_cid()
+        # one query per report, each from where its round's votes began (round 1's after
+        # round 0's end), never from block 0
+        starts = [finalized_bound(task.round_record(r)) for r in (1, 0)]
+        assert scans == starts and 0 < starts[1] < starts[0]
+        assert starts[1] > task.round_record(0).commit_end > 0
+    finally:
+        fed.close()

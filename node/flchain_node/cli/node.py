@@ -129,7 +129,7 @@ def run(
     training_task = TrainingTask(chain, task)
     with open_store(store, ipfs_api) as s:
         manifest = load_manifest(training_task, s)
-        path = state_file(state_dir or data_dir() / "nodes", training_task, account)
+        path = state_file(state_dir or data_dir() / "nodes", training_task, account.address)
         metrics = LocalMetrics(metrics_file(path))
         # Every check of the data, the model and the Flower client happens here, before the
         # node stakes: bad input costs nothing.
@@ -192,7 +192,7 @@ def status(
     rewards (credited amounts need the store that holds the round reports)."""
     if local:
         _local_status(task, state_dir, resolve_account(key, key_file, dev_account).address,
-                      as_json)  # fmt: skip
+                      as_json, rpc_url)  # fmt: skip
         return
     from flchain_node.status import task_status
 
@@ -220,17 +220,29 @@ def status(
     console.print(table)
 
 
-def _local_status(task: str, state_dir: Path | None, account: str, as_json: bool) -> None:
+def _local_status(
+    task: str, state_dir: Path | None, account: str, as_json: bool, rpc_url: str | None
+) -> None:
     from dataclasses import asdict
 
     from eth_utils import to_checksum_address
 
+    from flchain_node.factory import state_file
     from flchain_node.local import metrics_file, read_metrics, read_privacy
 
     if not is_address(task):
         raise ConfigError(f"--task is not an address: {task!r}")
-    state = (state_dir or data_dir() / "nodes") / f"{to_checksum_address(task)}-{account}.json"
-    path = metrics_file(state)
+    directory = state_dir or data_dir() / "nodes"
+    if rpc_url:  # the node's files are keyed by chain (id and genesis), task and account
+        path = metrics_file(state_file(directory, TrainingTask(open_chain(rpc_url), task), account))
+    else:  # without a chain to ask: the one file of this task and account, whatever chain
+        found = sorted(directory.glob(f"*{to_checksum_address(task)}-{account}.metrics.json"))
+        if len(found) > 1:
+            raise ConfigError(
+                f"local metrics of {account} on task {task} for {len(found)} chains in "
+                f"{directory}: pass --rpc-url to pick one"
+            )
+        path = found[0] if found else directory / f"{task}-{account}.metrics.json"
     if not path.exists():
         raise ConfigError(f"no local metrics at {path}: has this node validated a model yet?")
     rows = [asdict(m) for _, m in sorted(read_metrics(path).items())]

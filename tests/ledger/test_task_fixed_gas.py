@@ -1,0 +1,92 @@
+"""Commit and reveal are sent with fixed gas limits (no estimate): their most expensive cases
+fit, and a revert still surfaces as the contract's custom error."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from flchain.ledger import contract_errors as E
+from flchain.ledger.contracts import (
+    COMMIT_GAS,
+    REVEAL_FIXED_GAS_MAX_CID,
+    REVEAL_GAS,
+    RoundStatus,
+)
+
+if TYPE_CHECKING:
+    from conftest import TaskKit
+    from web3.types import TxReceipt
+
+
+def sent_with(kit: TaskKit, receipt: TxReceipt) -> tuple[int, int]:
+    """``(gas limit, gas used)`` of a mined transaction."""
+    tx = kit.chain.w3.eth.get_transaction(receipt["transactionHash"])
+    return int(tx["gas"]), int(receipt["gasUsed"])
+
+
+def test_commit_and_reveal_worst_cases_fit_their_fixed_gas(kit: TaskKit) -> None:
+    task, people = kit.task, kit.participants[:6]
+    used: dict[str, int] = {}
+
+    # Round 0: fresh commitment slots; the first reveal fixes the committee seed; the longest
+    # CID that is sent with fixed gas.
+    updates = {}
+    for account in people:
+        upd = kit.update(account, 0)
+        receipt = task.commit(account, kit.commitment(account, 0, upd))
+        limit, gas = sent_with(kit, receipt)
+        assert limit == COMMIT_GAS
+        used["commit, fresh slot"] = max(used.get("commit, fresh slot", 0), gas)
+        updates[account.address] = upd
+    kit.to_reveal_phase()
+    dropout = people[-1]  # commits, never reveals: slashed by its next commit
+    for i, account in enumerate(people[:-1]):
+        cid = "b" * REVEAL_FIXED_GAS_MAX_CID if i == 0 else kit.update_cid
+        limit, gas = sent_with(kit, kit.reveal(account, updates[account.address], cid))
+        assert limit == REVEAL_GAS
+        key = "reveal, fixes the seed, longest CID" if i == 0 else "reveal"
+        used[key] = max(used.get(key, 0), gas)
+
+    # Round 0 finalizes with a quorum; the third member stays silent.
+    kit.to_attest_phase()
+    result = kit.result({people[0].address: 10}, 10, tag="0")
+    voters = kit.finalize(0, result)
+    (silent,) = [m for m in kit.members(0) if m not in voters]
+    assert task.round_record(0).status == RoundStatus.FINALIZED
+    kit.past_attest_deadline(0)
+
+    # Round 1: commits that settle the previous commitment through the registry.
+    before = kit.registry.stake_of(dropout.address), kit.registry.stake_of(silent.address)
+    settling = ((dropout, "commit, slashes a non-revealer"), (silent, "commit, slashes silence"))
+    for account, key in settling:
+        upd = kit.update(account, 1)
+        receipt = task.commit(account, kit.commitment(account, 1, upd))
+        limit, used[key] = sent_with(kit, receipt)
+        assert limit == COMMIT_GAS
+    after = kit.registry.stake_of(dropout.address), kit.registry.stake_of(silent.address)
+    assert after[0] < before[0] and after[1] < before[1]  # the slashing paths really ran
+
+    print({k: f"{v:,}" for k, v in used.items()})
+    commits = [v for k, v in used.items() if k.startswith("commit")]
+    reveals = [v for k, v in used.items() if k.startswith("reveal")]
+    # At least a third of each limit is left for what a test cannot reach (longer sampler
+    # walks at large commit counts, other registries' slash paths).
+    assert 1.5 * max(commits) <= COMMIT_GAS
+    assert 1.5 * max(reveals) <= REVEAL_GAS
+
+
+def test_a_fixed_gas_commit_that_reverts_raises_its_custom_error(kit: TaskKit) -> None:
+    account = kit.participants[0]
+    kit.commit(account)
+    with pytest.raises(E.AlreadyCommitted) as raised:
+        kit.commit(account)
+    assert raised.value.error_args["account"] == account.address
+
+
+def test_a_fixed_gas_reveal_in_the_commit_phase_raises_commit_phase_open(kit: TaskKit) -> None:
+    account = kit.participants[0]
+    upd = kit.commit(account)
+    with pytest.raises(E.CommitPhaseOpen):
+        kit.reveal(account, upd)

@@ -1,0 +1,78 @@
+"""``stepView``: the one batched read behind a participant node's step agrees with the single
+views it replaces, in every phase, for members and non-members, and for the previous round."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eth_account.signers.local import LocalAccount
+
+from flchain.ledger.contracts import Phase, RoundStatus, StepView, Vote
+
+if TYPE_CHECKING:
+    from conftest import TaskKit
+
+
+def single_views(kit: TaskKit, account: LocalAccount) -> StepView:
+    """The same fields read one view at a time (the node's reads before ``stepView``)."""
+    task, address = kit.task, account.address
+    round_id = task.current_round()
+    previous = round_id - 1
+    return StepView(
+        block_number=kit.chain.block_number,
+        round=round_id,
+        phase=task.phase(),
+        active=kit.registry.is_active(address),
+        commitment=task.commitment_of(address),
+        member=task.is_committee_member(round_id, address),
+        vote=task.vote_of(round_id, address),
+        attest_deadline=task.attest_deadline(round_id),
+        previous_status=task.round_record(previous).status if round_id else RoundStatus.OPEN,
+        previous_member=round_id > 0 and task.is_committee_member(previous, address),
+        previous_vote=task.vote_of(previous, address) if round_id else Vote(bytes(32), False),
+        previous_attest_deadline=task.attest_deadline(previous) if round_id else 0,
+    )
+
+
+def check(kit: TaskKit, accounts: list[LocalAccount]) -> list[StepView]:
+    views = [kit.task.step_view(a.address) for a in accounts]
+    assert views == [single_views(kit, a) for a in accounts]
+    return views
+
+
+def test_step_view_matches_the_single_views_through_two_rounds(kit: TaskKit) -> None:
+    people, outsider = kit.participants[:5], kit.outsider
+    everyone = [*people, outsider]
+    (fresh, out) = check(kit, [people[0], outsider])
+    assert (fresh.round, fresh.phase, fresh.active, fresh.commitment.exists) == (
+        0,
+        Phase.COMMIT,
+        True,
+        False,
+    )
+    assert not out.active
+
+    updates = kit.commit_all(people)
+    assert all(v.commitment.exists and v.commitment.round == 0 for v in check(kit, people))
+    kit.to_reveal_phase()
+    kit.reveal_all(people, updates)
+    views = check(kit, everyone)
+    assert {v.phase for v in views} == {Phase.REVEAL}
+    kit.to_attest_phase()
+    views = check(kit, everyone)
+    members = [a for a, v in zip(everyone, views, strict=True) if v.member]
+    assert len(members) == 3 and outsider not in members  # committee of 3 out of 5
+
+    result = kit.result({people[0].address: 10}, 10, tag="0")
+    kit.task.attest(members[0], 0, result)
+    (voted, *_) = check(kit, members)
+    assert voted.vote.result_hash == result.hash()
+    kit.task.attest(members[1], 0, result)  # reaches quorum: round 0 finalizes, round 1 opens
+
+    views = check(kit, everyone)
+    late = views[everyone.index(members[2])]
+    assert (late.round, late.phase) == (1, Phase.COMMIT)
+    assert late.previous_status == RoundStatus.FINALIZED
+    assert late.previous_member and not any(late.previous_vote.result_hash)
+    assert late.previous_attest_deadline == kit.task.attest_deadline(0) > late.block_number
+    assert [v.previous_member for v in views].count(True) == 3
