@@ -267,6 +267,15 @@ class Chain:
         blocks carry the time they started)."""
         return "0x" + bytes(self.w3.eth.get_block(0)["hash"]).hex()
 
+    @cached_property
+    def prague_gas(self) -> bool:
+        """Whether this chain prices gas as the Prague schedule the fixed gas limits in
+        ``contracts.py`` were measured on: the embedded py-evm chain, anvil and Hardhat. Other
+        clients may run a later fork that reprices storage (geth 1.17 --dev charges a mint
+        ~250k gas), so there transactions are estimated instead."""
+        client = self.w3.client_version.lower()
+        return client.startswith(("ethereumtester/", "anvil/", "hardhatnetwork/"))
+
     @property
     def block_number(self) -> int:
         """The latest block's number."""

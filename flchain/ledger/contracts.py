@@ -784,9 +784,10 @@ class TrainingTask(ContractWrapper):
 
     def commit(self, sender: LocalAccount, commitment: bytes) -> TxReceipt:
         """Commit with the fixed :data:`COMMIT_GAS` (no estimate; a revert is still raised as
-        its custom error, found by replaying the mined transaction)."""
+        its custom error, found by replaying the mined transaction) on a chain with the gas
+        schedule it was measured on (:attr:`Chain.prague_gas`), else with an estimate."""
         fn = self.contract.functions.commit(commitment)
-        return self.chain.transact(fn, sender, gas=COMMIT_GAS)
+        return self.chain.transact(fn, sender, gas=COMMIT_GAS if self.chain.prague_gas else None)
 
     def close_commit_phase(self, sender: LocalAccount) -> TxReceipt:
         return self._send(sender, "closeCommitPhase")
@@ -794,9 +795,10 @@ class TrainingTask(ContractWrapper):
     def reveal(
         self, sender: LocalAccount, digest: bytes, num_samples: int, salt: bytes, cid: str
     ) -> TxReceipt:
-        """Reveal with the fixed :data:`REVEAL_GAS` (estimated for an unusually long CID)."""
+        """Reveal with the fixed :data:`REVEAL_GAS` (estimated for an unusually long CID, or on
+        a chain with another gas schedule: see :attr:`Chain.prague_gas`)."""
         fn = self.contract.functions.reveal(digest, num_samples, salt, cid)
-        fixed = len(cid.encode()) <= REVEAL_FIXED_GAS_MAX_CID
+        fixed = len(cid.encode()) <= REVEAL_FIXED_GAS_MAX_CID and self.chain.prague_gas
         return self.chain.transact(fn, sender, gas=REVEAL_GAS if fixed else None)
 
     def attest(self, sender: LocalAccount, round_id: int, result: Result) -> TxReceipt:
