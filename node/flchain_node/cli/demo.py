@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from flchain.config import DATASETS, MODELS, PARTITIONS
 
-#: The built-in data sets a demo can cut into shards ("custom" is a participant's own data).
-SIMULATED_DATASETS = tuple(d for d in DATASETS if d != "custom")
+# Choices built from the config's own lists (typer shows and checks an Enum's values; the
+# built-in data sets exclude "custom", a participant's own data).
+Dataset = StrEnum("Dataset", [(d, d) for d in DATASETS if d != "custom"])
+Model = StrEnum("Model", [(m, m) for m in MODELS])
+Partition = StrEnum("Partition", [(p, p) for p in PARTITIONS])
+MNIST, MLP, IID = Dataset("mnist"), Model("mlp"), Partition("iid")
 
 
 def demo(
@@ -35,11 +39,9 @@ def demo(
         int, typer.Option(min=0, help="Participants that send the global model back.")
     ] = 1,
     dropouts: Annotated[int, typer.Option(min=0, help="Participants that never reveal.")] = 1,
-    dataset: Annotated[
-        str, typer.Option(click_type=click.Choice(SIMULATED_DATASETS), help="Built-in data set.")
-    ] = "mnist",
-    model: Annotated[str, typer.Option(click_type=click.Choice(MODELS))] = "mlp",
-    partition: Annotated[str, typer.Option(click_type=click.Choice(PARTITIONS))] = "iid",
+    dataset: Annotated[Dataset, typer.Option(help="Built-in data set.")] = MNIST,
+    model: Annotated[Model, typer.Option(help="The task's model.")] = MLP,
+    partition: Annotated[Partition, typer.Option(help="How shards are cut.")] = IID,
     seed: Annotated[int, typer.Option(help="Seed for data, models and training.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),
@@ -62,9 +64,9 @@ def demo(
         attack=attack.replace("-", "_"),
         free_riders=free_riders,
         dropouts=dropouts,
-        dataset=dataset,
-        model=model,
-        partition=partition,
+        dataset=dataset.value,
+        model=model.value,
+        partition=partition.value,
         seed=seed,
     )
     console = Console()
@@ -74,7 +76,7 @@ def demo(
     console.print(
         f"[bold]FLChain demo[/]: {participants} participants "
         f"({attackers} {attack}, {free_riders} free-rider, {dropouts} dropout), rule {rule}, "
-        f"{dataset}/{model}; task {fed.deployment.task.address}"
+        f"{dataset.value}/{model.value}; task {fed.deployment.task.address}"
     )
     table = Table(
         "round",
