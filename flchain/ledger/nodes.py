@@ -242,16 +242,8 @@ class GethProcess(NodeProcess):
         "run `bash scripts/install_tools.sh` (builds .tools/bin/geth), or set FLCHAIN_GETH"
     )
     FUNDING = 10_000 * 10**18
-
-    def __init__(
-        self,
-        accounts: int = 20,
-        block_time: float | None = None,
-        binary: str | Path | None = None,
-        startup_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(accounts, block_time, binary, startup_timeout)
-        self._datadir: tempfile.TemporaryDirectory[str] | None = None
+    #: The throw-away data directory of the running node (set on start).
+    _datadir: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
     def find_binary(cls) -> Path | None:
