@@ -14,23 +14,21 @@ Reverts, whether found while estimating gas, in ``eth_call``, or in a mined rece
 0, are raised as the :class:`~flchain.errors.ContractRevert` subclass named after the Solidity
 custom error, or as :class:`~flchain.ledger.reverts.RevertedWithReason` /
 :class:`~flchain.ledger.reverts.Panic` (see :mod:`flchain.ledger.reverts`).
+The HTTP transport (retries, answer checks) is :mod:`flchain.ledger.transport`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import requests
 from eth_account.datastructures import SignedTransaction
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester
-from eth_typing import URI
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -42,10 +40,8 @@ from web3.exceptions import (
     Web3RPCError,
 )
 from web3.middleware import AttributeDictMiddleware
-from web3.providers import HTTPProvider
-from web3.types import BlockIdentifier, EventData, RPCEndpoint, RPCResponse, TxParams, TxReceipt
+from web3.types import BlockIdentifier, EventData, TxParams, TxReceipt
 
-from flchain import safejson
 from flchain.errors import (
     BadRPCResponse,
     ConfigError,
@@ -59,33 +55,19 @@ from flchain.errors import (
 from flchain.ledger.accounts import dev_accounts
 from flchain.ledger.devchain import EmbeddedProvider, make_tester
 from flchain.ledger.nonces import ALREADY_KNOWN, NONCE_MISMATCH, NonceManager
-from flchain.ledger.reverts import decode_revert
+from flchain.ledger.reverts import (
+    decode_revert,
+    revert_data,
+    rpc_message,
+    struct_log_output,
+    trace_output,
+)
+from flchain.ledger.transport import RetryingHTTPProvider
 
 #: Where the contract helper's compiled artifacts live (``<Name>.json``).
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 #: Multiplier on the node's gas estimate: state can change between estimate and inclusion.
 GAS_MARGIN = 1.2
-#: HTTP statuses worth retrying: rate limiting and server-side hiccups.
-TRANSIENT_HTTP_STATUS = frozenset({429, 500, 502, 503, 504})
-#: Largest JSON-RPC answer read (a full block with its transactions is a few MB).
-MAX_RESPONSE_BYTES = 64 << 20
-#: Methods whose result is a hex quantity, and reads whose result is an object or null: their
-#: answers are checked in the provider, so a broken node gives a LedgerError, not a web3 crash.
-_QUANTITY_METHODS = frozenset(
-    {
-        "eth_chainId",
-        "eth_blockNumber",
-        "eth_getBalance",
-        "eth_getTransactionCount",
-        "eth_gasPrice",
-        "eth_maxPriorityFeePerGas",
-        "eth_estimateGas",
-    }
-)
-_OBJECT_METHODS = frozenset(
-    {"eth_getBlockByNumber", "eth_getTransactionReceipt", "eth_getTransactionByHash"}
-)
-_HEX_QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
 
 
 ContractCall = ContractFunction | ContractConstructor
@@ -115,77 +97,6 @@ def load_artifact(source: ArtifactSource) -> Mapping[str, Any]:
     if "abi" not in artifact:
         raise LedgerError(f"artifact {artifact.get('contractName', '?')!r} has no 'abi'")
     return artifact
-
-
-class RetryingHTTPProvider(HTTPProvider):
-    """An HTTP provider that retries transient failures of *every* method, then gives up with
-    :class:`~flchain.errors.RPCUnavailable`.
-
-    Re-sending ``eth_sendRawTransaction`` is safe here because :class:`Chain` always re-sends
-    the same signed bytes and treats "already known" as success.
-    """
-
-    def __init__(
-        self, url: str, *, timeout: float = 10.0, retries: int = 3, backoff: float = 0.05
-    ) -> None:
-        super().__init__(
-            URI(url), request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-        )
-        self.url = URI(url)  # endpoint_uri, typed as set (the base class allows None)
-        self.retries = retries
-        self.backoff = backoff
-        self.timeout = timeout
-
-    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        """Send one request; the decoded answer, checked (else :class:`BadRPCResponse`)."""
-        request_data = self.encode_rpc_request(method, params)
-        raw = self._make_request(method, request_data)
-        return _checked_response(method, json.loads(request_data)["id"], raw, self.url)
-
-    def _post(self, request_data: bytes) -> bytes:
-        """POST and read the whole answer within ``timeout`` seconds *in total*: requests'
-        timeout is per socket read, so a node trickling bytes would otherwise stall us."""
-        deadline = time.monotonic() + self.timeout
-        session = self._request_session_manager.cache_and_return_session(
-            self.url, request_timeout=self.timeout
-        )
-        kwargs = dict(self.get_request_kwargs())
-        with session.post(self.url, data=request_data, stream=True, **kwargs) as resp:
-            resp.raise_for_status()
-            body = bytearray()
-            while chunk := resp.raw.read1(1 << 16, decode_content=True):
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise BadRPCResponse(
-                        f"{self.endpoint_uri} sent an answer over {MAX_RESPONSE_BYTES} bytes"
-                    )
-                if time.monotonic() > deadline:
-                    raise requests.Timeout(f"answer took over {self.timeout:g}s")
-            return bytes(body)
-
-    def _make_request(self, method: Any, request_data: bytes) -> bytes:
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(2.0, self.backoff * 2 ** (attempt - 1)))
-            try:
-                return self._post(request_data)
-            except requests.HTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else None
-                if status not in TRANSIENT_HTTP_STATUS:
-                    raise RPCUnavailable(f"{self.endpoint_uri} answered HTTP {status}") from exc
-                last = exc
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                last = exc
-        raise RPCUnavailable(
-            f"JSON-RPC endpoint {self.endpoint_uri} unreachable after {self.retries + 1} "
-            f"attempts ({type(last).__name__}: {last}). Is the node running? Start one with "
-            "`flchain devchain` or `anvil`, or pass another --rpc-url."
-        ) from last
 
 
 class Chain:
@@ -466,7 +377,7 @@ class Chain:
         try:
             return self.w3.manager.request_blocking(method, params)  # type: ignore[arg-type]
         except Web3RPCError as exc:
-            raise LedgerError(f"{method} failed on {self.label}: {_rpc_message(exc)}") from exc
+            raise LedgerError(f"{method} failed on {self.label}: {rpc_message(exc)}") from exc
 
     def _fee_fields(self) -> dict[str, int]:
         """EIP-1559 fees where the chain has a base fee, else a legacy gas price (cached 2 s)."""
@@ -547,9 +458,9 @@ class Chain:
             self.w3.eth.send_raw_transaction(signed.raw_transaction)
             return None
         except Web3RPCError as exc:
-            if fn is not None and _revert_data(exc) is not None:
+            if fn is not None and revert_data(exc) is not None:
                 raise self._decoded(exc, fn) from exc
-            message = _rpc_message(exc)
+            message = rpc_message(exc)
             if ALREADY_KNOWN.search(message):
                 return None  # an earlier attempt of ours got through
             if NONCE_MISMATCH.search(message):
@@ -576,11 +487,11 @@ class Chain:
         default (struct-log) tracer, which Hardhat 2 has though it refuses the call tracer;
         None if the node cannot trace or the transaction left no data."""
         for options, read in (
-            ({"tracer": "callTracer"}, _trace_output),
+            ({"tracer": "callTracer"}, trace_output),
             # Only the return value is wanted: leave the per-opcode memory, stack and storage out.
             (
                 {"disableMemory": True, "disableStack": True, "disableStorage": True},
-                _struct_log_output,
+                struct_log_output,
             ),
         ):
             try:
@@ -596,10 +507,10 @@ class Chain:
         return None
 
     def _decoded(self, exc: Exception, fn: ContractCall) -> Exception:
-        data = _revert_data(exc)
+        data = revert_data(exc)
         if data is None:
             if isinstance(exc, Web3RPCError):
-                return TransactionFailed(f"{_describe(fn)}: {_rpc_message(exc)}")
+                return TransactionFailed(f"{_describe(fn)}: {rpc_message(exc)}")
             return TransactionFailed(f"{_describe(fn)}: {exc}")
         abi = fn.contract_abi if isinstance(fn, ContractFunction) else fn.abi
         return decode_revert(data, abi, context=f"{_describe(fn)}: ")
@@ -634,63 +545,6 @@ class Chain:
         return error
 
 
-def _trace_output(result: Any) -> bytes | None:
-    """The revert data in a ``debug_traceTransaction`` call-tracer result, if any."""
-    output = result.get("output") if isinstance(result, Mapping) else None
-    if isinstance(output, str) and output.startswith("0x") and len(output) > 2:
-        try:
-            return bytes.fromhex(output[2:])
-        except ValueError:
-            return None
-    return None
-
-
-def _struct_log_output(result: Any) -> bytes | None:
-    """The revert data in a default-tracer ``debug_traceTransaction`` result, if it failed."""
-    if not (isinstance(result, Mapping) and result.get("failed")):
-        return None
-    value = result.get("returnValue")
-    if isinstance(value, str) and value:
-        return _trace_output({"output": value if value.startswith("0x") else "0x" + value})
-    return None
-
-
-def _checked_response(method: str, request_id: Any, raw: bytes, url: str) -> RPCResponse:
-    """The JSON-RPC answer in ``raw`` if it is a well-formed answer to request ``request_id``.
-
-    Errors of plain reads are raised here as :class:`LedgerError`; others (calls, gas
-    estimates, sends) go on to web3 as ``Web3RPCError``, which :class:`Chain` decodes.
-    """
-    where = f"{url} answered {method}"
-    try:
-        response = safejson.loads(raw)
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError
-        raise BadRPCResponse(f"{where} with something that is not JSON: {raw[:80]!r}") from exc
-    if not isinstance(response, dict):
-        raise BadRPCResponse(f"{where} with a JSON {type(response).__name__}, not an object")
-    if response.get("jsonrpc") != "2.0":
-        raise BadRPCResponse(f'{where} without "jsonrpc": "2.0"')
-    if response.get("id") != request_id:
-        raise BadRPCResponse(f"{where} with id {response.get('id')!r:.40}, not {request_id}")
-    if ("result" in response) == ("error" in response):
-        raise BadRPCResponse(f"{where} with neither or both of 'result' and 'error'")
-    if "error" in response:
-        error = response["error"]
-        if not (isinstance(error, dict) and isinstance(error.get("code"), int)):
-            raise BadRPCResponse(f"{where} with a malformed error {error!r:.80}")
-        if method in _QUANTITY_METHODS - {"eth_estimateGas"} or method in _OBJECT_METHODS:
-            raise LedgerError(f"{where} with error {error.get('message', error)!r:.200}")
-        return response  # type: ignore[return-value]
-    result = response["result"]
-    if method in _QUANTITY_METHODS and not (
-        isinstance(result, str) and _HEX_QUANTITY.fullmatch(result)
-    ):
-        raise BadRPCResponse(f"{where} with {result!r:.80}, not a hex quantity")
-    if method in _OBJECT_METHODS and not (result is None or isinstance(result, dict)):
-        raise BadRPCResponse(f"{where} with {result!r:.80}, not an object or null")
-    return response  # type: ignore[return-value]
-
-
 def _web3(provider: Any) -> Web3:
     # Only the attribute-dict formatting: we fill every transaction field ourselves, so the
     # default gas/ENS/validation middleware would only add round trips.
@@ -702,26 +556,3 @@ def _describe(fn: ContractCall) -> str:
         return "constructor"
     args = ", ".join(map(repr, fn.args))
     return f"{fn.fn_name}({args})"
-
-
-def _rpc_message(exc: Web3RPCError) -> str:
-    error = (exc.rpc_response or {}).get("error")
-    if isinstance(error, Mapping):
-        return str(error.get("message", error))
-    return str(error or exc.message)
-
-
-def _revert_data(exc: Exception) -> bytes | None:
-    """The raw revert data in a web3 exception, if the node sent any."""
-    data: Any = getattr(exc, "data", None)
-    if data is None and isinstance(exc, Web3RPCError):
-        error = (exc.rpc_response or {}).get("error")
-        data = error.get("data") if isinstance(error, Mapping) else None
-    if isinstance(data, Mapping):  # some nodes nest it: {"data": "0x..."}
-        data = data.get("data")
-    if isinstance(data, str) and data.startswith("0x"):
-        try:
-            return bytes.fromhex(data[2:])
-        except ValueError:
-            return None
-    return None

@@ -19,6 +19,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3.exceptions import Web3RPCError
 
 from flchain.errors import ContractRevert, TransactionFailed
 
@@ -142,3 +143,50 @@ def decode_revert(
     except (DecodingError, OverflowError, ValueError):
         pass  # malformed payload for a known selector: report the raw bytes below
     return UndecodedRevert(bytes(data), context)
+
+
+# --- revert data in node answers -------------------------------------------------------
+
+
+def trace_output(result: Any) -> bytes | None:
+    """The revert data in a ``debug_traceTransaction`` call-tracer result, if any."""
+    output = result.get("output") if isinstance(result, Mapping) else None
+    if isinstance(output, str) and output.startswith("0x") and len(output) > 2:
+        try:
+            return bytes.fromhex(output[2:])
+        except ValueError:
+            return None
+    return None
+
+
+def struct_log_output(result: Any) -> bytes | None:
+    """The revert data in a default-tracer ``debug_traceTransaction`` result, if it failed."""
+    if not (isinstance(result, Mapping) and result.get("failed")):
+        return None
+    value = result.get("returnValue")
+    if isinstance(value, str) and value:
+        return trace_output({"output": value if value.startswith("0x") else "0x" + value})
+    return None
+
+
+def rpc_message(exc: Web3RPCError) -> str:
+    error = (exc.rpc_response or {}).get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("message", error))
+    return str(error or exc.message)
+
+
+def revert_data(exc: Exception) -> bytes | None:
+    """The raw revert data in a web3 exception, if the node sent any."""
+    data: Any = getattr(exc, "data", None)
+    if data is None and isinstance(exc, Web3RPCError):
+        error = (exc.rpc_response or {}).get("error")
+        data = error.get("data") if isinstance(error, Mapping) else None
+    if isinstance(data, Mapping):  # some nodes nest it: {"data": "0x..."}
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None

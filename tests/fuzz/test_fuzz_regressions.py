@@ -32,7 +32,7 @@ from flchain.errors import (
     ProtocolError,
     RPCUnavailable,
 )
-from flchain.ledger import chain as chainlib
+from flchain.ledger import transport
 from flchain.ledger.chain import Chain
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
@@ -303,7 +303,7 @@ def test_slow_node_times_out(fault: Fault) -> None:
 
 
 def test_huge_answer_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chainlib, "MAX_RESPONSE_BYTES", 1 << 20)
+    monkeypatch.setattr(transport, "MAX_RESPONSE_BYTES", 1 << 20)
     body = b'{"jsonrpc":"2.0","id":"ID","result":"0x' + b"f" * (2 << 20) + b'"}'
     with faulty_node() as node:
         node.fault = Fault("eth_chainId", body=body)
