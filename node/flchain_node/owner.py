@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from flchain.config import TaskConfig
-from flchain.errors import ContractRevert
+from flchain.errors import ContractRevert, ProtocolError
 from flchain.learning.codec import encode_model
 from flchain.learning.models import parameter_state
 from flchain.ledger.chain import Chain
@@ -91,13 +91,24 @@ def create_task(
 class Keeper:
     """Slashes non-revealers once a reveal phase closed and settles each committee once its
     attest window closed. Every action is open to anyone; a revert means someone did it first.
+
+    ``confirmations``: how many blocks must follow the block where a round was swept or settled
+    before the keeper stops looking at it. Until then every step repeats the round's actions
+    (a revert means they still hold, and costs only a call), so a reorg that drops the
+    keeper's slashes or settlements, or a chain reset below them, has them sent again.
     """
 
     task: TrainingTask
     account: LocalAccount
-    settled: set[int] = field(default_factory=set)
-    #: Rounds whose non-revealers were already dealt with (their reveal phase closed).
-    swept: set[int] = field(default_factory=set)
+    confirmations: int = 0
+    #: Round -> block at which its committee was settled (or found to have nothing to settle).
+    settled: dict[int, int] = field(default_factory=dict)
+    #: Round -> block at which its non-revealers were dealt with (its reveal phase closed).
+    swept: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.confirmations < 0:
+            raise ProtocolError(f"confirmations must be 0 or more, got {self.confirmations}")
 
     def step(self) -> dict[str, int]:
         """Do what is due now; returns gas used per action (empty when nothing was due)."""
@@ -105,22 +116,34 @@ class Keeper:
         params = task.config()
         gas: dict[str, int] = {}
         current = task.current_round()
-        # Every round not yet settled, however long ago it closed (an expired round may close
-        # before its reveal deadline and must still be looked at later).
-        for r in [r for r in range(current + 1) if r not in self.settled]:
+        # Every round not yet settled for good, however long ago it closed (an expired round
+        # may close before its reveal deadline and must still be looked at later).
+        for r in [r for r in range(current + 1) if not self._final(self.settled, r, block)]:
             record = task.round_record(r)
             closed = record.status != RoundStatus.OPEN or r < current
-            if r not in self.swept and record.reveal_end and block > record.reveal_end:
+            due = record.reveal_end and block > record.reveal_end
+            if due and not self._final(self.swept, r, block):
                 self._sweep(r, record, params, gas)
+                self.swept.setdefault(r, block)
             if closed and r in self.swept and block > task.attest_deadline(r):
                 for member in task.committee(r):
                     self._try(gas, "settle", lambda m=member, r=r: task.settle_committee_member(
                         self.account, r, m
                     ))  # fmt: skip
-                self.settled.add(r)
+                self.settled.setdefault(r, block)
             elif closed and not record.reveal_end:
-                self.settled.add(r)  # never opened for reveals: nothing to slash or settle
+                self.settled.setdefault(r, block)  # never opened for reveals: nothing to do
         return gas
+
+    def _final(self, done: dict[int, int], r: int, block: int) -> bool:
+        """Whether round ``r``'s action is ``confirmations`` deep; forgets it if the chain
+        now ends before the block it was done in (a reorg or reset dropped it)."""
+        if r not in done:
+            return False
+        if block < done[r]:
+            del done[r]
+            return False
+        return block - done[r] >= self.confirmations
 
     def _sweep(
         self, r: int, record: RoundRecord, params: TaskParameters, gas: dict[str, int]
@@ -133,11 +156,11 @@ class Keeper:
             if e.account in revealed or task.commitment_of(e.account).round != r:
                 continue
             self._try(gas, "slash", lambda a=e.account: task.slash_non_revealer(self.account, r, a))
-        self.swept.add(r)
 
     def done(self) -> bool:
-        """Whether every closed round's committee has been settled."""
-        return all(r in self.settled for r in range(self.task.current_round()))
+        """Whether every closed round's committee has been settled for good."""
+        block = self.task.chain.block_number
+        return all(self._final(self.settled, r, block) for r in range(self.task.current_round()))
 
     @staticmethod
     def _try(gas: dict[str, int], action: str, send: Callable[[], TxReceipt]) -> None:

@@ -281,3 +281,41 @@ def test_expired_rounds_do_not_count_and_the_owner_takes_the_surplus(kit: TaskKi
         kit.task.withdraw_surplus(kit.admin, kit.admin.address)
     with pytest.raises(E.TaskCompleted):
         kit.task.close_commit_phase(kit.outsider)
+
+
+def test_keeper_with_confirmations_resends_a_slash_a_reorg_dropped(kit: TaskKit) -> None:
+    from flchain_node.owner import Keeper
+
+    task, chain = kit.task, kit.chain
+    dropout = _round_with_reveals(kit, 4, 3)[3]
+    kit.to_attest_phase()
+    chain.mine(1)  # the keeper acts on a closed phase: past the last reveal block
+    keeper = Keeper(task, kit.outsider, confirmations=2)
+    before = chain.snapshot()
+    assert keeper.step().get("slash", 0) > 0  # the non-revealer is slashed
+    assert 0 in keeper.swept
+    chain.revert(before)  # a reorg drops the block with the slash
+    chain.mine(1)  # the new branch grows past where the slash was, without it
+    assert task.events(NonRevealerSlashed, round=0) == []
+    assert keeper.step().get("slash", 0) > 0  # not yet confirmed: looked at again, re-sent
+    chain.mine(3)
+    assert keeper.step() == {}  # confirmed: nothing sent twice
+    slashed = task.events(NonRevealerSlashed, round=0)
+    assert [e.account for e in slashed] == [dropout.address]
+    assert keeper.step() == {}
+
+
+def test_keeper_without_confirmations_trusts_its_first_slash(kit: TaskKit) -> None:
+    from flchain_node.owner import Keeper
+
+    task, chain = kit.task, kit.chain
+    _round_with_reveals(kit, 4, 3)
+    kit.to_attest_phase()
+    chain.mine(1)  # the keeper acts on a closed phase: past the last reveal block
+    keeper = Keeper(task, kit.outsider)
+    before = chain.snapshot()
+    assert keeper.step().get("slash", 0) > 0
+    chain.revert(before)
+    chain.mine(1)
+    assert keeper.step() == {}  # the dropped slash is not looked for again
+    assert task.events(NonRevealerSlashed, round=0) == []

@@ -16,12 +16,15 @@ from flchain.ledger.contracts import ParticipantRegistry, TrainingTask
 from flchain.storage import open_store
 from flchain_node.cli.options import (
     ApiOpt,
+    ConfirmationsOpt,
     DevAccountOpt,
     KeyFileOpt,
     KeyOpt,
+    PollOpt,
     RpcOpt,
     StoreOpt,
     TaskOpt,
+    TimeoutOpt,
     data_dir,
     open_chain,
     resolve_account,
@@ -73,14 +76,9 @@ def run(
             "(default: ~/.local/share/flchain/nodes)."
         ),
     ] = None,
-    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between chain polls.")] = 0.5,
-    timeout: Annotated[
-        float | None, typer.Option(help="Give up after this many seconds (default: never).")
-    ] = None,
-    confirmations: Annotated[
-        int,
-        typer.Option(min=0, help="Blocks on top of a commit/reveal before it counts as done."),
-    ] = 0,
+    poll: PollOpt = 0.5,
+    timeout: TimeoutOpt = None,
+    confirmations: ConfirmationsOpt = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     rpc_url: RpcOpt = None,
     key: KeyOpt = None,

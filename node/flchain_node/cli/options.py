@@ -64,6 +64,19 @@ TaskOpt = Annotated[
     typer.Option("--task", envvar="FLCHAIN_TASK", help="Address of the TrainingTask contract."),
 ]
 
+PollOpt = Annotated[float, typer.Option(min=0.05, help="Seconds between chain polls.")]
+TimeoutOpt = Annotated[
+    float | None, typer.Option(help="Give up after this many seconds (default: never).")
+]
+ConfirmationsOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Blocks on top of one's own transaction before its effect counts as done "
+        "(until then a reorg that drops it has it sent again).",
+    ),
+]
+
 
 def open_chain(rpc_url: str | None, account: LocalAccount | None = None) -> Chain:
     """The chain at ``rpc_url``; without one there is nothing to connect to: the embedded chain

@@ -12,12 +12,15 @@ from flchain.config import load_config
 from flchain.storage import open_store
 from flchain_node.cli.options import (
     ApiOpt,
+    ConfirmationsOpt,
     DevAccountOpt,
     KeyFileOpt,
     KeyOpt,
+    PollOpt,
     RpcOpt,
     StoreOpt,
     TaskOpt,
+    TimeoutOpt,
     open_chain,
     resolve_account,
 )
@@ -70,10 +73,9 @@ def create(
 @app.command()
 def keep(
     task: TaskOpt,
-    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between chain polls.")] = 0.5,
-    timeout: Annotated[
-        float | None, typer.Option(help="Give up after this many seconds (default: never).")
-    ] = None,
+    poll: PollOpt = 0.5,
+    timeout: TimeoutOpt = None,
+    confirmations: ConfirmationsOpt = 0,
     rpc_url: RpcOpt = None,
     key: KeyOpt = None,
     key_file: KeyFileOpt = None,
@@ -86,5 +88,6 @@ def keep(
 
     account = resolve_account(key, key_file, dev_account)
     chain = open_chain(rpc_url, account)
-    gas = run_keeper(Keeper(TrainingTask(chain, task), account), poll=poll, timeout=timeout)
+    gas = run_keeper(
+        Keeper(TrainingTask(chain, task), account, confirmations), poll=poll, timeout=timeout)
     typer.echo(f"task complete; keeper gas: {json.dumps(gas)}")
