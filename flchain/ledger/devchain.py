@@ -99,6 +99,16 @@ def _set_automine(tester: EthereumTester, params: Any) -> None:
         tester.disable_auto_mine_transactions()
 
 
+def _trace_transaction(tester: EthereumTester, params: Any) -> dict[str, Any]:
+    """``debug_traceTransaction`` with the call tracer's answer, whatever tracer is asked for
+    (a caller reading revert data wants its ``output``; struct logs are not kept)."""
+    trace = getattr(tester.backend, "trace_transaction", None)
+    if trace is None:  # a stock eth-tester backend
+        raise NotImplementedError("debug_traceTransaction")
+    result: dict[str, Any] = trace(bytes.fromhex(str(params[0]).removeprefix("0x")))
+    return result
+
+
 def _revert(tester: EthereumTester, params: Any) -> bool:
     tester.revert_to_snapshot(params[0])
     return True
@@ -114,6 +124,7 @@ ENDPOINTS: dict[str, dict[str, Callable[..., Any]]] = {
         "setAutomine": _set_automine,
     },
     "anvil": {"mine": _anvil_mine, "setAutomine": _set_automine},
+    "debug": {"traceTransaction": _trace_transaction},
 }
 
 

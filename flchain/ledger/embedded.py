@@ -145,6 +145,35 @@ class _Backend(PyEVMBackend):
                 transaction = {**transaction, "nonce": nonce}
         return int(super().estimate_gas(transaction, block_number))
 
+    def trace_transaction(self, transaction_hash: bytes) -> dict[str, Any]:
+        """What ``debug_traceTransaction``'s call tracer answers about a mined transaction:
+        its output (the revert data when it failed) and error, found by re-executing its
+        block up to it on the parent's state, with the block's own number and timestamp.
+
+        Replaying one transaction on the previous block (all a node without tracing allows)
+        misses a cause earlier in the same block; this sees it, as geth's tracer does."""
+        receipt = self.get_transaction_receipt(transaction_hash)  # BlockNotFound etc. if unknown
+        block = self.chain.get_canonical_block_by_number(receipt["block_number"])
+        parent = self.chain.chaindb.get_block_header_by_hash(block.header.parent_hash)
+        vm = self.chain.get_vm(at_header=block.header)
+        pre_state = block.header.copy(state_root=parent.state_root)
+        state = vm.build_state(self.chain.chaindb.db, pre_state, vm.chain_context)
+        for tx in block.transactions:
+            state.lock_changes()  # each transaction starts from the last one's committed state
+            computation = state.apply_transaction(tx)
+            if tx.hash == transaction_hash:
+                break
+        out: dict[str, Any] = {"type": "CALL", "gasUsed": hex(receipt["gas_used"])}
+        error = computation.error if computation.is_error else None
+        if isinstance(error, EVMRevert):
+            data = bytes(error.args[0]) if error.args else b""
+            out |= {"output": "0x" + data.hex(), "error": "execution reverted"}
+        elif error is not None:
+            out["error"] = str(error) or type(error).__name__
+        else:
+            out["output"] = "0x" + bytes(computation.output).hex()
+        return out
+
     def _max_available_gas(self) -> int:
         if not self.caching:
             return int(super()._max_available_gas())

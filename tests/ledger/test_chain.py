@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -182,7 +183,7 @@ def test_mined_revert_caused_by_an_earlier_transaction_of_its_block_is_decoded(
     # Replaying on the previous block cannot see the first transfer, so only a node that
     # traces the mined transaction can name this revert (Hardhat: its default tracer).
     if "EthereumTester" in chain.w3.client_version:
-        pytest.skip("eth-tester cannot trace: the replay fallback misses same-block causes")
+        pytest.skip("eth-tester takes one transaction per sender into a pending block")
     skip_without_test_controls(chain)
     sender, to = chain.accounts[8], chain.accounts[9]
     chain.transact(fixture_contract.functions.mint(10), sender)
@@ -200,6 +201,39 @@ def test_mined_revert_caused_by_an_earlier_transaction_of_its_block_is_decoded(
     assert type(info.value).__name__ == "InsufficientBalance"
     assert info.value.error_args == {"account": sender.address, "balance": 0, "needed": 10}
     assert "status 0" in info.value.__notes__[0]
+
+
+def test_mined_revert_caused_by_another_senders_transaction_of_its_block_is_decoded(
+    chain: Chain, deploy: Callable[..., Contract], fixture_artifact: dict[str, Any]
+) -> None:
+    # Each increment alone fits; the first one in the block makes the second overflow. A
+    # replay on the previous block succeeds, so only a trace of the block names the panic
+    # (the embedded chain and devchain re-execute the block up to it).
+    skip_without_test_controls(chain)
+    fixture = deploy(fixture_artifact, 2**256 - 1001)
+    first, second = chain.accounts[10], chain.accounts[11]
+    start = chain.w3.eth.get_transaction_count(second.address)
+    chain.set_automine(False)
+    with ThreadPoolExecutor(1) as pool:
+        chain.send(fixture.functions.increment(1000), first, gas=200_000)
+        late = pool.submit(chain.transact, fixture.functions.increment(1000), second, gas=200_000)
+        while (chain.nonces.peek(second.address) or 0) <= start:
+            time.sleep(0.01)  # until the node took the second increment (its nonce is used)
+        chain.mine()
+        with pytest.raises(Panic) as info:
+            late.result(timeout=30)
+    assert info.value.code == 0x11  # arithmetic overflow
+    assert "status 0" in info.value.__notes__[0]
+    assert chain.call(fixture.functions.counter()) == 2**256 - 1
+    if "EthereumTester" in chain.w3.client_version:  # its trace re-executes the block
+        tx_hash = info.value.__notes__[0].split()[3].rstrip(",")
+        trace = chain.w3.provider.make_request(
+            "debug_traceTransaction",  # type: ignore[arg-type]
+            [tx_hash, {"tracer": "callTracer"}],
+        )["result"]
+        panic = function_signature_to_4byte_selector("Panic(uint256)") + (0x11).to_bytes(32)
+        assert trace["output"] == "0x" + panic.hex()
+        assert trace["error"] == "execution reverted"
 
 
 def test_failed_estimation_does_not_consume_a_nonce(
