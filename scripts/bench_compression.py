@@ -11,11 +11,9 @@ does) and the integer FedAvg rule (flchain.learning.simulation).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
-import torch
+from benchkit import bench_parser, parse, progress, setup_of, write_results
 
 from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.codec import decode_update, encode_update
@@ -58,33 +56,23 @@ def run(args: argparse.Namespace, model_name: str, partition: str, codec: str) -
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.05})
     p.add_argument("--models", default="mlp,logreg")
     p.add_argument("--partitions", default="iid,dirichlet")
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--md", type=Path)
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    args = parse(p)
     rows = []
     for model_name in args.models.split(","):
         for partition in args.partitions.split(","):
             for codec in ENCODINGS:
                 row = run(args, model_name, partition, codec)
-                short = {k: v for k, v in row.items() if k != "accuracy_per_round"}
-                print(json.dumps(short), flush=True)
+                progress(row, leave_out=["accuracy_per_round"])
                 rows.append(row)
-    setup = {k: v for k, v in vars(args).items() if k not in ("json", "md")}
-    out = {"setup": {**setup, "data": "MNIST-5k, 4,000 train / 1,000 test",
-                     "rule": "fedavg", "dirichlet_alpha": 0.5}, "runs": rows}  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    if args.md:
-        args.md.write_text(markdown(out))
+    setup = setup_of(
+        args, data="MNIST-5k, 4,000 train / 1,000 test", rule="fedavg", dirichlet_alpha=0.5
+    )
+    write_results(args, {"setup": setup, "runs": rows}, markdown)
 
 
 def markdown(out: dict[str, object]) -> str:

@@ -12,11 +12,9 @@ The federation is in memory (flchain.learning.simulation: the real codec and int
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
-import torch
+from benchkit import bench_parser, parse, progress, setup_of, write_results
 
 from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.data import federate, load_mnist5k
@@ -49,32 +47,27 @@ def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.1})
     p.add_argument("--sigmas", default="none,0.3,0.5,1.0,2.0")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--model", default="logreg")
     p.add_argument("--clip", type=float, default=0.5)
     p.add_argument("--delta", type=float, default=1e-5)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--md", type=Path)
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    args = parse(p)
     rows = []
     for s in args.sigmas.split(","):
         row = run(args, None if s == "none" else float(s))
-        print(json.dumps({k: v for k, v in row.items() if k != "accuracy_per_round"}), flush=True)
+        progress(row, leave_out=["accuracy_per_round"])
         rows.append(row)
-    setup = {k: v for k, v in vars(args).items() if k not in ("json", "md", "sigmas")}
-    out = {"setup": {**setup, "data": "MNIST-5k, 4,000 train / 1,000 test, IID",
-                     "rule": "fedavg", "codec": "int32 fixed point"}, "runs": rows}  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    if args.md:
-        args.md.write_text(markdown(out))
+    setup = setup_of(
+        args,
+        leave_out=["sigmas"],
+        data="MNIST-5k, 4,000 train / 1,000 test, IID",
+        rule="fedavg",
+        codec="int32 fixed point",
+    )
+    write_results(args, {"setup": setup, "runs": rows}, markdown)
 
 
 def markdown(out: dict[str, object]) -> str:

@@ -9,11 +9,9 @@ FedAvg). Clients are drawn as participant nodes draw them (flchain.learning.samp
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
-import torch
+from benchkit import bench_parser, parse, progress, setup_of, write_results
 
 from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.data import federate, load_mnist5k
@@ -44,34 +42,22 @@ def run(args: argparse.Namespace, partition: str, fraction: float) -> dict[str, 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--fractions", default="1.0,0.1")
     p.add_argument("--partitions", default="iid,shards")
     p.add_argument("--rounds", type=int, default=50)
     p.add_argument("--target", type=float, default=0.85)
     p.add_argument("--model", default="mlp")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--md", type=Path)
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    args = parse(p)
     rows = []
     for partition in args.partitions.split(","):
         for fraction in map(float, args.fractions.split(",")):
             row = run(args, partition, fraction)
-            skip = ("accuracy_per_round", "clients_per_round")
-            print(json.dumps({k: v for k, v in row.items() if k not in skip}), flush=True)
+            progress(row, leave_out=["accuracy_per_round", "clients_per_round"])
             rows.append(row)
-    setup = {k: v for k, v in vars(args).items() if k not in ("json", "md")}
-    out = {"setup": {**setup, "data": "MNIST-5k, 4,000 train / 1,000 test; shards = 2 "
-                     "label-sorted shards per client"}, "runs": rows}  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    if args.md:
-        args.md.write_text(markdown(out))
+    data = "MNIST-5k, 4,000 train / 1,000 test; shards = 2 label-sorted shards per client"
+    write_results(args, {"setup": setup_of(args, data=data), "runs": rows}, markdown)
 
 
 def markdown(out: dict[str, object]) -> str:

@@ -13,11 +13,10 @@ round, final accuracy.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from benchkit import bench_parser, parse, progress, setup_of, write_results
 from flchain_node.federation import DemoConfig, Federation
 from flchain_node.participant import StepReport
 from flchain_node.trainer import LocalTrainer
@@ -94,22 +93,15 @@ def run(args: argparse.Namespace, slow: int) -> dict[str, object]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(__doc__)
     p.add_argument("--participants", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--slow-fraction", type=float, default=0.2)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--md", type=Path)
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    args = parse(p)
     runs = [run(args, 0), run(args, round(args.participants * args.slow_fraction))]
     for r in runs:
-        print(json.dumps(r), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps({"setup": vars(args) | {"json": None, "md": None},
-                                         "runs": runs}, indent=1) + "\n")  # fmt: skip
-    if args.md:
-        args.md.write_text(markdown(runs))
+        progress(r)
+    write_results(args, {"setup": setup_of(args), "runs": runs}, lambda out: markdown(out["runs"]))
 
 
 def markdown(runs: list[dict[str, object]]) -> str:
