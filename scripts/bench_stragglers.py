@@ -13,30 +13,19 @@ round, final accuracy.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
-import torch
 from benchkit import bench_parser, parse, progress, setup_of, write_results
 from flchain_node.federation import DemoConfig, Federation
 from flchain_node.participant import StepReport
-from flchain_node.trainer import LocalTrainer
 
-from flchain.ledger.contracts import Phase, TrainingTask
+from flchain.ledger.contracts import Phase
 
-
-class SlowTrainer:
-    """Trains like ``inner`` while the chain reaches the round's commit deadline."""
-
-    def __init__(self, inner: LocalTrainer, task: TrainingTask) -> None:
-        self.inner, self.task = inner, task
-
-    def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
-        end = self.task.round_record(round_id).commit_end
-        if end > self.task.chain.block_number:
-            self.task.chain.mine(end - self.task.chain.block_number)
-        return self.inner.produce(global_state, round_id)
+# The slow trainer is the test kit's: the benchmark measures the same straggler the test checks.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.fedkit import SlowTrainer
 
 
 def run(args: argparse.Namespace, slow: int) -> dict[str, object]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from flchain_node import NodeState, ParticipantNode, StepReport
-from flchain_node.federation import Federation, advance_clock, did_something
-from support.fedkit import fresh_node
+from flchain_node.federation import Federation
+from support.fedkit import Driver, fresh_node
 
 from flchain.errors import ProtocolError
 from flchain.ledger.contracts import Committed, Phase, Revealed, RoundStatus
@@ -25,13 +25,7 @@ def _restartable(fed: Federation, path: Path) -> ParticipantNode:
 
 
 def _finish_round(fed: Federation) -> None:
-    task = fed.deployment.task
-    for _ in range(20):
-        if task.round_record(0).status != RoundStatus.OPEN:
-            return
-        if not any([did_something(n.step()) for n in fed.nodes]):
-            advance_clock(task)
-    raise AssertionError("round 0 did not close in 20 passes")
+    Driver(fed).finish_round(0, max_passes=20)
 
 
 def _assert_round_used_the_saved_update(fed: Federation, path: Path) -> None:

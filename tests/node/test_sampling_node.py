@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from flchain_node.federation import Federation, advance_clock, did_something
+from flchain_node.federation import Federation
+from support.fedkit import Driver
 
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.ledger.contracts import Committed, RoundStatus
@@ -29,11 +30,7 @@ def test_only_drawn_participants_commit_and_the_round_finalizes(fed: Federation)
     stakes = {p: registry.stake_of(p) for p in people}
     first = {n.address: n.step().actions for n in fed.nodes}
     assert first == {p: ["commit"] if p in drawn else ["not-sampled"] for p in people}
-    for _ in range(30):
-        if task.round_record(0).status != RoundStatus.OPEN:
-            break
-        if not any([did_something(n.step()) for n in fed.nodes]):
-            advance_clock(task)
+    Driver(fed).finish_round(0)
     assert task.round_record(0).status == RoundStatus.FINALIZED
     assert {e.account for e in task.events(Committed, round=0)} == drawn
     assert {p: registry.stake_of(p) for p in people} == stakes

@@ -20,6 +20,7 @@ from flchain_node.federation import (
     advance_clock,
     did_something,
 )
+from flchain_node.trainer import LocalTrainer
 
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import RoundStatus, TrainingTask
@@ -78,6 +79,22 @@ def fresh_node(
     )  # fmt: skip
 
 
+class SlowTrainer:
+    """Trains like ``inner``, but the chain moves past the round's commit deadline meanwhile
+    (a straggler, without waiting for it)."""
+
+    def __init__(self, inner: LocalTrainer, task: TrainingTask) -> None:
+        self.inner, self.task = inner, task
+
+    def produce(
+        self, global_state: dict[str, torch.Tensor], round_id: int
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        end = self.task.round_record(round_id).commit_end
+        if end > self.task.chain.block_number:  # time passes
+            self.task.chain.mine(end - self.task.chain.block_number)
+        return self.inner.produce(global_state, round_id)
+
+
 class Driver:
     """Steps a set of nodes until a condition holds; a node that raises :class:`Killed` is
     replaced by ``restart(index)`` and counted in :attr:`restarts`."""
@@ -85,9 +102,10 @@ class Driver:
     def __init__(
         self,
         fed: Federation,
-        nodes: dict[int, ParticipantNode],
-        restart: Callable[[int], ParticipantNode],
+        nodes: dict[int, ParticipantNode] | None = None,
+        restart: Callable[[int], ParticipantNode] | None = None,
     ) -> None:
+        nodes = dict(enumerate(fed.nodes)) if nodes is None else nodes
         self.fed, self.nodes, self.restart = fed, nodes, restart
         self.restarts: list[int] = []
 
@@ -100,12 +118,18 @@ class Driver:
                 try:
                     acted |= did_something(self.nodes[i].step())
                 except Killed:
+                    if self.restart is None:
+                        raise
                     self.nodes[i] = self.restart(i)
                     self.restarts.append(i)
                     acted = True
             if not acted:
                 advance_clock(self.fed.deployment.task)
         raise AssertionError(f"condition not reached in {max_passes} passes")
+
+    def finish_round(self, round_id: int, max_passes: int = 40) -> None:
+        """Step until round ``round_id`` is closed (finalized or expired)."""
+        self.run_until(self.round_closed(round_id), max_passes)
 
     def round_closed(self, round_id: int) -> Callable[[], bool]:
         task = self.fed.deployment.task
