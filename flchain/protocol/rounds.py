@@ -23,6 +23,7 @@ from flchain.ledger.contracts import (
 from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
+from flchain.protocol.task import server_optimizer
 from flchain.storage import ContentStore
 from flchain.storage.retention import RoundContent
 from flchain.types import CID, to_address
@@ -194,4 +195,8 @@ class TaskView:
             max_samples=self.params.max_samples,
             client_fraction=self.manifest.config.training.client_fraction,
             sampling_seed=self.sampling_seed(round_id),
+            server_optimizer=server_optimizer(self.manifest.config),
+            server_state_cid=CID(previous.server_state_cid)
+            if previous and previous.server_state_cid
+            else None,
         )
