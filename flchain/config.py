@@ -107,6 +107,7 @@ _NEW_TRAINING_FIELDS: dict[str, Any] = {
     "server_beta2": 0.99,
     "server_tau": 1e-3,
 }
+_SERVER_FIELDS = ("server_optimizer", "server_lr", "server_momentum", "server_beta2", "server_tau")
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,10 @@ class TaskConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        # A task with a server optimizer records all its hyper-parameters, defaults included.
+        keep = set() if self.training.server_optimizer == "none" else set(_SERVER_FIELDS)
         for key, default in _NEW_TRAINING_FIELDS.items():
-            if data["training"][key] == default:
+            if data["training"][key] == default and key not in keep:
                 del data["training"][key]
         return data
 
@@ -224,7 +227,7 @@ class TaskConfig:
         if t.server_optimizer == "none":
             changed = [
                 f"training.{k}"
-                for k in ("server_lr", "server_momentum", "server_beta2", "server_tau")
+                for k in _SERVER_FIELDS[1:]
                 if getattr(t, k) != _NEW_TRAINING_FIELDS[k]
             ]
             if changed:
