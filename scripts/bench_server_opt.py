@@ -32,9 +32,9 @@ from flchain.learning.training import TrainConfig
 GRID: dict[str, list[float]] = {
     "none": [1.0],
     "fedavgm": [0.1, 0.3, 1.0],
-    "fedadam": [0.003, 0.01, 0.03],
-    "fedyogi": [0.003, 0.01, 0.03],
-    "fedadagrad": [0.01, 0.03, 0.1],
+    "fedadam": [0.003, 0.01, 0.03, 0.1],
+    "fedyogi": [0.003, 0.01, 0.03, 0.1],
+    "fedadagrad": [0.03, 0.1, 0.3],
 }
 
 
@@ -70,7 +70,7 @@ def _key(row: dict[str, Any], rounds: int) -> tuple[int, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--optimizers", default="none,fedavgm,fedadam,fedyogi")
+    p.add_argument("--optimizers", default="none,fedavgm,fedadam,fedyogi,fedadagrad")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--rounds", type=int, default=50)
@@ -148,8 +148,11 @@ def markdown(out: dict[str, Any]) -> str:
         ]
         final = sum(r["final_accuracy"] for r in rows) / len(rows)
         best = sum(r["best_accuracy"] for r in rows) / len(rows)
+        lr = rows[0]["server_lr"]
+        edge = " (grid edge)" if len(s["grid"][name]) > 1 and lr in (
+            min(s["grid"][name]), max(s["grid"][name])) else ""  # fmt: skip
         lines.append(
-            f"| {label[name]} | {rows[0]['server_lr']:g} | " + " | ".join(cells)
+            f"| {label[name]} | {lr:g}{edge} | " + " | ".join(cells)
             + f" | {final:.4f} | {best:.4f} |"
         )  # fmt: skip
     lines += [

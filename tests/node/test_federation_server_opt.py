@@ -14,7 +14,7 @@ from support.fedkit import DEMO
 from flchain.learning.server_opt import decode_state
 from flchain.ledger.contracts import Result, RoundFinalized, RoundStatus
 from flchain.protocol.committee import recompute_round
-from flchain.protocol.rounds import TaskView, fetch_report
+from flchain.protocol.rounds import TaskView, fetch_report, named_content
 from flchain.protocol.task import server_optimizer
 from flchain.types import CID
 
@@ -49,5 +49,8 @@ def test_a_fedadam_task_runs_and_finalizes() -> None:
             assert outcome.report_digest == event.report_digest
             assert Result(*outcome.result_tuple()).hash() == record.result_hash
         assert len(set(states)) == ROUNDS
+        # `flchain store gc --task` sees the states as content the task named
+        rounds, _ = named_content(task, fed.store)
+        assert sorted((r.round, r.state) for r in rounds) == list(enumerate(states))
     finally:
         fed.close()
