@@ -133,7 +133,9 @@ def markdown(out: dict[str, Any]) -> str:
         f"{s['rounds']} rounds; aggregation rule fedavg (exact integer weighted mean), then "
         f"the server optimizer in fixed point as the committee applies it (β / β1 = "
         f"{s['momentum']}, β2 = 0.99, τ = 1e-3). Server lr picked per optimizer on seed "
-        f"{seeds[0]} from {s['grid']}; the other seeds rerun that lr.",
+        f"{seeds[0]} from {s['grid']}; the other seeds rerun that lr, so the seed "
+        f"{seeds[0]} column is optimistic (it chose the lr) and the others are held out. One "
+        "partition of the data (seeds change the client draw and local training only).",
         "",
         "| optimizer | server lr | "
         + " | ".join(f"rounds to {s['target']:.0%} (seed {x})" for x in seeds)
@@ -170,7 +172,13 @@ def markdown(out: dict[str, Any]) -> str:
                 for g in tried
             )
         )
+    total = sum(r["seconds"] for r in out["grid"]) + sum(
+        r["seconds"] for r in runs if r["seed"] != seeds[0]
+    )
     lines += [
+        "",
+        f"{len(out['grid']) + len(runs) - len(names)} runs, {total / 60:.1f} min of wall time in "
+        "all (one torch thread, `nice -n 10`, on a shared 2-core machine).",
         "",
         "Reproduce: `nice -n 10 .venv/bin/python scripts/bench_server_opt.py "
         "--json benchmarks/results/server_opt.json --md benchmarks/results/server_opt.md`",

@@ -61,13 +61,14 @@ STATE_SLOTS: dict[str, tuple[str, ...]] = {
     "fedyogi": ("m", "v"),
     "fedadagrad": ("m", "v"),
 }
-#: A server learning rate that suits each optimizer on the built-in tasks (Reddi et al.'s
-#: grids; Flower's defaults): what ``flchain demo`` uses when it is not given one.
+#: A server learning rate per optimizer: the ones ``scripts/bench_server_opt.py`` picked on
+#: MNIST-5k with 2 shards per client (``benchmarks/results/server_opt.md``), which
+#: ``flchain demo`` uses when it is not given one. A task should tune its own.
 SUGGESTED_LR: dict[str, float] = {
     "none": 1.0,
-    "fedavgm": 1.0,
-    "fedadam": 0.01,
-    "fedyogi": 0.01,
+    "fedavgm": 0.3,
+    "fedadam": 0.03,
+    "fedyogi": 0.03,
     "fedadagrad": 0.1,
 }
 
