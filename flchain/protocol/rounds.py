@@ -84,9 +84,10 @@ def named_content(
     for e in task.events(Revealed):
         r = rounds.get(e.round, RoundContent(e.round))
         rounds[e.round] = RoundContent(e.round, (*r.updates, e.cid))
-    with_state = (
-        store is not None and server_optimizer(load_manifest(task, store).config) is not None
-    )
+    with_state = False
+    if store is not None:
+        with suppress(ContentNotFound):  # no manifest here: no states to name either
+            with_state = server_optimizer(load_manifest(task, store).config) is not None
     for f in task.events(RoundFinalized):
         r = rounds.get(f.round, RoundContent(f.round))
         state = None
