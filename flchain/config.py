@@ -23,6 +23,9 @@ MAX_INPUT = 1 << 24
 #: A model factory or data loader: ``package.module:function``.
 TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 ALGORITHMS = ("fedavg", "fedprox")
+#: ``[training] server_optimizer``: how the committee turns the aggregate into the global step
+#: (see :mod:`flchain.learning.server_opt`, whose registry is keyed by these names).
+SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 #: Update codecs a task may choose (``[training] codec``): the spec's ``CodecParams.encoding``
 #: each maps to. int32 is the exact fixed-point default; int16/int8 compress with per-tensor
 #: power-of-two scales (see :mod:`flchain.learning.codec`).
@@ -82,11 +85,29 @@ class TrainingConfig:
     codec: str = "int32"
     # C: the fraction of participants drawn to train each round (flchain.learning.sampling).
     client_fraction: float = 1.0
+    # How the committee turns the rule's aggregate (the pseudo-gradient) into the global step
+    # (flchain.learning.server_opt): "none" (FedAvg), "fedavgm", "fedadam", "fedyogi",
+    # "fedadagrad"; server_momentum is FedAvgM's β and the adaptive optimizers' β1.
+    server_optimizer: str = "none"
+    server_lr: float = 1.0
+    server_momentum: float = 0.9
+    server_beta2: float = 0.99
+    server_tau: float = 1e-3
 
 
 #: Fields added after manifests were first written: left out of ``to_dict`` while at their
 #: default, so an existing task's manifest (and its digest on-chain) keeps its exact bytes.
-_NEW_TRAINING_FIELDS: dict[str, Any] = {"dp": {}, "codec": "int32", "client_fraction": 1.0}
+_NEW_TRAINING_FIELDS: dict[str, Any] = {
+    "dp": {},
+    "codec": "int32",
+    "client_fraction": 1.0,
+    "server_optimizer": "none",
+    "server_lr": 1.0,
+    "server_momentum": 0.9,
+    "server_beta2": 0.99,
+    "server_tau": 1e-3,
+}
+_SERVER_FIELDS = ("server_optimizer", "server_lr", "server_momentum", "server_beta2", "server_tau")
 
 
 @dataclass(frozen=True)
@@ -126,8 +147,10 @@ class TaskConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        # A task with a server optimizer records all its hyper-parameters, defaults included.
+        keep = set() if self.training.server_optimizer == "none" else set(_SERVER_FIELDS)
         for key, default in _NEW_TRAINING_FIELDS.items():
-            if data["training"][key] == default:
+            if data["training"][key] == default and key not in keep:
                 del data["training"][key]
         return data
 
@@ -166,6 +189,7 @@ class TaskConfig:
                 f"training.client_fraction must be in (0, 1], got {t.client_fraction}"
             )
         self._validate_dp()
+        self._validate_server_optimizer()
         for key, param in self.aggregation.params.items():
             if isinstance(param, bool) or not isinstance(param, int | float):
                 raise ConfigError(f"aggregation.params.{key} must be a number, got {param!r}")
@@ -196,6 +220,29 @@ class TaskConfig:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"aggregation: {exc}") from exc
         return self
+
+    def _validate_server_optimizer(self) -> None:
+        t = self.training
+        _choice("training.server_optimizer", t.server_optimizer, SERVER_OPTIMIZERS)
+        if t.server_optimizer == "none":
+            changed = [
+                f"training.{k}"
+                for k in _SERVER_FIELDS[1:]
+                if getattr(t, k) != _NEW_TRAINING_FIELDS[k]
+            ]
+            if changed:
+                raise ConfigError(
+                    f"{', '.join(changed)} set, but training.server_optimizer is 'none' "
+                    f"(choose fedavgm, fedadam, fedyogi or fedadagrad)"
+                )
+            return
+        from flchain.learning.models import CodecParams
+        from flchain.learning.server_opt import ServerOptimizer
+
+        optimizer = ServerOptimizer(
+            t.server_optimizer, t.server_lr, t.server_momentum, t.server_beta2, t.server_tau
+        )
+        optimizer.check_resolution(CodecParams().frac_bits)
 
     def _validate_dp(self) -> None:
         dp = self.training.dp

@@ -38,6 +38,7 @@ from flchain.learning.codec import apply_update, decode_update, encode_update
 from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
+from flchain.learning.server_opt import ServerOptimizer, server_step
 from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
 
 __all__ = [
@@ -93,6 +94,9 @@ class SimConfig:
     #: C of the FedAvg paper: each round a client trains with this probability, drawn as a
     #: participant node's sample is (:mod:`.sampling`, seeded by ``seed``).
     client_fraction: float = 1.0
+    #: The server optimizer turning each round's aggregate into the global step, as a
+    #: committee applies it (:mod:`.server_opt`); ``None``: the aggregate is the step.
+    server_optimizer: ServerOptimizer | None = None
 
     def __post_init__(self) -> None:
         if self.attack is not None:
@@ -215,6 +219,8 @@ def run_federation(
     gamma = config.backdoor_boost or len(fed.clients) / max(1, config.num_attackers)
     result = SimResult()
     honest_first = config.num_attackers  # the copycat's victim
+    optimizer = config.server_optimizer
+    server_state = optimizer.zero_state(spec.num_params) if optimizer else {}
     for rnd in range(1, config.rounds + 1):
         t0 = time.perf_counter()
         trained: dict[int, TrainResult] = {}
@@ -276,7 +282,10 @@ def run_federation(
             except UpdateFormatError as exc:
                 failures.append(Failure(pid, str(exc)))
         agg = aggregator.aggregate(updates, failures)
-        model.load_state_dict(apply_update(model.state_dict(), agg.update))
+        step = agg.update
+        if optimizer is not None:
+            step, server_state = server_step(optimizer, step, server_state)
+        model.load_state_dict(apply_update(model.state_dict(), step))
         t2 = time.perf_counter()
         ev = evaluate(model, fed.test)
         bd = None

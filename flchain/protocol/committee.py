@@ -6,6 +6,17 @@ builds the new global model, splits the reward pool by score, extends the cumula
 and writes the round report. Every input is ordered by participant and all arithmetic is exact,
 so honest members produce byte-identical models and reports, hence the same result hash.
 
+With a server optimizer (``[training] server_optimizer``, :mod:`flchain.learning.server_opt`)
+the rule's aggregate is the pseudo-gradient and the optimizer's step moves the model. Its state
+(momentum, second moments) is a companion blob of the global model: a canonical int64
+safetensors file stored beside it, whose CID the round report names (``server_state_cid``).
+The next round's inputs therefore still follow from the chain alone: the latest finalized
+round's on-chain result names its report (CID and digest, attested by the quorum), and the
+report names both the global model and the optimizer state it was made with; before the first
+finalized round the state is zero, and an expired round leaves both in place. The state is not
+put inside the model file so participants, who only need the model, do not download two or
+three times its size for the committee's benefit.
+
 A participant's bad update (missing blob, digest mismatch, wrong format) is recorded as a
 failure in the report and earns nothing; the round goes on. Problems of the member's own
 infrastructure (store unreachable) raise, so a member never attests to a result it could not
@@ -20,9 +31,21 @@ from dataclasses import dataclass
 
 from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, UpdateFormatError
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
-from flchain.learning.codec import apply_update, decode_model, decode_update, encode_model
+from flchain.learning.codec import (
+    Update,
+    apply_update,
+    decode_model,
+    decode_update,
+    encode_model,
+)
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled
+from flchain.learning.server_opt import (
+    ServerOptimizer,
+    decode_state,
+    encode_state,
+    server_step,
+)
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.report import RoundReport, UpdateOutcome
 from flchain.protocol.rewards import accumulate, split_budget
@@ -60,6 +83,10 @@ class RoundInputs:
     #: round's draw did not pick is a failure, so it earns nothing.
     client_fraction: float = 1.0
     sampling_seed: bytes = b""
+    #: The task's server optimizer (``None``: the aggregate is the step, FedAvg) and the CID of
+    #: its state after the previous finalized round (``None``: zero, nothing finalized yet).
+    server_optimizer: ServerOptimizer | None = None
+    server_state_cid: CID | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +126,9 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
             f"{inputs.aggregator.name} needs {inputs.aggregator.min_inputs()}"
         )
     aggregate = inputs.aggregator.aggregate(updates, failures)
+    step, state_cid = _server_step(inputs, aggregate.update, store)
 
-    model_bytes = encode_model(apply_update(global_state, aggregate.update), spec)
+    model_bytes = encode_model(apply_update(global_state, step), spec)
     model_cid = store.put(model_bytes)
 
     # decisions name the participants _fetch_updates gave the rule: checksummed addresses
@@ -134,6 +162,7 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         reward_total=reward_total,
         cumulative=cumulative,
         reward_root="0x" + (tree.root if tree else ZERO_ROOT).hex(),
+        server_state_cid=state_cid,
     )
     report_bytes = report.to_bytes()
     return RoundOutcome(
@@ -146,6 +175,19 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         reward_total=reward_total,
         tree=tree,
     )
+
+
+def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) -> tuple[Update, str]:
+    """The global step and the CID of the optimizer's new state ("" without an optimizer)."""
+    optimizer, spec = inputs.server_optimizer, inputs.spec
+    if optimizer is None or not optimizer.slots:
+        return aggregate, ""
+    if inputs.server_state_cid is None:
+        state = optimizer.zero_state(spec.num_params)
+    else:  # named by an attested report: a missing or bad blob is this member's problem
+        state = decode_state(store.get(inputs.server_state_cid), optimizer, spec)
+    step, new_state = server_step(optimizer, aggregate, state)
+    return step, store.put(encode_state(new_state, optimizer, spec))
 
 
 def _fetch_updates(

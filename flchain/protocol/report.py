@@ -43,11 +43,16 @@ class RoundReport:
     reward_total: int
     cumulative: dict[Address, int] = field(default_factory=dict)
     reward_root: str = "0x" + "00" * 32
+    #: The server optimizer's state after this round (see :mod:`flchain.protocol.committee`);
+    #: empty, and then left out of the bytes, for tasks without one.
+    server_state_cid: str = ""
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes (the report digest is the sha-256 of these)."""
         data = asdict(self)
         data["outcomes"] = [asdict(o) for o in self.outcomes]
+        if not self.server_state_cid:  # reports of tasks without one keep their exact bytes
+            del data["server_state_cid"]
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def digest(self) -> bytes:

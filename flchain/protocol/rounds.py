@@ -9,7 +9,9 @@ from, what the contributors' pool is, where a round's events can start — is wr
 
 from __future__ import annotations
 
-from flchain.errors import ProtocolError
+from contextlib import suppress
+
+from flchain.errors import ContentNotFound, ProtocolError
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.ledger.contracts import (
     Revealed,
@@ -23,6 +25,7 @@ from flchain.ledger.contracts import (
 from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
+from flchain.protocol.task import server_optimizer
 from flchain.storage import ContentStore
 from flchain.storage.retention import RoundContent
 from flchain.types import CID, to_address
@@ -67,17 +70,33 @@ def reward_pool(params: TaskParameters, record: RoundRecord) -> int:
     return params.round_budget - params.committee_fee * min(params.committee_size, record.commits)
 
 
-def named_content(task: TrainingTask) -> tuple[list[RoundContent], list[str]]:
+def named_content(
+    task: TrainingTask, store: ContentStore | None = None
+) -> tuple[list[RoundContent], list[str]]:
     """Every round's CIDs as the task's events name them (updates, then the result of a
-    finalized round), and the CIDs the task always needs (manifest, initial model)."""
+    finalized round), and the CIDs the task always needs (manifest, initial model).
+
+    With ``store``, a task with a server optimizer also gets each finalized round's optimizer
+    state, which only its report names (a report no longer in the store names nothing: its
+    state's pin, if any, is then left alone)."""
     params = task.config()
     rounds: dict[int, RoundContent] = {}
     for e in task.events(Revealed):
         r = rounds.get(e.round, RoundContent(e.round))
         rounds[e.round] = RoundContent(e.round, (*r.updates, e.cid))
+    with_state = False
+    if store is not None:
+        with suppress(ContentNotFound):  # no manifest here: no states to name either
+            with_state = server_optimizer(load_manifest(task, store).config) is not None
     for f in task.events(RoundFinalized):
         r = rounds.get(f.round, RoundContent(f.round))
-        rounds[f.round] = RoundContent(f.round, r.updates, f.model_cid, f.report_cid, closed=True)
+        state = None
+        if with_state and store is not None:
+            with suppress(ContentNotFound):
+                state = fetch_report(store, f).server_state_cid or None
+        rounds[f.round] = RoundContent(
+            f.round, r.updates, f.model_cid, f.report_cid, closed=True, state=state
+        )
     for x in task.events(RoundExpired):
         r = rounds.get(x.round, RoundContent(x.round))
         rounds[x.round] = RoundContent(x.round, r.updates, closed=True)
@@ -194,4 +213,8 @@ class TaskView:
             max_samples=self.params.max_samples,
             client_fraction=self.manifest.config.training.client_fraction,
             sampling_seed=self.sampling_seed(round_id),
+            server_optimizer=server_optimizer(self.manifest.config),
+            server_state_cid=CID(previous.server_state_cid)
+            if previous and previous.server_state_cid
+            else None,
         )

@@ -19,6 +19,7 @@ from flchain.learning.models import (
     ModelSpec,
     build_model,
 )
+from flchain.learning.server_opt import ServerOptimizer
 from flchain.learning.training import DPConfig, TrainConfig
 from flchain.protocol.manifest import TaskManifest
 from flchain.targets import import_target, one_line
@@ -116,6 +117,16 @@ def dp_config(config: TaskConfig) -> DPConfig | None:
         noise_multiplier=float(dp["noise_multiplier"]),
         delta=float(dp["delta"]),
         target_epsilon=None if target is None else float(target),
+    )
+
+
+def server_optimizer(config: TaskConfig) -> ServerOptimizer | None:
+    """The task's server optimizer (``[training] server_*``), or ``None`` for plain FedAvg."""
+    t = config.training
+    if t.server_optimizer == "none":
+        return None
+    return ServerOptimizer(
+        t.server_optimizer, t.server_lr, t.server_momentum, t.server_beta2, t.server_tau
     )
 
 

@@ -5,8 +5,9 @@ Every piece of content a task names on-chain has an owner that keeps it pinned:
 * a participant keeps its own update pinned until its round is closed (finalized or expired),
   plus ``retention`` more closed rounds: long enough for the committee to fetch and recompute
   it, and for anyone auditing a recent round;
-* committee members pin the new global model and the round report they attest; the newest
-  model and report are kept for good (the next round trains from them), older ones for
+* committee members pin the new global model and the round report they attest (and, for a
+  task with a server optimizer, the optimizer state the report names); the newest model,
+  report and state are kept for good (the next round trains from them), older ones for
   ``retention`` closed rounds;
 * the task's manifest and initial model are kept for as long as the task exists.
 
@@ -36,6 +37,7 @@ class RoundContent:
     model: str | None = None
     report: str | None = None
     closed: bool = False  # finalized or expired
+    state: str | None = None  # the server optimizer's state the report names, if any
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,15 @@ def plan(
     keep = {_key(c) for c in permanent}
     named: set[bytes] = set()
     for r in rounds:
-        cids = [*r.updates, *(c for c in (r.model, r.report) if c)]
+        cids = [*r.updates, *(c for c in (r.model, r.report, r.state) if c)]
         named.update(_key(c) for c in cids)
         past = r.closed and cutoff is not None and r.round <= cutoff
         if not past:
             keep.update(_key(c) for c in cids)
     if newest_model is not None:  # the next round trains from it, whatever the retention
-        keep.update(_key(c) for c in (newest_model.model, newest_model.report) if c)
+        keep.update(
+            _key(c) for c in (newest_model.model, newest_model.report, newest_model.state) if c
+        )
 
     result = Plan()
     for cid in pinned:

@@ -76,6 +76,9 @@ class DemoConfig:
     batch_size: int = 16
     lr: float = 0.1
     seed: int = 0
+    #: ``[training] server_optimizer`` and ``server_lr`` (the lr only with an optimizer).
+    server_optimizer: str = "none"
+    server_lr: float = 1.0
 
     def roles(self) -> list[str]:
         bad = self.attackers + self.free_riders + self.dropouts
@@ -107,6 +110,11 @@ class DemoConfig:
                 batch_size=self.batch_size,
                 lr=self.lr,
                 seed=self.seed,
+                **(
+                    {}
+                    if self.server_optimizer == "none"
+                    else {"server_optimizer": self.server_optimizer, "server_lr": self.server_lr}
+                ),
             ),
             aggregation=AggregationConfig(rule=self.rule, params=dict(self.rule_params)),
             ledger=LedgerConfig(

@@ -82,6 +82,7 @@ def test_demo_whose_rule_cannot_run_fails_fast(tmp_path: Path) -> None:
     [
         (["--attack", "nonsense"], "unknown attack"),
         (["--attackers", "4"], "no honest participant"),
+        (["--server-optimizer", "fedyogi", "--server-lr", "5000"], "training.server_lr"),
     ],
 )
 def test_bad_option_is_one_clear_line(

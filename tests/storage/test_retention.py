@@ -80,3 +80,16 @@ def test_nothing_is_past_retention_in_a_young_task() -> None:
 def test_negative_retention_is_refused() -> None:
     with pytest.raises(ConfigError, match="retention"):
         plan([], [], [], retention=-1)
+
+
+def test_server_optimizer_states_follow_their_rounds() -> None:
+    """A task with a server optimizer: each report names a state blob, kept like the model."""
+    rounds = [
+        RoundContent(r, (c(f"u{r}a"),), c(f"m{r}"), c(f"r{r}"), closed=True, state=c(f"s{r}"))
+        for r in range(4)
+    ]
+    rounds.append(RoundContent(4, (c("u4a"),), closed=True))  # expired: the state stays
+    pinned = everything(rounds) + [c(f"s{r}") for r in range(4)]
+    decided = plan(pinned, rounds, [MANIFEST, INITIAL], retention=1)
+    assert {c("s0"), c("s1"), c("s2")} <= set(decided.unpin)
+    assert {c("m3"), c("r3"), c("s3")} <= set(decided.keep)  # the next round steps from them

@@ -10,14 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flchain.config import DATASETS, MODELS, PARTITIONS
+from flchain.config import DATASETS, MODELS, PARTITIONS, SERVER_OPTIMIZERS
 
 # Choices built from the config's own lists (typer shows and checks an Enum's values; the
 # built-in data sets exclude "custom", a participant's own data).
 Dataset = StrEnum("Dataset", [(d, d) for d in DATASETS if d != "custom"])
 Model = StrEnum("Model", [(m, m) for m in MODELS])
 Partition = StrEnum("Partition", [(p, p) for p in PARTITIONS])
+ServerOptimizerName = StrEnum("ServerOptimizerName", [(o, o) for o in SERVER_OPTIMIZERS])
 MNIST, MLP, IID = Dataset("mnist"), Model("mlp"), Partition("iid")
+NO_SERVER_OPTIMIZER = ServerOptimizerName("none")
 
 
 def demo(
@@ -42,6 +44,16 @@ def demo(
     dataset: Annotated[Dataset, typer.Option(help="Built-in data set.")] = MNIST,
     model: Annotated[Model, typer.Option(help="The task's model.")] = MLP,
     partition: Annotated[Partition, typer.Option(help="How shards are cut.")] = IID,
+    server_optimizer: Annotated[
+        ServerOptimizerName,
+        typer.Option(help="How the committee turns the aggregate into the global step."),
+    ] = NO_SERVER_OPTIMIZER,
+    server_lr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Server learning rate (default: one that suits --server-optimizer)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for data, models and training.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),
@@ -50,6 +62,7 @@ def demo(
     chain and store; print a table per round and write report.json, CSVs and plots."""
     import torch
 
+    from flchain.learning.server_opt import SUGGESTED_LR
     from flchain_node.federation import TOKEN, DemoConfig, Federation, RoundRow
     from flchain_node.outputs import write_outputs
 
@@ -68,6 +81,8 @@ def demo(
         model=model.value,
         partition=partition.value,
         seed=seed,
+        server_optimizer=server_optimizer.value,
+        server_lr=SUGGESTED_LR[server_optimizer.value] if server_lr is None else server_lr,
     )
     console = Console()
     with console.status("deploying contracts and registering participants..."):
@@ -76,7 +91,13 @@ def demo(
     console.print(
         f"[bold]FLChain demo[/]: {participants} participants "
         f"({attackers} {attack}, {free_riders} free-rider, {dropouts} dropout), rule {rule}, "
-        f"{dataset.value}/{model.value}; task {fed.deployment.task.address}"
+        f"{dataset.value}/{model.value}"
+        + (
+            f", server optimizer {server_optimizer.value} (lr {config.server_lr:g})"
+            if server_optimizer.value != "none"
+            else ""
+        )
+        + f"; task {fed.deployment.task.address}"
     )
     table = Table(
         "round",

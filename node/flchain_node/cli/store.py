@@ -130,7 +130,8 @@ def gc(
 ) -> None:
     """Remove every block no pin reaches. With --task, first unpin the task's content that is
     past retention: updates of rounds closed more than RETENTION rounds ago, older global
-    models and reports (the newest, the manifest and the initial model are always kept).
+    models, reports and server-optimizer states (the newest, the manifest and the initial model
+    are always kept).
     Pins the task never named are left alone."""
     # The protocol layer imports torch (seconds): load it only for --task.
     from flchain.ledger.contracts import TrainingTask
@@ -139,7 +140,7 @@ def gc(
     try:
         with _open(store, ipfs_api) as s:
             if task:
-                rounds, permanent = named_content(TrainingTask(open_chain(rpc_url), task))
+                rounds, permanent = named_content(TrainingTask(open_chain(rpc_url), task), s)
                 decided = plan(s.pins(), rounds, permanent, retention)
                 for cid in decided.unpin:
                     typer.echo(f"unpin {cid}")
