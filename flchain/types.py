@@ -13,6 +13,8 @@ Address = NewType("Address", str)
 def to_address(value: str | bytes) -> Address:
     """``value`` as a checksummed :data:`Address`; raises ``ValueError`` if it is none."""
     return Address(to_checksum_address(value))
+
+
 #: A 32-byte digest (sha-256 of canonical bytes unless stated otherwise).
 Digest = NewType("Digest", bytes)
 #: A content identifier as text (``Qm...`` for CIDv0, ``bafy...`` for CIDv1).

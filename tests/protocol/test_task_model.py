@@ -148,8 +148,11 @@ def test_factories_that_fail_are_one_clear_line(
         (custom({}, classes=["a"]), "data.classes must name each"),
         (custom({}, validation_fraction=1.0), "validation_fraction must be in"),
         ({"data": {"dataset": "digits", "input_shape": [3]}}, "contradict dataset 'digits'"),
-        ({"model": {"name": "cnn"}, "training": {"model": "mlp", "lr": 0.1, "epochs": 2}} | {
-            "training": {"model": "cnn"}}, "set the model in one place"),
+        (
+            {"model": {"name": "cnn"}, "training": {"model": "mlp", "lr": 0.1, "epochs": 2}}
+            | {"training": {"model": "cnn"}},
+            "set the model in one place",
+        ),
     ],
 )
 def test_bad_model_and_data_sections(raw: dict[str, object], message: str) -> None:

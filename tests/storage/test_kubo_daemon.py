@@ -68,7 +68,9 @@ def test_big_fetches_log_their_progress(
         assert store.get(store.put(data)) == data
     lines = [r.getMessage() for r in caplog.records if r.name == kubo.__name__]
     assert [line.split(" of ")[0] for line in lines] == [
-        "fetched 0.2 MiB", "fetched 0.5 MiB", "fetched 0.8 MiB"
+        "fetched 0.2 MiB",
+        "fetched 0.5 MiB",
+        "fetched 0.8 MiB",
     ]
 
 

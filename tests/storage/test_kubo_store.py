@@ -39,9 +39,7 @@ def test_bad_address() -> None:
         KuboStore("localhost:5001")
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"timeout": 0}, {"fetch_timeout": -1}, {"retries": -1}]
-)
+@pytest.mark.parametrize("kwargs", [{"timeout": 0}, {"fetch_timeout": -1}, {"retries": -1}])
 def test_bad_timeouts_are_refused_before_dialing(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match="timeout"):
         KuboStore(f"/ip4/127.0.0.1/tcp/{_free_port()}", **kwargs)  # type: ignore[arg-type]

@@ -89,5 +89,6 @@ def keep(
     account = resolve_account(key, key_file, dev_account)
     chain = open_chain(rpc_url, account)
     gas = run_keeper(
-        Keeper(TrainingTask(chain, task), account, confirmations), poll=poll, timeout=timeout)
+        Keeper(TrainingTask(chain, task), account, confirmations), poll=poll, timeout=timeout
+    )
     typer.echo(f"task complete; keeper gas: {json.dumps(gas)}")
