@@ -1,4 +1,4 @@
-"""The codebase's own checks: ruff over the whole tree and mypy (strict on ``flchain/``, as
+"""The codebase's own checks: ruff (lint and format) over the whole tree and mypy (strict on ``flchain/``, as
 ``[tool.mypy]`` in pyproject.toml says), so CI holds lint and the typed vocabulary."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.parametrize(
     "command",
-    [["ruff", "check", "."], ["mypy"]],
-    ids=["ruff", "mypy"],
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
+    ids=["ruff", "ruff-format", "mypy"],
 )
 def test_static_check_passes(command: list[str]) -> None:
     tool = BIN / command[0]
