@@ -1,5 +1,6 @@
-"""The codebase's own checks: ruff (lint and format) over the whole tree and mypy (strict on ``flchain/``, as
-``[tool.mypy]`` in pyproject.toml says), so CI holds lint and the typed vocabulary."""
+"""The codebase's own checks: ruff (lint and format) over the whole tree and mypy (strict on
+``flchain/``, as ``[tool.mypy]`` in pyproject.toml says), so CI holds lint, layout and the
+typed vocabulary."""
 
 from __future__ import annotations
 
