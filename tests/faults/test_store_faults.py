@@ -43,11 +43,7 @@ def test_lost_or_corrupted_update_is_a_failed_reveal_and_the_round_goes_on(
 ) -> None:
     task = fed.deployment.task
     assert isinstance(fed.store, LocalStore)
-    driver = Driver(
-        fed,
-        {i: fresh_node(fed, i, tmp_path) for i in range(3)},
-        lambda i: fresh_node(fed, i, tmp_path),
-    )
+    driver = Driver.restartable(fed, tmp_path)
     driver.run_until(lambda: task.round_record(0).reveals == 3)
     victim = driver.nodes[VICTIM].address
     (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == victim]
@@ -77,11 +73,7 @@ def test_members_with_their_own_stores_agree_on_a_damaged_update(
     with different stores hashed different reports and could never reach a quorum."""
     task = fed.deployment.task
     assert isinstance(fed.store, LocalStore)
-    driver = Driver(
-        fed,
-        {i: fresh_node(fed, i, tmp_path) for i in range(3)},
-        lambda i: fresh_node(fed, i, tmp_path),
-    )
+    driver = Driver.restartable(fed, tmp_path)
     driver.run_until(lambda: task.round_record(0).reveals == 3)
     victim = driver.nodes[VICTIM].address
     (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == victim]
