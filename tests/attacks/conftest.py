@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.task import make_task_config
 from web3.contract import Contract
 from web3.types import TxReceipt
 
@@ -26,7 +27,6 @@ from flchain.ledger.contracts import (
     SLASHER_ROLE,
     ParticipantRegistry,
     Result,
-    TaskParameters,
     TrainingTask,
 )
 from flchain.ledger.deploy import deploy_stack, register_all
@@ -39,27 +39,8 @@ UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an at
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 #: Committee of 5 with quorum 3, so a colluding minority of 2 exists; slashes and fee are small
 #: against the stake, so nobody drops below the minimum by accident.
-TASK = TaskParameters(
-    manifest_cid="bafymanifest",
-    manifest_digest=b"\x01" * 32,
-    model_spec_digest=b"\x02" * 32,
-    aggregation_rule=2,
-    rule_params=b"\x03" * 32,
-    committee_size=5,
-    quorum=3,
-    commit_blocks=20,
-    reveal_blocks=20,
-    attest_blocks=10,
-    max_participants=10,
-    min_reveals=3,
-    rounds=5,
-    round_budget=10_000,
-    committee_fee=100,
-    non_reveal_slash=30,
-    committee_slash=40,
-    max_samples=1_000_000,
-    initial_model_cid="bafyinitialmodel",
-    initial_model_digest=b"\x04" * 32,
+TASK = make_task_config(
+    aggregation_rule=2, committee_size=5, quorum=3, max_participants=10, min_reveals=3
 )
 
 

@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.task import TASK_DEFAULTS, make_task_config
 from support.tools import require_tool
 from web3.contract import Contract
 
 from flchain.errors import LedgerError
 from flchain.ledger.anvil import AnvilProcess, find_anvil
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import SLASHER_ROLE, Result, TaskParameters, TrainingTask
+from flchain.ledger.contracts import SLASHER_ROLE, Result, TrainingTask
 from flchain.ledger.deploy import Deployment, deploy_stack, register_all
 from flchain.ledger.devchain import DevChain
 from flchain.ledger.merkle import RewardTree
@@ -217,37 +218,10 @@ def assert_exactly_once() -> Callable[..., None]:
 
 # --- contract-suite fixtures: a deployed FLChain stack and round-driving helpers ---------------
 
-TASK_DEFAULTS: dict[str, Any] = {
-    "manifest_cid": "bafymanifest",
-    "manifest_digest": b"\x01" * 32,
-    "model_spec_digest": b"\x02" * 32,
-    "aggregation_rule": 1,
-    "rule_params": b"\x03" * 32,
-    "committee_size": 3,
-    "quorum": 2,
-    "commit_blocks": 20,
-    "reveal_blocks": 20,
-    "attest_blocks": 10,
-    "max_participants": 8,
-    "min_reveals": 2,
-    "rounds": 5,
-    "round_budget": 10_000,
-    "committee_fee": 100,
-    "non_reveal_slash": 30,
-    "committee_slash": 40,
-    "max_samples": 1_000_000,
-    "initial_model_cid": "bafyinitialmodel",
-    "initial_model_digest": b"\x04" * 32,
-}
 MIN_STAKE = 1_000
 UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an attest phase
 #: A CIDv1 of the usual length (59 characters), as a real update would have.
 UPDATE_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-
-
-def make_task_config(**overrides: Any) -> TaskParameters:
-    """The suite's default task configuration with ``overrides`` (snake_case field names)."""
-    return TaskParameters(**{**TASK_DEFAULTS, **overrides})
 
 
 @dataclass(frozen=True)

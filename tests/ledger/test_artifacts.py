@@ -20,6 +20,7 @@ from eth_abi import encode
 from eth_tester import EthereumTester
 from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak
+from support.task import make_task_config
 from support.tools import require_tool
 from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
@@ -208,30 +209,8 @@ def reverts_with(call: Callable[[], Any], error: type[ContractRevert]) -> dict[s
 
 
 def task_config(**overrides: Any) -> tuple[Any, ...]:
-    config: dict[str, Any] = {
-        "manifestCid": "bafymanifest",
-        "manifestDigest": b"\x01" * 32,
-        "modelSpecDigest": b"\x02" * 32,
-        "aggregationRule": 1,
-        "ruleParams": b"\x03" * 32,
-        "committeeSize": 3,
-        "quorum": 2,
-        "commitBlocks": 20,
-        "revealBlocks": 20,
-        "attestBlocks": 10,
-        "maxParticipants": 4,
-        "minReveals": 2,
-        "rounds": 2,
-        "roundBudget": 10_000,
-        "committeeFee": 100,
-        "nonRevealSlash": 30,
-        "committeeSlash": 40,
-        "maxSamples": 1_000_000,
-        "initialModelCid": "bafyinit",
-        "initialModelDigest": b"\x04" * 32,
-    }
-    config.update(overrides)
-    return tuple(config.values())
+    """The suite's task as the constructor's ABI tuple (``overrides`` by snake_case field)."""
+    return make_task_config(**{"max_participants": 4, "rounds": 2, **overrides}).as_tuple()
 
 
 @pytest.fixture
@@ -290,7 +269,7 @@ def test_each_contract_deploys_on_eth_tester(env: Env, name: str) -> None:
 
 def test_task_constructor_rejects_a_minority_quorum(env: Env) -> None:
     args = reverts_with(
-        lambda: deploy_task(env, committeeSize=4, quorum=2), contract_errors.InvalidCommittee
+        lambda: deploy_task(env, committee_size=4, quorum=2), contract_errors.InvalidCommittee
     )
     assert args == {"committeeSize": 4, "quorum": 2}
 
@@ -300,7 +279,7 @@ def test_task_constructor_requires_unbonding_to_outlast_a_round_and_an_attest_ph
 ) -> None:
     # commit 970 + reveal 20 + attest 10 = 1000 blocks a round; + 1 + 10 more to slash in.
     args = reverts_with(
-        lambda: deploy_task(env, commitBlocks=970), contract_errors.UnbondingTooShort
+        lambda: deploy_task(env, commit_blocks=970), contract_errors.UnbondingTooShort
     )
     assert args == {"unbondingBlocks": 1000, "required": 1011}
 
