@@ -26,12 +26,12 @@ from support.tools import require_tool
 from web3.contract import Contract
 
 from flchain.errors import LedgerError
-from flchain.ledger.anvil import AnvilProcess, find_anvil
+from flchain.ledger.anvil import AnvilProcess
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import SLASHER_ROLE, TrainingTask
 from flchain.ledger.deploy import Deployment, deploy_stack, register_all
 from flchain.ledger.devchain import DevChain
-from flchain.ledger.nodes import GethProcess, HardhatProcess
+from flchain.ledger.nodes import GethProcess, HardhatProcess, NodeProcess
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NUM_ACCOUNTS = 20
@@ -59,50 +59,38 @@ def devchain_url() -> Iterator[str]:
         yield server.url
 
 
+def _served(process: type[NodeProcess]) -> Iterator[str]:
+    """URL of a real node process of this kind for the whole session (skip/fail when its
+    binary is missing, as ``require_tool`` says; fail when it does not start)."""
+    binary = process.find_binary()
+    require_tool(
+        binary is not None and binary.exists(), f"{process.name} not found", process.install_hint
+    )
+    try:
+        with process(accounts=NUM_ACCOUNTS) as node:
+            yield node.url
+    except LedgerError as exc:
+        pytest.fail(f"{process.name} did not start: {exc}")
+
+
 @pytest.fixture(scope="session")
 def anvil_url() -> Iterator[str]:
-    """URL of a real anvil process for the whole session (skip/fail when missing)."""
-    binary = find_anvil()
-    require_tool(binary is not None and binary.exists(), "anvil binary not found",
-                 "run `npm ci`, or set FLCHAIN_ANVIL")  # fmt: skip
-    try:
-        with AnvilProcess(accounts=NUM_ACCOUNTS) as anvil:
-            yield anvil.url
-    except LedgerError as exc:
-        pytest.fail(f"anvil did not start: {exc}")
+    """URL of a real anvil process for the whole session."""
+    yield from _served(AnvilProcess)
 
 
 @pytest.fixture(scope="session")
 def hardhat_url() -> Iterator[str]:
     """URL of a real Hardhat Network (``hardhat node``) for the whole session."""
-    binary = HardhatProcess.find_binary()
-    require_tool(
-        binary is not None and binary.exists(),
-        "hardhat not found",
-        "run `npm ci` (installs node_modules/.bin/hardhat), or set FLCHAIN_HARDHAT",
-    )
-    try:
-        with HardhatProcess(accounts=NUM_ACCOUNTS) as hardhat:
-            yield hardhat.url
-    except LedgerError as exc:
-        pytest.fail(f"hardhat did not start: {exc}")
+    yield from _served(HardhatProcess)
 
 
 @pytest.fixture(scope="session")
 def geth_url() -> Iterator[str]:
     """URL of a real ``geth --dev`` for the whole session (its dev-mnemonic accounts funded)."""
-    binary = GethProcess.find_binary()
-    require_tool(
-        binary is not None and binary.exists(),
-        "geth not found",
-        "run `bash scripts/install_tools.sh` (builds .tools/bin/geth), or set FLCHAIN_GETH",
-    )
-    try:
-        with GethProcess(accounts=NUM_ACCOUNTS) as geth:
-            GETH_LABEL["url"] = geth.url
-            yield geth.url
-    except LedgerError as exc:
-        pytest.fail(f"geth did not start: {exc}")
+    for url in _served(GethProcess):
+        GETH_LABEL["url"] = url
+        yield url
 
 
 @pytest.fixture(scope="session")
