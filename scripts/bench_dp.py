@@ -12,15 +12,21 @@ The federation is in memory (flchain.learning.simulation: the real codec and int
 from __future__ import annotations
 
 import argparse
-import time
 
-from benchkit import bench_parser, parse, progress, setup_of, write_results
+from benchkit import (
+    bench_parser,
+    fedavg_run,
+    parse,
+    progress,
+    setup_of,
+    train_config,
+    write_results,
+)
 
-from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
-from flchain.learning.simulation import SimConfig, run_federation
-from flchain.learning.training import DPConfig, TrainConfig, dp_epsilon
+from flchain.learning.simulation import SimConfig
+from flchain.learning.training import DPConfig, dp_epsilon
 
 
 def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
@@ -28,21 +34,14 @@ def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
     model = build_model(args.model, fed.test, seed=0)
     spec = ModelSpec.from_model(model, args.model)
     dp = None if sigma is None else DPConfig(args.clip, sigma, args.delta)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dp=dp)
-    started = time.perf_counter()
-    result = run_federation(
-        model, spec, fed, aggregator_from_config("fedavg"), SimConfig(args.rounds, train)
-    )
+    _, measured = fedavg_run(model, spec, fed, SimConfig(args.rounds, train_config(args, dp=dp)))
     eps_round = None if sigma is None else dp_epsilon(sigma, 1, args.delta)
     eps_total = None if sigma is None else dp_epsilon(sigma, args.rounds, args.delta)
     return {
         "noise_multiplier": sigma,
         "epsilon_per_round": eps_round,
         "epsilon_cumulative": eps_total,
-        "final_accuracy": result.accuracies[-1],
-        "best_accuracy": max(result.accuracies),
-        "accuracy_per_round": result.accuracies,
-        "seconds": round(time.perf_counter() - started, 1),
+        **measured,
     }
 
 
