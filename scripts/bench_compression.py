@@ -12,15 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchkit import (
-    bench_parser,
-    fedavg_run,
-    parse,
-    progress,
-    setup_of,
-    train_config,
-    write_results,
-)
+import benchkit
 
 from flchain.learning.codec import decode_update, encode_update
 from flchain.learning.data import federate, load_mnist5k
@@ -35,14 +27,14 @@ def run(args: argparse.Namespace, model_name: str, partition: str, codec: str) -
     fed = federate(load_mnist5k(), args.clients, partition, seed=0)
     model = build_model(model_name, fed.test, seed=0)
     spec = ModelSpec.from_model(model, model_name, CodecParams(encoding=ENCODINGS[codec]))  # type: ignore[arg-type]
-    train = train_config(args)
+    train = benchkit.train_config(args)
     # the size of one real update (every update of a spec has the same size)
     delta = train_local(model, fed.clients[0], train, seed=0).delta
     one = encode_update(delta, spec)
     back = decode_update(one, spec).to_tensors()
     err = sum(float(((back[k] - v).double() ** 2).sum()) for k, v in delta.items()) ** 0.5
     norm = sum(float((v.double() ** 2).sum()) for v in delta.values()) ** 0.5
-    _, measured = fedavg_run(model, spec, fed, SimConfig(args.rounds, train))
+    _, measured = benchkit.fedavg_run(model, spec, fed, SimConfig(args.rounds, train))
     return {
         "model": model_name,
         "partition": partition,
@@ -56,23 +48,23 @@ def run(args: argparse.Namespace, model_name: str, partition: str, codec: str) -
 
 
 def main() -> None:
-    p = bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.05})
+    p = benchkit.bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.05})
     p.add_argument("--models", default="mlp,logreg")
     p.add_argument("--partitions", default="iid,dirichlet")
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--rounds", type=int, default=20)
-    args = parse(p)
+    args = benchkit.parse(p)
     rows = []
     for model_name in args.models.split(","):
         for partition in args.partitions.split(","):
             for codec in ENCODINGS:
                 row = run(args, model_name, partition, codec)
-                progress(row, leave_out=["accuracy_per_round"])
+                benchkit.progress(row, leave_out=["accuracy_per_round"])
                 rows.append(row)
-    setup = setup_of(
+    setup = benchkit.setup_of(
         args, data="MNIST-5k, 4,000 train / 1,000 test", rule="fedavg", dirichlet_alpha=0.5
     )
-    write_results(args, {"setup": setup, "runs": rows}, markdown)
+    benchkit.write_results(args, {"setup": setup, "runs": rows}, markdown)
 
 
 def markdown(out: dict[str, object]) -> str:

@@ -13,15 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchkit import (
-    bench_parser,
-    fedavg_run,
-    parse,
-    progress,
-    setup_of,
-    train_config,
-    write_results,
-)
+import benchkit
 
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
@@ -34,7 +26,9 @@ def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
     model = build_model(args.model, fed.test, seed=0)
     spec = ModelSpec.from_model(model, args.model)
     dp = None if sigma is None else DPConfig(args.clip, sigma, args.delta)
-    _, measured = fedavg_run(model, spec, fed, SimConfig(args.rounds, train_config(args, dp=dp)))
+    _, measured = benchkit.fedavg_run(
+        model, spec, fed, SimConfig(args.rounds, benchkit.train_config(args, dp=dp))
+    )
     eps_round = None if sigma is None else dp_epsilon(sigma, 1, args.delta)
     eps_total = None if sigma is None else dp_epsilon(sigma, args.rounds, args.delta)
     return {
@@ -46,27 +40,27 @@ def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
 
 
 def main() -> None:
-    p = bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.1})
+    p = benchkit.bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.1})
     p.add_argument("--sigmas", default="none,0.3,0.5,1.0,2.0")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--model", default="logreg")
     p.add_argument("--clip", type=float, default=0.5)
     p.add_argument("--delta", type=float, default=1e-5)
-    args = parse(p)
+    args = benchkit.parse(p)
     rows = []
     for s in args.sigmas.split(","):
         row = run(args, None if s == "none" else float(s))
-        progress(row, leave_out=["accuracy_per_round"])
+        benchkit.progress(row, leave_out=["accuracy_per_round"])
         rows.append(row)
-    setup = setup_of(
+    setup = benchkit.setup_of(
         args,
         leave_out=["sigmas"],
         data="MNIST-5k, 4,000 train / 1,000 test, IID",
         rule="fedavg",
         codec="int32 fixed point",
     )
-    write_results(args, {"setup": setup, "runs": rows}, markdown)
+    benchkit.write_results(args, {"setup": setup, "runs": rows}, markdown)
 
 
 def markdown(out: dict[str, object]) -> str:

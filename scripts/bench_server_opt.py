@@ -16,15 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchkit import (
-    bench_parser,
-    fedavg_run,
-    parse,
-    progress,
-    setup_of,
-    train_config,
-    write_results,
-)
+import benchkit
 
 from flchain.learning.data import FederatedData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
@@ -46,12 +38,12 @@ def run(
 ) -> dict[str, Any]:
     model = build_model(args.model, fed.test, seed=0)
     spec = ModelSpec.from_model(model, args.model)
-    train = train_config(args)
+    train = benchkit.train_config(args)
     optimizer = None if name == "none" else ServerOptimizer(name, lr=lr, momentum=args.momentum)
     sim = SimConfig(
         args.rounds, train, client_fraction=args.fraction, seed=seed, server_optimizer=optimizer
     )
-    result, measured = fedavg_run(model, spec, fed, sim)
+    result, measured = benchkit.fedavg_run(model, spec, fed, sim)
     return {
         "optimizer": name,
         "server_lr": lr,
@@ -67,7 +59,7 @@ def _key(row: dict[str, Any], rounds: int) -> tuple[int, float]:
 
 
 def main() -> None:
-    p = bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
+    p = benchkit.bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--optimizers", default="none,fedavgm,fedadam,fedyogi,fedadagrad")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--fraction", type=float, default=0.1)
@@ -76,7 +68,7 @@ def main() -> None:
     p.add_argument("--model", default="mlp")
     p.add_argument("--momentum", type=float, default=0.9, help="FedAvgM's β, the others' β1")
     p.add_argument("--seeds", default="0,1,2")
-    args = parse(p)
+    args = benchkit.parse(p)
     fed = federate(load_mnist5k(), args.clients, "shards", seed=0)
     seeds = [int(s) for s in args.seeds.split(",")]
     grid, runs = [], []
@@ -84,18 +76,18 @@ def main() -> None:
         tried = []
         for lr in GRID[name]:
             row = run(args, fed, name, lr, seeds[0])
-            progress(row, leave_out=["accuracy_per_round"])
+            benchkit.progress(row, leave_out=["accuracy_per_round"])
             tried.append(row)
         best = min(tried, key=lambda r: _key(r, args.rounds))
         grid += tried
         runs.append(best)
         for seed in seeds[1:]:
             row = run(args, fed, name, best["server_lr"], seed)
-            progress(row, leave_out=["accuracy_per_round"])
+            benchkit.progress(row, leave_out=["accuracy_per_round"])
             runs.append(row)
     data = "MNIST-5k, 4,000 train / 1,000 test; 2 label-sorted shards per client"
-    out = {"setup": setup_of(args, data=data, grid=GRID), "runs": runs, "grid": grid}
-    write_results(args, out, markdown)
+    out = {"setup": benchkit.setup_of(args, data=data, grid=GRID), "runs": runs, "grid": grid}
+    benchkit.write_results(args, out, markdown)
 
 
 def markdown(out: dict[str, Any]) -> str:
