@@ -53,6 +53,8 @@ class RoundInputs:
     aggregator: Aggregator
     global_model_cid: CID
     reward_pool: int
+    #: The cumulative credits this round extends: those of the latest finalized round, unless
+    #: they were not a sound extension of their own base (see :meth:`TaskView.reward_base`).
     previous_cumulative: Mapping[Address, int]
     reveals: Sequence[Reveal]
     max_samples: int
@@ -60,6 +62,11 @@ class RoundInputs:
     #: round's draw did not pick is a failure, so it earns nothing.
     client_fraction: float = 1.0
     sampling_seed: bytes = b""
+    #: The finalized round ``previous_cumulative`` comes from (``None``: no credits yet), and
+    #: why a later finalized round's credits were left out ("" when none were); both go into
+    #: the report.
+    base_round: int | None = None
+    base_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,8 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         reward_total=reward_total,
         cumulative=cumulative,
         reward_root="0x" + (tree.root if tree else ZERO_ROOT).hex(),
+        base_round=inputs.base_round,
+        base_note=inputs.base_note,
     )
     report_bytes = report.to_bytes()
     return RoundOutcome(
