@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from flchain.errors import ContractRevert
 from flchain.ledger import contract_errors as E
@@ -128,6 +134,11 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
                 return
             if kit.task.current_round() != round_id:  # this vote finalized the round
                 self._finalized_with(round_id, credits, sound=True)
+
+        @initialize(share=st.integers(1, 4_000))
+        def an_honest_round_first(self, share: int) -> None:
+            """Credits left unclaimed from the start, for colluding rounds to go after."""
+            self.whole_round(colluding=False, thief=0, share=share, keep=True)
 
         @rule(
             colluding=st.booleans(),
