@@ -24,9 +24,11 @@ import {CommitteeSampler} from "./libraries/CommitteeSampler.sol";
 /// only against the latest finalized round's root, so a root stops paying as soon as the next
 /// round finalizes and can never reach credits of later rounds; each round credits at most
 /// `roundBudget` minus committee fees, and the contract never pays out more than it credited in
-/// total. While its root is the latest, a colluding round can still misassign the rewards left
-/// unclaimed when it finalized (never stakes, never the uncredited pool); participants that
-/// claim regularly bound that exposure.
+/// total. A claim may pay above the claimant's baseline (what it claimed, or what the previous
+/// finalized root credits it, proven) at most the round's `rewardTotal` in total over all
+/// claimants, so a colluding round misassigns at most its own budget: the unclaimed credits of
+/// earlier rounds stay with their owners. Two consecutive colluding rounds are beyond this: the
+/// second takes the first's unchecked root as baselines (see contracts/README.md).
 contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -93,8 +95,15 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     /// @notice The latest finalized round: the only one whose reward root `claim` accepts
     /// (meaningful once `finalizedRounds > 0`).
     uint32 public rewardRound;
+    /// @notice The finalized round before `rewardRound`, whose root proves claim baselines
+    /// (meaningful once `finalizedRounds > 1`).
+    uint32 public previousRewardRound;
     /// @notice Whether the owner started the task (round 0 opens in that block).
     bool public started;
+    /// @notice What claims may still pay above their baselines against the latest root: its
+    /// round's `rewardTotal` less what claims drew from it (packed with the counters above, so
+    /// finalization resets it at no extra storage write).
+    uint128 public rewardCreditLeft;
     /// @notice Reward tokens not yet credited or reserved: funding plus slashes minus spending.
     uint256 public pool;
     /// @notice Committee fees reserved by finalized rounds and not yet credited or released.
@@ -142,6 +151,8 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         }
         uint256 fees = config_.committeeFee * k;
         if (fees > config_.roundBudget) revert CommitteeFeesExceedBudget(fees, config_.roundBudget);
+        // A round's credit is tracked in 128 bits (`rewardCreditLeft`).
+        if (config_.roundBudget > type(uint128).max) revert RoundBudgetTooLarge(config_.roundBudget);
 
         registry = registry_;
         rewardToken = rewardToken_;
@@ -379,28 +390,45 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     // --- rewards -------------------------------------------------------------------------
 
     /// @inheritdoc ITrainingTask
-    function claim(uint256 round, uint256 cumulativeAmount, bytes32[] calldata proof) external nonReentrant {
+    function claim(
+        uint256 round,
+        uint256 cumulativeAmount,
+        bytes32[] calldata proof,
+        uint256 previousAmount,
+        bytes32[] calldata previousProof
+    ) external nonReentrant {
         // Only the latest root pays: an older root (a colluding round's, say) can list anything,
         // and credits of the rounds after it would otherwise cover what it lists.
-        uint256 latest = rewardRound;
-        if (round != latest || finalizedRounds == 0) {
-            if (round < latest && _records[round].status == RoundStatus.Finalized) {
-                revert StaleRewardRoot(round, latest);
+        {
+            uint256 latest = rewardRound;
+            if (round != latest || finalizedRounds == 0) {
+                if (round < latest && _records[round].status == RoundStatus.Finalized) {
+                    revert StaleRewardRoot(round, latest);
+                }
+                revert RoundNotFinalized(round);
             }
-            revert RoundNotFinalized(round);
-        }
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(msg.sender, cumulativeAmount))));
-        if (!MerkleProof.verifyCalldata(proof, _records[round].rewardRoot, leaf)) {
-            revert InvalidProof(round, msg.sender, cumulativeAmount);
+            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(msg.sender, cumulativeAmount))));
+            if (!MerkleProof.verifyCalldata(proof, _records[round].rewardRoot, leaf)) {
+                revert InvalidProof(round, msg.sender, cumulativeAmount);
+            }
         }
         uint256 already = claimed[msg.sender];
         if (cumulativeAmount <= already) revert NothingToClaim(msg.sender, cumulativeAmount, already);
+        uint256 drawn = _newCredit(cumulativeAmount, already, previousAmount, previousProof);
         uint256 amount = cumulativeAmount - already;
         uint256 paid = totalClaimed + amount;
         if (paid > totalCredited) revert ClaimExceedsCredited(amount, totalCredited - totalClaimed);
+        uint256 left = rewardCreditLeft;
+        if (drawn > left) revert RoundCreditExceeded(round, drawn, left);
+
         claimed[msg.sender] = cumulativeAmount;
         totalClaimed = paid;
         emit RewardClaimed(msg.sender, round, amount, cumulativeAmount);
+        if (drawn != 0) {
+            left -= drawn;
+            rewardCreditLeft = uint128(left); // at most the round's rewardTotal < 2^128
+            emit RoundCreditDrawn(round, drawn, left);
+        }
         rewardToken.safeTransfer(msg.sender, amount);
     }
 
@@ -586,7 +614,9 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         pool -= needed;
         feesReserved += fees;
         totalCredited += result.rewardTotal;
-        (finalizedRounds, rewardRound) = (finalizedRounds + 1, s.round);
+        // The new root's claims may draw its own credit above the baselines its predecessor proves.
+        (finalizedRounds, previousRewardRound, rewardRound, rewardCreditLeft) =
+            (finalizedRounds + 1, rewardRound, s.round, uint128(result.rewardTotal));
         (rec.status, rec.resultHash, rec.modelDigest) = (RoundStatus.Finalized, resultHash, result.modelDigest);
         (rec.reportDigest, rec.rewardRoot, rec.rewardTotal) =
             (result.reportDigest, result.rewardRoot, result.rewardTotal);
@@ -604,6 +634,29 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
             result.rewardTotal
         );
         _startRound(s.round + 1);
+    }
+
+    /// @dev The part of the caller's `cumulativeAmount` under the latest root that is credit of
+    /// that round: what lies above its baseline, the larger of what it was paid (`already`) and
+    /// what the previous root credits it (`previousAmount`, proven when above `already`). The
+    /// latest root alone could otherwise pay one account the unclaimed credits of earlier rounds.
+    function _newCredit(
+        uint256 cumulativeAmount,
+        uint256 already,
+        uint256 previousAmount,
+        bytes32[] calldata previousProof
+    ) private view returns (uint256) {
+        uint256 baseline = already;
+        if (previousAmount > already) {
+            if (finalizedRounds < 2) revert NoPreviousRewardRound(rewardRound);
+            uint256 previous = previousRewardRound;
+            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(msg.sender, previousAmount))));
+            if (!MerkleProof.verifyCalldata(previousProof, _records[previous].rewardRoot, leaf)) {
+                revert InvalidProof(previous, msg.sender, previousAmount);
+            }
+            baseline = previousAmount;
+        }
+        return cumulativeAmount > baseline ? cumulativeAmount - baseline : 0;
     }
 
     /// @dev Settles what a replaced commitment of an earlier round still owes: a missing reveal,

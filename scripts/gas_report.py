@@ -6,7 +6,9 @@ issue 2:
 
 - commit + reveal <= 100k gas per participant per round (steady state; first round shown too);
 - finalize gas flat in the number of participants (100 vs 5 participants <= 1.1);
-- a claim covering 1 round vs one covering 50 rounds within 10%.
+- a claim covering 1 round vs one covering 50 rounds within 10% (the latter proves its credit
+  under the previous root as its baseline, issue 13); a claimer that claims every round proves
+  nothing more and is shown too.
 
 Usage::
 
@@ -141,11 +143,17 @@ def measure_size(n: int) -> dict[str, Any]:
     steady = bench.play_round(bench.people, "steady")
     r = bench.task.current_round() - 1
     claimer = bench.people[0]
-    tree = bench.trees[-1]
+    tree, previous = bench.trees[-1], bench.trees[-2]
+    # Its first claim, after two rounds: it proves round 1's credit as its baseline.
     receipt = bench.task.claim(
-        claimer, r, tree.amount(claimer.address), tree.proof(claimer.address)
+        claimer,
+        r,
+        tree.amount(claimer.address),
+        tree.proof(claimer.address),
+        previous.amount(claimer.address),
+        previous.proof(claimer.address),
     )
-    bench._record("claim (first)", receipt)
+    bench._record("claim (first, previous proof)", receipt)
     median = {name: int(statistics.median(v)) for name, v in bench.gas.items()}
     return {
         "participants": n,
@@ -159,13 +167,20 @@ def measure_size(n: int) -> dict[str, Any]:
 
 
 def measure_claims(rounds: int = 50, n: int = 5) -> dict[str, int]:
-    """Claim gas covering 1 round (claimed right after round 0) vs ``rounds`` rounds."""
+    """Claim gas covering 1 round (claimed right after round 0) vs ``rounds`` rounds (with the
+    previous root's proof), and of a claimer that claims after every round (no second proof)."""
     bench = Bench(n, rounds=rounds + 1)
     bench.skip_to_fresh_round()
-    early, late = bench.people[0], bench.people[1]
+    early, late, regular = bench.people[0], bench.people[1], bench.people[3]
     first_round = bench.task.current_round()
+    every = 0
     for i in range(rounds):
         bench.play_round(bench.people, "claims")
+        tree, r = bench.trees[-1], bench.task.current_round() - 1
+        receipt = bench.task.claim(
+            regular, r, tree.amount(regular.address), tree.proof(regular.address)
+        )
+        every = int(receipt["gasUsed"])
         if i == 0:
             tree = bench.trees[0]
             # A third account claims first, so both measured claims find `totalClaimed` non-zero
@@ -176,9 +191,20 @@ def measure_claims(rounds: int = 50, n: int = 5) -> dict[str, int]:
                 early, first_round, tree.amount(early.address), tree.proof(early.address)
             )
             one = int(receipt["gasUsed"])
-    tree, last = bench.trees[-1], bench.task.current_round() - 1
-    receipt = bench.task.claim(late, last, tree.amount(late.address), tree.proof(late.address))
-    return {"claim_1_round": one, f"claim_{rounds}_rounds": int(receipt["gasUsed"])}
+    tree, last, previous = bench.trees[-1], bench.task.current_round() - 1, bench.trees[-2]
+    receipt = bench.task.claim(
+        late,
+        last,
+        tree.amount(late.address),
+        tree.proof(late.address),
+        previous.amount(late.address),
+        previous.proof(late.address),
+    )
+    return {
+        "claim_1_round": one,
+        f"claim_{rounds}_rounds": int(receipt["gasUsed"]),
+        "claim_every_round": every,
+    }
 
 
 def report(sizes: list[int], claim_rounds: int) -> dict[str, Any]:

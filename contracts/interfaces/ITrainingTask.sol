@@ -179,6 +179,8 @@ interface ITrainingTask {
     error InvalidRoundsOrSamples(uint32 rounds, uint64 maxSamples);
     /// @notice `committeeFee * committeeSize` must fit in the round budget.
     error CommitteeFeesExceedBudget(uint256 fees, uint256 roundBudget);
+    /// @notice The round budget must fit in 128 bits (a round's claimable credit is kept in them).
+    error RoundBudgetTooLarge(uint256 roundBudget);
 
     // --- round errors --------------------------------------------------------------------
 
@@ -254,6 +256,12 @@ interface ITrainingTask {
     error NothingToClaim(address account, uint256 cumulativeAmount, uint256 claimed);
     /// @notice Paying `amount` would exceed the credited-but-unclaimed total `available`.
     error ClaimExceedsCredited(uint256 amount, uint256 available);
+    /// @notice The claim draws `amount` above its baseline from the credit of `round`, of which
+    /// claims can still draw `available` (prove the previous root's credit as the baseline).
+    error RoundCreditExceeded(uint256 round, uint256 amount, uint256 available);
+    /// @notice A baseline above what the caller claimed was given, but `round` is the first
+    /// finalized round: there is no previous root to prove it against.
+    error NoPreviousRewardRound(uint256 round);
     /// @notice `account` has no committee fees to withdraw.
     error NoFees(address account);
     /// @notice The task still has rounds to run.
@@ -300,6 +308,9 @@ interface ITrainingTask {
     event FeesWithdrawn(address indexed member, uint256 amount);
     /// @notice `account` claimed `amount` against the root of `round`; its total is `cumulativeAmount`.
     event RewardClaimed(address indexed account, uint256 indexed round, uint256 amount, uint256 cumulativeAmount);
+    /// @notice A claim drew `amount` of the credit of `round` (above the claimant's baseline);
+    /// claims can still draw `left` of it.
+    event RoundCreditDrawn(uint256 indexed round, uint256 amount, uint256 left);
     /// @notice The owner withdrew `amount` of unused pool after the task completed.
     event SurplusWithdrawn(address indexed to, uint256 amount);
 
@@ -344,5 +355,23 @@ interface ITrainingTask {
     /// reward root of `round`, which must be the latest finalized round (see `rewardRound`): a
     /// payment is always backed by the newest cumulative root, and the total paid never exceeds
     /// the total credited.
-    function claim(uint256 round, uint256 cumulativeAmount, bytes32[] calldata proof) external;
+    /// @dev The caller's baseline is the larger of what it claimed and `previousAmount`, which
+    /// must then be proven by `previousProof` against the root of `previousRewardRound` (the
+    /// finalized round before `round`). `cumulativeAmount` above the baseline is credit of `round`
+    /// and all claims together may draw at most its `rewardTotal` (`RoundCreditExceeded`), so a
+    /// colluding round cannot pay one account the unclaimed credits of earlier rounds. A caller
+    /// that claimed the previous root's credit passes `previousAmount` 0 and an empty proof.
+    /// @param round The latest finalized round.
+    /// @param cumulativeAmount The caller's cumulative credit under the root of `round`.
+    /// @param proof Merkle proof of `(caller, cumulativeAmount)` under that root.
+    /// @param previousAmount The caller's cumulative credit under the previous finalized root
+    /// (0, or at most what it claimed, to prove nothing).
+    /// @param previousProof Merkle proof of `(caller, previousAmount)` under the previous root.
+    function claim(
+        uint256 round,
+        uint256 cumulativeAmount,
+        bytes32[] calldata proof,
+        uint256 previousAmount,
+        bytes32[] calldata previousProof
+    ) external;
 }

@@ -403,6 +403,17 @@ class NoFees(ContractRevert):
     arg_types: tuple[str, ...] = ("address",)
 
 
+class NoPreviousRewardRound(ContractRevert):
+    """A baseline above what the caller claimed was given, but `round` is the first finalized
+    round: there is no previous root to prove it against.
+    """
+
+    solidity_signature = "NoPreviousRewardRound(uint256)"
+    selector = b"\xd3\x4b\x8d\xad"
+    arg_names: tuple[str, ...] = ("round",)
+    arg_types: tuple[str, ...] = ("uint256",)
+
+
 class NotActiveParticipant(ContractRevert):
     """`account` is not an active participant of the registry."""
 
@@ -527,6 +538,26 @@ class RewardTotalTooHigh(ContractRevert):
     selector = b"\x89\x40\xe5\xea"
     arg_names: tuple[str, ...] = ("rewardTotal", "cap")
     arg_types: tuple[str, ...] = ("uint256", "uint256")
+
+
+class RoundBudgetTooLarge(ContractRevert):
+    """The round budget must fit in 128 bits (a round's claimable credit is kept in them)."""
+
+    solidity_signature = "RoundBudgetTooLarge(uint256)"
+    selector = b"\x04\xd5\x70\x7d"
+    arg_names: tuple[str, ...] = ("roundBudget",)
+    arg_types: tuple[str, ...] = ("uint256",)
+
+
+class RoundCreditExceeded(ContractRevert):
+    """The claim draws `amount` above its baseline from the credit of `round`, of which claims can
+    still draw `available` (prove the previous root's credit as the baseline).
+    """
+
+    solidity_signature = "RoundCreditExceeded(uint256,uint256,uint256)"
+    selector = b"\xed\x08\x5e\xa7"
+    arg_names: tuple[str, ...] = ("round", "amount", "available")
+    arg_types: tuple[str, ...] = ("uint256", "uint256", "uint256")
 
 
 class RoundNotClosed(ContractRevert):
@@ -738,6 +769,7 @@ ALL_ERRORS: tuple[type[ContractRevert], ...] = (
     InvalidShortString,
     NoCommitment,
     NoFees,
+    NoPreviousRewardRound,
     NotActiveParticipant,
     NotAllowed,
     NotCommitteeMember,
@@ -752,6 +784,8 @@ ALL_ERRORS: tuple[type[ContractRevert], ...] = (
     RevealPhaseClosed,
     RevealPhaseOpen,
     RewardTotalTooHigh,
+    RoundBudgetTooLarge,
+    RoundCreditExceeded,
     RoundNotClosed,
     RoundNotExpirable,
     RoundNotFinalized,

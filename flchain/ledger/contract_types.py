@@ -521,6 +521,21 @@ class RoleRevoked(Event):
 
 
 @dataclass(frozen=True)
+class RoundCreditDrawn(Event):
+    """A claim drew `amount` of the credit of `round` (above the claimant's baseline); claims can
+    still draw `left` of it.
+
+    Mirrors ``ITrainingTask.RoundCreditDrawn``; indexed: ``round``.
+    """
+
+    round: int
+    amount: int
+    left: int
+
+    name: ClassVar[str] = "RoundCreditDrawn"
+
+
+@dataclass(frozen=True)
 class RoundExpired(Event):
     """`round` expired: nothing credited, the global model stays, the budget rolls over.
 
@@ -682,6 +697,7 @@ __all__ = [
     "RoleAdminChanged",
     "RoleGranted",
     "RoleRevoked",
+    "RoundCreditDrawn",
     "RoundExpired",
     "RoundFinalized",
     "RoundRecord",

@@ -478,12 +478,28 @@ class TrainingTask(ContractWrapper):
         return self._send(sender, "withdrawFees")
 
     def claim(
-        self, sender: LocalAccount, round_id: int, cumulative_amount: int, proof: Sequence[bytes]
+        self,
+        sender: LocalAccount,
+        round_id: int,
+        cumulative_amount: int,
+        proof: Sequence[bytes],
+        previous_amount: int = 0,
+        previous_proof: Sequence[bytes] = (),
     ) -> TxReceipt:
         """Pull ``cumulative_amount`` minus what ``sender`` already claimed, proven against the
         reward root of ``round_id``, the latest finalized round (one claim covers any number of
-        rounds; an older root is refused with ``StaleRewardRoot``)."""
-        return self._send(sender, "claim", round_id, cumulative_amount, [bytes(p) for p in proof])
+        rounds; an older root is refused with ``StaleRewardRoot``). ``previous_amount`` and its
+        proof against the previous finalized root are the baseline above which the round's own
+        credit is drawn; leave them out when ``sender`` already claimed that much."""
+        return self._send(
+            sender,
+            "claim",
+            round_id,
+            cumulative_amount,
+            [bytes(p) for p in proof],
+            previous_amount,
+            [bytes(p) for p in previous_proof],
+        )
 
     def withdraw_surplus(self, sender: LocalAccount, to: str) -> TxReceipt:
         return self._send(sender, "withdrawSurplus", to_checksum_address(to))

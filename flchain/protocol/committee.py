@@ -76,6 +76,8 @@ class RoundInputs:
     aggregator: Aggregator
     global_model_cid: CID
     reward_pool: int
+    #: The cumulative credits this round extends: those of the latest finalized round, unless
+    #: they were not a sound extension of their own base (see :meth:`TaskView.reward_base`).
     previous_cumulative: Mapping[Address, int]
     reveals: Sequence[Reveal]
     max_samples: int
@@ -87,6 +89,11 @@ class RoundInputs:
     #: its state after the previous finalized round (``None``: zero, nothing finalized yet).
     server_optimizer: ServerOptimizer | None = None
     server_state_cid: CID | None = None
+    #: The finalized round ``previous_cumulative`` comes from (``None``: no credits yet), and
+    #: why a later finalized round's credits were left out ("" when none were); both go into
+    #: the report.
+    base_round: int | None = None
+    base_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,8 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         cumulative=cumulative,
         reward_root="0x" + (tree.root if tree else ZERO_ROOT).hex(),
         server_state_cid=state_cid,
+        base_round=inputs.base_round,
+        base_note=inputs.base_note,
     )
     report_bytes = report.to_bytes()
     return RoundOutcome(

@@ -46,6 +46,10 @@ class RoundReport:
     #: The server optimizer's state after this round (see :mod:`flchain.protocol.committee`);
     #: empty, and then left out of the bytes, for tasks without one.
     server_state_cid: str = ""
+    #: The finalized round whose cumulative credits ``cumulative`` extends (``None``: none).
+    base_round: int | None = None
+    #: Why the latest finalized round's credits were not built on ("" when they were).
+    base_note: str = ""
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes (the report digest is the sha-256 of these)."""
@@ -69,6 +73,11 @@ class RoundReport:
         except (ValueError, TypeError, KeyError) as exc:
             raise ProtocolError(f"malformed round report: {exc}") from exc
         wrong = next(filter(None, map(safejson.wrong_field, (report, *report.outcomes))), None)
+        if wrong is None and not (
+            report.base_round is None
+            or (type(report.base_round) is int and 0 <= report.base_round < report.round)
+        ):
+            wrong = "base_round must be an earlier round or null"
         if wrong is None and not (
             isinstance(report.cumulative, dict)
             and all(isinstance(k, str) and type(v) is int for k, v in report.cumulative.items())

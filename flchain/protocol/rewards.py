@@ -33,3 +33,21 @@ def accumulate(
             raise ValueError(f"negative credit for {account}")
         out[account] = out.get(account, 0) + amount
     return dict(sorted(out.items()))
+
+
+def extension_error(
+    base: Mapping[Address, int], cumulative: Mapping[Address, int], reward_total: int
+) -> str | None:
+    """Why ``cumulative`` is not ``base`` plus ``reward_total`` of new credit, or ``None`` when it
+    is: no account of ``base`` may lose credit or vanish, and the credits must grow by exactly
+    ``reward_total`` in sum. Every honest round's tree extends the one it builds on like this."""
+    for account, amount in sorted(base.items()):
+        now = cumulative.get(account)
+        if now is None:
+            return f"{account} dropped from the credits"
+        if now < amount:
+            return f"{account} credited {now}, less than {amount} before"
+    grown = sum(cumulative.values()) - sum(base.values())
+    if grown != reward_total:
+        return f"credits grew by {grown}, not by the reward total {reward_total}"
+    return None

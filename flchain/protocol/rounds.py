@@ -9,7 +9,9 @@ from, what the contributors' pool is, where a round's events can start — is wr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 
 from flchain.errors import ContentNotFound, ProtocolError
 from flchain.learning.sampling import is_sampled, sampling_seed
@@ -22,13 +24,15 @@ from flchain.ledger.contracts import (
     TaskParameters,
     TrainingTask,
 )
-from flchain.protocol.committee import Reveal, RoundInputs
+from flchain.ledger.merkle import MerkleTreeError, RewardTree
+from flchain.protocol.committee import ZERO_ROOT, Reveal, RoundInputs
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
+from flchain.protocol.rewards import extension_error
 from flchain.protocol.task import server_optimizer
 from flchain.storage import ContentStore
 from flchain.storage.retention import RoundContent
-from flchain.types import CID, to_address
+from flchain.types import CID, Address, to_address
 
 
 def load_manifest(task: TrainingTask, store: ContentStore) -> TaskManifest:
@@ -103,6 +107,43 @@ def named_content(
     return list(rounds.values()), [params.manifest_cid, params.initial_model_cid]
 
 
+@dataclass(frozen=True)
+class RewardBase:
+    """The cumulative credits a round extends (DESIGN.md trust model: a colluding round may
+    misassign its own budget, nothing more, so honest rounds never build on its credits)."""
+
+    #: The finalized round the credits are those of (``None``: no credits yet).
+    round: int | None
+    cumulative: Mapping[Address, int] = field(default_factory=dict)
+    #: Why the latest finalized round's credits were left out ("" when they were not).
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimBaseline:
+    """What an account's claim proves as its baseline under the previous finalized root."""
+
+    amount: int = 0
+    proof: Sequence[bytes] = ()
+
+
+def soundness_error(report: RoundReport, record: RoundRecord, base: RewardBase) -> str | None:
+    """Why a finalized round's credits are not a sound extension of ``base`` (what an honest
+    committee would have built on), or ``None``: the report must match the chain's reward root
+    and total, name ``base`` as its base, lose no one's credit and add exactly its total."""
+    if report.reward_total != record.reward_total:
+        return f"its report credits {report.reward_total}, the chain {record.reward_total}"
+    try:
+        root = RewardTree(report.cumulative).root if report.cumulative else ZERO_ROOT
+    except MerkleTreeError as exc:
+        return f"its credits make no reward tree: {exc}"
+    if bytes(root) != bytes(record.reward_root):
+        return "its reward root is not the tree of its report's credits"
+    if report.base_round != base.round:
+        return f"it built on round {report.base_round}, not on round {base.round}"
+    return extension_error(base.cumulative, report.cumulative, report.reward_total)
+
+
 class TaskView:
     """Reads one task's protocol state from the chain and the store, remembering what cannot
     change: the task parameters and verified reports.
@@ -121,6 +162,11 @@ class TaskView:
         self.params = task.config()  # immutable once deployed
         self._manifest = manifest
         self._reports: dict[int, RoundReport] = {}
+        # Closed rounds never change: the finalized ones below `_scanned`, and the base each
+        # finalized round leaves to the rounds after it.
+        self._finalized: list[int] = []
+        self._scanned = 0
+        self._base_after: dict[int, RewardBase] = {}
 
     @property
     def manifest(self) -> TaskManifest:
@@ -167,6 +213,50 @@ class TaskView:
         self._reports[round_id] = fetch_report(self.store, events[-1])
         return self._reports[round_id]
 
+    def finalized_before(self, round_id: int) -> list[int]:
+        """The finalized rounds before ``round_id`` (all closed), oldest first."""
+        for r in range(self._scanned, round_id):
+            if self.task.round_record(r).status == RoundStatus.FINALIZED:
+                self._finalized.append(r)
+        self._scanned = max(self._scanned, round_id)
+        return [r for r in self._finalized if r < round_id]
+
+    def reward_base(self, round_id: int) -> RewardBase:
+        """The cumulative credits round ``round_id`` extends: those of the latest finalized round,
+        unless they are not a sound extension of what that round should have built on (see
+        :func:`soundness_error`); then that round's credits are left out — a colluding committee
+        misassigned its own budget and no more — and the note says so. Deterministic: every
+        honest member walks the same finalized rounds (once per view; later calls reuse it)."""
+        base = RewardBase(None)
+        for r in self.finalized_before(round_id):
+            if r in self._base_after:
+                base = self._base_after[r]
+                continue
+            report = self.report_of(r)
+            error = soundness_error(report, self.task.round_record(r), base)
+            if error is None:
+                base = RewardBase(r, report.cumulative)
+            else:
+                base = RewardBase(base.round, base.cumulative, f"round {r} left out: {error}")
+            self._base_after[r] = base
+        return base
+
+    def claim_baseline(self, round_id: int, account: str, claimed: int) -> ClaimBaseline:
+        """The baseline a claim against finalized round ``round_id`` proves: ``account``'s credit
+        under the finalized root before it, when above what it ``claimed`` (else nothing to
+        prove) and when that round's report is the tree of its on-chain root."""
+        previous = self.last_report(before=round_id)
+        amount = previous.cumulative.get(to_address(account), 0) if previous else 0
+        if previous is None or amount <= claimed:
+            return ClaimBaseline()
+        try:
+            tree = RewardTree(previous.cumulative)
+        except MerkleTreeError:
+            return ClaimBaseline()  # a malformed report proves nothing
+        if bytes(tree.root) != bytes(self.task.round_record(previous.round).reward_root):
+            return ClaimBaseline()  # a report that is not its root's tree proves nothing
+        return ClaimBaseline(amount, tree.proof(account))
+
     def global_model_cid(self, round_id: int) -> CID:
         """The model round ``round_id`` trains from: the latest result finalized before it,
         or the task's initial model (expired rounds keep the model they started from)."""
@@ -200,7 +290,8 @@ class TaskView:
     def round_inputs(self, round_id: int) -> RoundInputs:
         """Everything a committee member needs to recompute round ``round_id``."""
         record = self.task.round_record(round_id)
-        previous = self.last_report(before=round_id)
+        base = self.reward_base(round_id)
+        previous = self.last_report(before=round_id)  # the model's and optimizer state's round
         return RoundInputs(
             task=to_address(self.task.address),
             round_id=round_id,
@@ -208,7 +299,7 @@ class TaskView:
             aggregator=self.manifest.aggregator(),
             global_model_cid=self.global_model_cid(round_id),
             reward_pool=reward_pool(self.params, record),
-            previous_cumulative=previous.cumulative if previous else {},
+            previous_cumulative=base.cumulative,
             reveals=self.reveals(round_id, record),
             max_samples=self.params.max_samples,
             client_fraction=self.manifest.config.training.client_fraction,
@@ -217,4 +308,6 @@ class TaskView:
             server_state_cid=CID(previous.server_state_cid)
             if previous and previous.server_state_cid
             else None,
+            base_round=base.round,
+            base_note=base.note,
         )

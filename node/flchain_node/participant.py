@@ -355,5 +355,9 @@ class ParticipantNode:
         if unclaimed <= 0:
             return 0
         proof = RewardTree(self.view.report_of(round_id).cumulative).proof(self.address)
-        self.task.claim(self.account, round_id, cumulative, proof)
+        # Credit above the previous root's is drawn from this round's own budget: a claimer that
+        # skipped rounds proves its previous credit, so older credits are not counted as new.
+        claimed = cumulative - unclaimed
+        baseline = self.view.claim_baseline(round_id, self.address, claimed)
+        self.task.claim(self.account, round_id, cumulative, proof, baseline.amount, baseline.proof)
         return unclaimed

@@ -77,10 +77,10 @@ def test_reentrant_claim_pays_the_reward_once(
     round_id, _, tree = arena.play_round(arena.participants, credits)
     proof = [bytes(p) for p in tree.proof(attacker.address)]
     held, owned = arena.balance(task.address), arena.balance(attacker.address)
-    again = task.contract.encode_abi("claim", args=[round_id, 700, proof])
+    again = task.contract.encode_abi("claim", args=[round_id, 700, proof, 0, []])
     arena.chain.transact(attacker.contract.functions.arm(task.address, again), attacker.owner)
 
-    receipt = arena.send(attacker, task.contract, "claim", round_id, 700, proof)
+    receipt = arena.send(attacker, task.contract, "claim", round_id, 700, proof, 0, [])
 
     _assert_reentry_refused(attacker)
     assert [log["amount"] for log in task.logs(receipt, "RewardClaimed")] == [700]
@@ -88,7 +88,7 @@ def test_reentrant_claim_pays_the_reward_once(
     assert arena.balance(task.address) == held - 700
     assert (task.claimed(attacker.address), task.total_claimed()) == (700, 700)
     with pytest.raises(E.NothingToClaim) as info:
-        arena.send(attacker, task.contract, "claim", round_id, 700, proof)
+        arena.send(attacker, task.contract, "claim", round_id, 700, proof, 0, [])
     assert info.value.error_args == {
         "account": attacker.address,
         "cumulativeAmount": 700,
@@ -420,6 +420,73 @@ def test_a_colluding_round_cannot_pull_credits_of_later_rounds(arena: Arena) -> 
     assert isinstance(info.value, E.StaleRewardRoot)
     assert info.value.error_args == {"round": 0, "latest": 1}
     assert task.total_claimed() == 0
-    for p in honest:  # every honest credit is still there
+    # Every honest credit is still there; honest[0] proves its 100 under round 0's root, so only
+    # the rest counts against round 1's own credit.
+    task.claim(
+        honest[0], 1, 2_350, tree.proof(honest[0].address), 100, loot.proof(honest[0].address)
+    )
+    for p in honest[1:]:
         task.claim(p, 1, tree.amount(p.address), tree.proof(p.address))
     assert task.total_claimed() == task.total_credited() == 9_100
+
+
+def test_a_colluding_round_cannot_pay_out_earlier_rounds_unclaimed_credits(arena: Arena) -> None:
+    """Issue 13, hole 3: while its root is the latest, a colluding round lists one account with
+    the unclaimed credits of the round before (others' money). The contract used to pay it, as
+    the total credited covered it, and the honest claims then failed with ClaimExceedsCredited.
+    Now a root pays above each claimant's baseline at most its own round's reward total."""
+    task = arena.task
+    people = arena.participants[:5]
+    thief, sock, alice, bob = people[0], people[1], people[2], people[3]
+    # Round 0 is honest: alice and bob earn 4,000 each and leave it unclaimed for now.
+    _, _, honest = arena.play_round(people, {alice.address: 4_000, bob.address: 4_000})
+    # Round 1's whole committee colludes. Its root keeps the honest credits (so it looks sound
+    # to them) and adds the thief at their sum; the round credits 100, to a sock puppet.
+    bad = RewardTree(
+        {thief.address: 8_000, sock.address: 100, alice.address: 4_000, bob.address: 4_000}
+    )
+    round_id = task.current_round()
+    updates = arena.commit_all(people)
+    arena.to_reveal_phase()
+    _all_reveal(arena, people, updates)
+    arena.to_attest_phase()
+    forged = Result(keccak(text="m1"), "bafym1", keccak(text="r1"), "bafyr1", bytes(bad.root), 100)
+    for member in arena.members(round_id):
+        arena.attest(member, round_id, forged)
+    assert (task.total_credited(), task.total_claimed()) == (8_100, 0)
+    held = arena.balance(task.address)
+
+    with pytest.raises(E.RoundCreditExceeded) as info:
+        arena.send(thief, task.contract, "claim", round_id, 8_000, bad.proof(thief.address), 0, [])
+    assert info.value.error_args == {"round": round_id, "amount": 8_000, "available": 100}
+    # Nor can it pass off part of the loot as an earlier credit: baselines are proven.
+    with pytest.raises(E.InvalidProof) as proof:
+        arena.send(
+            thief, task.contract, "claim", round_id, 8_000, bad.proof(thief.address), 7_950, []
+        )
+    assert proof.value.error_args == {
+        "round": 0,
+        "account": thief.address,
+        "cumulativeAmount": 7_950,
+    }
+    assert arena.balance(task.address) == held
+
+    # What the round may misassign is its own budget: the sock takes the 100.
+    arena.send(sock, task.contract, "claim", round_id, 100, bad.proof(sock.address), 0, [])
+    # The honest owners of the unclaimed credits are paid in full, proving their round-0 credit.
+    for owner in (alice, bob):
+        receipt = arena.send(
+            owner,
+            task.contract,
+            "claim",
+            round_id,
+            4_000,
+            bad.proof(owner.address),
+            4_000,
+            honest.proof(owner.address),
+        )
+        assert task.logs(receipt, "RewardClaimed")[0]["amount"] == 4_000
+        assert task.logs(receipt, "RoundCreditDrawn") == []
+    assert (task.claimed(thief.address), task.total_claimed()) == (0, 8_100)
+    assert arena.balance(task.address) == held - 8_100
+    assert task.contract.functions.rewardCreditLeft().call() == 0

@@ -22,6 +22,7 @@ INVARIANTS = {
     "invariant_everyCommitIsCountedOnceAndSlashable",
     "invariant_noStakeLeavesBeforeItsSlashWindowsClose",
     "invariant_claimsPayOnlyTheLatestRoot",
+    "invariant_colludingRoundsMisassignOnlyTheirOwnBudget",
 }
 
 

@@ -367,10 +367,12 @@ def test_a_round_commits_reveals_finalizes_and_pays(env: Env) -> None:
 
     for account, amount in credits.items():
         before = env.token.functions.balanceOf(account).call()
-        env.send(task.functions.claim(0, amount, tree.proof(account)), account)
+        env.send(task.functions.claim(0, amount, tree.proof(account), 0, []), account)
         assert env.token.functions.balanceOf(account).call() == before + amount
     assert reverts_with(
-        lambda: task.functions.claim(0, 500, tree.proof(parts[0])).transact({"from": parts[0]}),
+        lambda: task.functions.claim(0, 500, tree.proof(parts[0]), 0, []).transact(
+            {"from": parts[0]}
+        ),
         contract_errors.NothingToClaim,
     ) == {"account": parts[0], "cumulativeAmount": 500, "claimed": 500}
 

@@ -1,6 +1,7 @@
 """Hypothesis stateful tests: random sequences of commits, reveals, attestations (honest and
-forged), expiries, slashes, settlements, claims and mining on the embedded chain, with the
-ledger's invariants checked after every step.
+forged), whole rounds (honest, or finalized by a colluding committee), expiries, slashes,
+settlements, claims and mining on the embedded chain, with the ledger's invariants checked after
+every step.
 
 Each example starts from one snapshot of a deployed stack and reverts to it afterwards.
 ``EXAMPLES`` sequences of up to ``STEPS`` actions run (4 x 20 = at most 80 steps).
@@ -13,7 +14,13 @@ from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from flchain.errors import ContractRevert
 from flchain.ledger import contract_errors as E
@@ -51,7 +58,13 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
             self.snapshot = kit.chain.snapshot()
             self.updates: dict[tuple[str, int], object] = {}
             self.credited: dict[str, int] = {}  # cumulative credits of the latest finalized root
+            # Credits of the sound rounds only: what honest committees build on (a colluding
+            # round's credits are left out), and what each account is owed.
+            self.honest: dict[str, int] = {}
+            self.most: dict[str, int] = {}  # the largest credit any finalized root gave
             self.trees: dict[int, RewardTree] = {}
+            self.colluding: list[int] = []  # rounds a colluding committee finalized
+            self.drawn: dict[int, int] = {}  # RoundCreditDrawn per round
             self.slashed = 0
             self.tag = 0
             self.revealers: dict[int, list[str]] = {}
@@ -111,7 +124,7 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
             revealers = self.revealers.get(round_id, [])
             if not revealers:
                 return
-            credits = dict(self.credited)
+            credits = dict(self.honest)
             target = people[who].address if forged else revealers[0]
             credits[target] = credits.get(target, 0) + share
             result = kit.result(credits, share, tag=f"{round_id}/{forged}")
@@ -120,9 +133,69 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
             except ContractRevert:
                 return
             if kit.task.current_round() != round_id:  # this vote finalized the round
-                self.credited = credits
-                self.trees[round_id] = RewardTree(credits)
-                self.finalized.append(round_id)
+                self._finalized_with(round_id, credits, sound=True)
+
+        @initialize(share=st.integers(1, 4_000))
+        def an_honest_round_first(self, share: int) -> None:
+            """Credits left unclaimed from the start, for colluding rounds to go after."""
+            self.whole_round(colluding=False, thief=0, share=share, keep=True)
+
+        @rule(
+            colluding=st.booleans(),
+            thief=st.integers(0, PLAYERS - 1),
+            share=st.integers(0, 4_000),
+            keep=st.booleans(),
+        )
+        def whole_round(self, colluding: bool, thief: int, share: int, keep: bool) -> None:
+            """Every player commits and reveals; the whole committee attests. An honest committee
+            credits ``share`` to the first revealer on top of the sound credits; a colluding
+            one (issue 13, hole 3) lists ``thief`` with every unclaimed credit besides its own
+            and reports ``share``, keeping the others' credits (``keep``) or dropping them.
+            Colluding rounds never follow one another here: two in a row are beyond the trust
+            limit (the second builds on the first's unchecked root)."""
+            if colluding and self.colluding and self.colluding[-1] == max(self.trees, default=-1):
+                return
+            round_id = kit.task.current_round()
+            updates = {}
+            for p in people:
+                upd = kit.update(p, round_id, str(self.tag))
+                try:
+                    receipt = kit.task.commit(p, kit.commitment(p, round_id, upd))
+                except ContractRevert:
+                    continue
+                self._count_commit(p.address, round_id)
+                self._count_slashes(receipt)
+                updates[p] = upd
+            self.tag += 1
+            if len(updates) < config.min_reveals:
+                return
+            kit.to_reveal_phase()
+            for p, upd in updates.items():
+                with contextlib.suppress(ContractRevert):
+                    kit.reveal(p, upd)
+                    self.revealers.setdefault(round_id, []).append(p.address)
+            if round_id not in self.revealers:
+                return
+            kit.to_attest_phase()
+            credits = dict(self.honest)
+            if colluding:
+                address = people[thief].address
+                unclaimed = sum(v - kit.task.claimed(a) for a, v in credits.items())
+                credits = credits if keep else {}
+                credits[address] = credits.get(address, 0) + max(unclaimed, 0) + share
+            else:
+                target = self.revealers[round_id][0]
+                credits[target] = credits.get(target, 0) + share
+            result = kit.result(credits, share, tag=f"{round_id}/whole/{colluding}")
+            for member in kit.members(round_id):
+                with contextlib.suppress(ContractRevert):
+                    kit.task.attest(member, round_id, result)
+            if kit.task.current_round() != round_id:
+                self._finalized_with(round_id, credits, sound=not colluding)
+                if colluding:  # the thief tries at once, with and without its baseline
+                    listed = sorted(credits)
+                    for with_baseline in (False, True):
+                        self.claim(listed.index(people[thief].address), 0, with_baseline)
 
         @rule()
         def expire(self) -> None:
@@ -138,27 +211,42 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
                 except ContractRevert:
                     continue
 
-        @rule(who=st.integers(0, PLAYERS - 1), back=st.integers(0, 2))
-        def claim(self, who: int, back: int) -> None:
-            """Claim against the latest finalized tree, or (issue 13) an older one."""
-            account = people[who].address
+        @rule(who=st.integers(0, PLAYERS - 1), back=st.integers(0, 2), baseline=st.booleans())
+        def claim(self, who: int, back: int, baseline: bool) -> None:
+            """Claim against the latest finalized tree, or (issue 13) an older one, proving the
+            previous finalized root's credit as the baseline or not."""
             if not self.trees:
                 return
             rounds = sorted(self.trees)
-            round_id = rounds[max(0, len(rounds) - 1 - back)]
+            index = max(0, len(rounds) - 1 - back)
+            round_id = rounds[index]
             tree = self.trees[round_id]
-            if account not in tree.credits:
-                return
+            listed = sorted(tree.credits)  # someone the tree credits, thieves included
+            account = listed[who % len(listed)]
+            claimant = next(p for p in people if p.address == account)
             amount = tree.amount(account)
+            before = self.trees[rounds[index - 1]] if index > 0 else None
+            previous, proof = 0, []
+            if baseline and before is not None and account in before.credits:
+                previous, proof = before.amount(account), before.proof(account)
             try:
-                receipt = kit.task.claim(people[who], round_id, amount, tree.proof(account))
-            except (E.NothingToClaim, E.ClaimExceedsCredited, E.StaleRewardRoot):
+                receipt = kit.task.claim(
+                    claimant, round_id, amount, tree.proof(account), previous, proof
+                )
+            except (
+                E.NothingToClaim,
+                E.ClaimExceedsCredited,
+                E.StaleRewardRoot,
+                E.RoundCreditExceeded,
+            ):
                 return
             # Only the latest root pays, and exactly what it credits.
             assert round_id == max(self.trees)
             assert kit.task.claimed(account) == self.credited[account]
             (event,) = kit.task.logs(receipt, "RewardClaimed")
             self.claims.append((account, event["cumulativeAmount"]))
+            for drawn in kit.task.logs(receipt, "RoundCreditDrawn"):
+                self.drawn[round_id] = self.drawn.get(round_id, 0) + drawn["amount"]
 
         @rule(who=st.integers(0, PLAYERS - 1))
         def withdraw_fees(self, who: int) -> None:
@@ -178,6 +266,17 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
                 raise AssertionError("a non-participant attested")
             except (E.NotCommitteeMember, E.NotInAttestPhase):
                 pass
+
+        def _finalized_with(self, round_id: int, credits: dict[str, int], *, sound: bool) -> None:
+            self.credited = credits
+            if sound:
+                self.honest = credits
+            else:
+                self.colluding.append(round_id)
+            for account, amount in credits.items():
+                self.most[account] = max(self.most.get(account, 0), amount)
+            self.trees[round_id] = RewardTree(credits)
+            self.finalized.append(round_id)
 
         def _count_commit(self, account: str, round_id: int) -> None:
             key = (account, round_id)
@@ -211,7 +310,7 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
             task = kit.task
             assert task.total_claimed() <= task.total_credited()
             for p in people:
-                assert task.claimed(p.address) <= self.credited.get(p.address, 0)
+                assert task.claimed(p.address) <= self.most.get(p.address, 0)
             # Nobody is paid the same cumulative amount twice.
             assert len(set(self.claims)) == len(self.claims)
 
@@ -226,6 +325,19 @@ def build_machine(kit: TaskKit) -> type[RuleBasedStateMachine]:
             for account in mine:
                 c = kit.task.commitment_of(account)
                 assert c.exists and c.round == round_id
+
+        @invariant()
+        def colluding_rounds_misassign_only_their_own_budget(self) -> None:
+            """Issue 13, hole 3: what accounts were paid beyond the sound rounds' credits is at
+            most what the colluding rounds reported (their own budgets), and no round's root
+            paid more above claimants' baselines than its reward total."""
+            task = kit.task
+            beyond = sum(
+                max(0, task.claimed(p.address) - self.honest.get(p.address, 0)) for p in people
+            )
+            assert beyond <= sum(task.round_record(r).reward_total for r in self.colluding)
+            for round_id, drawn in self.drawn.items():
+                assert drawn <= task.round_record(round_id).reward_total
 
         @invariant()
         def rounds_stay_within_budget(self) -> None:

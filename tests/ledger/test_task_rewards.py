@@ -28,10 +28,13 @@ def test_one_claim_covers_several_rounds(kit: TaskKit) -> None:
     assert task.total_credited() == 675
 
     held = token.balance_of(alice)
-    receipt = task.claim(people[0], 2, 600, trees[2].proof(alice))
+    # Alice skipped two rounds: she proves her credit under round 1's root as her baseline, so
+    # only the 300 above it count against round 2's own credit (325).
+    receipt = task.claim(people[0], 2, 600, trees[2].proof(alice), 300, trees[1].proof(alice))
     assert task.logs(receipt, "RewardClaimed") == [
         {"account": alice, "round": 2, "amount": 600, "cumulativeAmount": 600}
     ]
+    assert task.logs(receipt, "RoundCreditDrawn") == [{"round": 2, "amount": 300, "left": 25}]
     assert token.balance_of(alice) == held + 600
     assert task.claimed(alice) == 600
     # A replay pays nothing; an older root is refused outright (only the latest root pays).
@@ -44,8 +47,9 @@ def test_one_claim_covers_several_rounds(kit: TaskKit) -> None:
         assert stale.value.error_args == {"round": 0, "latest": 2}
     assert task.reward_round() == 2
 
-    task.claim(people[1], 2, 75, trees[2].proof(bob))
+    task.claim(people[1], 2, 75, trees[2].proof(bob), 50, trees[1].proof(bob))
     assert task.claimed(bob) == 75
+    assert task.contract.functions.rewardCreditLeft().call() == 0
     assert task.total_claimed() == 675
     assert [(e.account, e.amount) for e in task.events(RewardClaimed)] == [(alice, 600), (bob, 75)]
 
@@ -90,3 +94,33 @@ def test_a_colluding_committee_cannot_pay_out_more_than_was_credited(kit: TaskKi
         task.claim(people[0], 0, 5_000, tree.proof(alice))
     assert info.value.error_args == {"amount": 5_000, "available": 100}
     assert task.total_claimed() == 0
+
+
+def test_a_claim_draws_above_its_baseline_only_from_its_round(kit: TaskKit) -> None:
+    """Credit above what an account was paid (or proves under the previous root) is the latest
+    round's own credit: all claims together draw at most that round's ``rewardTotal``."""
+    task, people = kit.task, kit.participants[:3]
+    alice, bob = people[0].address, people[1].address
+    _, _, first = kit.play_round(people, {alice: 400, bob: 100}, 500)
+    with pytest.raises(E.NoPreviousRewardRound) as none:
+        task.claim(people[0], 0, 400, first.proof(alice), 1, [])
+    assert none.value.error_args == {"round": 0}
+    _, _, second = kit.play_round(people, {alice: 450, bob: 150}, 100)
+    assert task.contract.functions.rewardCreditLeft().call() == 100
+
+    # Without her baseline, alice's 450 would all be new credit of round 1 (which has 100).
+    with pytest.raises(E.RoundCreditExceeded) as info:
+        task.claim(people[0], 1, 450, second.proof(alice))
+    assert info.value.error_args == {"round": 1, "amount": 450, "available": 100}
+    # A baseline must be proven under round 0's root: a made-up one is refused.
+    with pytest.raises(E.InvalidProof) as bad:
+        task.claim(people[0], 1, 450, second.proof(alice), 450, first.proof(alice))
+    assert bad.value.error_args == {"round": 0, "account": alice, "cumulativeAmount": 450}
+    receipt = task.claim(people[0], 1, 450, second.proof(alice), 400, first.proof(alice))
+    assert task.logs(receipt, "RoundCreditDrawn") == [{"round": 1, "amount": 50, "left": 50}]
+    # A baseline at or below what was claimed proves nothing and needs no proof.
+    _, _, third = kit.play_round(people, {alice: 470, bob: 180}, 50)
+    receipt = task.claim(people[0], 2, 470, third.proof(alice), 450, [])
+    assert task.logs(receipt, "RoundCreditDrawn") == [{"round": 2, "amount": 20, "left": 30}]
+    task.claim(people[1], 2, 180, third.proof(bob), 150, second.proof(bob))
+    assert (task.total_claimed(), task.contract.functions.rewardCreditLeft().call()) == (650, 0)

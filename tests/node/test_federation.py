@@ -94,6 +94,7 @@ def test_global_model_changes_each_round_and_matches_an_independent_recomputatio
             previous_cumulative=previous_cumulative,
             reveals=reveals,
             max_samples=cfg.max_samples,
+            base_round=r - 1 if r else None,  # every round is sound: each builds on the last
         )
         outcome = recompute_round(inputs, fed.store)
         assert outcome.model_cid == event.model_cid

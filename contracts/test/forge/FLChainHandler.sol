@@ -27,6 +27,13 @@ contract FLChainHandler is ForgeTest {
     mapping(address account => uint256) public credited;
     /// @notice Rewards credited in total by finalized rounds, per the ghost books.
     uint256 public ghostCredited;
+    /// @notice Cumulative reward each actor was credited by sound rounds (a root that extends
+    /// the sound credits by its own total): what it is owed. Colluding rounds are left out.
+    mapping(address account => uint256) public honestCredited;
+    /// @notice Reward totals the colluding rounds reported: all they may misassign (hole 3).
+    uint256 public colludingBudget;
+    /// @notice Whether the latest finalized round was a colluding one.
+    bool public latestColluding;
     /// @notice Set if an outsider's commit or attest ever succeeded.
     bool public outsiderGotIn;
     /// @notice Largest single slash seen minus the stake it was taken from (0 if never above).
@@ -53,6 +60,7 @@ contract FLChainHandler is ForgeTest {
         address account;
         uint256 cumulative;
         uint256 rewardTotal;
+        bool sound;
     }
 
     mapping(bytes32 resultHash => Credit) private _credits;
@@ -150,22 +158,29 @@ contract FLChainHandler is ForgeTest {
         ITrainingTask.TaskConfig memory cfg = task.config();
         amount = bound(amount, 0, cfg.roundBudget); // above the cap on purpose, sometimes
         bytes32 model = keccak256(abi.encode("model", round, honest));
-        _attestAs(a, round, model, beneficiary, credited[beneficiary] + amount, amount, false);
+        // Built on the sound credits, as honest members do (a liar's result too: it misassigns
+        // at most its own total, so it is a sound extension).
+        _attestAs(a, round, model, beneficiary, honestCredited[beneficiary] + amount, amount, false, true);
     }
 
     /// @notice A colluding committee: every member of the current round votes for one root that
     /// credits `beneficiary` `inflation` above its due while reporting a tiny `rewardTotal`.
+    /// Never right after another colluding round: two in a row are beyond the trust limit (the
+    /// second builds on the first's unchecked root).
     function colludeRound(uint256 beneficiarySeed, uint256 inflation) external {
         calls++;
+        if (latestColluding) return;
         uint256 round = task.currentRound();
         address beneficiary = actorAt(beneficiarySeed);
-        // Small enough that the credits of the next honest round or two cover the theft.
-        uint256 cumulative = credited[beneficiary] + 1 + bound(inflation, 0, 3_000);
+        // Within what earlier rounds credited and left unclaimed (the theft of hole 3).
+        uint256 cumulative = honestCredited[beneficiary] + 1 + bound(inflation, 0, 3_000);
         bytes32 model = keccak256(abi.encode("colluding model", round));
         for (uint256 i = 0; i < ACTORS; ++i) {
             address m = actors[i];
             if (task.isCommitteeMember(round, m) && task.voteOf(round, m).resultHash == 0) {
-                if (_attestAs(m, round, model, beneficiary, cumulative, 1, true)) colludingRoundsFinalized++;
+                if (_attestAs(m, round, model, beneficiary, cumulative, 1, true, false)) {
+                    colludingRoundsFinalized++;
+                }
             }
         }
     }
@@ -183,7 +198,12 @@ contract FLChainHandler is ForgeTest {
     /// @notice A whole round whose committee colludes (see {colludeRound}).
     function playColludingRound(uint256 beneficiarySeed, uint256 inflation) external {
         _commitRevealAll();
+        uint256 before = colludingRoundsFinalized;
         this.colludeRound(beneficiarySeed, inflation);
+        if (colludingRoundsFinalized == before) return;
+        // The beneficiary tries to take the loot at once, without and with its baseline.
+        try this.claim(0, 0, false) {} catch {}
+        try this.claim(0, 0, true) {} catch {}
     }
 
     /// @dev Every active actor commits and reveals; then the last block before the attest deadline.
@@ -236,7 +256,7 @@ contract FLChainHandler is ForgeTest {
         _checkSlash(a, before);
     }
 
-    function claim(uint256 seed, uint256 roundsBack) external {
+    function claim(uint256 seed, uint256 roundsBack, bool baseline) external {
         address a = actorAt(seed);
         calls++;
         // A finalized round, the latest or (often) an older one: older roots must not pay.
@@ -246,8 +266,17 @@ contract FLChainHandler is ForgeTest {
         if (seed % 2 == 0 && c.account != address(0)) a = c.account; // often the root's own payee
         // Claim what the final root lists, for its beneficiary or (a theft) for someone else.
         uint256 amount = c.account == a ? c.cumulative : credited[c.account];
+        // The baseline: `a`'s credit under the finalized root before `round`, when that root's
+        // one leaf is `a`'s (a one-leaf root needs no proof), or none.
+        uint256 previous;
+        for (uint256 i = n; i > 1 && baseline; --i) {
+            if (_finalized[i - 1] != round) continue;
+            Credit memory p = _finalCredit[_finalized[i - 2]];
+            if (p.account == a) previous = p.cumulative;
+            break;
+        }
         vm.prank(a);
-        task.claim(round, amount, new bytes32[](0));
+        task.claim(round, amount, new bytes32[](0), previous, new bytes32[](0));
         // Paid exactly up to the latest root's credit for `a`, never from an older root.
         Credit memory latest = _finalCredit[latestFinalized];
         if (!anyFinalized || latest.account != a || task.claimed(a) != latest.cumulative) {
@@ -323,7 +352,8 @@ contract FLChainHandler is ForgeTest {
         address beneficiary,
         uint256 cumulative,
         uint256 rewardTotal,
-        bool mayFail
+        bool mayFail,
+        bool sound
     ) private returns (bool finalized) {
         ITrainingTask.Result memory result = ITrainingTask.Result({
             modelDigest: modelDigest,
@@ -334,7 +364,7 @@ contract FLChainHandler is ForgeTest {
             rewardTotal: rewardTotal
         });
         bytes32 h = task.hashResult(result);
-        if (_credits[h].account == address(0)) _credits[h] = Credit(beneficiary, cumulative, rewardTotal);
+        if (_credits[h].account == address(0)) _credits[h] = Credit(beneficiary, cumulative, rewardTotal, sound);
         uint256 finalizedBefore = task.finalizedRounds();
         vm.prank(member);
         if (mayFail) {
@@ -350,6 +380,12 @@ contract FLChainHandler is ForgeTest {
             _finalCredit[round] = c;
             ghostCredited += c.rewardTotal;
             if (c.cumulative > credited[c.account]) credited[c.account] = c.cumulative;
+            if (c.sound) {
+                if (c.cumulative > honestCredited[c.account]) honestCredited[c.account] = c.cumulative;
+            } else {
+                colludingBudget += c.rewardTotal;
+            }
+            latestColluding = !c.sound;
             (latestFinalized, anyFinalized) = (round, true);
             _finalized.push(round);
         }

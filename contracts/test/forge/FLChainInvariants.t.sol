@@ -118,6 +118,24 @@ contract FLChainInvariantsTest is ForgeTest {
         require(task.totalCredited() <= uint256(task.finalizedRounds()) * cfg.roundBudget, "credited over budget");
     }
 
+    /// @dev Hole 3, the budget bound: accounts were paid beyond what sound rounds credited them at
+    /// most the colluding rounds' own reward totals, and the latest root has no more credit left
+    /// to draw than its round's total.
+    function invariant_colludingRoundsMisassignOnlyTheirOwnBudget() public view {
+        uint256 beyond;
+        for (uint256 i = 0; i < handler.ACTORS(); ++i) {
+            address a = handler.actors(i);
+            uint256 paid = task.claimed(a);
+            uint256 owed = handler.honestCredited(a);
+            if (paid > owed) beyond += paid - owed;
+        }
+        require(beyond <= handler.colludingBudget(), "a colluding round paid out beyond its own budget");
+        if (task.finalizedRounds() > 0) {
+            uint256 total = task.roundRecord(task.rewardRound()).rewardTotal;
+            require(task.rewardCreditLeft() <= total, "more credit left than the round credited");
+        }
+    }
+
     function invariant_outsidersNeverCommitOrAttest() public view {
         require(!handler.outsiderGotIn(), "an outsider committed or attested");
     }
