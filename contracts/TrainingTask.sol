@@ -225,6 +225,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         }
         _current = s;
         emit Committed(s.round, msg.sender, index, commitment);
+        if (s.commits == _maxParticipants) emit PhaseClosedEarly(s.round, Phase.Commit, s.commitEnd, s.revealEnd);
 
         // Settle the replaced commitment last: it may call the registry, which moves tokens.
         if (replacing) _settleReplaced(msg.sender, old);
@@ -266,6 +267,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         if (s.reveals == s.commits) s.revealEnd = uint40(block.number);
         _current = s;
         emit Revealed(s.round, msg.sender, c.index, digest, numSamples, cid);
+        if (s.reveals == s.commits) emit PhaseClosedEarly(s.round, Phase.Reveal, s.commitEnd, s.revealEnd);
     }
 
     // --- committee -----------------------------------------------------------------------

@@ -275,6 +275,10 @@ interface ITrainingTask {
     event RoundStarted(uint256 indexed round, uint256 commitEnd, uint256 revealEnd);
     /// @notice `account` committed in `round` with commit index `index`.
     event Committed(uint256 indexed round, address indexed account, uint256 index, bytes32 commitment);
+    /// @notice A phase of `round` closed before its configured end: the commit phase when the
+    /// round's participant slots filled, the reveal phase when every committer revealed. The
+    /// phase now ending is `phase`; the round's deadlines are now `commitEnd` and `revealEnd`.
+    event PhaseClosedEarly(uint256 indexed round, Phase phase, uint256 commitEnd, uint256 revealEnd);
     /// @notice The commit phase of `round` closed with `commits` commits; the committee seed is fixed.
     event CommitteeSeedFixed(uint256 indexed round, uint256 seed, uint256 commits);
     /// @notice `account` revealed its update for `round`.

@@ -427,6 +427,23 @@ class OwnershipTransferred(Event):
 
 
 @dataclass(frozen=True)
+class PhaseClosedEarly(Event):
+    """A phase of `round` closed before its configured end: the commit phase when the round's
+    participant slots filled, the reveal phase when every committer revealed. The phase now
+    ending is `phase`; the round's deadlines are now `commitEnd` and `revealEnd`.
+
+    Mirrors ``ITrainingTask.PhaseClosedEarly``; indexed: ``round``.
+    """
+
+    round: int
+    phase: Phase
+    commit_end: int
+    reveal_end: int
+
+    name: ClassVar[str] = "PhaseClosedEarly"
+
+
+@dataclass(frozen=True)
 class Registered(Event):
     """`account` registered with `stake` tokens.
 
@@ -690,6 +707,7 @@ __all__ = [
     "OwnershipTransferred",
     "Participant",
     "Phase",
+    "PhaseClosedEarly",
     "Registered",
     "Result",
     "Revealed",

@@ -13,6 +13,7 @@ from flchain.ledger.contracts import (
     CommitmentFlag,
     Committed,
     Phase,
+    PhaseClosedEarly,
     Result,
     Revealed,
     RoundFinalized,
@@ -205,9 +206,29 @@ def test_commit_phase_closes_early_at_max_participants(kit: TaskKit) -> None:
     assert record.commit_end == receipt["blockNumber"]
     assert record.reveal_end == receipt["blockNumber"] + 20
     assert kit.task.phase() == Phase.REVEAL
+    (closed,) = kit.task.events(PhaseClosedEarly, round=0)
+    assert (closed.phase, closed.commit_end, closed.reveal_end) == (
+        Phase.COMMIT,
+        record.commit_end,
+        record.reveal_end,
+    )
+    assert closed.block_number == receipt["blockNumber"]
     with pytest.raises(E.CommitPhaseClosed) as info:
         kit.task.commit(kit.participants[3], b"\x01" * 32)
     assert info.value.error_args == {"round": 0}
+
+
+def test_reveal_phase_closes_early_when_every_committer_revealed(kit: TaskKit) -> None:
+    people = kit.participants[:3]
+    updates = kit.commit_all(people)
+    kit.to_reveal_phase()
+    kit.reveal_all(people[:2], updates)
+    assert kit.task.events(PhaseClosedEarly, round=0) == []  # one reveal still to come
+    receipt = kit.reveal(people[2], updates[people[2].address])
+    record = kit.task.round_record(0)
+    assert record.reveal_end == receipt["blockNumber"]
+    (closed,) = kit.task.events(PhaseClosedEarly, round=0)
+    assert (closed.phase, closed.reveal_end) == (Phase.REVEAL, receipt["blockNumber"])
 
 
 # --- commit failures ------------------------------------------------------------------------
