@@ -39,12 +39,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import RULES, aggregator_from_config
-from flchain.learning.data import federate, load_mnist5k
+from flchain.learning.data import TensorData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import SimConfig, participant_id, run_federation
 from flchain.learning.training import TrainConfig
@@ -157,8 +158,25 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     return out
 
 
+def validation_slice(test: TensorData, per_class: int) -> TensorData | None:
+    """The first ``per_class`` samples of each class of the test split (in split order): the
+    task's public validation set. It only weights rewards (the aggregate does not depend on
+    it), so test accuracy stays an unbiased estimate."""
+    if per_class <= 0:
+        return None
+    y = test.y.numpy()
+    idx = sorted(i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[:per_class])
+    return test.subset(idx)
+
+
 def execute(  # type: ignore[no-untyped-def]
-    run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig, jitter: float = 0.01
+    run: Run,
+    fed,
+    model_name: str,
+    rounds: int,
+    cfg: TrainConfig,
+    jitter: float = 0.01,
+    validation: int = 0,
 ) -> dict:
     model = build_model(model_name, "mnist", seed=run.seed)
     spec = ModelSpec.from_model(model, model_name)
@@ -176,7 +194,9 @@ def execute(  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     out = {"label": run.label, **asdict(run)}
     try:
-        res = run_federation(model, spec, fed, aggregator_from_config(run.rule, run.params), sim)
+        rule = aggregator_from_config(run.rule, run.params)
+        val = validation_slice(fed.test, validation)
+        res = run_federation(model, spec, fed, rule, sim, validation=val)
     except FLChainError as exc:  # e.g. too few usable updates left for the rule: a result
         return {
             **out,
@@ -231,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.01,
         help="ALIE/IPM colluders' noise, in benign stds (1.0: as noisy as an honest update)",
     )
+    ap.add_argument(
+        "--validation",
+        type=int,
+        default=0,
+        metavar="K",
+        help="give the rules a public validation set: the first K test samples of each class",
+    )
     args = ap.parse_args(argv)
     if args.merge:
         results: list[dict] = []
@@ -270,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for i, run in enumerate(todo, 1):
         fed = feds[run.partition, run.seed]
-        results.append(execute(run, fed, args.model, args.rounds, cfg, args.jitter))
+        results.append(
+            execute(run, fed, args.model, args.rounds, cfg, args.jitter, args.validation)
+        )
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
         print(f"[{i}/{len(todo)}] {run.label}: {acc} ({r['seconds']:.0f}s)", file=sys.stderr)

@@ -39,6 +39,7 @@ from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
+from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
 
 __all__ = [
     "COLLUDING",
@@ -200,9 +201,12 @@ def run_federation(
     aggregator: Aggregator,
     config: SimConfig,
     on_round: Callable[[RoundStats], None] | None = None,
+    validation: TensorData | None = None,
 ) -> SimResult:
     """Run ``config.rounds`` rounds from ``model``'s weights (``model`` ends at the final
-    global model) and return per-round test accuracy and decisions."""
+    global model) and return per-round test accuracy and decisions. ``validation`` is the
+    task's public validation set, handed to the rule each round with the global model (see
+    :class:`~flchain.learning.validation.RoundValidation`)."""
     if config.num_attackers > len(fed.clients):
         raise ConfigError("more attackers than clients")
     gen = torch.Generator().manual_seed(config.seed)
@@ -213,6 +217,9 @@ def run_federation(
                 fed.clients[i], config.backdoor_target, config.backdoor_fraction, gen
             )
     gamma = config.backdoor_boost or len(fed.clients) / max(1, config.num_attackers)
+    val_set = None
+    if validation is not None:
+        val_set = ValidationSet.from_arrays(validation.x, validation.y, validation.num_classes)
     result = SimResult()
     honest_first = config.num_attackers  # the copycat's victim
     for rnd in range(1, config.rounds + 1):
@@ -275,7 +282,10 @@ def run_federation(
                 updates.append(ClientUpdate(pid, decode_update(blob, spec), n))
             except UpdateFormatError as exc:
                 failures.append(Failure(pid, str(exc)))
-        agg = aggregator.aggregate(updates, failures)
+        checked = None
+        if val_set is not None:
+            checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
+        agg = aggregator.aggregate(updates, failures, checked)
         model.load_state_dict(apply_update(model.state_dict(), agg.update))
         t2 = time.perf_counter()
         ev = evaluate(model, fed.test)

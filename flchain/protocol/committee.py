@@ -23,6 +23,7 @@ from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
 from flchain.learning.codec import apply_update, decode_model, decode_update, encode_model
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled
+from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.report import RoundReport, UpdateOutcome
 from flchain.protocol.rewards import accumulate, split_budget
@@ -60,6 +61,9 @@ class RoundInputs:
     #: round's draw did not pick is a failure, so it earns nothing.
     client_fraction: float = 1.0
     sampling_seed: bytes = b""
+    #: The task's public validation set: given to the rule with the round's global model, so
+    #: a rule that uses it (``centered_clip``) can weight rewards by held-out loss.
+    validation: ValidationSet | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,10 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
             f"round {inputs.round_id}: {len(updates)} valid update(s), "
             f"{inputs.aggregator.name} needs {inputs.aggregator.min_inputs()}"
         )
-    aggregate = inputs.aggregator.aggregate(updates, failures)
+    checked = None
+    if inputs.validation is not None:
+        checked = RoundValidation(inputs.validation, fixed_model(global_state, spec))
+    aggregate = inputs.aggregator.aggregate(updates, failures, checked)
 
     model_bytes = encode_model(apply_update(global_state, aggregate.update), spec)
     model_cid = store.put(model_bytes)
