@@ -37,6 +37,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -258,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="give the rules a public validation set: the first K test samples of each class",
     )
+    ap.add_argument(
+        "--before",
+        metavar="JSON",
+        help="with --merge: a before/after table against the same runs in this file",
+    )
     args = ap.parse_args(argv)
     if args.merge:
         results: list[dict] = []
@@ -266,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                 results += json.load(fh)["results"]
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
+        if args.before:
+            with open(args.before) as fh:
+                print_compare(json.load(fh)["results"], results)
+            return 0
         (print_v2 if args.suite == "v2" else print_tables)(results)
         return 0
     runs = plan_v2() if args.suite == "v2" else plan()
@@ -534,6 +544,54 @@ def print_v2(results: list[dict]) -> None:
         )
     for r in errors:
         print(f"error: {r['label']}: {r.get('error')}")
+
+
+def print_compare(before: list[dict], after: list[dict]) -> None:
+    """Before/after table of the runs in ``after``: each (partition, rule, attack, attackers)
+    group next to the same runs (same labels, so the same seeds) in ``before``."""
+    old = {r["label"]: r for r in rows_v2(before) if r["final"] is not None}
+    new = [r for r in rows_v2(after) if r["final"] is not None and r["label"] in old]
+    groups: dict[tuple, list[dict]] = {}
+    for r in new:
+        groups.setdefault((r["partition"], r["rule"], r["attack"], r["attackers"]), []).append(r)
+
+    def q(rs: list[dict], key: str, worst: Callable[[list[float]], float] = max) -> str:
+        v = [r[key] for r in rs if r[key] is not None]
+        return f"{_mean(v):.2f} [{worst(v):.2f}]" if v else "—"
+
+    print(
+        "| partition | rule | attack | attackers | seeds | acc (mean) | same acc as before | "
+        "ratio before, mean [worst] | ratio after, mean [worst] | goal ≤ 0.5 after | "
+        "honest min per-capita before → after, mean [worst] |"
+    )
+    print("|---|---|---|---:|---:|---:|---|---:|---:|---|---|")
+    for (part, rule, attack, f), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] != "iid", kv[0][3], str(kv[0][2]))
+    ):
+        was = [old[r["label"]] for r in rs]
+        same = all(r["accuracy"] == w["accuracy"] for r, w in zip(rs, was, strict=True))
+        ratios = [r["ratio"] for r in rs if r["ratio"] is not None]
+        print(
+            f"| {part} | {rule} | {attack or 'clean'} | {f}/{N_CLIENTS} | {len(rs)} | "
+            f"{_mean([r['final'] for r in rs]):.2%} | {'yes' if same else 'NO'} | "
+            f"{q(was, 'ratio')} | {q(rs, 'ratio')} | "
+            f"{('yes' if max(ratios) <= RATIO_GOAL else 'NO') if ratios else '—'} | "
+            f"{q(was, 'hon_min', min)} → {q(rs, 'hon_min', min)} |"
+        )
+    print("\nHonest reward spread in clean runs, before → after (mean over seeds):")
+    print("| partition | rule | honest min | median | max | Gini rewards | Gini samples |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for part in ("iid", "dirichlet"):
+        rs = [r for r in new if r["attack"] is None and r["partition"] == part]
+        if not rs:
+            continue
+        was = [old[r["label"]] for r in rs]
+        cells = [
+            f"{_mean([w[k] for w in was]):.{d}f} → {_mean([r[k] for r in rs]):.{d}f}"
+            for k, d in (("hon_min", 2), ("hon_med", 2), ("hon_max", 2), ("gini", 3))
+        ]
+        gs = max(0.0, _mean([r["gini_samples"] for r in rs]))
+        print(f"| {part} | {rs[0]['rule']} | {' | '.join(cells)} | {gs:.3f} |")
 
 
 if __name__ == "__main__":
