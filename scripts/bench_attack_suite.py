@@ -28,6 +28,10 @@ next to their sample shares. ``--merge`` of v2 results prints the v2 tables.
 
     nice -n 10 .venv/bin/python scripts/bench_attack_suite.py --suite v2 --rounds 6 \
         --shard 0/2 --json a.json   # and --shard 1/2 --json b.json, then --merge a.json b.json
+
+v3 (``--validation K``): the rules get a public validation set, the first K test samples of
+each class, which centered_clip uses to weight rewards by held-out loss (the aggregate does not
+change). ``--merge new.json --before old.json`` prints a before/after table of the same runs.
 """
 
 from __future__ import annotations
