@@ -282,10 +282,11 @@ def run_federation(
                 updates.append(ClientUpdate(pid, decode_update(blob, spec), n))
             except UpdateFormatError as exc:
                 failures.append(Failure(pid, str(exc)))
-        checked = None
-        if val_set is not None:
+        if val_set is None:  # no keyword then: rules that override aggregate() keep working
+            agg = aggregator.aggregate(updates, failures)
+        else:
             checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
-        agg = aggregator.aggregate(updates, failures, checked)
+            agg = aggregator.aggregate(updates, failures, validation=checked)
         model.load_state_dict(apply_update(model.state_dict(), agg.update))
         t2 = time.perf_counter()
         ev = evaluate(model, fed.test)

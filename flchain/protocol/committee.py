@@ -102,10 +102,11 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
             f"round {inputs.round_id}: {len(updates)} valid update(s), "
             f"{inputs.aggregator.name} needs {inputs.aggregator.min_inputs()}"
         )
-    checked = None
-    if inputs.validation is not None:
+    if inputs.validation is None:  # no keyword then: rules that override aggregate() still work
+        aggregate = inputs.aggregator.aggregate(updates, failures)
+    else:
         checked = RoundValidation(inputs.validation, fixed_model(global_state, spec))
-    aggregate = inputs.aggregator.aggregate(updates, failures, checked)
+        aggregate = inputs.aggregator.aggregate(updates, failures, validation=checked)
 
     model_bytes = encode_model(apply_update(global_state, aggregate.update), spec)
     model_cid = store.put(model_bytes)
