@@ -28,6 +28,10 @@ next to their sample shares. ``--merge`` of v2 results prints the v2 tables.
 
     nice -n 10 .venv/bin/python scripts/bench_attack_suite.py --suite v2 --rounds 6 \
         --shard 0/2 --json a.json   # and --shard 1/2 --json b.json, then --merge a.json b.json
+
+v3 (``--validation K``): the rules get a public validation set, the first K test samples of
+each class, which centered_clip uses to weight rewards by held-out loss (the aggregate does not
+change). ``--merge new.json --before old.json`` prints a before/after table of the same runs.
 """
 
 from __future__ import annotations
@@ -37,14 +41,16 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import RULES, aggregator_from_config
-from flchain.learning.data import federate, load_mnist5k
+from flchain.learning.data import TensorData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import SimConfig, participant_id, run_federation
 from flchain.learning.training import TrainConfig
@@ -157,8 +163,25 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     return out
 
 
+def validation_slice(test: TensorData, per_class: int) -> TensorData | None:
+    """The first ``per_class`` samples of each class of the test split (in split order): the
+    task's public validation set. It only weights rewards (the aggregate does not depend on
+    it), so test accuracy stays an unbiased estimate."""
+    if per_class <= 0:
+        return None
+    y = test.y.numpy()
+    idx = sorted(i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[:per_class])
+    return test.subset(idx)
+
+
 def execute(  # type: ignore[no-untyped-def]
-    run: Run, fed, model_name: str, rounds: int, cfg: TrainConfig, jitter: float = 0.01
+    run: Run,
+    fed,
+    model_name: str,
+    rounds: int,
+    cfg: TrainConfig,
+    jitter: float = 0.01,
+    validation: int = 0,
 ) -> dict:
     model = build_model(model_name, "mnist", seed=run.seed)
     spec = ModelSpec.from_model(model, model_name)
@@ -176,7 +199,9 @@ def execute(  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     out = {"label": run.label, **asdict(run)}
     try:
-        res = run_federation(model, spec, fed, aggregator_from_config(run.rule, run.params), sim)
+        rule = aggregator_from_config(run.rule, run.params)
+        val = validation_slice(fed.test, validation)
+        res = run_federation(model, spec, fed, rule, sim, validation=val)
     except FLChainError as exc:  # e.g. too few usable updates left for the rule: a result
         return {
             **out,
@@ -231,6 +256,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0.01,
         help="ALIE/IPM colluders' noise, in benign stds (1.0: as noisy as an honest update)",
     )
+    ap.add_argument(
+        "--validation",
+        type=int,
+        default=0,
+        metavar="K",
+        help="give the rules a public validation set: the first K test samples of each class",
+    )
+    ap.add_argument(
+        "--before",
+        metavar="JSON",
+        help="with --merge: a before/after table against the same runs in this file",
+    )
     args = ap.parse_args(argv)
     if args.merge:
         results: list[dict] = []
@@ -239,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
                 results += json.load(fh)["results"]
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
+        if args.before:
+            with open(args.before) as fh:
+                print_compare(json.load(fh)["results"], results)
+            return 0
         (print_v2 if args.suite == "v2" else print_tables)(results)
         return 0
     runs = plan_v2() if args.suite == "v2" else plan()
@@ -270,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for i, run in enumerate(todo, 1):
         fed = feds[run.partition, run.seed]
-        results.append(execute(run, fed, args.model, args.rounds, cfg, args.jitter))
+        results.append(
+            execute(run, fed, args.model, args.rounds, cfg, args.jitter, args.validation)
+        )
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
         print(f"[{i}/{len(todo)}] {run.label}: {acc} ({r['seconds']:.0f}s)", file=sys.stderr)
@@ -505,6 +548,54 @@ def print_v2(results: list[dict]) -> None:
         )
     for r in errors:
         print(f"error: {r['label']}: {r.get('error')}")
+
+
+def print_compare(before: list[dict], after: list[dict]) -> None:
+    """Before/after table of the runs in ``after``: each (partition, rule, attack, attackers)
+    group next to the same runs (same labels, so the same seeds) in ``before``."""
+    old = {r["label"]: r for r in rows_v2(before) if r["final"] is not None}
+    new = [r for r in rows_v2(after) if r["final"] is not None and r["label"] in old]
+    groups: dict[tuple, list[dict]] = {}
+    for r in new:
+        groups.setdefault((r["partition"], r["rule"], r["attack"], r["attackers"]), []).append(r)
+
+    def q(rs: list[dict], key: str, worst: Callable[[list[float]], float] = max) -> str:
+        v = [r[key] for r in rs if r[key] is not None]
+        return f"{_mean(v):.2f} [{worst(v):.2f}]" if v else "—"
+
+    print(
+        "| partition | rule | attack | attackers | seeds | acc (mean) | same acc as before | "
+        "ratio before, mean [worst] | ratio after, mean [worst] | goal ≤ 0.5 after | "
+        "honest min per-capita before → after, mean [worst] |"
+    )
+    print("|---|---|---|---:|---:|---:|---|---:|---:|---|---|")
+    for (part, rule, attack, f), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] != "iid", kv[0][3], str(kv[0][2]))
+    ):
+        was = [old[r["label"]] for r in rs]
+        same = all(r["accuracy"] == w["accuracy"] for r, w in zip(rs, was, strict=True))
+        ratios = [r["ratio"] for r in rs if r["ratio"] is not None]
+        print(
+            f"| {part} | {rule} | {attack or 'clean'} | {f}/{N_CLIENTS} | {len(rs)} | "
+            f"{_mean([r['final'] for r in rs]):.2%} | {'yes' if same else 'NO'} | "
+            f"{q(was, 'ratio')} | {q(rs, 'ratio')} | "
+            f"{('yes' if max(ratios) <= RATIO_GOAL else 'NO') if ratios else '—'} | "
+            f"{q(was, 'hon_min', min)} → {q(rs, 'hon_min', min)} |"
+        )
+    print("\nHonest reward spread in clean runs, before → after (mean over seeds):")
+    print("| partition | rule | honest min | median | max | Gini rewards | Gini samples |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for part in ("iid", "dirichlet"):
+        rs = [r for r in new if r["attack"] is None and r["partition"] == part]
+        if not rs:
+            continue
+        was = [old[r["label"]] for r in rs]
+        cells = [
+            f"{_mean([w[k] for w in was]):.{d}f} → {_mean([r[k] for r in rs]):.{d}f}"
+            for k, d in (("hon_min", 2), ("hon_med", 2), ("hon_max", 2), ("gini", 3))
+        ]
+        gs = max(0.0, _mean([r["gini_samples"] for r in rs]))
+        print(f"| {part} | {rs[0]['rule']} | {' | '.join(cells)} | {gs:.3f} |")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import numpy as np
 from flchain.errors import AggregationError, ConfigError
 from flchain.learning.codec import Update
 from flchain.learning.models import ModelSpec
+from flchain.learning.validation import INPUT_BITS, RoundValidation, check_supported, hinge_loss
 
 #: Sample counts outside ``[1, MAX_SAMPLES]`` make an input invalid (keeps sums exact).
 MAX_SAMPLES = 2**24
@@ -213,9 +214,14 @@ class Aggregator(ABC):
         return 1
 
     def aggregate(
-        self, updates: Sequence[ClientUpdate], failures: Sequence[Failure] = ()
+        self,
+        updates: Sequence[ClientUpdate],
+        failures: Sequence[Failure] = (),
+        validation: RoundValidation | None = None,
     ) -> AggregateResult:
-        """Aggregate one round.
+        """Aggregate one round. ``validation`` (the task's public validation set and the
+        round's global model) lets a rule that uses it score updates on held-out data; rules
+        that do not ignore it.
 
         Raises :class:`~flchain.errors.AggregationError` when fewer than :meth:`min_inputs`
         usable updates remain, when the updates use different specs, or when a participant
@@ -243,7 +249,7 @@ class Aggregator(ABC):
                 f"{self.name} needs at least {self.min_inputs()} usable updates, got {len(usable)}"
             )
         spec = usable[0].update.spec
-        q, verdicts = self._combine(usable, spec)
+        q, verdicts = self._combine_validated(usable, spec, validation)
         q = q.astype(np.int32)
         q.flags.writeable = False
         decisions = [Decision(p, False, 0, r) for p, r in rejected.items()]
@@ -251,6 +257,15 @@ class Aggregator(ABC):
         return AggregateResult(
             Update(spec, q), tuple(sorted(decisions, key=lambda d: d.participant))
         )
+
+    def _combine_validated(
+        self,
+        updates: Sequence[ClientUpdate],
+        spec: ModelSpec,
+        validation: RoundValidation | None,
+    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
+        """:meth:`_combine` with the round's validation data; rules that use it override."""
+        return self._combine(updates, spec)
 
     @abstractmethod
     def _combine(
@@ -598,10 +613,27 @@ class CenteredClip(Aggregator):
     direction): ``⌊10⁶·max(0, cos(x, v))⌋`` in exact integers. It pays agreement in
     *direction*, not sample claims and not closeness; a boosted or noisy update gains nothing.
 
+    Validation factor (when the round gets the task's public validation set): the direction
+    score cannot tell a label-flipped update (cosine 0.2-0.4 with the aggregate) from an honest
+    one trained on label-skewed data, and boosting does not change direction. So for each
+    accepted update ``x_i`` let ``L_i`` be the validation hinge loss of ``g + ⌊(v + x_i)/2⌋``
+    — the new model with the update given half the weight (``g`` the global model, ``v`` the
+    aggregate; losses summed over the set in units of one sample's margin, from an exact
+    integer forward pass, see :mod:`flchain.learning.validation`). An update whose ``L_i``
+    exceeds the round's (lower) median ``L_m`` has its score multiplied by
+    ``(L_m + 1) / (L_i + 1)``: it is paid in proportion to how much worse it makes the model
+    on held-out data than the typical update of the round. In the spirit of Zeno (Xie, Koyejo &
+    Gupta, ICML 2019: rank updates by the validation-loss descent they give), as a reward
+    weight rather than a filter: the aggregate does not change. Half the weight, not the
+    update alone, because an honest client's update alone on skewed data forgets the classes
+    it lacks (its own model was 0-30% accurate on the validation set in a Dirichlet round)
+    while the aggregate keeps them; the median, not the new model's own loss, because early
+    on every honest non-IID update raises the loss at half weight.
+
     Limits: an adaptive attacker that adds honest-sized noise to a crafted vector passes the
     near-copy and too-central screens (it then earns about what an honest update with that
     direction earns), and a backdoor hidden in an update of ordinary length and direction is
-    scored like an honest update.
+    scored like an honest update unless it costs validation loss.
     """
 
     name = "centered_clip"
@@ -658,7 +690,45 @@ class CenteredClip(Aggregator):
         ]
         return centered_clip(means, start, self.iters, self._tau(spec))
 
-    def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
+    def _combine_validated(
+        self,
+        updates: Sequence[ClientUpdate],
+        spec: ModelSpec,
+        validation: RoundValidation | None,
+    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
+        v, verdicts = self._combine(updates, spec)
+        if validation is None:
+            return v, verdicts
+        check_supported(spec)
+        g = validation.global_q
+        if g.shape != v.shape:
+            raise AggregationError(
+                f"validation: global model has {g.shape[0]} values, the spec {v.shape[0]}"
+            )
+        unit = 1 << (INPUT_BITS + spec.codec.frac_bits)  # one sample missing the margin by 1
+        size = len(validation.data.y)
+        loss = {
+            u.participant: hinge_loss(g + ((v + u.update.q) >> 1), spec, validation.data)
+            for u in updates
+            if verdicts[u.participant][0]
+        }
+        if not loss:
+            return v, verdicts
+        ref = _lower_median(list(loss.values()))
+        for p, lp in loss.items():
+            score = verdicts[p][1]
+            if lp > ref and score:
+                verdicts[p] = (
+                    True,
+                    score * (ref + unit) // (lp + unit),
+                    f"validation loss {1000 * lp // (unit * size)} vs median "
+                    f"{1000 * ref // (unit * size)} (milli-margins per sample, at half weight)",
+                )
+        return v, verdicts
+
+    def _combine(
+        self, updates: Sequence[ClientUpdate], spec: ModelSpec
+    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
         x = _vectors(updates)
         n = len(x)
         seed = _round_seed(updates)

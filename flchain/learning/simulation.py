@@ -40,6 +40,7 @@ from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.learning.server_opt import ServerOptimizer, server_step
 from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
+from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
 
 __all__ = [
     "COLLUDING",
@@ -204,9 +205,12 @@ def run_federation(
     aggregator: Aggregator,
     config: SimConfig,
     on_round: Callable[[RoundStats], None] | None = None,
+    validation: TensorData | None = None,
 ) -> SimResult:
     """Run ``config.rounds`` rounds from ``model``'s weights (``model`` ends at the final
-    global model) and return per-round test accuracy and decisions."""
+    global model) and return per-round test accuracy and decisions. ``validation`` is the
+    task's public validation set, handed to the rule each round with the global model (see
+    :class:`~flchain.learning.validation.RoundValidation`)."""
     if config.num_attackers > len(fed.clients):
         raise ConfigError("more attackers than clients")
     gen = torch.Generator().manual_seed(config.seed)
@@ -217,6 +221,9 @@ def run_federation(
                 fed.clients[i], config.backdoor_target, config.backdoor_fraction, gen
             )
     gamma = config.backdoor_boost or len(fed.clients) / max(1, config.num_attackers)
+    val_set = None
+    if validation is not None:
+        val_set = ValidationSet.from_arrays(validation.x, validation.y, validation.num_classes)
     result = SimResult()
     honest_first = config.num_attackers  # the copycat's victim
     optimizer = config.server_optimizer
@@ -281,7 +288,11 @@ def run_federation(
                 updates.append(ClientUpdate(pid, decode_update(blob, spec), n))
             except UpdateFormatError as exc:
                 failures.append(Failure(pid, str(exc)))
-        agg = aggregator.aggregate(updates, failures)
+        if val_set is None:  # no keyword then: rules that override aggregate() keep working
+            agg = aggregator.aggregate(updates, failures)
+        else:
+            checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
+            agg = aggregator.aggregate(updates, failures, validation=checked)
         step = agg.update
         if optimizer is not None:
             step, server_state = server_step(optimizer, step, server_state)

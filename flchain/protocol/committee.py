@@ -46,6 +46,7 @@ from flchain.learning.server_opt import (
     encode_state,
     server_step,
 )
+from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.report import RoundReport, UpdateOutcome
 from flchain.protocol.rewards import accumulate, split_budget
@@ -94,6 +95,9 @@ class RoundInputs:
     #: the report.
     base_round: int | None = None
     base_note: str = ""
+    #: The task's public validation set: given to the rule with the round's global model, so
+    #: a rule that uses it (``centered_clip``) can weight rewards by held-out loss.
+    validation: ValidationSet | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,11 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
             f"round {inputs.round_id}: {len(updates)} valid update(s), "
             f"{inputs.aggregator.name} needs {inputs.aggregator.min_inputs()}"
         )
-    aggregate = inputs.aggregator.aggregate(updates, failures)
+    if inputs.validation is None:  # no keyword then: rules that override aggregate() still work
+        aggregate = inputs.aggregator.aggregate(updates, failures)
+    else:
+        checked = RoundValidation(inputs.validation, fixed_model(global_state, spec))
+        aggregate = inputs.aggregator.aggregate(updates, failures, validation=checked)
     step, state_cid = _server_step(inputs, aggregate.update, store)
 
     model_bytes = encode_model(apply_update(global_state, step), spec)

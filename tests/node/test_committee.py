@@ -7,12 +7,21 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from eth_utils import to_checksum_address
 
 from flchain.config import AggregationConfig, TaskConfig
-from flchain.learning.codec import encode_model, encode_update, update_digest
+from flchain.learning.aggregation import ClientUpdate
+from flchain.learning.codec import (
+    decode_model,
+    decode_update,
+    encode_model,
+    encode_update,
+    update_digest,
+)
+from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
 from flchain.protocol.committee import Reveal, RoundInputs, RoundOutcome, recompute_round
 from flchain.protocol.task import initial_model_and_manifest
 from flchain.storage import LocalStore
@@ -119,3 +128,50 @@ def test_a_reveal_the_round_did_not_draw_is_a_failure(
         else:
             assert not by[h].accepted and by[h].reward == 0
             assert by[h].reason.endswith("not sampled for this round")
+
+
+def test_the_validation_set_reaches_the_rule(tmp_path: Path) -> None:
+    """With a validation set in the inputs, the report carries the rule's validation-weighted
+    scores, as the rule computes them from the round's global model."""
+    config = TaskConfig(aggregation=AggregationConfig(rule="centered_clip"))
+    model, manifest = initial_model_and_manifest(config)
+    spec = manifest.spec
+    store = LocalStore(tmp_path / "store", durable=False)
+    gen = torch.Generator().manual_seed(1)
+    reveals = []
+    for i, who in enumerate(HONEST):
+        delta = {
+            k: 0.01 * torch.randn(v.shape, generator=gen) for k, v in model.state_dict().items()
+        }
+        data = encode_update(delta, spec)
+        reveals.append(Reveal(who, update_digest(data), 10 + i, store.put(data)))
+    features = spec.tensors[0].shape[1]
+    rng = np.random.default_rng(2)
+    val = ValidationSet.from_arrays(rng.uniform(0, 1, (50, features)), rng.integers(0, 10, 50), 10)
+    global_cid = store.put(encode_model(model.state_dict(), spec))
+    inputs = RoundInputs(
+        task=TASK,
+        round_id=0,
+        spec=spec,
+        aggregator=manifest.aggregator(),
+        global_model_cid=global_cid,
+        reward_pool=1000 * 10**18,
+        previous_cumulative={},
+        reveals=reveals,
+        max_samples=100_000,
+        validation=val,
+    )
+    outcome = recompute_round(inputs, store)
+    ups = [
+        ClientUpdate(r.participant, decode_update(store.get(r.cid), spec), r.num_samples)
+        for r in reveals
+    ]
+    g = fixed_model(decode_model(store.get(global_cid), spec), spec)
+    want = manifest.aggregator().aggregate(ups, validation=RoundValidation(val, g))
+    assert [(o.participant, o.score, o.reason) for o in outcome.report.outcomes] == [
+        (d.participant, d.score, d.reason) for d in want.decisions
+    ]
+    assert any("validation loss" in o.reason for o in outcome.report.outcomes)
+    plain = recompute_round(RoundInputs(**{**inputs.__dict__, "validation": None}), store)
+    assert plain.model_digest == outcome.model_digest  # the aggregate does not depend on it
+    assert plain.report_digest != outcome.report_digest
