@@ -36,8 +36,9 @@ a companion blob of the global model, found as the server optimizers' state is (
 ``server_state_cid``; zero before the first finalized round; :mod:`flchain.protocol.committee`).
 
 A participant updates ``c_i`` with the quantized ``Δc_i`` it sends (:func:`train_scaffold`),
-so the server's ``c`` and the participants' ``c_i`` move by exactly the same fixed-point
-amounts.
+so the server's ``c`` and the participants' ``c_i`` move by the same fixed-point amounts (the
+participant adds them in float64, exact to its rounding), and quantization error does not
+accumulate between ``c`` and the mean of the ``c_i``.
 """
 
 from __future__ import annotations
