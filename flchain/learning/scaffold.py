@@ -38,7 +38,11 @@ a companion blob of the global model, found as the server optimizers' state is (
 A participant updates ``c_i`` with the quantized ``Δc_i`` it sends (:func:`train_scaffold`),
 so the server's ``c`` and the participants' ``c_i`` move by the same fixed-point amounts (the
 participant adds them in float64, exact to its rounding), and quantization error does not
-accumulate between ``c`` and the mean of the ``c_i``.
+accumulate between ``c`` and the mean of the ``c_i``. A node advances ``c_i`` when it trains,
+whether or not the round later finalizes or the rule accepts its update (it cannot know at
+commit time); in such a round ``c`` does not take its ``Δc_i``, so ``c`` and the mean of the
+``c_i`` drift apart by that participant's share. The paper assumes every sampled client's
+update is applied.
 """
 
 from __future__ import annotations
