@@ -22,8 +22,11 @@ codec bound, even where the rule keeps its ``Δw`` out. So ``Δc`` gets the same
 ``Δw``. What the rule sees is the joint vector: a selection rule (Krum, multi-Krum) selects or
 rejects an update as a whole, distance- and norm-based rules (centered clipping, norm bounds)
 measure both halves together, and coordinate-wise rules (median, trimmed mean) treat the
-``.c/`` coordinates like any others. With the weighted mean (``fedavg``) this is exactly the
-paper's server update (weighted by samples, as FedAvg weights ``Δw``).
+``.c/`` coordinates like any others. The halves are on different scales (``Δc`` is
+``-c - Δw/(K·η)``), so a distance-based rule weighs the larger half more; with ``K·η`` near 1
+(the FedAvg paper's MNIST setup: E=5, 40 samples, B=10, η=0.05) they are comparable. With the
+weighted mean (``fedavg``) this is exactly the paper's server update (weighted by samples, as
+FedAvg weights ``Δw``).
 
 ``|S|/N``: the committee knows who revealed but not ``N`` (anyone may join a task), so it uses
 the task's expected sampling rate ``training.client_fraction`` (C); with C = 1 the variate is

@@ -136,7 +136,9 @@ class ControlStore:
     Round ``r`` trains from the variate the latest round before ``r`` left, never from ``r``'s
     own: a node that restarts after saving round ``r``'s variate but before committing trains
     ``r`` again from the same ``c_i``, so it produces the same update and the same ``c_i⁺``.
-    Each file is written atomically (write, fsync, rename)."""
+    Each file is written atomically (write, fsync, rename); once round ``r``'s is written, the
+    files of rounds before the one ``r`` trained from are deleted (nothing later reads them),
+    so a node keeps two variates, not one per round."""
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
@@ -187,3 +189,6 @@ class ControlStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        earlier = [r for r in self.rounds() if r < round_id]
+        for r in earlier[:-1]:  # keep the one round_id trained from: a retrain reads it
+            (self.directory / f"{r}.npy").unlink(missing_ok=True)

@@ -35,6 +35,9 @@ def test_a_round_trains_from_the_variate_the_rounds_before_it_left(
     if on_disk:  # a restarted node reads the same
         assert (ControlStore(tmp_path / "node.controls").latest(4, 4) == 3.5).all()
         assert store.rounds() == [0, 3]
+        store.save(5, np.full(4, 5.5))  # round 0's variate is no longer needed by anyone
+        assert store.rounds() == [3, 5]
+        assert (store.latest(before=5, size=4) == 3.5).all()
 
 
 def test_a_damaged_variate_is_refused(tmp_path: Path) -> None:
