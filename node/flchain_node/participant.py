@@ -129,11 +129,6 @@ class ParticipantNode:
         self.manifest = self.view.manifest
         # SCAFFOLD: c_i is kept beside the state file (in memory for a node without one)
         self.scaffold = self.manifest.config.training.algorithm == "scaffold"
-        if self.scaffold and not hasattr(source, "produce_scaffold"):
-            raise ConfigError(
-                f'training.algorithm = "scaffold": this node\'s trainer '
-                f"({type(source).__name__}) cannot train with control variates"
-            )
         path = self.state.path
         self.controls = ControlStore(path.with_suffix(".controls") if path else None)
         self.will_reveal, self.will_attest = reveal, attest
@@ -308,7 +303,13 @@ class ParticipantNode:
         """Train with this node's ``c_i`` and the server's ``c`` (named by the latest finalized
         report); ``c_i⁺`` is saved under ``round_id`` before anything is committed."""
         spec = self.manifest.spec
-        source: ScaffoldSource = self.source  # type: ignore[assignment]  # checked in __init__
+        if not hasattr(self.source, "produce_scaffold"):
+            # checked here, not at start: a node that only attests or claims needs no trainer
+            raise ConfigError(
+                f'training.algorithm = "scaffold": this node\'s trainer '
+                f"({type(self.source).__name__}) cannot train with control variates"
+            )
+        source: ScaffoldSource = self.source  # type: ignore[assignment]
         update, num_samples, control = source.produce_scaffold(
             global_state,
             round_id,

@@ -11,10 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from flchain_node.factory import build_participant
 from flchain_node.federation import Federation
-from support.fedkit import DEMO, Driver, fresh_node
+from support.fedkit import DEMO, Driver, SlowTrainer, fresh_node
 
+from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model, decode_update
 from flchain.learning.scaffold import decode_control, split, update_spec
 from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus
@@ -96,5 +99,18 @@ def test_a_restarted_node_keeps_its_control_variate(tmp_path: Path) -> None:
         assert retrain() != committed
         Driver(fed).finish_round(1)
         assert fed.deployment.task.round_record(1).status == RoundStatus.FINALIZED
+    finally:
+        fed.close()
+
+
+def test_a_trainer_without_control_variates_is_refused_when_it_would_train() -> None:
+    torch.set_num_threads(1)
+    fed = Federation(replace(SCAFFOLD, rounds=1))
+    try:
+        task = fed.deployment.task
+        trainer = SlowTrainer(fed.nodes[0].source, task)  # type: ignore[arg-type]
+        node = build_participant(task, fed.store, fed.accounts[0], trainer)  # builds: may attest
+        with pytest.raises(ConfigError, match="cannot train with control variates"):
+            node.step()
     finally:
         fed.close()
