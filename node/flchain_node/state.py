@@ -162,7 +162,7 @@ class ControlStore:
             return self._memory[r].copy()
         path = self.directory / f"{r}.npy"
         try:
-            control = np.load(path, allow_pickle=False)
+            control: np.ndarray = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ProtocolError(f"SCAFFOLD control variate {path} is unreadable: {exc}") from exc
         if control.shape != (size,) or control.dtype != np.float64:
