@@ -12,9 +12,9 @@ from torch import nn
 
 from flchain.config import TaskConfig, TrainingConfig
 from flchain.errors import ConfigError
-from flchain.learning.codec import flat_layout
+from flchain.learning.codec import decode_update, encode_update, flat_layout
 from flchain.learning.data import TensorData, federate, load_digits
-from flchain.learning.models import ModelSpec, build_model
+from flchain.learning.models import CodecParams, ModelSpec, build_model
 from flchain.learning.scaffold import (
     CONTROL,
     MalformedControlState,
@@ -151,3 +151,16 @@ def test_combinations_that_do_not_fit_are_refused() -> None:
         TrainConfig(scaffold=True, dp=DPConfig(1.0, 1.0))
     with pytest.raises(ConfigError, match="scaffold"):
         SimConfig(rounds=1, train=TrainConfig(scaffold=True), attack="sign_flip", num_attackers=1)
+
+
+@pytest.mark.parametrize("encoding", ["fixed", "int16", "int8"])
+def test_c_i_moves_by_what_the_committee_decodes(data: TensorData, encoding: str) -> None:
+    model = build_model("logreg", "digits", seed=3)
+    spec = ModelSpec.from_model(model, "logreg", CodecParams(encoding=encoding))  # type: ignore[arg-type]
+    start = np.random.default_rng(2).normal(0, 0.05, spec.num_params)
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.05, scaffold=True)
+    run = train_scaffold(model, data, config, 1, spec, start, np.zeros(spec.num_params, np.int64))
+    decoded = decode_update(encode_update(run.update, update_spec(spec)), update_spec(spec))
+    _, dc = split(decoded, spec)
+    assert dc.any()
+    assert np.allclose(run.client_control - start, dc * 2.0**-F, rtol=0, atol=1e-15)
