@@ -245,6 +245,8 @@ class ParticipantNode:
             if round_id not in self._skipped:
                 self._skipped.add(round_id)
                 report.actions.append("missed-commit-deadline")
+                if self.scaffold:  # c_i must not move by a Δc the committee never sees
+                    self.controls.discard(round_id)
             return
         value = commitment(
             chain_id=self.chain.chain_id,

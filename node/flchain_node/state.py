@@ -172,6 +172,13 @@ class ControlStore:
             )
         return control
 
+    def discard(self, round_id: int) -> None:
+        """Forget round ``round_id``'s variate: its ``Δc`` never reached the committee (e.g. the
+        node missed the commit deadline), so the next round trains from the one before."""
+        self._memory.pop(round_id, None)
+        if self.directory is not None:
+            (self.directory / f"{round_id}.npy").unlink(missing_ok=True)
+
     def save(self, round_id: int, control: np.ndarray) -> None:
         """Keep ``c_i⁺`` of round ``round_id``."""
         control = np.asarray(control, np.float64)

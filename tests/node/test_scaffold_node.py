@@ -38,6 +38,10 @@ def test_a_round_trains_from_the_variate_the_rounds_before_it_left(
         store.save(5, np.full(4, 5.5))  # round 0's variate is no longer needed by anyone
         assert store.rounds() == [3, 5]
         assert (store.latest(before=5, size=4) == 3.5).all()
+    store.save(6, np.full(4, 6.5))
+    store.discard(6)  # e.g. trained but missed the commit deadline: its Δc was never sent
+    expected = 5.5 if on_disk else 3.5  # the latest variate before round 6
+    assert (store.latest(before=7, size=4) == expected).all()
 
 
 def test_a_damaged_variate_is_refused(tmp_path: Path) -> None:
