@@ -11,16 +11,14 @@ does) and the integer FedAvg rule (flchain.learning.simulation).
 from __future__ import annotations
 
 import argparse
-import time
 
-from benchkit import bench_parser, parse, progress, setup_of, write_results
+import benchkit
 
-from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.codec import decode_update, encode_update
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import CodecParams, ModelSpec, build_model
-from flchain.learning.simulation import SimConfig, run_federation
-from flchain.learning.training import TrainConfig, train_local
+from flchain.learning.simulation import SimConfig
+from flchain.learning.training import train_local
 
 ENCODINGS = {"int32": "fixed", "int16": "int16", "int8": "int8"}
 
@@ -29,17 +27,14 @@ def run(args: argparse.Namespace, model_name: str, partition: str, codec: str) -
     fed = federate(load_mnist5k(), args.clients, partition, seed=0)
     model = build_model(model_name, fed.test, seed=0)
     spec = ModelSpec.from_model(model, model_name, CodecParams(encoding=ENCODINGS[codec]))  # type: ignore[arg-type]
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    train = benchkit.train_config(args)
     # the size of one real update (every update of a spec has the same size)
     delta = train_local(model, fed.clients[0], train, seed=0).delta
     one = encode_update(delta, spec)
     back = decode_update(one, spec).to_tensors()
     err = sum(float(((back[k] - v).double() ** 2).sum()) for k, v in delta.items()) ** 0.5
     norm = sum(float((v.double() ** 2).sum()) for v in delta.values()) ** 0.5
-    started = time.perf_counter()
-    result = run_federation(
-        model, spec, fed, aggregator_from_config("fedavg"), SimConfig(args.rounds, train)
-    )
+    _, measured = benchkit.fedavg_run(model, spec, fed, SimConfig(args.rounds, train))
     return {
         "model": model_name,
         "partition": partition,
@@ -48,31 +43,28 @@ def run(args: argparse.Namespace, model_name: str, partition: str, codec: str) -
         "bytes_per_update": len(one),
         "bytes_per_round": len(one) * args.clients,
         "relative_l2_error": err / norm,
-        "final_accuracy": result.accuracies[-1],
-        "best_accuracy": max(result.accuracies),
-        "accuracy_per_round": result.accuracies,
-        "seconds": round(time.perf_counter() - started, 1),
+        **measured,
     }
 
 
 def main() -> None:
-    p = bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.05})
+    p = benchkit.bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.05})
     p.add_argument("--models", default="mlp,logreg")
     p.add_argument("--partitions", default="iid,dirichlet")
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--rounds", type=int, default=20)
-    args = parse(p)
+    args = benchkit.parse(p)
     rows = []
     for model_name in args.models.split(","):
         for partition in args.partitions.split(","):
             for codec in ENCODINGS:
                 row = run(args, model_name, partition, codec)
-                progress(row, leave_out=["accuracy_per_round"])
+                benchkit.progress(row, leave_out=["accuracy_per_round"])
                 rows.append(row)
-    setup = setup_of(
+    setup = benchkit.setup_of(
         args, data="MNIST-5k, 4,000 train / 1,000 test", rule="fedavg", dirichlet_alpha=0.5
     )
-    write_results(args, {"setup": setup, "runs": rows}, markdown)
+    benchkit.write_results(args, {"setup": setup, "runs": rows}, markdown)
 
 
 def markdown(out: dict[str, object]) -> str:

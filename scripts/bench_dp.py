@@ -12,15 +12,13 @@ The federation is in memory (flchain.learning.simulation: the real codec and int
 from __future__ import annotations
 
 import argparse
-import time
 
-from benchkit import bench_parser, parse, progress, setup_of, write_results
+import benchkit
 
-from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
-from flchain.learning.simulation import SimConfig, run_federation
-from flchain.learning.training import DPConfig, TrainConfig, dp_epsilon
+from flchain.learning.simulation import SimConfig
+from flchain.learning.training import DPConfig, dp_epsilon
 
 
 def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
@@ -28,10 +26,8 @@ def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
     model = build_model(args.model, fed.test, seed=0)
     spec = ModelSpec.from_model(model, args.model)
     dp = None if sigma is None else DPConfig(args.clip, sigma, args.delta)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dp=dp)
-    started = time.perf_counter()
-    result = run_federation(
-        model, spec, fed, aggregator_from_config("fedavg"), SimConfig(args.rounds, train)
+    _, measured = benchkit.fedavg_run(
+        model, spec, fed, SimConfig(args.rounds, benchkit.train_config(args, dp=dp))
     )
     eps_round = None if sigma is None else dp_epsilon(sigma, 1, args.delta)
     eps_total = None if sigma is None else dp_epsilon(sigma, args.rounds, args.delta)
@@ -39,35 +35,32 @@ def run(args: argparse.Namespace, sigma: float | None) -> dict[str, object]:
         "noise_multiplier": sigma,
         "epsilon_per_round": eps_round,
         "epsilon_cumulative": eps_total,
-        "final_accuracy": result.accuracies[-1],
-        "best_accuracy": max(result.accuracies),
-        "accuracy_per_round": result.accuracies,
-        "seconds": round(time.perf_counter() - started, 1),
+        **measured,
     }
 
 
 def main() -> None:
-    p = bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.1})
+    p = benchkit.bench_parser(__doc__, training={"epochs": 1, "batch_size": 10, "lr": 0.1})
     p.add_argument("--sigmas", default="none,0.3,0.5,1.0,2.0")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--model", default="logreg")
     p.add_argument("--clip", type=float, default=0.5)
     p.add_argument("--delta", type=float, default=1e-5)
-    args = parse(p)
+    args = benchkit.parse(p)
     rows = []
     for s in args.sigmas.split(","):
         row = run(args, None if s == "none" else float(s))
-        progress(row, leave_out=["accuracy_per_round"])
+        benchkit.progress(row, leave_out=["accuracy_per_round"])
         rows.append(row)
-    setup = setup_of(
+    setup = benchkit.setup_of(
         args,
         leave_out=["sigmas"],
         data="MNIST-5k, 4,000 train / 1,000 test, IID",
         rule="fedavg",
         codec="int32 fixed point",
     )
-    write_results(args, {"setup": setup, "runs": rows}, markdown)
+    benchkit.write_results(args, {"setup": setup, "runs": rows}, markdown)
 
 
 def markdown(out: dict[str, object]) -> str:

@@ -9,55 +9,50 @@ FedAvg). Clients are drawn as participant nodes draw them (flchain.learning.samp
 from __future__ import annotations
 
 import argparse
-import time
 
-from benchkit import bench_parser, parse, progress, setup_of, write_results
+import benchkit
 
-from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
-from flchain.learning.simulation import SimConfig, run_federation, sampled_clients
-from flchain.learning.training import TrainConfig
+from flchain.learning.simulation import SimConfig, sampled_clients
 
 
 def run(args: argparse.Namespace, partition: str, fraction: float) -> dict[str, object]:
     fed = federate(load_mnist5k(), args.clients, partition, seed=0)
     model = build_model(args.model, fed.test, seed=0)
     spec = ModelSpec.from_model(model, args.model)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    sim = SimConfig(args.rounds, train, client_fraction=fraction)
+    sim = SimConfig(args.rounds, benchkit.train_config(args), client_fraction=fraction)
     drawn = [len(sampled_clients(args.clients, sim, r)) for r in range(1, args.rounds + 1)]
-    started = time.perf_counter()
-    result = run_federation(model, spec, fed, aggregator_from_config("fedavg"), sim)
+    result, measured = benchkit.fedavg_run(model, spec, fed, sim)
     return {
         "partition": partition,
         "client_fraction": fraction,
         "clients_per_round": drawn,
         "mean_clients_per_round": sum(drawn) / len(drawn),
+        **measured,
         "rounds_to_target": result.rounds_to(args.target),
-        "final_accuracy": result.accuracies[-1],
-        "accuracy_per_round": result.accuracies,
-        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def main() -> None:
-    p = bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
+    p = benchkit.bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--fractions", default="1.0,0.1")
     p.add_argument("--partitions", default="iid,shards")
     p.add_argument("--rounds", type=int, default=50)
     p.add_argument("--target", type=float, default=0.85)
     p.add_argument("--model", default="mlp")
-    args = parse(p)
+    args = benchkit.parse(p)
     rows = []
     for partition in args.partitions.split(","):
         for fraction in map(float, args.fractions.split(",")):
             row = run(args, partition, fraction)
-            progress(row, leave_out=["accuracy_per_round", "clients_per_round"])
+            benchkit.progress(row, leave_out=["accuracy_per_round", "clients_per_round"])
             rows.append(row)
     data = "MNIST-5k, 4,000 train / 1,000 test; shards = 2 label-sorted shards per client"
-    write_results(args, {"setup": setup_of(args, data=data), "runs": rows}, markdown)
+    benchkit.write_results(
+        args, {"setup": benchkit.setup_of(args, data=data), "runs": rows}, markdown
+    )
 
 
 def markdown(out: dict[str, object]) -> str:

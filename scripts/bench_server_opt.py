@@ -14,19 +14,14 @@ reports every seed; the grid is in the JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 from typing import Any
 
-import torch
+import benchkit
 
-from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.data import FederatedData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.server_opt import ServerOptimizer
-from flchain.learning.simulation import SimConfig, run_federation
-from flchain.learning.training import TrainConfig
+from flchain.learning.simulation import SimConfig
 
 #: Server learning rates tried on seed 0 (Reddi et al. tune η on a log grid the same way).
 GRID: dict[str, list[float]] = {
@@ -43,23 +38,18 @@ def run(
 ) -> dict[str, Any]:
     model = build_model(args.model, fed.test, seed=0)
     spec = ModelSpec.from_model(model, args.model)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    train = benchkit.train_config(args)
     optimizer = None if name == "none" else ServerOptimizer(name, lr=lr, momentum=args.momentum)
     sim = SimConfig(
         args.rounds, train, client_fraction=args.fraction, seed=seed, server_optimizer=optimizer
     )
-    started = time.perf_counter()
-    result = run_federation(model, spec, fed, aggregator_from_config("fedavg"), sim)
-    acc = result.accuracies
+    result, measured = benchkit.fedavg_run(model, spec, fed, sim)
     return {
         "optimizer": name,
         "server_lr": lr,
         "seed": seed,
+        **measured,
         "rounds_to_target": result.rounds_to(args.target),
-        "final_accuracy": acc[-1],
-        "best_accuracy": max(acc),
-        "accuracy_per_round": acc,
-        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -69,22 +59,16 @@ def _key(row: dict[str, Any], rounds: int) -> tuple[int, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = benchkit.bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--optimizers", default="none,fedavgm,fedadam,fedyogi,fedadagrad")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--rounds", type=int, default=50)
     p.add_argument("--target", type=float, default=0.75)
     p.add_argument("--model", default="mlp")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9, help="FedAvgM's β, the others' β1")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--json", type=Path)
-    p.add_argument("--md", type=Path)
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    args = benchkit.parse(p)
     fed = federate(load_mnist5k(), args.clients, "shards", seed=0)
     seeds = [int(s) for s in args.seeds.split(",")]
     grid, runs = [], []
@@ -92,31 +76,18 @@ def main() -> None:
         tried = []
         for lr in GRID[name]:
             row = run(args, fed, name, lr, seeds[0])
-            print(json.dumps({k: v for k, v in row.items() if k != "accuracy_per_round"}),
-                  flush=True)  # fmt: skip
+            benchkit.progress(row, leave_out=["accuracy_per_round"])
             tried.append(row)
         best = min(tried, key=lambda r: _key(r, args.rounds))
         grid += tried
         runs.append(best)
         for seed in seeds[1:]:
             row = run(args, fed, name, best["server_lr"], seed)
-            print(json.dumps({k: v for k, v in row.items() if k != "accuracy_per_round"}),
-                  flush=True)  # fmt: skip
+            benchkit.progress(row, leave_out=["accuracy_per_round"])
             runs.append(row)
-    setup = {k: v for k, v in vars(args).items() if k not in ("json", "md")}
-    out = {
-        "setup": {
-            **setup,
-            "data": "MNIST-5k, 4,000 train / 1,000 test; 2 label-sorted shards per client",
-            "grid": GRID,
-        },
-        "runs": runs,
-        "grid": grid,
-    }
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    if args.md:
-        args.md.write_text(markdown(out))
+    data = "MNIST-5k, 4,000 train / 1,000 test; 2 label-sorted shards per client"
+    out = {"setup": benchkit.setup_of(args, data=data, grid=GRID), "runs": runs, "grid": grid}
+    benchkit.write_results(args, out, markdown)
 
 
 def markdown(out: dict[str, Any]) -> str:

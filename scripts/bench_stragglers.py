@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchkit import bench_parser, parse, progress, setup_of, write_results
+import benchkit
 from flchain_node.federation import DemoConfig, Federation
 from flchain_node.participant import StepReport
 
@@ -82,15 +82,17 @@ def run(args: argparse.Namespace, slow: int) -> dict[str, object]:
 
 
 def main() -> None:
-    p = bench_parser(__doc__)
+    p = benchkit.bench_parser(__doc__)
     p.add_argument("--participants", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--slow-fraction", type=float, default=0.2)
-    args = parse(p)
+    args = benchkit.parse(p)
     runs = [run(args, 0), run(args, round(args.participants * args.slow_fraction))]
     for r in runs:
-        progress(r)
-    write_results(args, {"setup": setup_of(args), "runs": runs}, lambda out: markdown(out["runs"]))
+        benchkit.progress(r)
+    benchkit.write_results(
+        args, {"setup": benchkit.setup_of(args), "runs": runs}, lambda out: markdown(out["runs"])
+    )
 
 
 def markdown(runs: list[dict[str, object]]) -> str:

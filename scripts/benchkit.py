@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from flchain.learning.aggregation import aggregator_from_config
+from flchain.learning.data import FederatedData
+from flchain.learning.models import ModelSpec
+from flchain.learning.simulation import SimConfig, SimResult, run_federation
+from flchain.learning.training import TrainConfig
 
 #: Options that say where results go, not how the benchmark ran.
 _OUTPUT_OPTIONS = frozenset({"json", "md"})
@@ -61,3 +69,24 @@ def write_results(
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     if args.md:
         args.md.write_text(markdown(out))
+
+
+def train_config(args: argparse.Namespace, **extra: Any) -> TrainConfig:
+    """Local training as the command line set it (``bench_parser(training=...)``)."""
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, **extra)
+
+
+def fedavg_run(
+    model: nn.Module, spec: ModelSpec, fed: FederatedData, sim: SimConfig
+) -> tuple[SimResult, dict[str, Any]]:
+    """One in-memory FedAvg federation, timed; its result and the row fields every
+    simulation benchmark reports (accuracies and seconds)."""
+    started = time.perf_counter()
+    result = run_federation(model, spec, fed, aggregator_from_config("fedavg"), sim)
+    acc = result.accuracies
+    return result, {
+        "final_accuracy": acc[-1],
+        "best_accuracy": max(acc),
+        "accuracy_per_round": acc,
+        "seconds": round(time.perf_counter() - started, 1),
+    }

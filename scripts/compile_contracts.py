@@ -8,6 +8,9 @@ standard-JSON input, then writes, deterministically:
   sha-256 over every source file the contract was built from, OpenZeppelin's included);
 - ``flchain/ledger/contract_errors.py``: one :class:`flchain.errors.ContractRevert` subclass per
   distinct custom error in those ABIs, documented from the error's NatSpec;
+- ``flchain/ledger/contract_types.py``: the ABI mirror, one enum per Solidity enum and one frozen
+  dataclass per struct and per event in those ABIs (bases and extra behaviour in
+  ``flchain/ledger/abi.py``), documented from the NatSpec;
 - ``tests/ledger/fixtures/merkle/<Contract>.json`` for the test-only Merkle harness.
 - ``tests/attacks/fixtures/<Contract>.json`` for the test-only attack contracts.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -35,9 +39,12 @@ from typing import Any
 
 from eth_utils import keccak
 
+from flchain.ledger.abi import field_name
+
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = ROOT / "scripts" / "solc_compile.js"
 ERRORS_MODULE = "flchain/ledger/contract_errors.py"
+TYPES_MODULE = "flchain/ledger/contract_types.py"
 #: Source directory -> artifact directory; only the first feeds ``contract_errors.py``.
 OUTPUTS = {
     "contracts": "flchain/ledger/artifacts",
@@ -54,6 +61,23 @@ SETTINGS: dict[str, Any] = {
 }
 OUTPUT_SELECTION = ["abi", "devdoc", "userdoc", "metadata", "evm.bytecode.object"]
 OUTPUT_SELECTION.append("evm.deployedBytecode.object")
+
+#: Solidity type -> Python class name where they differ: ``flchain.config.TaskConfig`` is the
+#: TOML section, so the on-chain struct is ``TaskParameters`` in Python.
+RENAMES = {"TaskConfig": "TaskParameters"}
+#: Generated structs that derive from a hand-written base in ``flchain/ledger/abi.py`` (which
+#: derives from ``Struct``) for behaviour beyond their fields.
+METHODS = {
+    "TaskParameters": "TaskParametersMethods",
+    "Result": "ResultMethods",
+    "Commitment": "CommitmentMethods",
+}
+#: (Solidity struct, field) -> Python type, for a field whose meaning the ABI does not carry.
+FIELD_TYPES = {("Commitment", "flags"): "CommitmentFlag"}
+#: Names from ``flchain/ledger/abi.py`` that generated fields may use.
+ABI_TYPES = ("CommitmentFlag",)
+#: Fields every event has already (``abi.Event``): an event argument may not take them.
+EVENT_RESERVED = ("block_number", "transaction_hash", "name")
 
 
 class CompileError(Exception):
@@ -74,8 +98,24 @@ class Compiled:
     source_files: tuple[str, ...]
 
 
-def run_solc() -> tuple[str, list[Compiled]]:
-    """Compile every ``.sol`` file under the source directories; return (version, contracts)."""
+@dataclass(frozen=True)
+class Definition:
+    """A struct, enum or event declaration from solc's AST (for the parts the ABI leaves out:
+    enum member names, the declaring contract and struct NatSpec)."""
+
+    contract: str
+    node: dict[str, Any]
+
+    @property
+    def doc(self) -> str:
+        documentation = self.node.get("documentation") or {}
+        return str(documentation.get("text", ""))
+
+
+def run_solc() -> tuple[str, list[Compiled], dict[str, Definition]]:
+    """Compile every ``.sol`` file under the source directories; return (version, contracts,
+    definitions), the last keyed by canonical name (``ITrainingTask.Phase``) for structs and
+    enums and by event selector (hex) for events."""
     sources = {
         path.relative_to(ROOT).as_posix(): {"content": path.read_text()}
         for directory in OUTPUTS
@@ -84,7 +124,8 @@ def run_solc() -> tuple[str, list[Compiled]]:
     }
     if not (ROOT / "node_modules" / "solc").is_dir():
         raise CompileError("node_modules/solc is missing: run `npm ci` in the project root")
-    settings = {**SETTINGS, "outputSelection": {"*": {"*": OUTPUT_SELECTION}}}
+    selection = {"*": {"*": OUTPUT_SELECTION, "": ["ast"]}}
+    settings = {**SETTINGS, "outputSelection": selection}
     request = {"language": "Solidity", "sources": sources, "settings": settings}
     with tempfile.TemporaryDirectory() as tmp:
         request_path, response_path = Path(tmp, "in.json"), Path(tmp, "out.json")
@@ -128,7 +169,28 @@ def run_solc() -> tuple[str, list[Compiled]]:
                     source_files=tuple(sorted(metadata["sources"])),
                 )
             )
-    return response["version"], contracts
+    definitions: dict[str, Definition] = {}
+    for source in output["sources"].values():
+        _collect_definitions(source["ast"], "", definitions)
+    return response["version"], contracts, definitions
+
+
+def _collect_definitions(node: Any, contract: str, found: dict[str, Definition]) -> None:
+    if isinstance(node, list):
+        for child in node:
+            _collect_definitions(child, contract, found)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("nodeType")
+    if kind == "ContractDefinition":
+        contract = node["name"]
+    elif kind in ("StructDefinition", "EnumDefinition"):
+        found[node["canonicalName"]] = Definition(contract, node)
+    elif kind == "EventDefinition":
+        found[node["eventSelector"]] = Definition(contract, node)
+    for child in node.values():
+        _collect_definitions(child, contract, found)
 
 
 def source_hash(files: tuple[str, ...]) -> str:
@@ -236,9 +298,220 @@ def _docstring(body: str) -> str:
     return f'    """{body}\n    """\n'
 
 
+# --- the ABI mirror (contract_types.py) ---------------------------------------------------------
+
+
+def natspec(text: str) -> tuple[list[str], dict[str, str]]:
+    """The prose (@notice, then @dev) and the @param texts of a NatSpec comment; untagged
+    leading text counts as @notice, other tags are dropped."""
+    sections: list[list[str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("@") or not sections:
+            sections.append([stripped])
+        else:
+            sections[-1].append(stripped)
+    prose: dict[str, list[str]] = {"@notice": [], "@dev": []}
+    params: dict[str, str] = {}
+    for section in sections:
+        body = " ".join(section).strip()
+        tag, _, rest = body.partition(" ")
+        if tag == "@param":
+            name, _, what = rest.partition(" ")
+            params[name] = what
+        elif tag in prose:
+            prose[tag].append(rest)
+        elif body and not tag.startswith("@"):
+            prose["@notice"].append(body)
+    return [" ".join(prose["@notice"]), " ".join(prose["@dev"])], params
+
+
+def class_name(canonical: str) -> str:
+    """The Python class of a Solidity struct or enum (``ITrainingTask.Phase`` -> ``Phase``)."""
+    short = canonical.rsplit(".", 1)[-1]
+    return RENAMES.get(short, short)
+
+
+def python_type(param: dict[str, Any], owner: str) -> str:
+    """The annotation of a generated field for an ABI parameter of ``owner`` (a struct or event
+    name, for :data:`FIELD_TYPES`)."""
+    override = FIELD_TYPES.get((owner, param["name"]))
+    if override:
+        return override
+    kind, internal = param["type"], param.get("internalType", "")
+    if kind.endswith("]"):
+        raise CompileError(f"{owner}.{param['name']}: array parameters ({kind}) are not mirrored")
+    if internal.startswith(("struct ", "enum ")):
+        return class_name(internal.split(" ", 1)[1])
+    simple = {"address": "Address", "bool": "bool", "string": "str", "bytes": "bytes"}
+    if kind in simple:
+        return simple[kind]
+    if re.fullmatch(r"bytes\d+", kind):
+        return "bytes"
+    if re.fullmatch(r"u?int\d*", kind):
+        return "int"
+    raise CompileError(f"{owner}.{param['name']}: no Python type for ABI type {kind}")
+
+
+def _abi_types(
+    contracts: list[Compiled],
+) -> tuple[dict[str, list[dict[str, Any]]], set[str], dict[str, dict[str, Any]]]:
+    """(structs by canonical name -> components, enum canonical names, events by selector)."""
+    structs: dict[str, list[dict[str, Any]]] = {}
+    enums: set[str] = set()
+    events: dict[str, dict[str, Any]] = {}
+
+    def walk(params: list[dict[str, Any]]) -> None:
+        for param in params:
+            internal = param.get("internalType", "")
+            if param["type"].startswith("tuple") and internal.startswith("struct "):
+                structs.setdefault(internal.split(" ", 1)[1].split("[")[0], param["components"])
+                walk(param["components"])
+            elif internal.startswith("enum "):
+                enums.add(internal.split(" ", 1)[1])
+
+    for contract in contracts:
+        for item in contract.abi:
+            walk(item.get("inputs", []))
+            walk(item.get("outputs", []))
+            if item["type"] == "event":
+                types = ",".join(canonical_type(p) for p in item["inputs"])
+                events.setdefault(keccak(text=f"{item['name']}({types})").hex(), item)
+    return structs, enums, events
+
+
+def _type_doc(doc: str, mirrors: str) -> str:
+    """A generated class's docstring: the NatSpec prose, its @params as Attributes (named as the
+    Python fields), then which Solidity declaration it mirrors."""
+    prose, params = natspec(doc)
+    paragraphs = [_wrap(text) for text in prose if text.strip()]
+    if params:
+        lines = [_wrap_attribute(field_name(n), t) for n, t in params.items()]
+        paragraphs.append("    Attributes:\n" + "\n".join(lines))
+    paragraphs.append(_wrap(mirrors))
+    body = "\n\n".join(paragraphs).replace("\\", "\\\\").replace('"""', "'''")
+    return _docstring(body)
+
+
+def _wrap_attribute(name: str, text: str) -> str:
+    return textwrap.fill(
+        f"{name}: {' '.join(text.split())}",
+        width=96,
+        initial_indent="        ",
+        subsequent_indent="            ",
+    )
+
+
+def _string_assignment(target: str, value: str) -> str:
+    """``target = "value"`` in a class body, split at commas to stay under 100 characters."""
+    line = f"    {target} = {json.dumps(value)}\n"
+    if len(line) <= 101:
+        return line
+    chunks, current = [], ""
+    for piece in re.findall(r"[^,]+,?", value):
+        if current and len(current) + len(piece) > 86:
+            chunks.append(current)
+            current = ""
+        current += piece
+    chunks.append(current)
+    body = "".join(f"        {json.dumps(chunk)}\n" for chunk in chunks)
+    return f"    {target} = (\n{body}    )\n"
+
+
+def _import_line(module: str, names: list[str]) -> str:
+    line = f"from {module} import {', '.join(sorted(names))}\n"
+    if len(line) <= 101:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {n},\n" for n in sorted(names)) + ")\n"
+
+
+def types_module_text(contracts: list[Compiled], definitions: dict[str, Definition]) -> str:
+    """Source of ``contract_types.py``: one enum per Solidity enum and one frozen dataclass per
+    struct and per event of the ``contracts`` ABIs."""
+    structs, enums, events = _abi_types(contracts)
+    blocks: dict[str, str] = {}  # Python class name -> its code, checked unique
+
+    def add(name: str, code: str, what: str) -> None:
+        if name in blocks:
+            raise CompileError(f"two ABI types would be the Python class {name} ({what})")
+        blocks[name] = code
+
+    for canonical in sorted(enums):
+        definition = definitions[canonical]
+        members = "".join(
+            f"    {field_name(m['name']).upper()} = {i}\n"
+            for i, m in enumerate(definition.node["members"])
+        )
+        doc = _type_doc(definition.doc, f"Mirrors ``{canonical}``.")
+        add(
+            class_name(canonical),
+            f"class {class_name(canonical)}(enum.IntEnum):\n{doc}\n{members}",
+            canonical,
+        )
+
+    for canonical, components in sorted(structs.items()):
+        name, short = class_name(canonical), canonical.rsplit(".", 1)[-1]
+        lines = "".join(
+            f"    {field_name(c['name'])}: {python_type(c, short)}\n" for c in components
+        )
+        abi_type = canonical_type({"type": "tuple", "components": components})
+        doc = _type_doc(definitions[canonical].doc, f"Mirrors ``{canonical}``.")
+        code = (
+            f"@dataclass(frozen=True)\nclass {name}({METHODS.get(name, 'Struct')}):\n{doc}\n"
+            f"{lines}\n{_string_assignment('abi_type: ClassVar[str]', abi_type)}"
+        )
+        add(name, code, canonical)
+
+    for selector, item in sorted(events.items(), key=lambda kv: kv[1]["name"]):
+        definition = definitions[selector]
+        inputs = item["inputs"]
+        if any(field_name(p["name"]) in EVENT_RESERVED for p in inputs):
+            raise CompileError(
+                f"event {item['name']}: an argument takes a name in {EVENT_RESERVED}"
+            )
+        lines = "".join(
+            f"    {field_name(p['name'])}: {python_type(p, item['name'])}\n" for p in inputs
+        )
+        indexed = [f"``{field_name(p['name'])}``" for p in inputs if p["indexed"]]
+        mirrors = f"Mirrors ``{definition.contract}.{item['name']}``"
+        mirrors += f"; indexed: {', '.join(indexed)}." if indexed else "."
+        doc = _type_doc(definition.doc, mirrors)
+        gap = "\n" if lines else ""
+        code = (
+            f"@dataclass(frozen=True)\nclass {item['name']}(Event):\n{doc}\n{lines}{gap}"
+            f"    name: ClassVar[str] = {json.dumps(item['name'])}\n"
+        )
+        add(item["name"], code, f"event {item['name']}")
+
+    source = "\n\n".join(blocks.values())
+    bases = {"Event", "Struct", *METHODS.values(), *ABI_TYPES}
+    used = [b for b in bases if re.search(rf"\b{b}\b", source)]
+    names_list = "".join(f'    "{name}",\n' for name in sorted(blocks))
+    return (
+        "# Generated by scripts/compile_contracts.py from the contract ABIs -- do not edit.\n"
+        '"""The ABI mirror of FLChain\'s contracts: one enum per Solidity enum, one frozen\n'
+        "dataclass per struct and per event (every event of every contract, OpenZeppelin's\n"
+        "included), fields in snake_case typed from the ABI.\n\n"
+        "Structs convert to and from web3 tuples (``as_tuple``, ``from_tuple``); events decode\n"
+        "from web3 logs (``from_log``) and are queried with\n"
+        ":meth:`flchain.ledger.contracts.ContractWrapper.events`. Bases and extra behaviour live\n"
+        "in :mod:`flchain.ledger.abi`.\n"
+        '"""\n\n'
+        "from __future__ import annotations\n\n"
+        + ("import enum\n" if enums else "")
+        + "from dataclasses import dataclass\n"
+        "from typing import ClassVar\n\n"
+        + _import_line("flchain.ledger.abi", used)
+        + ("from flchain.types import Address\n" if "Address" in source else "")
+        + "\n\n"
+        + source
+        + f"\n\n__all__ = [\n{names_list}]\n"
+    )
+
+
 def render() -> dict[str, str]:
     """Every generated file, as {path relative to the project root: content}."""
-    version, contracts = run_solc()
+    version, contracts, definitions = run_solc()
     files: dict[str, str] = {}
     for contract in contracts:
         source_dir = _source_dir(contract.source)
@@ -250,6 +523,7 @@ def render() -> dict[str, str]:
         if c.source.startswith("contracts/") and not c.source.startswith(TEST_SOURCES)
     ]
     files[ERRORS_MODULE] = errors_module_text(ours)
+    files[TYPES_MODULE] = types_module_text(ours, definitions)
     return files
 
 

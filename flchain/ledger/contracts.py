@@ -3,8 +3,9 @@
 
 Each wrapper holds a :class:`~flchain.ledger.chain.Chain` and the web3 contract. Methods are
 named after the Solidity functions in snake_case; transactions take the signing account first
-and return the receipt, views return Python values or the frozen dataclasses below, and event
-queries return typed event records. Reverts surface from the chain layer as the exception named
+and return the receipt, views return Python values or the frozen dataclasses of the ABI mirror
+(:mod:`flchain.ledger.contract_types`, generated from the ABIs and re-exported here), and event
+queries return its typed event records. Reverts surface from the chain layer as the exception named
 after the Solidity custom error (``exc.error_args`` holds its arguments); the wrappers add none.
 
 >>> task = TrainingTask(chain, address)                       # doctest: +SKIP
@@ -13,21 +14,34 @@ after the Solidity custom error (``exc.error_args`` holds its arguments); the wr
 
 from __future__ import annotations
 
-import enum
-import re
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, fields
 from typing import Any, ClassVar, Self, TypeVar
 
-from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
 from web3.logs import DISCARD
-from web3.types import EventData, TxReceipt
+from web3.types import TxReceipt
 
 from flchain.errors import ContractGone
+from flchain.ledger.abi import CommitmentFlag as CommitmentFlag
+from flchain.ledger.abi import Event as Event
+from flchain.ledger.abi import plain
 from flchain.ledger.chain import Chain
+
+# The generated ABI mirror (every enum, struct and event) is part of this module's API.
+from flchain.ledger.contract_types import *  # noqa: F403
+from flchain.ledger.contract_types import (
+    Commitment,
+    Committed,
+    Participant,
+    Phase,
+    Result,
+    RoundRecord,
+    StepView,
+    TaskParameters,
+    Vote,
+)
 from flchain.types import Address
 
 ZERO_BYTES32 = b"\x00" * 32
@@ -36,365 +50,7 @@ DEFAULT_ADMIN_ROLE = ZERO_BYTES32
 VERIFIER_ROLE = keccak(text="VERIFIER_ROLE")
 SLASHER_ROLE = keccak(text="SLASHER_ROLE")
 
-_RESULT_TYPE = "(bytes32,string,bytes32,string,bytes32,uint256)"
-_E = TypeVar("_E", bound="Event")
-
-
-# --- enums and structs (mirror ITrainingTask / IParticipantRegistry) ---------------------------
-
-
-class Phase(enum.IntEnum):
-    """``ITrainingTask.Phase``: where the current round stands at the latest block."""
-
-    COMMIT = 0
-    REVEAL = 1
-    ATTEST = 2
-    EXPIRABLE = 3
-    COMPLETED = 4
-    NOT_STARTED = 5
-
-
-class RoundStatus(enum.IntEnum):
-    """``ITrainingTask.RoundStatus``."""
-
-    OPEN = 0
-    FINALIZED = 1
-    EXPIRED = 2
-
-
-class Settlement(enum.IntEnum):
-    """``ITrainingTask.Settlement``: how a committee member was settled."""
-
-    FEE_CREDITED = 0
-    SLASHED_LOSING_VOTE = 1
-    SLASHED_SILENT = 2
-
-
-class CommitmentFlag(enum.IntFlag):
-    """Bits of :attr:`Commitment.flags`."""
-
-    REVEALED = 1
-    MEMBER = 2
-    ATTESTED = 4
-    NONREVEAL_SLASHED = 8
-    SILENCE_SLASHED = 16
-    COMMITTED = 32
-
-
-class _Struct:
-    """A frozen dataclass that converts to and from its ABI tuple, field by field."""
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The value as web3 expects the Solidity struct: a tuple in declaration order."""
-        values: tuple[Any, ...] = astuple(self)  # type: ignore[call-overload]
-        return values
-
-    @classmethod
-    def from_tuple(cls, values: Sequence[Any]) -> Self:
-        """Build from a decoded ABI tuple (bytes normalized, enums typed)."""
-        kwargs = {}
-        for f, value in zip(fields(cls), values, strict=True):  # type: ignore[arg-type]
-            kwargs[f.name] = bytes(value) if isinstance(value, bytes) else value
-        return cls(**kwargs)
-
-
-@dataclass(frozen=True)
-class TaskParameters(_Struct):
-    """``ITrainingTask.TaskConfig``, fixed at deployment (token amounts in the token's units).
-
-    Build one from a TOML ``LedgerConfig`` with :func:`flchain.ledger.deploy.task_parameters`.
-    """
-
-    manifest_cid: str
-    manifest_digest: bytes
-    model_spec_digest: bytes
-    aggregation_rule: int
-    rule_params: bytes
-    committee_size: int
-    quorum: int
-    commit_blocks: int
-    reveal_blocks: int
-    attest_blocks: int
-    max_participants: int
-    min_reveals: int
-    rounds: int
-    round_budget: int
-    committee_fee: int
-    non_reveal_slash: int
-    committee_slash: int
-    max_samples: int
-    initial_model_cid: str
-    initial_model_digest: bytes
-
-    @property
-    def round_blocks(self) -> int:
-        """Blocks from a round's start to its attest deadline, when no phase closes early."""
-        return self.commit_blocks + self.reveal_blocks + self.attest_blocks
-
-    @property
-    def min_unbonding_blocks(self) -> int:
-        """The shortest registry unbonding delay the task accepts: a round, one block, and one
-        attest phase, so a stake stays bonded that long after every slash became provable."""
-        return self.round_blocks + 1 + self.attest_blocks
-
-
-@dataclass(frozen=True)
-class Result(_Struct):
-    """``ITrainingTask.Result``: what committee members attest for a round."""
-
-    model_digest: bytes
-    model_cid: str
-    report_digest: bytes
-    report_cid: str
-    reward_root: bytes
-    reward_total: int
-
-    def hash(self) -> bytes:
-        """The vote key ``keccak256(abi.encode(result))``, as ``hashResult`` computes it."""
-        return keccak(encode([_RESULT_TYPE], [self.as_tuple()]))
-
-
-@dataclass(frozen=True)
-class RoundRecord(_Struct):
-    """``ITrainingTask.RoundRecord``: timing, counters and outcome of one round."""
-
-    commit_end: int
-    reveal_end: int
-    commits: int
-    reveals: int
-    seed: int
-    status: RoundStatus
-    result_hash: bytes
-    model_digest: bytes
-    report_digest: bytes
-    reward_root: bytes
-    reward_total: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "status", RoundStatus(self.status))
-
-
-@dataclass(frozen=True)
-class Commitment(_Struct):
-    """``ITrainingTask.Commitment``: an account's latest commitment (one slot per account)."""
-
-    hash: bytes
-    round: int
-    index: int
-    flags: CommitmentFlag
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "flags", CommitmentFlag(self.flags))
-
-    @property
-    def exists(self) -> bool:
-        """Whether the account ever committed (the contract's ``COMMITTED`` flag, never the
-        hash: a commitment may begin with zero bytes)."""
-        return bool(self.flags & CommitmentFlag.COMMITTED)
-
-
-@dataclass(frozen=True)
-class Vote(_Struct):
-    """``ITrainingTask.Vote``: a committee member's attestation in a round."""
-
-    result_hash: bytes
-    settled: bool
-
-
-@dataclass(frozen=True)
-class StepView:
-    """``ITrainingTask.StepView``: what a participant node decides one step on, read at one
-    block in one call (the current round, its phase, the account's commitment and committee
-    duty in the current and the previous round)."""
-
-    block_number: int
-    round: int
-    phase: Phase
-    active: bool
-    commitment: Commitment
-    member: bool
-    vote: Vote
-    attest_deadline: int
-    previous_status: RoundStatus
-    previous_member: bool
-    previous_vote: Vote
-    previous_attest_deadline: int
-
-    @classmethod
-    def from_tuple(cls, values: Sequence[Any]) -> StepView:
-        """Decode the ABI tuple ``stepView`` returns (nested structs included)."""
-        (block, round_id, phase, active, commitment, member, vote, deadline) = values[:8]
-        (previous_status, previous_member, previous_vote, previous_deadline) = values[8:]
-        return cls(
-            block_number=int(block),
-            round=int(round_id),
-            phase=Phase(phase),
-            active=bool(active),
-            commitment=Commitment.from_tuple(commitment),
-            member=bool(member),
-            vote=Vote.from_tuple(vote),
-            attest_deadline=int(deadline),
-            previous_status=RoundStatus(previous_status),
-            previous_member=bool(previous_member),
-            previous_vote=Vote.from_tuple(previous_vote),
-            previous_attest_deadline=int(previous_deadline),
-        )
-
-
-@dataclass(frozen=True)
-class Participant(_Struct):
-    """``IParticipantRegistry.Participant``."""
-
-    stake: int
-    unlock_block: int
-    registered: bool
-    allowed: bool
-
-
-# --- events -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Event:
-    """Where an event was logged; subclasses add its arguments in snake_case."""
-
-    block_number: int
-    transaction_hash: bytes
-    name: ClassVar[str] = ""
-
-    @classmethod
-    def from_log(cls, log: EventData) -> Self:
-        """Decode one web3 log of this event."""
-        args = {_snake(k): _plain(v) for k, v in log["args"].items()}
-        return cls(
-            block_number=log["blockNumber"], transaction_hash=bytes(log["transactionHash"]), **args
-        )
-
-
-@dataclass(frozen=True)
-class Committed(Event):
-    round: int
-    account: Address
-    index: int
-    commitment: bytes
-    name: ClassVar[str] = "Committed"
-
-
-@dataclass(frozen=True)
-class Revealed(Event):
-    round: int
-    account: Address
-    index: int
-    digest: bytes
-    num_samples: int
-    cid: str
-    name: ClassVar[str] = "Revealed"
-
-
-@dataclass(frozen=True)
-class CommitteeSeedFixed(Event):
-    round: int
-    seed: int
-    commits: int
-    name: ClassVar[str] = "CommitteeSeedFixed"
-
-
-@dataclass(frozen=True)
-class Attested(Event):
-    round: int
-    member: Address
-    result_hash: bytes
-    votes: int
-    name: ClassVar[str] = "Attested"
-
-
-@dataclass(frozen=True)
-class RoundStarted(Event):
-    round: int
-    commit_end: int
-    reveal_end: int
-    name: ClassVar[str] = "RoundStarted"
-
-
-@dataclass(frozen=True)
-class RoundFinalized(Event):
-    round: int
-    result_hash: bytes
-    model_digest: bytes
-    model_cid: str
-    report_digest: bytes
-    report_cid: str
-    reward_root: bytes
-    reward_total: int
-    name: ClassVar[str] = "RoundFinalized"
-
-
-@dataclass(frozen=True)
-class RoundExpired(Event):
-    round: int
-    name: ClassVar[str] = "RoundExpired"
-
-
-@dataclass(frozen=True)
-class NonRevealerSlashed(Event):
-    round: int
-    account: Address
-    amount: int
-    name: ClassVar[str] = "NonRevealerSlashed"
-
-
-@dataclass(frozen=True)
-class CommitteeMemberSettled(Event):
-    round: int
-    member: Address
-    outcome: Settlement
-    amount: int
-    name: ClassVar[str] = "CommitteeMemberSettled"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "outcome", Settlement(self.outcome))
-
-
-@dataclass(frozen=True)
-class RewardClaimed(Event):
-    account: Address
-    round: int
-    amount: int
-    cumulative_amount: int
-    name: ClassVar[str] = "RewardClaimed"
-
-
-@dataclass(frozen=True)
-class Funded(Event):
-    funder: Address
-    amount: int
-    pool: int
-    name: ClassVar[str] = "Funded"
-
-
-@dataclass(frozen=True)
-class Slashed(Event):
-    account: Address
-    slasher: Address
-    requested: int
-    amount: int
-    name: ClassVar[str] = "Slashed"
-
-
-@dataclass(frozen=True)
-class Registered(Event):
-    account: Address
-    stake: int
-    name: ClassVar[str] = "Registered"
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _plain(value: Any) -> Any:
-    # web3 hands out HexBytes and checksummed str addresses; keep plain bytes for equality.
-    return bytes(value) if isinstance(value, bytes) else value
+_E = TypeVar("_E", bound=Event)
 
 
 # --- wrappers -------------------------------------------------------------------------------------
@@ -441,7 +97,7 @@ class ContractWrapper:
     def logs(self, receipt: TxReceipt, event: str) -> list[dict[str, Any]]:
         """The decoded arguments of this contract's ``event`` logs in ``receipt``."""
         decoded = self.contract.events[event]().process_receipt(receipt, errors=DISCARD)
-        return [{k: _plain(v) for k, v in log["args"].items()} for log in decoded]
+        return [{k: plain(v) for k, v in log["args"].items()} for log in decoded]
 
     def _call(self, fn: str, *args: Any) -> Any:
         try:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from support.rounds import Actor, ContractActor, RoundKit, Update, send_as
+from support.task import make_task_config
 from web3.contract import Contract
 from web3.types import TxReceipt
 
@@ -26,40 +26,17 @@ from flchain.ledger.contracts import (
     SLASHER_ROLE,
     ParticipantRegistry,
     Result,
-    TaskParameters,
     TrainingTask,
 )
 from flchain.ledger.deploy import deploy_stack, register_all
-from flchain.ledger.merkle import RewardTree
-from flchain.protocol.commitment import commitment
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIN_STAKE = 1_000
 UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an attest phase
-CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 #: Committee of 5 with quorum 3, so a colluding minority of 2 exists; slashes and fee are small
 #: against the stake, so nobody drops below the minimum by accident.
-TASK = TaskParameters(
-    manifest_cid="bafymanifest",
-    manifest_digest=b"\x01" * 32,
-    model_spec_digest=b"\x02" * 32,
-    aggregation_rule=2,
-    rule_params=b"\x03" * 32,
-    committee_size=5,
-    quorum=3,
-    commit_blocks=20,
-    reveal_blocks=20,
-    attest_blocks=10,
-    max_participants=10,
-    min_reveals=3,
-    rounds=5,
-    round_budget=10_000,
-    committee_fee=100,
-    non_reveal_slash=30,
-    committee_slash=40,
-    max_samples=1_000_000,
-    initial_model_cid="bafyinitialmodel",
-    initial_model_digest=b"\x04" * 32,
+TASK = make_task_config(
+    aggregation_rule=2, committee_size=5, quorum=3, max_participants=10, min_reveals=3
 )
 
 
@@ -68,32 +45,9 @@ def fixture_artifact(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-@dataclass(frozen=True)
-class Update:
-    """What a participant commits to and later reveals."""
-
-    digest: bytes
-    num_samples: int
-    salt: bytes
-
-
-@dataclass(frozen=True)
-class ContractActor:
-    """A participant that is a contract: ``owner`` drives it through ``execute``."""
-
-    contract: Contract
-    owner: LocalAccount
-
-    @property
-    def address(self) -> str:
-        return str(self.contract.address)
-
-
-Actor = LocalAccount | ContractActor
-
-
-class Arena:
-    """A deployed stack plus the moves of a round, for any mix of EOA and contract actors."""
+class Arena(RoundKit):
+    """A deployed stack plus the round moves of :class:`~support.rounds.RoundKit`, sent as raw
+    contract calls so any mix of EOA and contract actors can play."""
 
     def __init__(
         self,
@@ -104,105 +58,25 @@ class Arena:
         admin: LocalAccount,
         participants: list[Actor],
     ) -> None:
-        self.chain, self.token, self.registry, self.task = chain, token, registry, task
-        self.admin, self.participants = admin, participants
-        self.outsider: LocalAccount = chain.accounts[-1]
-
-    # --- sending ------------------------------------------------------------------------------
-
-    @staticmethod
-    def send_as(chain: Chain, actor: Actor, target: Contract, fn: str, *args: Any) -> TxReceipt:
-        """Call ``target.fn(*args)`` as ``actor`` (through ``execute`` for a contract actor)."""
-        if isinstance(actor, ContractActor):
-            data = target.encode_abi(fn, args=list(args))
-            call = actor.contract.functions.execute(target.address, data)
-            return chain.transact(call, actor.owner)
-        return chain.transact(target.functions[fn](*args), actor)
+        super().__init__(chain, task, participants)
+        self.token, self.registry, self.admin = token, registry, admin
 
     def send(self, actor: Actor, target: Contract, fn: str, *args: Any) -> TxReceipt:
-        """:meth:`send_as` on this arena's chain."""
-        return self.send_as(self.chain, actor, target, fn, *args)
+        """:func:`~support.rounds.send_as` on this arena's chain."""
+        return send_as(self.chain, actor, target, fn, *args)
 
     def balance(self, address: str) -> int:
         return int(self.token.functions.balanceOf(address).call())
 
-    # --- commit / reveal ----------------------------------------------------------------------
+    def send_commit(self, actor: Actor, value: bytes) -> TxReceipt:
+        return self.send(actor, self.task.contract, "commit", value)
 
-    def update(self, actor: Actor, round_id: int, tag: str = "") -> Update:
-        seed = f"{actor.address}/{round_id}/{tag}"
-        return Update(keccak(text="digest " + seed), 100 + round_id, keccak(text="salt " + seed))
-
-    def commitment(self, actor: Actor, round_id: int, upd: Update) -> bytes:
-        return commitment(
-            chain_id=self.chain.chain_id,
-            task=self.task.address,
-            sender=actor.address,
-            round_id=round_id,
-            digest=upd.digest,
-            num_samples=upd.num_samples,
-            salt=upd.salt,
-        )
-
-    def commit(self, actor: Actor, upd: Update | None = None) -> Update:
-        round_id = self.task.current_round()
-        upd = upd or self.update(actor, round_id)
-        self.send(actor, self.task.contract, "commit", self.commitment(actor, round_id, upd))
-        return upd
-
-    def reveal(self, actor: Actor, upd: Update) -> TxReceipt:
-        args = (upd.digest, upd.num_samples, upd.salt, CID)
+    def send_reveal(self, actor: Actor, upd: Update, cid: str) -> TxReceipt:
+        args = (upd.digest, upd.num_samples, upd.salt, cid)
         return self.send(actor, self.task.contract, "reveal", *args)
-
-    def commit_all(self, actors: list[Actor]) -> dict[str, Update]:
-        return {a.address: self.commit(a) for a in actors}
-
-    # --- phases and committee -----------------------------------------------------------------
-
-    def mine_to(self, block: int) -> None:
-        """Mine until the latest block is ``block`` (the next transaction lands after it)."""
-        if block > self.chain.block_number:
-            self.chain.mine(block - self.chain.block_number)
-
-    def to_reveal_phase(self) -> None:
-        self.mine_to(self.task.round_record(self.task.current_round()).commit_end)
-
-    def to_attest_phase(self) -> None:
-        self.mine_to(self.task.round_record(self.task.current_round()).reveal_end)
-
-    def actor(self, address: str) -> Actor:
-        return next(a for a in self.participants if a.address == address)
-
-    def members(self, round_id: int) -> list[Actor]:
-        return [self.actor(a) for a in self.task.committee(round_id)]
 
     def attest(self, actor: Actor, round_id: int, result: Result) -> TxReceipt:
         return self.send(actor, self.task.contract, "attest", round_id, result.as_tuple())
-
-    def result(self, credits: dict[str, int], tag: str = "") -> Result:
-        tree = RewardTree(credits)
-        total = sum(credits.values())
-        return Result(
-            keccak(text="model " + tag),
-            "bafymodel" + tag,
-            keccak(text="report " + tag),
-            "bafyreport" + tag,
-            bytes(tree.root),
-            total,
-        )
-
-    def play_round(self, actors: list[Actor], credits: dict[str, int]) -> tuple[int, RewardTree]:
-        """Everyone commits and reveals; the whole committee attests ``credits``."""
-        round_id = self.task.current_round()
-        updates = self.commit_all(actors)
-        self.to_reveal_phase()
-        for a in actors:
-            self.reveal(a, updates[a.address])
-        self.to_attest_phase()
-        result = self.result(credits, tag=str(round_id))
-        for member in self.members(round_id):
-            self.attest(member, round_id, result)
-        assert self.task.finalized_rounds() >= 1
-        return round_id, RewardTree(credits)
 
 
 def _snapshotted(arena: Arena) -> Iterator[Arena]:
@@ -253,9 +127,9 @@ def reentrant_session() -> tuple[Arena, ContractActor]:
     actors: list[Actor] = [*people, attacker]
     for actor in actors:
         chain.transact(token.functions.mint(actor.address, 10 * MIN_STAKE), admin)
-        Arena.send_as(chain, actor, token, "approve", registry.address, MIN_STAKE)
-        Arena.send_as(chain, actor, registry.contract, "register", MIN_STAKE)
-    Arena.send_as(chain, attacker, token, "setHooked", True)
+        send_as(chain, actor, token, "approve", registry.address, MIN_STAKE)
+        send_as(chain, actor, registry.contract, "register", MIN_STAKE)
+    send_as(chain, attacker, token, "setHooked", True)
     task = TrainingTask.deploy_task(chain, admin, TASK, registry.address, token.address)
     registry.grant_role(admin, SLASHER_ROLE, task.address)
     funding = TASK.round_budget * TASK.rounds

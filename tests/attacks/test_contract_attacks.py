@@ -20,8 +20,9 @@ from flchain.ledger.contracts import Committed, Phase, Result, Revealed, RoundSt
 from flchain.ledger.merkle import RewardTree
 
 if TYPE_CHECKING:
-    from conftest import Arena, ContractActor, Update
+    from conftest import Arena
     from eth_account.signers.local import LocalAccount
+    from support.rounds import ContractActor, Update
 
 MIN_STAKE = 1_000  # conftest's stake, non-reveal slash 30, committee slash 40, fee 100
 UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an attest phase
@@ -73,7 +74,7 @@ def test_reentrant_claim_pays_the_reward_once(
     arena, task = reentrant_arena, reentrant_arena.task
     honest = arena.participants[0]
     credits = {attacker.address: 700, honest.address: 300}
-    round_id, tree = arena.play_round(arena.participants, credits)
+    round_id, _, tree = arena.play_round(arena.participants, credits)
     proof = [bytes(p) for p in tree.proof(attacker.address)]
     held, owned = arena.balance(task.address), arena.balance(attacker.address)
     again = task.contract.encode_abi("claim", args=[round_id, 700, proof])
@@ -270,7 +271,7 @@ def test_colluding_minority_cannot_push_a_wrong_result(arena: Arena) -> None:
 def test_rewards_cannot_be_claimed_twice_or_by_another(arena: Arena) -> None:
     task = arena.task
     alice, bob = arena.participants[:2]
-    round_id, tree = arena.play_round(
+    round_id, _, tree = arena.play_round(
         arena.participants[:5], {alice.address: 600, bob.address: 400}
     )
     alice_proof = tree.proof(alice.address)

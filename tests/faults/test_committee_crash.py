@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 from flchain_node.federation import Federation
-from support.fedkit import DEMO, Driver, fresh_node
+from support.fedkit import DEMO, Driver
 
 from flchain.ledger.contract_errors import NothingToSettle
 from flchain.ledger.contracts import (
@@ -40,11 +40,7 @@ def _settle(fed: Federation, round_id: int) -> dict[str, Settlement]:
 def _start_round_crashing(fed: Federation, tmp_path: Path, crashed: set[int]) -> Driver:
     """Run round 0 until everyone revealed, then let the ``crashed`` nodes die for good."""
     task = fed.deployment.task
-    driver = Driver(
-        fed,
-        {i: fresh_node(fed, i, tmp_path) for i in range(3)},
-        lambda i: fresh_node(fed, i, tmp_path),
-    )
+    driver = Driver.restartable(fed, tmp_path)
     driver.run_until(lambda: task.round_record(0).reveals == 3)
     assert set(task.committee(0)) == {n.address for n in driver.nodes.values()}
     for i in crashed:

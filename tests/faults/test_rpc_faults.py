@@ -1,20 +1,18 @@
 """The participant's JSON-RPC endpoint drops requests, loses replies, or goes away for seconds.
 
-The victim node talks to the chain through :class:`ChaosProxy`, a real HTTP proxy in front of a
-``DevChain`` serving the federation's chain; the other nodes use the chain in-process. The node
-must retry through short trouble, never send a transaction twice, never lose its update, and
-fail with a clear :class:`~flchain.errors.RPCUnavailable` when the endpoint stays down.
+The victim node talks to the chain through ``support.rpc_proxy.RPCProxy``, a real HTTP proxy in
+front of a ``DevChain`` serving the federation's chain; the other nodes use the chain
+in-process. The node must retry through short trouble, never send a transaction twice, never
+lose its update, and fail with a clear :class:`~flchain.errors.RPCUnavailable` when the
+endpoint stays down.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +23,7 @@ from flchain_node.federation import Federation
 from flchain_node.owner import Keeper
 from flchain_node.runner import NoTraining, run_keeper, run_node
 from support.fedkit import Driver, fresh_node
+from support.rpc_proxy import Action, RPCProxy
 
 from flchain.errors import ContractGone, LedgerError, ProtocolError, RPCUnavailable
 from flchain.ledger.chain import Chain
@@ -32,111 +31,14 @@ from flchain.ledger.contracts import Attested, Committed, Revealed, RoundStatus,
 from flchain.ledger.devchain import DevChain
 
 VICTIM = 0
-#: What the proxy does with one request: forward it, drop it unanswered, forward it and drop
-#: the reply, or forward it, drop the reply and go down (for ``down_for`` seconds or for good).
-Action = str
-
-
-class ChaosProxy:
-    """A JSON-RPC proxy on 127.0.0.1 whose ``decide(method, n)`` (n: 1-based count of that
-    method) picks each request's :data:`Action`. Going down closes the listening socket, so
-    clients get "connection refused" until it listens again on the same port."""
-
-    def __init__(self, upstream: str, decide: Callable[[str, int], Action]) -> None:
-        self.upstream = urlsplit(upstream)
-        self.decide = decide
-        self.seen: Counter[str] = Counter()
-        self.faults: Counter[str] = Counter()
-        self.down_for: float | None = None  # None: a "down" action lasts until up()
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._port = 0
-        self._thread: threading.Thread | None = None
-        self.up()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    def up(self) -> None:
-        """Listen (again, on the same port)."""
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler())
-        server.daemon_threads = True
-        self._server, self._port = server, server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def down(self) -> None:
-        """Stop listening; connections are refused."""
-        with self._lock:
-            server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    def _go_down(self) -> None:
-        # From a handler thread: shutdown() waits for serve_forever, which runs elsewhere.
-        threading.Thread(target=self._outage, daemon=True).start()
-
-    def _outage(self) -> None:
-        self.down()
-        if self.down_for is not None:
-            time.sleep(self.down_for)
-            self.up()
-
-    def _forward(self, body: bytes) -> bytes:
-        host, port = self.upstream.hostname, self.upstream.port
-        conn = http.client.HTTPConnection(host, port, timeout=30)
-        try:
-            conn.request("POST", "/", body, {"Content-Type": "application/json"})
-            return conn.getresponse().read()
-        finally:
-            conn.close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                method = str(json.loads(body).get("method"))
-                with proxy._lock:
-                    proxy.seen[method] += 1
-                    action = proxy.decide(method, proxy.seen[method])
-                    if action != "forward":
-                        proxy.faults[action] += 1
-                self.close_connection = True
-                if action == "drop":
-                    return
-                reply = proxy._forward(body)
-                if action == "lose_reply":
-                    return
-                if action == "go_down":
-                    proxy._go_down()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        return Handler
-
-    def close(self) -> None:
-        self.down()
-
-
-Served = tuple[Federation, str, list["ChaosProxy"]]
+Served = tuple[Federation, str, list[RPCProxy]]
 
 
 @pytest.fixture
 def served(rewound: Federation) -> Iterator[Served]:
     """The federation's embedded chain, also served over HTTP: (federation, devchain URL,
     the proxies to close at teardown)."""
-    proxies: list[ChaosProxy] = []
+    proxies: list[RPCProxy] = []
     with DevChain(port=0, provider=rewound.chain.w3.provider) as devchain:  # type: ignore[arg-type]
         try:
             yield rewound, devchain.url, proxies
@@ -147,9 +49,9 @@ def served(rewound: Federation) -> Iterator[Served]:
 
 def _through(
     served: Served, tmp_path: Path, decide: Callable[[str, int], Action], **kw: float
-) -> tuple[Federation, ChaosProxy, Driver]:
+) -> tuple[Federation, RPCProxy, Driver]:
     fed, url, proxies = served
-    proxy = ChaosProxy(url, decide)
+    proxy = RPCProxy(url, decide)
     proxies.append(proxy)
 
     def build(i: int) -> ParticipantNode:
@@ -278,7 +180,7 @@ def test_keeper_and_node_ride_out_an_outage_and_log_it_once_each_way(
     driver.run_until(_everyone_voted(fed, driver))  # the one round done: the task completed
     fed.chain.mine(task.attest_deadline(0) - fed.chain.block_number + 1)  # its window closed
 
-    proxy = ChaosProxy(url, lambda method, n: "forward")
+    proxy = RPCProxy(url, lambda method, n: "forward")
     proxies.append(proxy)
     chain = Chain.connect(proxy.url, timeout=2, retries=1)
     keeper = Keeper(TrainingTask(chain, task.address), fed.owner)
@@ -305,7 +207,7 @@ def test_a_chain_reset_under_a_running_node_is_one_clear_error(
     served: Served, tmp_path: Path
 ) -> None:
     fed, url, proxies = served
-    proxy = ChaosProxy(url, lambda method, n: "forward")
+    proxy = RPCProxy(url, lambda method, n: "forward")
     proxies.append(proxy)
     victim = fresh_node(fed, VICTIM, tmp_path, chain=Chain.connect(proxy.url, retries=1))
     assert "commit" in victim.step().actions

@@ -14,7 +14,7 @@ from typing import IO, Any
 import pytest
 import torch
 from flchain_node.federation import Federation
-from support.fedkit import DEMO, Driver, fresh_node
+from support.fedkit import DEMO, Driver
 
 from flchain.ledger.contracts import CommitmentFlag, Committed, FLToken, Revealed, RoundStatus
 from flchain.ledger.devchain import DevChain
@@ -63,11 +63,7 @@ def test_sigkilled_node_process_restarts_and_finishes_the_round(
     state = tmp_path / "node0.json"
     address = fed.accounts[VICTIM].address
     balance_before = FLToken(fed.chain, task.reward_token()).balance_of(address)
-    others = Driver(
-        fed,
-        {i: fresh_node(fed, i, tmp_path) for i in (1, 2)},
-        lambda i: fresh_node(fed, i, tmp_path),
-    )
+    others = Driver.restartable(fed, tmp_path, (1, 2))
 
     first = _spawn(url, fed, state)
     try:

@@ -37,20 +37,23 @@ def _flip_a_byte(store: LocalStore, cid: str) -> str:
     return "update unavailable: stored bytes do not match the CID (corrupted)"
 
 
+def _everyone_revealed(fed: Federation, tmp_path: Path) -> tuple[Driver, str, Revealed]:
+    """Round 0 with all three updates revealed; the driver, the victim and its reveal."""
+    assert isinstance(fed.store, LocalStore)
+    driver = Driver.restartable(fed, tmp_path)
+    driver.run_until(lambda: fed.deployment.task.round_record(0).reveals == 3)
+    victim = driver.nodes[VICTIM].address
+    events = fed.deployment.task.events(Revealed, round=0)
+    (revealed,) = [e for e in events if e.account == victim]
+    return driver, victim, revealed
+
+
 @pytest.mark.parametrize("damage", [_gc_away, _flip_a_byte], ids=["missing", "corrupted"])
 def test_lost_or_corrupted_update_is_a_failed_reveal_and_the_round_goes_on(
     fed: Federation, tmp_path: Path, damage: Callable[[LocalStore, str], str]
 ) -> None:
     task = fed.deployment.task
-    assert isinstance(fed.store, LocalStore)
-    driver = Driver(
-        fed,
-        {i: fresh_node(fed, i, tmp_path) for i in range(3)},
-        lambda i: fresh_node(fed, i, tmp_path),
-    )
-    driver.run_until(lambda: task.round_record(0).reveals == 3)
-    victim = driver.nodes[VICTIM].address
-    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == victim]
+    driver, victim, revealed = _everyone_revealed(fed, tmp_path)
     expected_reason = damage(fed.store, revealed.cid)
 
     driver.run_until(driver.round_closed(0))
@@ -75,16 +78,7 @@ def test_members_with_their_own_stores_agree_on_a_damaged_update(
 ) -> None:
     """Regression: the failure reason used to quote the member's own store path, so members
     with different stores hashed different reports and could never reach a quorum."""
-    task = fed.deployment.task
-    assert isinstance(fed.store, LocalStore)
-    driver = Driver(
-        fed,
-        {i: fresh_node(fed, i, tmp_path) for i in range(3)},
-        lambda i: fresh_node(fed, i, tmp_path),
-    )
-    driver.run_until(lambda: task.round_record(0).reveals == 3)
-    victim = driver.nodes[VICTIM].address
-    (revealed,) = [e for e in task.events(Revealed, round=0) if e.account == victim]
+    _, victim, revealed = _everyone_revealed(fed, tmp_path)
     damage(fed.store, revealed.cid)
     copy = tmp_path / "elsewhere"
     shutil.copytree(fed.store.root, copy)  # the same blobs (and damage) at another path

@@ -15,25 +15,23 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from support.rounds import RoundKit
+from support.task import TASK_DEFAULTS, make_task_config
 from support.tools import require_tool
 from web3.contract import Contract
 
 from flchain.errors import LedgerError
-from flchain.ledger.anvil import AnvilProcess, find_anvil
+from flchain.ledger.anvil import AnvilProcess
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import SLASHER_ROLE, Result, TaskParameters, TrainingTask
+from flchain.ledger.contracts import SLASHER_ROLE, TrainingTask
 from flchain.ledger.deploy import Deployment, deploy_stack, register_all
 from flchain.ledger.devchain import DevChain
-from flchain.ledger.merkle import RewardTree
-from flchain.ledger.nodes import GethProcess, HardhatProcess
-from flchain.protocol.commitment import commitment
+from flchain.ledger.nodes import GethProcess, HardhatProcess, NodeProcess
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NUM_ACCOUNTS = 20
@@ -61,50 +59,38 @@ def devchain_url() -> Iterator[str]:
         yield server.url
 
 
+def _served(process: type[NodeProcess]) -> Iterator[str]:
+    """URL of a real node process of this kind for the whole session (skip/fail when its
+    binary is missing, as ``require_tool`` says; fail when it does not start)."""
+    binary = process.find_binary()
+    require_tool(
+        binary is not None and binary.exists(), f"{process.name} not found", process.install_hint
+    )
+    try:
+        with process(accounts=NUM_ACCOUNTS) as node:
+            yield node.url
+    except LedgerError as exc:
+        pytest.fail(f"{process.name} did not start: {exc}")
+
+
 @pytest.fixture(scope="session")
 def anvil_url() -> Iterator[str]:
-    """URL of a real anvil process for the whole session (skip/fail when missing)."""
-    binary = find_anvil()
-    require_tool(binary is not None and binary.exists(), "anvil binary not found",
-                 "run `npm ci`, or set FLCHAIN_ANVIL")  # fmt: skip
-    try:
-        with AnvilProcess(accounts=NUM_ACCOUNTS) as anvil:
-            yield anvil.url
-    except LedgerError as exc:
-        pytest.fail(f"anvil did not start: {exc}")
+    """URL of a real anvil process for the whole session."""
+    yield from _served(AnvilProcess)
 
 
 @pytest.fixture(scope="session")
 def hardhat_url() -> Iterator[str]:
     """URL of a real Hardhat Network (``hardhat node``) for the whole session."""
-    binary = HardhatProcess.find_binary()
-    require_tool(
-        binary is not None and binary.exists(),
-        "hardhat not found",
-        "run `npm ci` (installs node_modules/.bin/hardhat), or set FLCHAIN_HARDHAT",
-    )
-    try:
-        with HardhatProcess(accounts=NUM_ACCOUNTS) as hardhat:
-            yield hardhat.url
-    except LedgerError as exc:
-        pytest.fail(f"hardhat did not start: {exc}")
+    yield from _served(HardhatProcess)
 
 
 @pytest.fixture(scope="session")
 def geth_url() -> Iterator[str]:
     """URL of a real ``geth --dev`` for the whole session (its dev-mnemonic accounts funded)."""
-    binary = GethProcess.find_binary()
-    require_tool(
-        binary is not None and binary.exists(),
-        "geth not found",
-        "run `bash scripts/install_tools.sh` (builds .tools/bin/geth), or set FLCHAIN_GETH",
-    )
-    try:
-        with GethProcess(accounts=NUM_ACCOUNTS) as geth:
-            GETH_LABEL["url"] = geth.url
-            yield geth.url
-    except LedgerError as exc:
-        pytest.fail(f"geth did not start: {exc}")
+    for url in _served(GethProcess):
+        GETH_LABEL["url"] = url
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -217,50 +203,13 @@ def assert_exactly_once() -> Callable[..., None]:
 
 # --- contract-suite fixtures: a deployed FLChain stack and round-driving helpers ---------------
 
-TASK_DEFAULTS: dict[str, Any] = {
-    "manifest_cid": "bafymanifest",
-    "manifest_digest": b"\x01" * 32,
-    "model_spec_digest": b"\x02" * 32,
-    "aggregation_rule": 1,
-    "rule_params": b"\x03" * 32,
-    "committee_size": 3,
-    "quorum": 2,
-    "commit_blocks": 20,
-    "reveal_blocks": 20,
-    "attest_blocks": 10,
-    "max_participants": 8,
-    "min_reveals": 2,
-    "rounds": 5,
-    "round_budget": 10_000,
-    "committee_fee": 100,
-    "non_reveal_slash": 30,
-    "committee_slash": 40,
-    "max_samples": 1_000_000,
-    "initial_model_cid": "bafyinitialmodel",
-    "initial_model_digest": b"\x04" * 32,
-}
 MIN_STAKE = 1_000
 UNBONDING_BLOCKS = 61  # the minimum the suite task accepts: a round + 1 + an attest phase
-#: A CIDv1 of the usual length (59 characters), as a real update would have.
-UPDATE_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
-def make_task_config(**overrides: Any) -> TaskParameters:
-    """The suite's default task configuration with ``overrides`` (snake_case field names)."""
-    return TaskParameters(**{**TASK_DEFAULTS, **overrides})
-
-
-@dataclass(frozen=True)
-class Update:
-    """What a participant commits to and later reveals."""
-
-    digest: bytes
-    num_samples: int
-    salt: bytes
-
-
-class TaskKit:
-    """A deployed stack with registered participants, plus helpers that drive rounds.
+class TaskKit(RoundKit):
+    """A deployed stack with registered participants, plus the round moves of
+    :class:`~support.rounds.RoundKit` (sent through the task wrapper).
 
     ``participants`` are registered with ``MIN_STAKE``; ``outsider`` is funded but not
     registered; ``admin`` deployed everything and owns the task. Test modules reach the
@@ -270,16 +219,14 @@ class TaskKit:
     defaults = TASK_DEFAULTS
     min_stake = MIN_STAKE
     unbonding_blocks = UNBONDING_BLOCKS
-    update_cid = UPDATE_CID
     make_config = staticmethod(make_task_config)
 
     def __init__(self, chain: Chain, stack: Deployment, participants: list[LocalAccount]) -> None:
-        self.chain = chain
+        super().__init__(chain, stack.task, participants)
         self.stack = stack
-        self.token, self.registry, self.task = stack.token, stack.registry, stack.task
+        self.token, self.registry = stack.token, stack.registry
         self.admin = stack.admin
-        self.participants = participants
-        self.outsider = chain.accounts[-1]
+        self.participants: list[LocalAccount] = participants
         self.config = self.task.config()
 
     def with_task(self, fund: int | None = None, **overrides: Any) -> TaskKit:
@@ -296,100 +243,6 @@ class TaskKit:
         task.fund(self.admin, funding)
         stack = Deployment(self.token, self.registry, task, self.admin)
         return TaskKit(self.chain, stack, self.participants)
-
-    # --- commit / reveal --------------------------------------------------------------------
-
-    def update(self, account: LocalAccount, round_id: int, tag: str = "") -> Update:
-        """A deterministic, distinct update for ``account`` in ``round_id``."""
-        seed = f"{account.address}/{round_id}/{tag}"
-        return Update(keccak(text="digest " + seed), 100 + round_id, keccak(text="salt " + seed))
-
-    def commitment(self, account: LocalAccount, round_id: int, upd: Update) -> bytes:
-        return commitment(
-            chain_id=self.chain.chain_id,
-            task=self.task.address,
-            sender=account.address,
-            round_id=round_id,
-            digest=upd.digest,
-            num_samples=upd.num_samples,
-            salt=upd.salt,
-        )
-
-    def commit(self, account: LocalAccount, upd: Update | None = None) -> Update:
-        round_id = self.task.current_round()
-        upd = upd or self.update(account, round_id)
-        self.task.commit(account, self.commitment(account, round_id, upd))
-        return upd
-
-    def reveal(self, account: LocalAccount, upd: Update, cid: str = UPDATE_CID) -> Any:
-        return self.task.reveal(account, upd.digest, upd.num_samples, upd.salt, cid)
-
-    def commit_all(self, accounts: list[LocalAccount]) -> dict[str, Update]:
-        return {a.address: self.commit(a) for a in accounts}
-
-    def reveal_all(self, accounts: list[LocalAccount], updates: dict[str, Update]) -> None:
-        for account in accounts:
-            self.reveal(account, updates[account.address])
-
-    # --- blocks and phases --------------------------------------------------------------------
-
-    def mine_to(self, block: int) -> None:
-        """Mine until the latest block is ``block`` (the next transaction lands in ``block+1``)."""
-        gap = block - self.chain.block_number
-        if gap > 0:
-            self.chain.mine(gap)
-
-    def to_reveal_phase(self) -> None:
-        self.mine_to(self.task.round_record(self.task.current_round()).commit_end)
-
-    def to_attest_phase(self) -> None:
-        self.mine_to(self.task.round_record(self.task.current_round()).reveal_end)
-
-    def past_attest_deadline(self, round_id: int) -> None:
-        self.mine_to(self.task.attest_deadline(round_id))
-
-    # --- committee ----------------------------------------------------------------------------
-
-    def account(self, address: str) -> LocalAccount:
-        return next(a for a in self.chain.accounts if a.address == address)
-
-    def members(self, round_id: int) -> list[LocalAccount]:
-        return [self.account(a) for a in self.task.committee(round_id)]
-
-    def result(self, cumulative: dict[str, int], reward_total: int, tag: str = "") -> Result:
-        tree = RewardTree(cumulative)
-        return Result(
-            keccak(text="model " + tag),
-            "bafymodel" + tag,
-            keccak(text="report " + tag),
-            "bafyreport" + tag,
-            bytes(tree.root),
-            reward_total,
-        )
-
-    def finalize(self, round_id: int, result: Result) -> list[LocalAccount]:
-        """Quorum of the committee attests ``result``; the members that voted."""
-        record = self.task.round_record(round_id)
-        quorum = self.task.effective_quorum(record.commits)
-        voters = self.members(round_id)[:quorum]
-        for member in voters:
-            self.task.attest(member, round_id, result)
-        return voters
-
-    def play_round(
-        self, accounts: list[LocalAccount], cumulative: dict[str, int], reward_total: int
-    ) -> tuple[int, Result, RewardTree]:
-        """Commit, reveal, finalize one round crediting up to ``cumulative``; every member votes."""
-        round_id = self.task.current_round()
-        updates = self.commit_all(accounts)
-        self.to_reveal_phase()
-        self.reveal_all(accounts, updates)
-        self.to_attest_phase()
-        result = self.result(cumulative, reward_total, tag=str(round_id))
-        voters = self.finalize(round_id, result)
-        for member in self.members(round_id)[len(voters) :]:
-            self.task.attest(member, round_id, result)  # late votes: nobody is left silent
-        return round_id, result, RewardTree(cumulative)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ from eth_abi import encode
 from eth_tester import EthereumTester
 from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak
+from support.task import make_task_config
 from support.tools import require_tool
 from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 
 from flchain.errors import ContractRevert
-from flchain.ledger import contract_errors
+from flchain.ledger import contract_errors, contract_types
+from flchain.ledger.abi import CommitmentFlag, Event, Struct, field_name
+from flchain.ledger.contract_types import Committed, Phase, RoundStarted, StepView, TaskParameters
 from flchain.ledger.merkle import RewardTree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,11 +108,46 @@ def test_every_abi_error_has_a_registered_exception() -> None:
     assert seen > len(names)  # errors shared by several ABIs map to one class
 
 
-def test_generated_errors_module_is_ruff_clean() -> None:
+def _struct_params(params: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for param in params:
+        if param["type"] == "tuple":
+            yield param
+            yield from _struct_params(param["components"])
+
+
+def test_every_abi_event_and_struct_has_a_generated_dataclass() -> None:
+    events, structs = set(), set()
+    for path in ARTIFACTS.glob("*.json"):
+        for item in json.loads(path.read_text())["abi"]:
+            if item["type"] == "event":
+                cls = getattr(contract_types, item["name"])
+                assert issubclass(cls, Event) and cls.name == item["name"]
+                names = [f.name for f in fields(cls)]
+                assert names[:2] == ["block_number", "transaction_hash"]
+                assert names[2:] == [field_name(i["name"]) for i in item["inputs"]]
+                events.add(cls)
+            for param in _struct_params(item.get("inputs", []) + item.get("outputs", [])):
+                short = param["internalType"].split(".")[-1]
+                cls = getattr(contract_types, {"TaskConfig": "TaskParameters"}.get(short, short))
+                assert issubclass(cls, Struct)
+                assert [f.name for f in fields(cls)] == [
+                    field_name(c["name"]) for c in param["components"]
+                ]
+                types = ",".join(c["type"] for c in param["components"])
+                if "tuple" not in types:
+                    assert cls.abi_type == f"({types})"
+                structs.add(cls)
+    assert {"Committed", "RoundFinalized", "Transfer", "RoleGranted"} <= {e.name for e in events}
+    assert {TaskParameters, StepView} <= structs
+    assert set(contract_types.__all__) >= {c.__name__ for c in events | structs}
+
+
+@pytest.mark.parametrize("name", ["contract_errors", "contract_types"])
+def test_generated_module_is_ruff_clean(name: str) -> None:
     ruff = Path(sys.executable).parent / "ruff"
     if not ruff.exists():
         pytest.skip("ruff is not installed in this environment (pip install -e '.[test]')")
-    module = ROOT / "flchain" / "ledger" / "contract_errors.py"
+    module = ROOT / "flchain" / "ledger" / f"{name}.py"
     for args in (["check"], ["format", "--check"]):
         done = subprocess.run([str(ruff), *args, str(module)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -170,30 +209,8 @@ def reverts_with(call: Callable[[], Any], error: type[ContractRevert]) -> dict[s
 
 
 def task_config(**overrides: Any) -> tuple[Any, ...]:
-    config: dict[str, Any] = {
-        "manifestCid": "bafymanifest",
-        "manifestDigest": b"\x01" * 32,
-        "modelSpecDigest": b"\x02" * 32,
-        "aggregationRule": 1,
-        "ruleParams": b"\x03" * 32,
-        "committeeSize": 3,
-        "quorum": 2,
-        "commitBlocks": 20,
-        "revealBlocks": 20,
-        "attestBlocks": 10,
-        "maxParticipants": 4,
-        "minReveals": 2,
-        "rounds": 2,
-        "roundBudget": 10_000,
-        "committeeFee": 100,
-        "nonRevealSlash": 30,
-        "committeeSlash": 40,
-        "maxSamples": 1_000_000,
-        "initialModelCid": "bafyinit",
-        "initialModelDigest": b"\x04" * 32,
-    }
-    config.update(overrides)
-    return tuple(config.values())
+    """The suite's task as the constructor's ABI tuple (``overrides`` by snake_case field)."""
+    return make_task_config(**{"max_participants": 4, "rounds": 2, **overrides}).as_tuple()
 
 
 @pytest.fixture
@@ -214,6 +231,32 @@ def deploy_task(env: Env, **overrides: Any) -> Contract:
     return task
 
 
+def test_generated_types_decode_what_the_contract_returns_and_logs(env: Env) -> None:
+    task = deploy_task(env)
+    config = task.functions.config().call()
+    assert TaskParameters.from_tuple(config).as_tuple() == tuple(config) == task_config()
+    assert TaskParameters.from_tuple(config).round_blocks == 20 + 20 + 10
+
+    account = env.accounts[1]
+    env.register(account)
+    digest, salt = keccak(text="d"), keccak(text="s")
+    value = commitment(env.w3, task, account, 0, digest, 5, salt)
+    receipt = env.send(task.functions.commit(value), account)
+    (log,) = task.events.Committed().process_receipt(receipt)
+    event = Committed.from_log(log)
+    assert event == Committed(
+        receipt["blockNumber"], receipt["transactionHash"], 0, account, 0, value
+    )
+    assert type(event.commitment) is bytes and type(event.transaction_hash) is bytes
+    (started,) = task.events.RoundStarted().get_logs(from_block=0)
+    assert RoundStarted.from_log(started).round == 0
+
+    view = StepView.from_tuple(task.functions.stepView(account).call())
+    assert view.phase is Phase.COMMIT and view.round == 0 and view.active
+    assert view.commitment.flags == CommitmentFlag.COMMITTED and view.commitment.exists
+    assert view.commitment.hash == value[:24]
+
+
 @pytest.mark.parametrize("name", DEPLOYABLE)
 def test_each_contract_deploys_on_eth_tester(env: Env, name: str) -> None:
     contracts = {"FLToken": env.token, "ParticipantRegistry": env.registry}
@@ -226,7 +269,7 @@ def test_each_contract_deploys_on_eth_tester(env: Env, name: str) -> None:
 
 def test_task_constructor_rejects_a_minority_quorum(env: Env) -> None:
     args = reverts_with(
-        lambda: deploy_task(env, committeeSize=4, quorum=2), contract_errors.InvalidCommittee
+        lambda: deploy_task(env, committee_size=4, quorum=2), contract_errors.InvalidCommittee
     )
     assert args == {"committeeSize": 4, "quorum": 2}
 
@@ -236,7 +279,7 @@ def test_task_constructor_requires_unbonding_to_outlast_a_round_and_an_attest_ph
 ) -> None:
     # commit 970 + reveal 20 + attest 10 = 1000 blocks a round; + 1 + 10 more to slash in.
     args = reverts_with(
-        lambda: deploy_task(env, commitBlocks=970), contract_errors.UnbondingTooShort
+        lambda: deploy_task(env, commit_blocks=970), contract_errors.UnbondingTooShort
     )
     assert args == {"unbondingBlocks": 1000, "required": 1011}
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from eth_utils import keccak
+from support.task import make_task_config
 
 from flchain.ledger import contract_errors as E
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus, TaskParameters
+from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus
 from flchain.ledger.deploy import deploy_stack, register_all
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.commitment import commitment
@@ -18,10 +19,7 @@ CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 def test_round_and_reverts_on_every_backend(chain: Chain) -> None:
     admin, people, outsider = chain.accounts[0], chain.accounts[1:5], chain.accounts[-1]
-    config = TaskParameters(
-        "bafymanifest", b"\x01" * 32, b"\x02" * 32, 1, b"\x03" * 32, 3, 2, 10, 10, 10, 8, 2, 2,
-        10_000, 100, 30, 40, 1_000_000, "bafyinit", b"\x04" * 32,
-    )  # fmt: skip
+    config = make_task_config(commit_blocks=10, reveal_blocks=10, rounds=2)
     stack = deploy_stack(
         chain, admin, config=config, min_stake=100, mint_to=[p.address for p in people]
     )

@@ -14,19 +14,17 @@ from collections.abc import Iterator
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.task import make_task_config
 
 from flchain.ledger import contract_errors as E
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import SLASHER_ROLE, Result, Settlement, TaskParameters, TrainingTask
+from flchain.ledger.contracts import SLASHER_ROLE, Result, Settlement, TrainingTask
 from flchain.ledger.deploy import deploy_stack, register_all
 from flchain.protocol.commitment import commitment
 
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 STAKE = 1_000
-CONFIG = TaskParameters(
-    "bafymanifest", b"\x01" * 32, b"\x02" * 32, 1, b"\x03" * 32, 5, 3, 20, 20, 10, 10, 3, 5,
-    10_000, 100, 30, 40, 1_000_000, "bafyinit", b"\x04" * 32,
-)  # fmt: skip
+CONFIG = make_task_config(committee_size=5, quorum=3, max_participants=10, min_reveals=3)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ the ones that "die", and moves the clock when nobody has anything to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,18 @@ class Driver:
             if not acted:
                 advance_clock(self.fed.deployment.task)
         raise AssertionError(f"condition not reached in {max_passes} passes")
+
+    @classmethod
+    def restartable(
+        cls, fed: Federation, state_dir: Path, indices: Iterable[int] = range(3)
+    ) -> Driver:
+        """Nodes ``indices`` built as processes build them (state files in ``state_dir``),
+        and rebuilt the same way when they die."""
+        return cls(
+            fed,
+            {i: fresh_node(fed, i, state_dir) for i in indices},
+            lambda i: fresh_node(fed, i, state_dir),
+        )
 
     def finish_round(self, round_id: int, max_passes: int = 40) -> None:
         """Step until round ``round_id`` is closed (finalized or expired)."""

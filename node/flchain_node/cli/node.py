@@ -25,16 +25,13 @@ from flchain_node.cli.options import (
     StoreOpt,
     TaskOpt,
     TimeoutOpt,
+    command_group,
     data_dir,
     open_chain,
     resolve_account,
 )
 
-app = typer.Typer(
-    help="Run a participant node for one key on one task.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = command_group("Run a participant node for one key on one task.")
 
 
 @app.command()

@@ -78,6 +78,12 @@ ConfirmationsOpt = Annotated[
 ]
 
 
+def command_group(help: str) -> typer.Typer:
+    """A sub-command group (``flchain node``, ``task``, ``store``): help when called bare, and
+    plain one-line errors rather than rich tracebacks (see ``app.main``)."""
+    return typer.Typer(help=help, no_args_is_help=True, pretty_exceptions_enable=False)
+
+
 def open_chain(rpc_url: str | None, account: LocalAccount | None = None) -> Chain:
     """The chain at ``rpc_url``; without one there is nothing to connect to: the embedded chain
     lives inside a single process (``flchain demo``)."""

@@ -12,13 +12,9 @@ import typer
 from flchain.errors import FLChainError
 from flchain.storage import ContentStore, export_car, import_car, open_store
 from flchain.storage.retention import DEFAULT_RETENTION, plan
-from flchain_node.cli.options import ApiOpt, RpcOpt, StoreOpt, open_chain
+from flchain_node.cli.options import ApiOpt, RpcOpt, StoreOpt, command_group, open_chain
 
-app = typer.Typer(
-    help="Content-addressed storage (IPFS CIDs): embedded store or a Kubo daemon.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = command_group("Content-addressed storage (IPFS CIDs): embedded store or a Kubo daemon.")
 
 
 def _fail(message: str) -> typer.Exit:

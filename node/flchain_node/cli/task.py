@@ -21,15 +21,12 @@ from flchain_node.cli.options import (
     StoreOpt,
     TaskOpt,
     TimeoutOpt,
+    command_group,
     open_chain,
     resolve_account,
 )
 
-app = typer.Typer(
-    help="Create a training task and keep its rounds moving (the task owner's side).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = command_group("Create a training task and keep its rounds moving (the task owner's side).")
 
 
 @app.command()
