@@ -10,18 +10,13 @@ fixed-point server control variate), with the setup of ``scripts/bench_server_op
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 from typing import Any
 
-import torch
+import benchkit
 
-from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.data import FederatedData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
-from flchain.learning.simulation import SimConfig, run_federation
-from flchain.learning.training import TrainConfig
+from flchain.learning.simulation import SimConfig
 
 LABEL = {"fedavg": "FedAvg", "scaffold": "SCAFFOLD"}
 
@@ -29,58 +24,37 @@ LABEL = {"fedavg": "FedAvg", "scaffold": "SCAFFOLD"}
 def run(args: argparse.Namespace, fed: FederatedData, algorithm: str, seed: int) -> dict[str, Any]:
     model = build_model(args.model, fed.test, seed=0)
     spec = ModelSpec.from_model(model, args.model)
-    train = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        scaffold=algorithm == "scaffold",
-    )
+    train = benchkit.train_config(args, scaffold=algorithm == "scaffold")
     sim = SimConfig(args.rounds, train, client_fraction=args.fraction, seed=seed)
-    started = time.perf_counter()
-    result = run_federation(model, spec, fed, aggregator_from_config("fedavg"), sim)
-    acc = result.accuracies
+    result, measured = benchkit.fedavg_run(model, spec, fed, sim)
     return {
         "algorithm": algorithm,
         "seed": seed,
+        **measured,
         "rounds_to_target": result.rounds_to(args.target),
-        "final_accuracy": acc[-1],
-        "best_accuracy": max(acc),
-        "accuracy_per_round": acc,
-        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = benchkit.bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--algorithms", default="fedavg,scaffold")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--rounds", type=int, default=50)
     p.add_argument("--target", type=float, default=0.75)
     p.add_argument("--model", default="mlp")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--json", type=Path)
-    p.add_argument("--md", type=Path)
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    args = benchkit.parse(p)
     fed = federate(load_mnist5k(), args.clients, "shards", seed=0)
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for algorithm in args.algorithms.split(","):  # side by side, seed by seed
             row = run(args, fed, algorithm, seed)
-            print(json.dumps({k: v for k, v in row.items() if k != "accuracy_per_round"}),
-                  flush=True)  # fmt: skip
+            benchkit.progress(row, leave_out=["accuracy_per_round"])
             runs.append(row)
-    setup = {k: v for k, v in vars(args).items() if k not in ("json", "md")}
-    setup["data"] = "MNIST-5k, 4,000 train / 1,000 test; 2 label-sorted shards per client"
-    out = {"setup": setup, "runs": runs}
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    if args.md:
-        args.md.write_text(markdown(out))
+    data = "MNIST-5k, 4,000 train / 1,000 test; 2 label-sorted shards per client"
+    benchkit.write_results(args, {"setup": benchkit.setup_of(args, data=data), "runs": runs},
+                           markdown)  # fmt: skip
 
 
 def markdown(out: dict[str, Any]) -> str:
