@@ -22,7 +22,9 @@ MODELS = ("mlp", "cnn", "logreg", "cnn32")
 MAX_INPUT = 1 << 24
 #: A model factory or data loader: ``package.module:function``.
 TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-ALGORITHMS = ("fedavg", "fedprox")
+#: ``[training] algorithm``: local training and what an update carries (SCAFFOLD: Δw and Δc,
+#: see :mod:`flchain.learning.scaffold`).
+ALGORITHMS = ("fedavg", "fedprox", "scaffold")
 #: ``[training] server_optimizer``: how the committee turns the aggregate into the global step
 #: (see :mod:`flchain.learning.server_opt`, whose registry is keyed by these names).
 SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
@@ -190,6 +192,11 @@ class TaskConfig:
             )
         self._validate_dp()
         self._validate_server_optimizer()
+        if t.algorithm == "scaffold" and (t.dp or t.server_optimizer != "none"):
+            raise ConfigError(
+                'training.algorithm = "scaffold" cannot be combined with '
+                + ("training.dp" if t.dp else f"training.server_optimizer = {t.server_optimizer!r}")
+            )
         for key, param in self.aggregation.params.items():
             if isinstance(param, bool) or not isinstance(param, int | float):
                 raise ConfigError(f"aggregation.params.{key} must be a number, got {param!r}")

@@ -143,10 +143,14 @@ def _layout(spec: ModelSpec, kind: Kind) -> _Layout:
     return _Layout(blob[:header_len], len(blob), dtype, tuple(slices), exponents)
 
 
-def _slices(spec: ModelSpec) -> tuple[tuple[str, tuple[int, ...], int, int], ...]:
+def flat_layout(spec: ModelSpec) -> tuple[tuple[str, tuple[int, ...], int, int], ...]:
     """The flat layout of :attr:`Update.q` and of models: tensors ordered by name, whatever
-    the update encoding (a compressed file interleaves its exponents tensor)."""
+    the update encoding (a compressed file interleaves its exponents tensor); each entry is
+    ``(name, shape, start, end)``."""
     return _layout(spec, "model").slices
+
+
+_slices = flat_layout
 
 
 def _metadata(spec: ModelSpec, kind: Kind) -> dict[str, str]:

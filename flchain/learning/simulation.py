@@ -6,7 +6,9 @@ updates — or, with ``SimConfig.omniscient``, every honest update of the round;
 :mod:`.attacks`; backdoor attackers train on triggered data and boost); every update is
 encoded to canonical bytes and decoded again exactly as a committee member would (decode
 failures become :class:`~.aggregation.Failure` s); the rule aggregates; the global model moves
-by the aggregate. This is the "plain in-memory FedAvg" baseline the participant node's overhead is
+by the aggregate. With ``train.scaffold`` every client keeps its SCAFFOLD control variate
+between rounds and the server variate moves exactly as a committee moves it
+(:mod:`.scaffold`). This is the "plain in-memory FedAvg" baseline the participant node's overhead is
 measured against.
 """
 
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,10 +37,17 @@ from flchain.learning.attacks import (
     collude,
     ipm,
 )
-from flchain.learning.codec import apply_update, decode_update, encode_update
+from flchain.learning.codec import Update, apply_update, decode_update, encode_update
 from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
+from flchain.learning.scaffold import (
+    server_control_step,
+    split,
+    train_scaffold,
+    update_spec,
+    zero_control,
+)
 from flchain.learning.server_opt import ServerOptimizer, server_step
 from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
 from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
@@ -110,6 +120,8 @@ class SimConfig:
             raise ConfigError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
         if self.client_fraction < 1 and self.attack is not None:
             raise ConfigError("client_fraction < 1 is not supported with attacks")
+        if self.train.scaffold and (self.attack is not None or self.server_optimizer):
+            raise ConfigError("scaffold is not supported with attacks or a server optimizer")
         if not 0 < self.backdoor_fraction <= 1 or (
             self.backdoor_boost is not None and not self.backdoor_boost > 0
         ):
@@ -228,9 +240,14 @@ def run_federation(
     honest_first = config.num_attackers  # the copycat's victim
     optimizer = config.server_optimizer
     server_state = optimizer.zero_state(spec.num_params) if optimizer else {}
+    scaffold = config.train.scaffold
+    uspec = update_spec(spec) if scaffold else spec
+    server_c = zero_control(spec)
+    client_c = {i: np.zeros(spec.num_params) for i in range(len(fed.clients))} if scaffold else {}
     for rnd in range(1, config.rounds + 1):
         t0 = time.perf_counter()
         trained: dict[int, TrainResult] = {}
+        controlled: dict[int, Update] = {}  # SCAFFOLD: what each client sends (Δw and Δc)
         # honest clients first so the copycat's victim exists; every attacker has trained
         # before any attacker crafts its update, so colluders can pool their honest updates
         drawn = sampled_clients(len(fed.clients), config, rnd)
@@ -250,10 +267,18 @@ def run_federation(
             if attacker and config.attack in _NO_TRAINING:  # they claim samples, train nothing
                 zeros = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
                 trained[i] = TrainResult(zeros, len(data), float("nan"))
+            elif scaffold:
+                seed = config.seed * 100_003 + rnd * 1009 + i
+                run = train_scaffold(model, data, config.train, seed, spec, client_c[i], server_c)
+                client_c[i] = run.client_control
+                trained[i] = run.train
+                controlled[i] = run.update
             else:
                 seed = config.seed * 100_003 + rnd * 1009 + i
                 trained[i] = train_local(model, data, config.train, seed=seed)
-        sent = {i: res.delta for i, res in trained.items()}
+        sent: dict[int, dict[str, torch.Tensor] | Update] = {
+            i: controlled.get(i, res.delta) for i, res in trained.items()
+        }
         attackers = range(config.num_attackers)
         if config.attack in COLLUDING and config.num_attackers:
             z = config.alie_z
@@ -278,14 +303,14 @@ def run_federation(
             for i in attackers:
                 sent[i] = attack_update(config.attack, trained[i], config, gen, victim)
         blobs = [
-            (participant_id(i), _encode_or_garbage(sent[i], spec), trained[i].num_samples)
+            (participant_id(i), _encode_or_garbage(sent[i], uspec), trained[i].num_samples)
             for i in trained
         ]
         t1 = time.perf_counter()
         updates, failures = [], []
         for pid, blob, n in blobs:
             try:
-                updates.append(ClientUpdate(pid, decode_update(blob, spec), n))
+                updates.append(ClientUpdate(pid, decode_update(blob, uspec), n))
             except UpdateFormatError as exc:
                 failures.append(Failure(pid, str(exc)))
         if val_set is None:  # no keyword then: rules that override aggregate() keep working
@@ -294,6 +319,10 @@ def run_federation(
             checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
             agg = aggregator.aggregate(updates, failures, validation=checked)
         step = agg.update
+        if scaffold:
+            step, delta_c = split(step, spec)
+            bound_q = spec.codec.bound_q
+            server_c = server_control_step(server_c, delta_c, config.client_fraction, bound_q)
         if optimizer is not None:
             step, server_state = server_step(optimizer, step, server_state)
         model.load_state_dict(apply_update(model.state_dict(), step))
@@ -309,7 +338,7 @@ def run_federation(
     return result
 
 
-def _encode_or_garbage(delta: dict[str, torch.Tensor], spec: ModelSpec) -> bytes:
+def _encode_or_garbage(delta: dict[str, torch.Tensor] | Update, spec: ModelSpec) -> bytes:
     """Encode; an update the codec refuses (e.g. beyond the bound) is sent as garbage so the
     committee records it as a failure, as it would on the network."""
     try:

@@ -1,4 +1,5 @@
-"""Local training (FedAvg / FedProx, optional client-level DP) and evaluation.
+"""Local training (FedAvg / FedProx / SCAFFOLD's corrected steps, optional client-level DP) and
+evaluation.
 
 Training is reproducible from its seed on a given machine and torch build; it need not be
 bit-identical across machines, because only the aggregation is recomputed by the committee.
@@ -47,17 +48,21 @@ class DPConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Local training: ``epochs`` (E), ``batch_size`` (B), ``lr``; ``prox_mu`` > 0 is FedProx."""
+    """Local training: ``epochs`` (E), ``batch_size`` (B), ``lr``; ``prox_mu`` > 0 is FedProx;
+    ``scaffold`` trains with SCAFFOLD's control variates (:mod:`flchain.learning.scaffold`)."""
 
     epochs: int = 1
     batch_size: int = 10
     lr: float = 0.05
     prox_mu: float = 0.0
     dp: DPConfig | None = None
+    scaffold: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.prox_mu < 0:
             raise ConfigError("train needs epochs >= 1, batch_size >= 1, lr > 0, prox_mu >= 0")
+        if self.scaffold and (self.dp is not None or self.prox_mu > 0):
+            raise ConfigError("scaffold cannot be combined with dp or FedProx's prox_mu")
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class TrainResult:
     #: The trained copy's buffers (e.g. BatchNorm running statistics): they stay with the
     #: participant and are never part of an update (see ``models.parameter_state``).
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: Local SGD steps taken (SCAFFOLD's K).
+    steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,18 @@ def dp_epsilon(
     return float(acc.get_epsilon(delta, alphas=_ALPHAS))
 
 
-def train_local(model: nn.Module, data: TensorData, config: TrainConfig, seed: int) -> TrainResult:
+def train_local(
+    model: nn.Module,
+    data: TensorData,
+    config: TrainConfig,
+    seed: int,
+    correction: dict[str, torch.Tensor] | None = None,
+) -> TrainResult:
     """Train a copy of ``model`` (holding the round's global weights) on ``data`` with SGD;
-    ``model`` itself is left unchanged. Shuffling and DP noise come from ``seed``."""
+    ``model`` itself is left unchanged. Shuffling and DP noise come from ``seed``.
+
+    ``correction`` (per parameter name) is added to every step's gradient: SCAFFOLD's
+    ``c - c_i``, so each step follows ``g - c_i + c``."""
     if len(data) == 0:
         raise DataError("cannot train on an empty data set")
     gen = torch.Generator().manual_seed(seed)
@@ -121,6 +137,10 @@ def train_local(model: nn.Module, data: TensorData, config: TrainConfig, seed: i
                 loss = loss + config.prox_mu / 2 * prox
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
+            if correction is not None:
+                for name, p in local.named_parameters():
+                    if p.grad is not None:
+                        p.grad.add_(correction[name])
             opt.step()
     delta = {k: v - start[k] for k, v in parameter_state(local).items()}
     buffers = {k: v.detach() for k, v in local.named_buffers()}
@@ -128,7 +148,7 @@ def train_local(model: nn.Module, data: TensorData, config: TrainConfig, seed: i
     if config.dp is not None:
         delta = _privatize(delta, config.dp, gen)
         eps = dp_epsilon(config.dp.noise_multiplier, 1, config.dp.delta)
-    return TrainResult(delta, len(data), total / batches, eps, buffers)
+    return TrainResult(delta, len(data), total / batches, eps, buffers, batches)
 
 
 def _privatize(

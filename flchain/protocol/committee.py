@@ -17,6 +17,12 @@ finalized round the state is zero, and an expired round leaves both in place. Th
 put inside the model file so participants, who only need the model, do not download two or
 three times its size for the committee's benefit.
 
+With SCAFFOLD (``[training] algorithm = "scaffold"``, :mod:`flchain.learning.scaffold`) an
+update carries ``Δw`` and ``Δc`` in one file of the derived update spec; the rule aggregates the
+joint vector, the ``Δw`` half moves the model (no server optimizer: the config refuses the
+combination) and the ``Δc`` half moves the server control variate ``c``, which is the companion
+blob then, found the same way (zero before the first finalized round).
+
 A participant's bad update (missing blob, digest mismatch, wrong format) is recorded as a
 failure in the report and earns nothing; the round goes on. Problems of the member's own
 infrastructure (store unreachable) raise, so a member never attests to a result it could not
@@ -40,6 +46,14 @@ from flchain.learning.codec import (
 )
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled
+from flchain.learning.scaffold import (
+    decode_control,
+    encode_control,
+    server_control_step,
+    split,
+    update_spec,
+    zero_control,
+)
 from flchain.learning.server_opt import (
     ServerOptimizer,
     decode_state,
@@ -98,6 +112,14 @@ class RoundInputs:
     #: The task's public validation set: given to the rule with the round's global model, so
     #: a rule that uses it (``centered_clip``) can weight rewards by held-out loss.
     validation: ValidationSet | None = None
+    #: SCAFFOLD: updates are of ``update_spec(spec)`` and ``server_state_cid`` names the
+    #: server control variate instead of an optimizer state.
+    scaffold: bool = False
+
+    @property
+    def update_spec(self) -> ModelSpec:
+        """The spec the round's update files are encoded with."""
+        return update_spec(self.spec) if self.scaffold else self.spec
 
 
 @dataclass(frozen=True)
@@ -138,10 +160,13 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         )
     if inputs.validation is None:  # no keyword then: rules that override aggregate() still work
         aggregate = inputs.aggregator.aggregate(updates, failures)
-    else:
+    else:  # the set scores model updates: a task with one is not a SCAFFOLD task (config)
         checked = RoundValidation(inputs.validation, fixed_model(global_state, spec))
         aggregate = inputs.aggregator.aggregate(updates, failures, validation=checked)
-    step, state_cid = _server_step(inputs, aggregate.update, store)
+    if inputs.scaffold:
+        step, state_cid = _scaffold_step(inputs, aggregate.update, store)
+    else:
+        step, state_cid = _server_step(inputs, aggregate.update, store)
 
     model_bytes = encode_model(apply_update(global_state, step), spec)
     model_cid = store.put(model_bytes)
@@ -207,6 +232,23 @@ def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) ->
     return step, store.put(encode_state(new_state, optimizer, spec))
 
 
+def _scaffold_step(
+    inputs: RoundInputs, aggregate: Update, store: ContentStore
+) -> tuple[Update, str]:
+    """SCAFFOLD: the ``Δw`` half of the aggregate is the step; the ``Δc`` half moves the server
+    control variate, stored as the round's companion blob (its CID)."""
+    if inputs.server_optimizer is not None and inputs.server_optimizer.slots:
+        raise AggregationError("scaffold with a server optimizer is not supported")
+    spec = inputs.spec
+    if inputs.server_state_cid is None:
+        control = zero_control(spec)
+    else:  # named by an attested report: a missing or bad blob is this member's problem
+        control = decode_control(store.get(inputs.server_state_cid), spec)
+    step, delta_c = split(aggregate, spec)
+    control = server_control_step(control, delta_c, inputs.client_fraction, spec.codec.bound_q)
+    return step, store.put(encode_control(control, spec))
+
+
 def _fetch_updates(
     inputs: RoundInputs, store: ContentStore
 ) -> tuple[list[ClientUpdate], list[Failure], dict[str, Reveal]]:
@@ -237,7 +279,9 @@ def _fetch_updates(
             else:
                 try:
                     updates.append(
-                        ClientUpdate(who, decode_update(data, inputs.spec), reveal.num_samples)
+                        ClientUpdate(
+                            who, decode_update(data, inputs.update_spec), reveal.num_samples
+                        )
                     )
                 except UpdateFormatError as exc:
                     reason = f"invalid update: {exc}"

@@ -43,8 +43,9 @@ class RoundReport:
     reward_total: int
     cumulative: dict[Address, int] = field(default_factory=dict)
     reward_root: str = "0x" + "00" * 32
-    #: The server optimizer's state after this round (see :mod:`flchain.protocol.committee`);
-    #: empty, and then left out of the bytes, for tasks without one.
+    #: The server optimizer's state after this round, or SCAFFOLD's server control variate (see
+    #: :mod:`flchain.protocol.committee`); empty, and then left out of the bytes, for tasks
+    #: with neither.
     server_state_cid: str = ""
     #: The finalized round whose cumulative credits ``cumulative`` extends (``None``: none).
     base_round: int | None = None

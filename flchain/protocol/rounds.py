@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from flchain.errors import ContentNotFound, ProtocolError
 from flchain.learning.sampling import is_sampled, sampling_seed
+from flchain.learning.scaffold import decode_control, zero_control
 from flchain.ledger.contracts import (
     Revealed,
     RoundExpired,
@@ -80,9 +83,9 @@ def named_content(
     """Every round's CIDs as the task's events name them (updates, then the result of a
     finalized round), and the CIDs the task always needs (manifest, initial model).
 
-    With ``store``, a task with a server optimizer also gets each finalized round's optimizer
-    state, which only its report names (a report no longer in the store names nothing: its
-    state's pin, if any, is then left alone)."""
+    With ``store``, a task with a server optimizer (or SCAFFOLD) also gets each finalized
+    round's optimizer state (or server control variate), which only its report names (a report
+    no longer in the store names nothing: its state's pin, if any, is then left alone)."""
     params = task.config()
     rounds: dict[int, RoundContent] = {}
     for e in task.events(Revealed):
@@ -91,7 +94,10 @@ def named_content(
     with_state = False
     if store is not None:
         with suppress(ContentNotFound):  # no manifest here: no states to name either
-            with_state = server_optimizer(load_manifest(task, store).config) is not None
+            config = load_manifest(task, store).config
+            with_state = (
+                server_optimizer(config) is not None or config.training.algorithm == "scaffold"
+            )
     for f in task.events(RoundFinalized):
         r = rounds.get(f.round, RoundContent(f.round))
         state = None
@@ -310,4 +316,14 @@ class TaskView:
             else None,
             base_round=base.round,
             base_note=base.note,
+            scaffold=self.manifest.config.training.algorithm == "scaffold",
         )
+
+    def server_control(self, round_id: int) -> np.ndarray:
+        """SCAFFOLD's server control variate ``c`` that round ``round_id`` trains with (fixed
+        point, flat): the one the latest round finalized before it stored, zero before any."""
+        previous = self.last_report(before=round_id)
+        spec = self.manifest.spec
+        if previous is None or not previous.server_state_cid:
+            return zero_control(spec)
+        return decode_control(self.store.get(CID(previous.server_state_cid)), spec)

@@ -139,7 +139,12 @@ def train_config(config: TaskConfig) -> TrainConfig:
     t = config.training
     mu = t.mu if t.algorithm == "fedprox" else 0.0
     return TrainConfig(
-        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, prox_mu=mu, dp=dp_config(config)
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        prox_mu=mu,
+        dp=dp_config(config),
+        scaffold=t.algorithm == "scaffold",
     )
 
 

@@ -134,6 +134,11 @@ def flower_trainer(
     """A Flower client (``target``: ``package.module:client_fn``) as the node's trainer, tried
     once on the task's initial model (``initial_model``: its encoded bytes) so a client that
     returns the wrong arrays is refused before the node stakes."""
+    if manifest.config.training.algorithm == "scaffold":
+        raise ConfigError(
+            'training.algorithm = "scaffold": the node trains with control variates in its own '
+            "trainer; a Flower client cannot be used for it"
+        )
     if manifest.config.training.dp:
         raise ConfigError(
             "training.dp: this task trains with differential privacy, which the node applies "

@@ -79,6 +79,8 @@ class DemoConfig:
     #: ``[training] server_optimizer`` and ``server_lr`` (the lr only with an optimizer).
     server_optimizer: str = "none"
     server_lr: float = 1.0
+    #: ``[training] algorithm`` ("fedavg", "fedprox", "scaffold").
+    algorithm: str = "fedavg"
 
     def roles(self) -> list[str]:
         bad = self.attackers + self.free_riders + self.dropouts
@@ -88,6 +90,11 @@ class DemoConfig:
                 f"{self.participants}"
             )
         attack_named(self.attack, NODE_ATTACKS)  # raises ConfigError naming the known ones
+        if self.algorithm == "scaffold" and (self.attackers or self.free_riders):
+            raise ConfigError(
+                "a scaffold demo runs without attackers and free-riders "
+                "(--attackers 0 --free-riders 0): they do not send control variates"
+            )
         needed = aggregator_from_config(self.rule, self.rule_params).min_inputs()
         valid = self.participants - self.free_riders - self.dropouts
         if valid < needed:
@@ -106,6 +113,7 @@ class DemoConfig:
             data=DataConfig(dataset=self.dataset, partition=self.partition, seed=self.seed),
             training=TrainingConfig(
                 model=self.model,
+                algorithm=self.algorithm,
                 epochs=self.epochs,
                 batch_size=self.batch_size,
                 lr=self.lr,

@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from flchain import safejson
 from flchain.errors import PrivacyBudgetExhausted, ProtocolError
+from flchain.learning.codec import Update
 from flchain.learning.data import TensorData
-from flchain.learning.models import load_parameters
+from flchain.learning.models import ModelSpec, load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
 from flchain.learning.training import TrainConfig, evaluate
 from flchain_node.trainer import LocalTrainer
@@ -163,3 +165,17 @@ class PrivateTrainer(LocalTrainer):
             self._refused.add(round_id)
             raise
         return delta, self.num_samples
+
+    def produce_scaffold(
+        self,
+        global_state: dict[str, torch.Tensor],
+        round_id: int,
+        spec: ModelSpec,
+        client_control: np.ndarray,
+        server_control: np.ndarray,
+    ) -> tuple[Update, int, np.ndarray]:
+        self.validate(global_state, round_id)
+        update, _, control = super().produce_scaffold(
+            global_state, round_id, spec, client_control, server_control
+        )
+        return update, self.num_samples, control

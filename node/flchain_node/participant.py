@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -22,12 +23,15 @@ from web3.types import TxReceipt
 
 from flchain.errors import (
     AggregationError,
+    ConfigError,
     ContractRevert,
     PrivacyBudgetExhausted,
     ProtocolError,
     TransactionTimeout,
 )
-from flchain.learning.codec import decode_model, encode_update, update_digest
+from flchain.learning.codec import Update, decode_model, encode_update, update_digest
+from flchain.learning.models import ModelSpec
+from flchain.learning.scaffold import update_spec
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
     CommitmentFlag,
@@ -46,7 +50,7 @@ from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
-from flchain_node.state import NodeState, RoundState
+from flchain_node.state import ControlStore, NodeState, RoundState
 
 
 class UpdateSource(Protocol):
@@ -56,6 +60,22 @@ class UpdateSource(Protocol):
         self, global_state: dict[str, torch.Tensor], round_id: int
     ) -> tuple[dict[str, torch.Tensor], int]:
         """The delta from ``global_state`` and the number of samples it was trained on."""
+        ...
+
+
+class ScaffoldSource(Protocol):
+    """Produces a SCAFFOLD update (``Δw`` and ``Δc``) from the global model, this
+    participant's control variate ``c_i`` and the server's ``c``."""
+
+    def produce_scaffold(
+        self,
+        global_state: dict[str, torch.Tensor],
+        round_id: int,
+        spec: ModelSpec,
+        client_control: np.ndarray,
+        server_control: np.ndarray,
+    ) -> tuple[Update, int, np.ndarray]:
+        """The update, its sample count and the new ``c_i``."""
         ...
 
 
@@ -107,6 +127,10 @@ class ParticipantNode:
         self.state = state or NodeState(account=self.address, task=task.address)
         self.view = TaskView(task, store, manifest)
         self.manifest = self.view.manifest
+        # SCAFFOLD: c_i is kept beside the state file (in memory for a node without one)
+        self.scaffold = self.manifest.config.training.algorithm == "scaffold"
+        path = self.state.path
+        self.controls = ControlStore(path.with_suffix(".controls") if path else None)
         self.will_reveal, self.will_attest = reveal, attest
         self.registry = ParticipantRegistry(self.chain, task.registry())
         # Only a predecessor's (or a timed-out) transaction can be in flight: a running node
@@ -221,6 +245,8 @@ class ParticipantNode:
             if round_id not in self._skipped:
                 self._skipped.add(round_id)
                 report.actions.append("missed-commit-deadline")
+                if self.scaffold:  # c_i must not move by a Δc the committee never sees
+                    self.controls.discard(round_id)
             return
         value = commitment(
             chain_id=self.chain.chain_id,
@@ -253,10 +279,14 @@ class ParticipantNode:
         spec = self.manifest.spec
         global_state = decode_model(self.store.get(self.view.global_model_cid(round_id)), spec)
         started = time.perf_counter()
-        delta, num_samples = self.source.produce(global_state, round_id)
+        if self.scaffold:
+            data, num_samples = self._scaffold_update(global_state, round_id)
+        else:
+            delta, num_samples = self.source.produce(global_state, round_id)
         report.seconds["train"] = time.perf_counter() - started
         started = time.perf_counter()
-        data = encode_update(delta, spec)
+        if not self.scaffold:
+            data = encode_update(delta, spec)
         cid = self.store.put(data)  # stored before committing: a restart can always reveal
         report.seconds["store"] = time.perf_counter() - started
         mine = RoundState(
@@ -268,6 +298,29 @@ class ParticipantNode:
         self.state.rounds[round_id] = mine
         self.state.save()
         return mine
+
+    def _scaffold_update(
+        self, global_state: dict[str, torch.Tensor], round_id: int
+    ) -> tuple[bytes, int]:
+        """Train with this node's ``c_i`` and the server's ``c`` (named by the latest finalized
+        report); ``c_i⁺`` is saved under ``round_id`` before anything is committed."""
+        spec = self.manifest.spec
+        if not hasattr(self.source, "produce_scaffold"):
+            # checked here, not at start: a node that only attests or claims needs no trainer
+            raise ConfigError(
+                f'training.algorithm = "scaffold": this node\'s trainer '
+                f"({type(self.source).__name__}) cannot train with control variates"
+            )
+        source: ScaffoldSource = self.source  # type: ignore[assignment]
+        update, num_samples, control = source.produce_scaffold(
+            global_state,
+            round_id,
+            spec,
+            self.controls.latest(before=round_id, size=spec.num_params),
+            self.view.server_control(round_id),
+        )
+        self.controls.save(round_id, control)
+        return encode_update(update, update_spec(spec)), num_samples
 
     def _reveal(self, view: StepView, report: StepReport) -> None:
         mine = self.state.rounds.get(view.round)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from eth_account.signers.local import LocalAccount
 
@@ -21,6 +22,8 @@ from flchain.errors import (
     TransactionFailed,
     TransactionTimeout,
 )
+from flchain.learning.codec import Update
+from flchain.learning.models import ModelSpec
 from flchain.ledger.contracts import FLToken, ParticipantRegistry, Phase, TrainingTask
 from flchain_node.owner import Keeper
 from flchain_node.participant import ParticipantNode, StepReport
@@ -65,6 +68,16 @@ class NoTraining:
     def produce(
         self, global_state: dict[str, torch.Tensor], round_id: int
     ) -> tuple[dict[str, torch.Tensor], int]:
+        raise ProtocolError("this node has no training data and cannot produce updates")
+
+    def produce_scaffold(
+        self,
+        global_state: dict[str, torch.Tensor],
+        round_id: int,
+        spec: ModelSpec,
+        client_control: np.ndarray,
+        server_control: np.ndarray,
+    ) -> tuple[Update, int, np.ndarray]:
         raise ProtocolError("this node has no training data and cannot produce updates")
 
 

@@ -1,5 +1,8 @@
 """A node's durable memory: salts, committed digests and what it already did, per round.
 
+SCAFFOLD's client control variate lives beside the JSON state, one file per round
+(:class:`ControlStore`).
+
 The salt and digest of a round are written *before* the commit transaction is sent, and the
 update bytes are already in the content store by then, so a node killed at any point can still
 reveal what it committed (or recognise that its commit never landed and send it again).
@@ -12,6 +15,8 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from flchain import safejson
 from flchain.errors import ProtocolError
@@ -121,3 +126,76 @@ class NodeState:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class ControlStore:
+    """SCAFFOLD's client control variate ``c_i``, one ``<round>.npy`` file (float64, flat, the
+    model spec's layout) per round this node trained, under ``directory`` (in memory when
+    ``None``).
+
+    Round ``r`` trains from the variate the latest round before ``r`` left, never from ``r``'s
+    own: a node that restarts after saving round ``r``'s variate but before committing trains
+    ``r`` again from the same ``c_i``, so it produces the same update and the same ``c_i⁺``.
+    Each file is written atomically (write, fsync, rename); once round ``r``'s is written, the
+    files of rounds before the one ``r`` trained from are deleted (nothing later reads them),
+    so a node keeps two variates, not one per round."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._memory: dict[int, np.ndarray] = {}
+
+    def rounds(self) -> list[int]:
+        """The rounds with a stored variate, ascending."""
+        if self.directory is None:
+            return sorted(self._memory)
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.stem) for p in self.directory.glob("*.npy") if p.stem.isdigit())
+
+    def latest(self, before: int, size: int) -> np.ndarray:
+        """``c_i`` as of the latest round before ``before`` (zero when there is none)."""
+        earlier = [r for r in self.rounds() if r < before]
+        if not earlier:
+            return np.zeros(size)
+        r = earlier[-1]
+        if self.directory is None:
+            return self._memory[r].copy()
+        path = self.directory / f"{r}.npy"
+        try:
+            control: np.ndarray = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ProtocolError(f"SCAFFOLD control variate {path} is unreadable: {exc}") from exc
+        if control.shape != (size,) or control.dtype != np.float64:
+            raise ProtocolError(
+                f"SCAFFOLD control variate {path} holds {control.dtype}{list(control.shape)}, "
+                f"need float64[{size}]"
+            )
+        return control
+
+    def discard(self, round_id: int) -> None:
+        """Forget round ``round_id``'s variate: its ``Δc`` never reached the committee (e.g. the
+        node missed the commit deadline), so the next round trains from the one before."""
+        self._memory.pop(round_id, None)
+        if self.directory is not None:
+            (self.directory / f"{round_id}.npy").unlink(missing_ok=True)
+
+    def save(self, round_id: int, control: np.ndarray) -> None:
+        """Keep ``c_i⁺`` of round ``round_id``."""
+        control = np.asarray(control, np.float64)
+        if self.directory is None:
+            self._memory[round_id] = control.copy()
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".control-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, control, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.directory / f"{round_id}.npy")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        earlier = [r for r in self.rounds() if r < round_id]
+        for r in earlier[:-1]:  # keep the one round_id trained from: a retrain reads it
+            (self.directory / f"{r}.npy").unlink(missing_ok=True)

@@ -3,14 +3,17 @@ behaviour that wraps it."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from flchain.errors import ConfigError
 from flchain.learning.attacks import COLLUDING, Attack, Delta, alie, alie_z, ipm
+from flchain.learning.codec import Update
 from flchain.learning.data import TensorData
-from flchain.learning.models import load_parameters
+from flchain.learning.models import ModelSpec, load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
+from flchain.learning.scaffold import train_scaffold
 from flchain.learning.simulation import SimConfig, attack_update
 from flchain.learning.training import TrainConfig, TrainResult, train_local
 
@@ -20,7 +23,8 @@ NODE_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN, Attack.LABEL_FLIP, Attack.ALI
 
 
 class LocalTrainer:
-    """Trains the global model on this participant's own data (FedAvg / FedProx).
+    """Trains the global model on this participant's own data (FedAvg / FedProx, and SCAFFOLD
+    through :meth:`produce_scaffold`).
 
     On a DP task (``config.dp``) every round's update is clipped and noised and charged to
     ``privacy`` (a fresh in-memory accountant unless given one that remembers past rounds);
@@ -67,6 +71,25 @@ class LocalTrainer:
         result = self.train(global_state, round_id)
         return result.delta, result.num_samples
 
+    def produce_scaffold(
+        self,
+        global_state: dict[str, torch.Tensor],
+        round_id: int,
+        spec: ModelSpec,
+        client_control: np.ndarray,
+        server_control: np.ndarray,
+    ) -> tuple[Update, int, np.ndarray]:
+        """A SCAFFOLD round (:mod:`flchain.learning.scaffold`): the update carrying ``Δw`` and
+        ``Δc``, the sample count and this participant's new control variate ``c_i⁺``."""
+        load_parameters(self.model, global_state)
+        seed = self.seed * 100_003 + round_id
+        run = train_scaffold(
+            self.model, self.data, self.config, seed, spec, client_control, server_control
+        )
+        if run.train.buffers:
+            self.model.load_state_dict(run.train.buffers, strict=False)
+        return run.update, run.train.num_samples, run.client_control
+
 
 class Attacker(LocalTrainer):
     """Trains honestly, then sends what ``attack`` makes of it (see
@@ -94,6 +117,8 @@ class Attacker(LocalTrainer):
         participants: int | None = None,
         replicas: int = 4,
     ) -> None:
+        if config.scaffold:
+            raise ConfigError("attack studies do not support training.algorithm = 'scaffold'")
         if attack == "label_flip":
             data = TensorData(data.x, data.num_classes - 1 - data.y, data.num_classes)
         super().__init__(model, data, config, seed)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flchain.config import DATASETS, MODELS, PARTITIONS, SERVER_OPTIMIZERS
+from flchain.config import ALGORITHMS, DATASETS, MODELS, PARTITIONS, SERVER_OPTIMIZERS
 
 # Choices built from the config's own lists (typer shows and checks an Enum's values; the
 # built-in data sets exclude "custom", a participant's own data).
@@ -18,7 +18,9 @@ Dataset = StrEnum("Dataset", [(d, d) for d in DATASETS if d != "custom"])
 Model = StrEnum("Model", [(m, m) for m in MODELS])
 Partition = StrEnum("Partition", [(p, p) for p in PARTITIONS])
 ServerOptimizerName = StrEnum("ServerOptimizerName", [(o, o) for o in SERVER_OPTIMIZERS])
+Algorithm = StrEnum("Algorithm", [(a, a) for a in ALGORITHMS])
 MNIST, MLP, IID = Dataset("mnist"), Model("mlp"), Partition("iid")
+FEDAVG = Algorithm("fedavg")
 NO_SERVER_OPTIMIZER = ServerOptimizerName("none")
 
 
@@ -44,6 +46,10 @@ def demo(
     dataset: Annotated[Dataset, typer.Option(help="Built-in data set.")] = MNIST,
     model: Annotated[Model, typer.Option(help="The task's model.")] = MLP,
     partition: Annotated[Partition, typer.Option(help="How shards are cut.")] = IID,
+    algorithm: Annotated[
+        Algorithm,
+        typer.Option(help="Local training: fedavg, fedprox or scaffold (control variates)."),
+    ] = FEDAVG,
     server_optimizer: Annotated[
         ServerOptimizerName,
         typer.Option(help="How the committee turns the aggregate into the global step."),
@@ -83,6 +89,7 @@ def demo(
         seed=seed,
         server_optimizer=server_optimizer.value,
         server_lr=SUGGESTED_LR[server_optimizer.value] if server_lr is None else server_lr,
+        algorithm=algorithm.value,
     )
     console = Console()
     with console.status("deploying contracts and registering participants..."):
@@ -91,7 +98,7 @@ def demo(
     console.print(
         f"[bold]FLChain demo[/]: {participants} participants "
         f"({attackers} {attack}, {free_riders} free-rider, {dropouts} dropout), rule {rule}, "
-        f"{dataset.value}/{model.value}"
+        f"{dataset.value}/{model.value}, {algorithm.value}"
         + (
             f", server optimizer {server_optimizer.value} (lr {config.server_lr:g})"
             if server_optimizer.value != "none"

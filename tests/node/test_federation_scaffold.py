@@ -1,0 +1,116 @@
+"""A SCAFFOLD task on the embedded chain: every round finalizes, each update file carries Δw
+and Δc under one commitment, each report names the server control variate stored beside the
+model, an independent recomputation from what the chain names reproduces the attested results,
+and a restarted node keeps its own control variate (so it retrains a round identically)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flchain_node.factory import build_participant
+from flchain_node.federation import Federation
+from support.fedkit import DEMO, Driver, SlowTrainer, fresh_node
+
+from flchain.errors import ConfigError
+from flchain.learning.codec import decode_model, decode_update
+from flchain.learning.scaffold import decode_control, split, update_spec
+from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus
+from flchain.protocol.committee import recompute_round
+from flchain.protocol.rounds import TaskView, fetch_report, named_content
+from flchain.types import CID
+
+ROUNDS = 2
+SCAFFOLD = replace(DEMO, rounds=ROUNDS, algorithm="scaffold")
+
+
+def test_a_scaffold_task_runs_and_finalizes() -> None:
+    torch.set_num_threads(1)
+    fed = Federation(SCAFFOLD)
+    try:
+        result = fed.run()
+        task, spec = fed.deployment.task, fed.manifest.spec
+        assert [row.status for row in result.rounds] == ["finalized"] * ROUNDS
+        assert fed.manifest.config.training.algorithm == "scaffold"
+        view = TaskView(task, fed.store, fed.manifest)
+        states = []
+        for r in range(ROUNDS):
+            record = task.round_record(r)
+            assert record.status == RoundStatus.FINALIZED
+            for e in task.events(Revealed, round=r):  # one file: Δw and Δc, both non-zero
+                dw, dc = split(decode_update(fed.store.get(CID(e.cid)), update_spec(spec)), spec)
+                assert dw.q.any() and dc.any()
+            (event,) = task.events(RoundFinalized, round=r)
+            report = fetch_report(fed.store, event)
+            control = decode_control(fed.store.get(CID(report.server_state_cid)), spec)
+            assert control.any()
+            states.append(report.server_state_cid)
+            inputs = view.round_inputs(r)
+            assert inputs.scaffold
+            assert inputs.server_state_cid == (CID(states[r - 1]) if r else None)
+            outcome = recompute_round(inputs, fed.store)
+            assert outcome.model_cid == event.model_cid
+            assert outcome.report_digest == event.report_digest
+            assert Result(*outcome.result_tuple()).hash() == record.result_hash
+        assert len(set(states)) == ROUNDS
+        # the nodes of round 1 trained with the variate round 0's report names
+        assert np.array_equal(view.server_control(1), decode_control(
+            fed.store.get(CID(states[0])), spec))  # fmt: skip
+        assert not view.server_control(0).any()
+        rounds, _ = named_content(task, fed.store)
+        assert sorted((r.round, r.state) for r in rounds) == list(enumerate(states))
+    finally:
+        fed.close()
+
+
+def test_a_restarted_node_keeps_its_control_variate(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    fed = Federation(SCAFFOLD)
+    try:
+        fed.nodes[0] = fresh_node(fed, 0, tmp_path)
+        controls = tmp_path / "node0.controls"
+        Driver(fed).finish_round(0)
+        assert fed.deployment.task.round_record(0).status == RoundStatus.FINALIZED
+        c0 = np.load(controls / "0.npy")
+        assert c0.shape == (fed.manifest.spec.num_params,) and c0.any()
+
+        fed.nodes[0] = fresh_node(fed, 0, tmp_path)  # restarted: files and chain only
+        assert fed.nodes[0].step().actions == ["commit"]
+        committed = fed.nodes[0].state.rounds[1].digest
+        assert (controls / "1.npy").exists()
+
+        def retrain() -> str:
+            """Round 1's update as a node restarted from the files alone trains it again."""
+            node = fresh_node(fed, 0, tmp_path)
+            global_state = decode_model(
+                fed.store.get(node.view.global_model_cid(1)), fed.manifest.spec
+            )
+            data, _ = node._scaffold_update(global_state, 1)
+            return "0x" + hashlib.sha256(data).hexdigest()
+
+        # round 1 trains from round 0's c_i, not from the c_i⁺ it already saved for round 1
+        assert retrain() == committed
+        shutil.rmtree(controls)  # a node that lost c_i trains differently
+        assert retrain() != committed
+        Driver(fed).finish_round(1)
+        assert fed.deployment.task.round_record(1).status == RoundStatus.FINALIZED
+    finally:
+        fed.close()
+
+
+def test_a_trainer_without_control_variates_is_refused_when_it_would_train() -> None:
+    torch.set_num_threads(1)
+    fed = Federation(replace(SCAFFOLD, rounds=1))
+    try:
+        task = fed.deployment.task
+        trainer = SlowTrainer(fed.nodes[0].source, task)  # type: ignore[arg-type]
+        node = build_participant(task, fed.store, fed.accounts[0], trainer)  # builds: may attest
+        with pytest.raises(ConfigError, match="cannot train with control variates"):
+            node.step()
+    finally:
+        fed.close()
