@@ -116,6 +116,9 @@ _SERVER_FIELDS = ("server_optimizer", "server_lr", "server_momentum", "server_be
 class AggregationConfig:
     rule: str = "trimmed_mean"
     params: dict[str, float] = field(default_factory=dict)
+    #: The task's public validation set: the first N test samples of each class of the
+    #: built-in data set (0: none). ``centered_clip`` pays less to updates that raise its loss.
+    validation_per_class: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class TaskConfig:
         for key, default in _NEW_TRAINING_FIELDS.items():
             if data["training"][key] == default and key not in keep:
                 del data["training"][key]
+        if not self.aggregation.validation_per_class:  # added later: same rule as above
+            del data["aggregation"]["validation_per_class"]
         return data
 
     @property
@@ -226,7 +231,29 @@ class TaskConfig:
             aggregator_from_config(self.aggregation.rule, dict(self.aggregation.params))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"aggregation: {exc}") from exc
+        self._validate_validation_set()
         return self
+
+    def _validate_validation_set(self) -> None:
+        n = self.aggregation.validation_per_class
+        if n == 0:
+            return
+        from flchain.learning.validation import LINEAR_STACKS
+
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"aggregation.validation_per_class must be an integer >= 0, got {n}")
+        if self.custom_data:
+            raise ConfigError(
+                'aggregation.validation_per_class needs a built-in data set, not "custom": '
+                "the validation samples must be public"
+            )
+        if self.architecture not in LINEAR_STACKS:
+            raise ConfigError(
+                f"aggregation.validation_per_class: the exact forward pass covers "
+                f"{', '.join(LINEAR_STACKS)}, not {self.architecture!r}"
+            )
+        if self.training.algorithm == "scaffold":
+            raise ConfigError("aggregation.validation_per_class does not work with scaffold")
 
     def _validate_server_optimizer(self) -> None:
         t = self.training

@@ -44,16 +44,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import RULES, aggregator_from_config
-from flchain.learning.data import TensorData, federate, load_mnist5k
+from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import SimConfig, participant_id, run_federation
 from flchain.learning.training import TrainConfig
+from flchain.learning.validation import validation_slice
 
 N_CLIENTS = 10
 ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie", "ipm")
@@ -161,17 +161,6 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
             raise SystemExit(f"--only wants partition|rule|attack|attackers|seed=V1,V2; {item!r}")
         out.setdefault(key, set()).update(values.split(","))
     return out
-
-
-def validation_slice(test: TensorData, per_class: int) -> TensorData | None:
-    """The first ``per_class`` samples of each class of the test split (in split order): the
-    task's public validation set. It only weights rewards (the aggregate does not depend on
-    it), so test accuracy stays an unbiased estimate."""
-    if per_class <= 0:
-        return None
-    y = test.y.numpy()
-    idx = sorted(i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[:per_class])
-    return test.subset(idx)
 
 
 def execute(  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ import torch
 
 from flchain.errors import ConfigError, DataError
 from flchain.learning.codec import _slices
+from flchain.learning.data import TensorData
 from flchain.learning.models import ModelSpec
 
 #: Input resolution: inputs are quantized to multiples of 2^-INPUT_BITS.
@@ -76,6 +77,17 @@ class ValidationSet:
         xq.flags.writeable = False
         ys.flags.writeable = False
         return cls(xq, ys, num_classes)
+
+
+def validation_slice(test: TensorData, per_class: int) -> TensorData | None:
+    """The first ``per_class`` samples of each class of a test split (in split order): a
+    task's public validation set (``aggregation.validation_per_class``). It only weights
+    rewards (the aggregate does not depend on it), so test accuracy stays unbiased."""
+    if per_class <= 0:
+        return None
+    y = test.y.numpy()
+    idx = sorted(i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[:per_class])
+    return test.subset(idx)
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,6 +18,7 @@ import numpy as np
 from flchain.errors import ContentNotFound, ProtocolError
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.learning.scaffold import decode_control, zero_control
+from flchain.learning.validation import ValidationSet
 from flchain.ledger.contracts import (
     Revealed,
     RoundExpired,
@@ -32,7 +33,7 @@ from flchain.protocol.committee import ZERO_ROOT, Reveal, RoundInputs
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rewards import extension_error
-from flchain.protocol.task import server_optimizer
+from flchain.protocol.task import server_optimizer, validation_set
 from flchain.storage import ContentStore
 from flchain.storage.retention import RoundContent
 from flchain.types import CID, Address, to_address
@@ -173,6 +174,7 @@ class TaskView:
         self._finalized: list[int] = []
         self._scanned = 0
         self._base_after: dict[int, RewardBase] = {}
+        self._validation: tuple[ValidationSet | None] | None = None
 
     @property
     def manifest(self) -> TaskManifest:
@@ -180,6 +182,13 @@ class TaskView:
         if self._manifest is None:
             self._manifest = load_manifest(self.task, self.store)
         return self._manifest
+
+    @property
+    def validation(self) -> ValidationSet | None:
+        """The task's public validation set (``aggregation.validation_per_class``), built once."""
+        if self._validation is None:
+            self._validation = (validation_set(self.manifest.config),)
+        return self._validation[0]
 
     # --- finalized rounds -----------------------------------------------------------------
 
@@ -317,6 +326,7 @@ class TaskView:
             base_round=base.round,
             base_note=base.note,
             scaffold=self.manifest.config.training.algorithm == "scaffold",
+            validation=self.validation,
         )
 
     def server_control(self, round_id: int) -> np.ndarray:

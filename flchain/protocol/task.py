@@ -21,6 +21,7 @@ from flchain.learning.models import (
 )
 from flchain.learning.server_opt import ServerOptimizer
 from flchain.learning.training import DPConfig, TrainConfig
+from flchain.learning.validation import ValidationSet, validation_slice
 from flchain.protocol.manifest import TaskManifest
 from flchain.targets import import_target, one_line
 
@@ -118,6 +119,17 @@ def dp_config(config: TaskConfig) -> DPConfig | None:
         delta=float(dp["delta"]),
         target_epsilon=None if target is None else float(target),
     )
+
+
+def validation_set(config: TaskConfig) -> ValidationSet | None:
+    """The task's public validation set (``aggregation.validation_per_class`` samples of each
+    class of the built-in data set's test split), or ``None``."""
+    per_class = config.aggregation.validation_per_class
+    if per_class <= 0:
+        return None
+    picked = validation_slice(federated_data(config.data, 1).test, per_class)
+    assert picked is not None
+    return ValidationSet.from_arrays(picked.x, picked.y, picked.num_classes)
 
 
 def server_optimizer(config: TaskConfig) -> ServerOptimizer | None:

@@ -81,6 +81,8 @@ class DemoConfig:
     server_lr: float = 1.0
     #: ``[training] algorithm`` ("fedavg", "fedprox", "scaffold").
     algorithm: str = "fedavg"
+    #: ``[aggregation] validation_per_class``: the task's public validation set (0: none).
+    validation_per_class: int = 0
 
     def roles(self) -> list[str]:
         bad = self.attackers + self.free_riders + self.dropouts
@@ -124,7 +126,11 @@ class DemoConfig:
                     else {"server_optimizer": self.server_optimizer, "server_lr": self.server_lr}
                 ),
             ),
-            aggregation=AggregationConfig(rule=self.rule, params=dict(self.rule_params)),
+            aggregation=AggregationConfig(
+                rule=self.rule,
+                params=dict(self.rule_params),
+                validation_per_class=self.validation_per_class,
+            ),
             ledger=LedgerConfig(
                 rounds=self.rounds,
                 committee_size=min(self.committee_size, n),

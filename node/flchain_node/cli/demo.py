@@ -60,6 +60,14 @@ def demo(
             min=0.0, help="Server learning rate (default: one that suits --server-optimizer)."
         ),
     ] = None,
+    validation_per_class: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Public validation samples per class (0: none); centered_clip then pays less "
+            "to updates that raise their loss (MLP and logreg).",
+        ),
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed for data, models and training.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),
@@ -90,6 +98,7 @@ def demo(
         server_optimizer=server_optimizer.value,
         server_lr=SUGGESTED_LR[server_optimizer.value] if server_lr is None else server_lr,
         algorithm=algorithm.value,
+        validation_per_class=validation_per_class,
     )
     console = Console()
     with console.status("deploying contracts and registering participants..."):
