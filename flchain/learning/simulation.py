@@ -38,7 +38,14 @@ from flchain.learning.codec import apply_update, decode_update, encode_update
 from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
-from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
+from flchain.learning.training import (
+    TrainConfig,
+    TrainResult,
+    client_seed,
+    evaluate,
+    train_local,
+    training_seed,
+)
 
 __all__ = [
     "COLLUDING",
@@ -238,7 +245,7 @@ def run_federation(
                 zeros = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
                 trained[i] = TrainResult(zeros, len(data), float("nan"))
             else:
-                seed = config.seed * 100_003 + rnd * 1009 + i
+                seed = training_seed(client_seed(config.seed, i), rnd - 1)
                 trained[i] = train_local(model, data, config.train, seed=seed)
         sent = {i: res.delta for i, res in trained.items()}
         attackers = range(config.num_attackers)
