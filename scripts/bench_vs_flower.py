@@ -27,9 +27,10 @@ process), and reports when each round's evaluated global model was ready:
 
 ``per round`` is the mean wall time between successive evaluated global models after the first
 round (start-up and the first round excluded). Ratios are against Flower at the first
-``--flower-cpus`` value.
+``--flower-cpus`` value. ``--repeats`` runs every side of every size again, interleaved, and the
+tables show medians: on a shared machine one run each is mostly noise.
 
-    nice -n 10 python scripts/bench_vs_flower.py --sizes 10x5 50x2 100x2 \\
+    nice -n 10 python scripts/bench_vs_flower.py --sizes 10x5 50x2 100x2 --repeats 3 \\
         --json benchmarks/results/vs_flower.json --md benchmarks/results/vs_flower.md
 
 Needs ``pip install -c constraints.txt -e '.[bench]'`` (Flower with Ray).
@@ -207,17 +208,40 @@ def demo_rounds(out: Path) -> dict[str, Any]:
 # --- the driver --------------------------------------------------------------------------------
 
 
-def timed(cmd: list[str], log: Path) -> float:
-    """Run ``cmd`` to completion; its wall time from spawn to exit (output to ``log``)."""
+def timed(cmd: list[str], log: Path) -> tuple[float, list[tuple[float, str]]]:
+    """Run ``cmd`` to completion: its wall time from spawn to exit, and each line it printed
+    with the time since spawn it was read (also written to ``log``)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    lines: list[tuple[float, str]] = []
     started = time.perf_counter()
-    with log.open("w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - started, line.rstrip()))
     seconds = time.perf_counter() - started
+    log.write_text("".join(f"[{t:8.2f}] {line}\n" for t, line in lines))
     if proc.returncode != 0:
-        tail = log.read_text().splitlines()[-15:]
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}):\n" + "\n".join(tail))
-    return seconds
+        tail = "\n".join(line for _, line in lines[-15:])
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}):\n{tail}")
+    return seconds, lines
+
+
+def demo_phases(whole: float, lines: list[tuple[float, str]]) -> dict[str, float]:
+    """Where ``flchain demo``'s whole process goes, from when its lines were printed: start-up
+    (imports, deployment, registration: until its first line), the rounds (until the last
+    round's line), settling the last committees and every participant's claim (until the
+    outputs' line), writing the report and plots, exiting."""
+    banner = next(t for t, line in lines if line.startswith("FLChain demo"))
+    last_round = max(t for t, line in lines if line.startswith("round "))
+    wrote = next(t for t, line in lines if line.startswith("wrote "))
+    return {
+        "start_up": banner,
+        "rounds": last_round - banner,
+        "settle_and_claims": wrote - last_round,
+        "outputs_and_exit": whole - wrote,
+    }
 
 
 def summarise(whole: float, rounds: dict[str, Any]) -> dict[str, Any]:
@@ -236,32 +260,42 @@ def summarise(whole: float, rounds: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def flower_side(cpus: float) -> str:
+    return f"Flower, {cpus:g} CPU/client"
+
+
 def run_size(
     participants: int, rounds: int, seed: int, flower_cpus: list[float], work: Path
 ) -> dict[str, Any]:
+    """One run of every side on one size, each a fresh process."""
     me = [sys.executable, __file__]
     common = ["--participants", str(participants), "--rounds", str(rounds), "--seed", str(seed)]
     out: dict[str, Any] = {}
     for cpus in flower_cpus:
         path = work / f"flower-{participants}-{cpus}.json"
         cmd = [*me, "--child", "flower", *common, "--flower-cpus", str(cpus), "--out", str(path)]
-        whole = timed(cmd, work / f"flower-{participants}-{cpus}.log")
-        out[f"flower (cpus/client {cpus:g})"] = summarise(whole, json.loads(path.read_text()))
-        print(f"  flower cpus={cpus:g}: {whole:.1f} s", flush=True)
+        whole, _ = timed(cmd, work / f"flower-{participants}-{cpus}.log")
+        out[flower_side(cpus)] = summarise(whole, json.loads(path.read_text()))
     path = work / f"memory-{participants}.json"
-    whole = timed([*me, "--child", "in-memory", *common, "--out", str(path)],
-                  work / f"memory-{participants}.log")  # fmt: skip
+    whole, _ = timed([*me, "--child", "in-memory", *common, "--out", str(path)],
+                     work / f"memory-{participants}.log")  # fmt: skip
     out["in-memory"] = summarise(whole, json.loads(path.read_text()))
-    print(f"  in-memory: {whole:.1f} s", flush=True)
     demo_out = work / f"demo-{participants}"
-    whole = timed(demo_command(participants, rounds, seed, demo_out),
-                  work / f"demo-{participants}.log")  # fmt: skip
+    whole, lines = timed(demo_command(participants, rounds, seed, demo_out),
+                         work / f"demo-{participants}.log")  # fmt: skip
     out["demo"] = summarise(whole, demo_rounds(demo_out))
-    print(f"  demo: {whole:.1f} s", flush=True)
+    out["demo"]["phases"] = demo_phases(whole, lines)
+    print("  " + ", ".join(f"{k}: {v['whole_seconds']:.1f} s" for k, v in out.items()), flush=True)
     return out
 
 
-def markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+def median_of(runs: list[dict[str, Any]], side: str, key: str) -> float:
+    return statistics.median(run[side][key] for run in runs)
+
+
+def markdown(results: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> str:
+    """Tables of the medians over the repeats (the spread in brackets)."""
+    repeats = len(next(iter(results.values())))
     lines = [
         "# FLChain vs Flower: the same federation, side by side",
         "",
@@ -270,36 +304,56 @@ def markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"flwr {meta['flwr']}, ray {meta['ray']}, torch {meta['torch']}, 1 torch thread per "
         f"process, {meta['cpus']} cores shared with other sessions (load average "
         f"{meta['load_before']} before, {meta['load_after']} after). Each side is a fresh "
-        "process; one run each, in the order of the columns. Raw results: `vs_flower.json`.",
+        f"process, run {repeats}× interleaved (every side of every size, then again); medians, "
+        "with min-max in brackets. Raw results: `vs_flower.json`.",
         "",
         "    " + meta["command"],
         "",
     ]
+    sides = list(next(iter(results.values()))[0].keys())
+    base = sides[0]
     for title, key in (
         ("Whole process (spawn to exit)", "whole_seconds"),
         ("Per round after the first (mean wall time between evaluated global models)",
          "per_round_after_first"),
     ):  # fmt: skip
-        sides = list(next(iter(results.values())).keys())
-        base = sides[0]
         lines += [f"## {title}", "", "| clients × rounds | " + " | ".join(sides) + " |",
                   "|---|" + "---:|" * len(sides)]  # fmt: skip
-        for size, res in results.items():
+        for size, runs in results.items():
             cells = []
             for side in sides:
-                v = res[side][key]
+                values = [run[side][key] for run in runs]
+                v = statistics.median(values)
                 cell = f"{v:.2f} s"
+                if len(values) > 1:
+                    cell += f" [{min(values):.1f}-{max(values):.1f}]"
                 if side != base:
-                    cell += f" ({v / res[base][key]:.2f}×)"
+                    cell += f" (**{v / median_of(runs, base, key):.2f}×**)"
                 cells.append(cell)
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
-        lines += ["", f"(×: relative to {base})", ""]
-    lines += ["## Accuracy after each round", "", "| clients × rounds | side | accuracies |",
-              "|---|---|---|"]  # fmt: skip
-    for size, res in results.items():
-        for side, r in res.items():
+        lines += ["", f"(×: median relative to {base})", ""]
+    lines += ["## Where the demo's whole process goes (medians)", "",
+              "| clients × rounds | start-up | rounds | settle + claims | outputs + exit |",
+              "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for size, runs in results.items():
+        phases = [run["demo"]["phases"] for run in runs]
+        cells = [f"{statistics.median(p[k] for p in phases):.1f} s" for k in phases[0]]
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    header = "| clients × rounds | " + " | ".join(sides) + " |"
+    lines += ["", "## First round (includes Flower's Ray actors starting; medians)", "",
+              header, "|---|" + "---:|" * len(sides)]  # fmt: skip
+    for size, runs in results.items():
+        cells = [f"{median_of(runs, side, 'first_round_seconds'):.2f} s" for side in sides]
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    lines += ["", "## Accuracy after each round (first repeat; every repeat is in the JSON)", "",
+              "| clients × rounds | side | accuracies |", "|---|---|---|"]  # fmt: skip
+    for size, runs in results.items():
+        for side, r in runs[0].items():
             accs = ", ".join(f"{a:.4f}" for a in r["accuracies"])
             lines.append(f"| {size} | {side} | {accs} |")
+        same = all(run[s]["accuracies"] == runs[0][s]["accuracies"] for run in runs for s in sides)
+        if not same:
+            lines.append(f"| {size} | (repeats differ: see the JSON) | |")
     lines.append("")
     return "\n".join(lines)
 
@@ -319,6 +373,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flower-cpus", type=float, nargs="+", default=[2.0, 1.0],
                         help="Ray CPUs per Flower client; the first is the baseline")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=1, help="runs of every side, interleaved")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     parser.add_argument("--child", choices=SIDES[:2], help=argparse.SUPPRESS)
@@ -353,18 +408,22 @@ def main() -> None:
         "seed": args.seed,
         "load_before": round(os.getloadavg()[0], 2),
     }
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, list[dict[str, Any]]] = {f"{n} × {r}": [] for n, r in sizes}
+
+    def write() -> None:
+        meta["load_after"] = round(os.getloadavg()[0], 2)
+        if args.json:
+            args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+        if args.md:
+            args.md.write_text(markdown(results, meta))
+
     with tempfile.TemporaryDirectory(prefix="flchain-vs-flower-") as tmp:
-        for n, r in sizes:
-            print(f"{n} clients x {r} rounds", flush=True)
-            results[f"{n} × {r}"] = run_size(n, r, args.seed, args.flower_cpus, Path(tmp))
-    meta["load_after"] = round(os.getloadavg()[0], 2)
-    if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    text = markdown(results, meta)
-    if args.md:
-        args.md.write_text(text)
-    print(text)
+        for repeat in range(args.repeats):
+            for n, r in sizes:
+                print(f"repeat {repeat + 1}: {n} clients x {r} rounds", flush=True)
+                results[f"{n} × {r}"].append(run_size(n, r, args.seed, args.flower_cpus, Path(tmp)))
+                write()  # after every size, so an interrupted run keeps what it measured
+    print(markdown(results, meta))
 
 
 if __name__ == "__main__":
