@@ -295,7 +295,8 @@ def median_of(runs: list[dict[str, Any]], side: str, key: str) -> float:
 
 def markdown(results: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> str:
     """Tables of the medians over the repeats (the spread in brackets)."""
-    repeats = len(next(iter(results.values())))
+    results = {size: runs for size, runs in results.items() if runs}  # sizes not run yet
+    repeats = max(len(runs) for runs in results.values())
     lines = [
         "# FLChain vs Flower: the same federation, side by side",
         "",
@@ -304,8 +305,8 @@ def markdown(results: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> 
         f"flwr {meta['flwr']}, ray {meta['ray']}, torch {meta['torch']}, 1 torch thread per "
         f"process, {meta['cpus']} cores shared with other sessions (load average "
         f"{meta['load_before']} before, {meta['load_after']} after). Each side is a fresh "
-        f"process, run {repeats}× interleaved (every side of every size, then again); medians, "
-        "with min-max in brackets. Raw results: `vs_flower.json`.",
+        f"process, run up to {repeats}× interleaved (every side of every size, then again); "
+        "medians, with min-max in brackets. Raw results: `vs_flower.json`.",
         "",
         "    " + meta["command"],
         "",
