@@ -49,7 +49,14 @@ from flchain.learning.scaffold import (
     zero_control,
 )
 from flchain.learning.server_opt import ServerOptimizer, server_step
-from flchain.learning.training import TrainConfig, TrainResult, evaluate, train_local
+from flchain.learning.training import (
+    TrainConfig,
+    TrainResult,
+    client_seed,
+    evaluate,
+    train_local,
+    training_seed,
+)
 from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
 
 __all__ = [
@@ -268,13 +275,13 @@ def run_federation(
                 zeros = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
                 trained[i] = TrainResult(zeros, len(data), float("nan"))
             elif scaffold:
-                seed = config.seed * 100_003 + rnd * 1009 + i
+                seed = training_seed(client_seed(config.seed, i), rnd - 1)
                 run = train_scaffold(model, data, config.train, seed, spec, client_c[i], server_c)
                 client_c[i] = run.client_control
                 trained[i] = run.train
                 controlled[i] = run.update
             else:
-                seed = config.seed * 100_003 + rnd * 1009 + i
+                seed = training_seed(client_seed(config.seed, i), rnd - 1)
                 trained[i] = train_local(model, data, config.train, seed=seed)
         sent: dict[int, dict[str, torch.Tensor] | Update] = {
             i: controlled.get(i, res.delta) for i, res in trained.items()

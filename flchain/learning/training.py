@@ -46,6 +46,21 @@ class DPConfig:
             raise ConfigError("dp target_epsilon must be > 0")
 
 
+def client_seed(task_seed: int, client: int) -> int:
+    """The training seed of simulated client ``client`` (its shard number) of a task seeded
+    ``task_seed``: the same in the in-memory simulation, the participant nodes of
+    ``flchain demo`` and a benchmark's Flower clients, so the three train alike."""
+    return task_seed * 100_003 + client
+
+
+def training_seed(client: int, round_id: int) -> int:
+    """The seed of one round of a client's local training, from its training seed ``client``
+    (:func:`client_seed`, or a real participant's own) and the chain's round id (from 0; the
+    in-memory simulation's round ``r`` is round id ``r - 1``). Clients below 1,009 never share
+    a seed within a task."""
+    return client + (round_id + 1) * 1009
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Local training: ``epochs`` (E), ``batch_size`` (B), ``lr``; ``prox_mu`` > 0 is FedProx;

@@ -4,9 +4,10 @@ federation, the fault-injection tests and the node processes they spawn all buil
 A node is its key, a task wrapper on its own chain connection, the content store, its state file
 (optional: the demo keeps state in memory) and an update source. On the simulation path the
 update source trains on one shard of the task's seeded partition, seeded per participant by
-:func:`participant_seed`. A real participant's update source trains on the operator's own data
-(:func:`private_trainer`) or runs an existing Flower client (:func:`flower_trainer`); both are
-built, and their data and model checked against the manifest, before the node stakes.
+:func:`~flchain.learning.training.client_seed` as the in-memory simulation seeds its clients, so
+the two agree round by round. A real participant's update source trains on the operator's own
+data (:func:`private_trainer`) or runs an existing Flower client (:func:`flower_trainer`); both
+are built, and their data and model checked against the manifest, before the node stakes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model
 from flchain.learning.data import FederatedData
 from flchain.learning.local_data import load_local
+from flchain.learning.training import client_seed
 from flchain.ledger.contracts import TrainingTask
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.task import (
@@ -39,11 +41,6 @@ from flchain_node.local import LocalMetrics, Log, PrivateTrainer
 from flchain_node.participant import ParticipantNode, UpdateSource
 from flchain_node.state import NodeState
 from flchain_node.trainer import LocalTrainer
-
-
-def participant_seed(config: TaskConfig, index: int) -> int:
-    """The training seed of participant ``index`` (its shard number) of a simulated task."""
-    return config.training.seed * 1000 + index
 
 
 def task_model(config: TaskConfig) -> nn.Module:
@@ -177,7 +174,7 @@ def shard_trainer(
         task_model(config),
         data.clients[shard],
         train_config(config),
-        participant_seed(config, shard),
+        client_seed(config.training.seed, shard),
     )
 
 

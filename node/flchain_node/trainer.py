@@ -15,7 +15,7 @@ from flchain.learning.models import ModelSpec, load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
 from flchain.learning.scaffold import train_scaffold
 from flchain.learning.simulation import SimConfig, attack_update
-from flchain.learning.training import TrainConfig, TrainResult, train_local
+from flchain.learning.training import TrainConfig, TrainResult, train_local, training_seed
 
 #: The attacks one participant node can run on its own (free-riding is a node role, not an
 #: attack; copycats and backdoors exist in the in-memory simulation only).
@@ -52,7 +52,7 @@ class LocalTrainer:
             self.privacy.check(round_id)
         load_parameters(self.model, global_state)
         result = train_local(
-            self.model, self.data, self.config, seed=self.seed * 100_003 + round_id
+            self.model, self.data, self.config, seed=training_seed(self.seed, round_id)
         )
         if result.buffers:  # local statistics (BatchNorm) carry over to the next round
             self.model.load_state_dict(result.buffers, strict=False)
@@ -82,7 +82,7 @@ class LocalTrainer:
         """A SCAFFOLD round (:mod:`flchain.learning.scaffold`): the update carrying ``Δw`` and
         ``Δc``, the sample count and this participant's new control variate ``c_i⁺``."""
         load_parameters(self.model, global_state)
-        seed = self.seed * 100_003 + round_id
+        seed = training_seed(self.seed, round_id)
         run = train_scaffold(
             self.model, self.data, self.config, seed, spec, client_control, server_control
         )
@@ -139,13 +139,14 @@ class Attacker(LocalTrainer):
         self, global_state: dict[str, torch.Tensor], round_id: int, honest: TrainResult
     ) -> list[Delta]:
         """``honest``'s update and ``replicas - 1`` updates trained on bootstrap resamples."""
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + round_id)
+        base = training_seed(self.seed, round_id)
+        gen = torch.Generator().manual_seed(base)
         out = [honest.delta]
         for r in range(1, self.replicas):
             idx = torch.randint(len(self.data), (len(self.data),), generator=gen)
             boot = TensorData(self.data.x[idx], self.data.y[idx], self.data.num_classes)
             load_parameters(self.model, global_state)
-            seed = (self.seed * 100_003 + round_id) * 31 + r
+            seed = base * 31 + r
             out.append(train_local(self.model, boot, self.config, seed=seed).delta)
         return out
 
