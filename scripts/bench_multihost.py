@@ -56,7 +56,7 @@ COUNTERS = {
 
 class RoundMeter:
     """The federation's script: notes the time and the daemons' counters at the start and at
-    every round close (finalized or expired), until ``rounds`` rounds closed."""
+    every round close (finalized or expired), until ``rounds`` rounds finalized."""
 
     def __init__(self, rounds: int) -> None:
         self.rounds = rounds
@@ -76,10 +76,11 @@ class RoundMeter:
             self.closes.append(self.snapshot(fed))
         with in_netns(fed.chain_netns):
             task = self._task = self._task or fed.chain()
-            closed = len(task.events(RoundFinalized)) + len(task.events(RoundExpired))
+            finalized = len(task.events(RoundFinalized))
+            closed = finalized + len(task.events(RoundExpired))
         while len(self.closes) - 1 < closed:
             self.closes.append(self.snapshot(fed))
-        return len(self.closes) - 1 >= self.rounds
+        return finalized >= self.rounds
 
 
 def measure(hosts: int, rounds: int, kubo: bool, timeout: float, work: Path) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def measure(hosts: int, rounds: int, kubo: bool, timeout: float, work: Path) -> 
                  for p in fed.state_dir(n).glob("*.metrics.json")}  # fmt: skip
         codes = dict(fed.codes)
     per_round = []
-    for r in range(rounds):
+    for r in range(max([*finalized, *expired], default=-1) + 1):  # expired rounds too
         booked = [w[r] for w in works.values() if r in w]
         row: dict[str, Any] = {
             "round": r,
@@ -125,9 +126,18 @@ def measure(hosts: int, rounds: int, kubo: bool, timeout: float, work: Path) -> 
                     for k in COUNTERS
                 }
         per_round.append(row)
+    first, last = meter.closes[0], meter.closes[-1]
     return {
         "hosts": hosts,
         "store": "kubo" if kubo else "embedded",
+        # start to last close: no traffic split across a boundary (a round's close is seen
+        # within half a second, while the new model is still being fetched)
+        "kubo_total": {
+            k: sum(last["daemons"][d][k] - first["daemons"][d][k] for d in first["daemons"])
+            for k in COUNTERS
+        },
+        "node_store_bytes": sum(r["node_store_bytes"] for r in per_round),
+        "node_fetch_bytes": sum(r["node_fetch_bytes"] for r in per_round),
         "rounds": rounds,
         "wall_s": wall,
         "exit_codes": codes,
@@ -175,9 +185,15 @@ def markdown(setup: dict[str, Any], runs: list[dict[str, Any]]) -> str:
         if "error" in run:
             out.append(f"- {run['hosts']} hosts, {run['store']}: failed: {run['error'][:300]}")
             continue
+        total = run["kubo_total"]
+        kubo = (f"; Kubo, all daemons, start to last close: {total['bw_in']:,} B in "
+                f"(stats/bw), {total['bitswap_received']:,} B by bitswap "
+                f"({total['bitswap_dup_received']:,} B duplicate)" if total else "")  # fmt: skip
         out.append(f"- {run['hosts']} hosts, {run['store']}: {run['finalized']}/{run['rounds']} "
                    f"rounds finalized, {run['wall_s']:.0f} s, exit codes "
-                   f"{sorted(set(run['exit_codes'].values()))}")  # fmt: skip
+                   f"{sorted(set(run['exit_codes'].values()))}; nodes put "
+                   f"{run['node_store_bytes']:,} B and got {run['node_fetch_bytes']:,} B"
+                   + kubo)  # fmt: skip
     out += [
         "",
         "Reproduce (root, iproute2, anvil, Kubo): `FLCHAIN_IPFS_BIN=.tools/bin/ipfs nice -n 10 "

@@ -69,10 +69,9 @@ min_reveals = 2
 
 def task_config(rounds: int, participants: int) -> str:
     """The task: digits, MLP, median, a committee of 3 with a quorum of 2. The commit phase
-    gives every node time to start (a second or two of imports each, all sharing the cores)."""
-    return CONFIG.format(
-        rounds=rounds, participants=participants, commit_blocks=60 + 10 * participants
-    )
+    gives every node time to start (seconds of imports each, all sharing the cores; it closes
+    as soon as all committed)."""
+    return CONFIG.format(rounds=rounds, participants=participants, commit_blocks=30 * participants)
 
 
 def flchain(*args: str) -> list[str]:
