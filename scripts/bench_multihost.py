@@ -88,6 +88,7 @@ def measure(hosts: int, rounds: int, kubo: bool, timeout: float, work: Path) -> 
     started = time.monotonic()
     with launched(work, rounds, meter, participants=hosts, kubo=kubo, timeout=timeout) as fed:
         wall = time.monotonic() - started
+        end = meter.snapshot(fed)  # every node has exited (the daemons still run): all settled
         with in_netns(fed.chain_netns):
             task = fed.chain()
             finalized = {e.round: e for e in task.events(RoundFinalized)}
@@ -126,14 +127,13 @@ def measure(hosts: int, rounds: int, kubo: bool, timeout: float, work: Path) -> 
                     for k in COUNTERS
                 }
         per_round.append(row)
-    first, last = meter.closes[0], meter.closes[-1]
+    first = meter.closes[0]
     return {
         "hosts": hosts,
         "store": "kubo" if kubo else "embedded",
-        # start to last close: no traffic split across a boundary (a round's close is seen
-        # within half a second, while the new model is still being fetched)
+        # start to the end of the run: nothing split across a boundary, every meter settled
         "kubo_total": {
-            k: sum(last["daemons"][d][k] - first["daemons"][d][k] for d in first["daemons"])
+            k: sum(end["daemons"][d][k] - first["daemons"][d][k] for d in first["daemons"])
             for k in COUNTERS
         },
         "node_store_bytes": sum(r["node_store_bytes"] for r in per_round),
@@ -164,7 +164,11 @@ def markdown(setup: dict[str, Any], runs: list[dict[str, Any]]) -> str:
         "receipt, about a block) plus small bookkeeping. Wall = time between round closes "
         "(round 0 includes start-up: imports, registration). Bytes: content the nodes put and "
         "fetched (summed over nodes) and, for Kubo, the daemons' own counters summed over all "
-        "daemons (`stats/bw` TotalIn; `stats/bitswap` DataReceived and DupDataReceived).",
+        "daemons (`stats/bw` TotalIn; `stats/bitswap` DataReceived and DupDataReceived), read "
+        "within half a second of each round close. Bitswap's counters move with every block; "
+        "`stats/bw` is a libp2p flow meter that updates about once a second, so its per-round "
+        "figures lag (traffic can land in the next round) and only its whole-run totals (below) "
+        "add up.",
         "",
         "| hosts | store | round | status | accepted | wall s | train | store | fetch "
         "| aggregate | chain | put B | got B | Kubo in B | bitswap B | dup B |",
@@ -185,9 +189,9 @@ def markdown(setup: dict[str, Any], runs: list[dict[str, Any]]) -> str:
         if "error" in run:
             out.append(f"- {run['hosts']} hosts, {run['store']}: failed: {run['error'][:300]}")
             continue
-        total = run["kubo_total"]
-        kubo = (f"; Kubo, all daemons, start to last close: {total['bw_in']:,} B in "
-                f"(stats/bw), {total['bitswap_received']:,} B by bitswap "
+        total = run["kubo_total"] if run["store"] == "kubo" else None
+        kubo = (f"; Kubo, all daemons, whole run: {total['bw_in']:,} B in and "
+                f"{total['bw_out']:,} B out (stats/bw), {total['bitswap_received']:,} B by bitswap "
                 f"({total['bitswap_dup_received']:,} B duplicate)" if total else "")  # fmt: skip
         out.append(f"- {run['hosts']} hosts, {run['store']}: {run['finalized']}/{run['rounds']} "
                    f"rounds finalized, {run['wall_s']:.0f} s, exit codes "
@@ -222,7 +226,12 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per federation")
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
+    p.add_argument("--from-json", type=Path, help="only rewrite --md from an earlier --json")
     args = p.parse_args()
+    if args.from_json:
+        done = json.loads(args.from_json.read_text())
+        args.md.write_text(markdown(done["setup"], done["runs"]))
+        return
     if missing := missing_tools():
         sys.exit(f"{missing[0]} ({missing[1]})")
     setup = {"hosts": args.hosts, "rounds": args.rounds, "stores": args.stores}
