@@ -26,6 +26,7 @@ from flchain.learning.data import TensorData
 from flchain.learning.models import ModelSpec, load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
 from flchain.learning.training import TrainConfig, evaluate
+from flchain_node.metering import RoundWork
 from flchain_node.trainer import LocalTrainer
 
 Log = Callable[[str], None]
@@ -43,17 +44,20 @@ class LocalMetric:
 
 
 class LocalMetrics:
-    """Per-round local validation figures and (DP tasks) the privacy spent per round,
-    persisted atomically as JSON (one entry per round, so a restarted node overwrites rather
-    than repeats; the privacy entries are what its accountant resumes from)."""
+    """Per-round local validation figures, (DP tasks) the privacy spent per round and the
+    node's work per round (:class:`RoundWork`), persisted atomically as JSON (one entry per
+    round, so a restarted node overwrites rather than repeats; the privacy entries are what its
+    accountant resumes from)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.entries: dict[int, LocalMetric] = {}
         self.privacy: dict[int, PrivacySpend] = {}
+        self.work: dict[int, RoundWork] = {}
         if path is not None and path.exists():
             self.entries = read_metrics(path)
             self.privacy = read_privacy(path)
+            self.work = read_work(path)
 
     def record(self, metric: LocalMetric) -> None:
         self.entries[metric.round] = metric
@@ -63,6 +67,10 @@ class LocalMetrics:
         self.privacy[spend.round] = spend
         self._save()
 
+    def record_work(self, work: RoundWork) -> None:
+        self.work[work.round] = work
+        self._save()
+
     def _save(self) -> None:
         if self.path is None:
             return
@@ -70,6 +78,8 @@ class LocalMetrics:
         data: dict[str, object] = {"rounds": [asdict(m) for _, m in sorted(self.entries.items())]}
         if self.privacy:
             data["privacy"] = [asdict(p) for _, p in sorted(self.privacy.items())]
+        if self.work:
+            data["work"] = [asdict(w) for _, w in sorted(self.work.items())]
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics-")
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1)
@@ -95,6 +105,15 @@ def read_privacy(path: Path) -> dict[int, PrivacySpend]:
     try:
         raw = safejson.loads(path.read_bytes())
         return {int(p["round"]): PrivacySpend(**p) for p in raw.get("privacy", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"local metrics file {path} is unreadable: {exc}") from exc
+
+
+def read_work(path: Path) -> dict[int, RoundWork]:
+    """The work per round a node recorded at ``path`` (none before its first step)."""
+    try:
+        raw = safejson.loads(path.read_bytes())
+        return {int(w["round"]): RoundWork(**w) for w in raw.get("work", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"local metrics file {path} is unreadable: {exc}") from exc
 

@@ -50,6 +50,7 @@ from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
+from flchain_node.metering import MeteredStore
 from flchain_node.state import ControlStore, NodeState, RoundState
 
 
@@ -81,13 +82,16 @@ class ScaffoldSource(Protocol):
 
 @dataclass
 class StepReport:
-    """What one :meth:`ParticipantNode.step` did, with the seconds each kind of work took."""
+    """What one :meth:`ParticipantNode.step` did, with the seconds each kind of work took
+    (:data:`~flchain_node.metering.WORK`: train, store, fetch, aggregate, and chain for the
+    rest of the step) and the bytes it put in (``store``) and got from (``fetch``) the store."""
 
     round: int
     phase: Phase
     actions: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     gas: dict[str, int] = field(default_factory=dict)
+    moved: dict[str, int] = field(default_factory=dict)
 
 
 class ParticipantNode:
@@ -117,7 +121,9 @@ class ParticipantNode:
     ) -> None:
         if confirmations < 0:
             raise ProtocolError(f"confirmations must be 0 or more, got {confirmations}")
-        self.task, self.store, self.account, self.source = task, store, account, source
+        self.task, self.account, self.source = task, account, source
+        # every get and put is timed and counted: the store and fetch shares of the step
+        self.store = MeteredStore(store)
         self.confirmations = confirmations
         # (number, hash) of the block our last transaction landed in: when the chain no longer
         # has that block, a reorg happened under us.
@@ -125,7 +131,7 @@ class ParticipantNode:
         self.chain = task.chain
         self.address = to_checksum_address(account.address)
         self.state = state or NodeState(account=self.address, task=task.address)
-        self.view = TaskView(task, store, manifest)
+        self.view = TaskView(task, self.store, manifest)
         self.manifest = self.view.manifest
         # SCAFFOLD: c_i is kept beside the state file (in memory for a node without one)
         self.scaffold = self.manifest.config.training.algorithm == "scaffold"
@@ -140,15 +146,13 @@ class ParticipantNode:
         self._skipped: set[int] = set()  # rounds this node sat out (sampling, privacy budget)
 
     def _send(self, report: StepReport, action: str, send: Callable[[], TxReceipt]) -> int:
-        """Run one transaction, booking its time and gas under ``action``; returns the number
-        of the block it landed in."""
-        started = time.perf_counter()
+        """Run one transaction, booking its gas under ``action`` (its time is the step's chain
+        share); returns the number of the block it landed in."""
         try:
             receipt = send()
         except TransactionTimeout:
             self._maybe_in_flight = True  # sent, maybe still pending: look before acting again
             raise
-        report.seconds["chain"] = report.seconds.get("chain", 0.0) + time.perf_counter() - started
         report.gas[action] = report.gas.get(action, 0) + int(receipt["gasUsed"])
         report.actions.append(action)
         block = int(receipt["blockNumber"])
@@ -183,6 +187,20 @@ class ParticipantNode:
 
     def step(self) -> StepReport:
         """Do whatever this participant owes the task right now; safe to call any time."""
+        started, tally = time.perf_counter(), self.store.tally.copy()
+        report = self._step()
+        spent = self.store.tally.since(tally)
+        seconds = report.seconds
+        if spent.store_seconds:
+            seconds["store"], report.moved["store"] = spent.store_seconds, spent.store_bytes
+        if spent.fetch_seconds:
+            seconds["fetch"], report.moved["fetch"] = spent.fetch_seconds, spent.fetch_bytes
+        # the rest: chain reads and transactions (plus small bookkeeping between them)
+        rest = time.perf_counter() - started - sum(seconds.values())
+        seconds["chain"] = max(rest, 0.0)
+        return report
+
+    def _step(self) -> StepReport:
         reorged = self._reorged()  # checked first: what was not deep enough is re-checked below
         # One call for every on-chain fact this step decides on, read at one block (was ~6-8
         # view calls a step; each costs a round trip on a JSON-RPC node).
@@ -284,11 +302,9 @@ class ParticipantNode:
         else:
             delta, num_samples = self.source.produce(global_state, round_id)
         report.seconds["train"] = time.perf_counter() - started
-        started = time.perf_counter()
         if not self.scaffold:
             data = encode_update(delta, spec)
         cid = self.store.put(data)  # stored before committing: a restart can always reveal
-        report.seconds["store"] = time.perf_counter() - started
         mine = RoundState(
             digest="0x" + update_digest(data).hex(),
             salt="0x" + new_salt().hex(),
@@ -355,12 +371,15 @@ class ParticipantNode:
     def _attest(self, round_id: int, member: bool, vote: Vote, report: StepReport) -> None:
         if not self.will_attest or not member or any(vote.result_hash):
             return
-        started = time.perf_counter()
+        started, fetching = time.perf_counter(), self.store.tally.fetch_seconds
         try:
             outcome = self.recompute(round_id)
         except AggregationError:
             return  # too few valid updates: the round will expire
-        report.seconds["aggregate"] = time.perf_counter() - started
+        fetched = self.store.tally.fetch_seconds - fetching  # booked as the step's fetch share
+        report.seconds["aggregate"] = (
+            report.seconds.get("aggregate", 0.0) + time.perf_counter() - started - fetched
+        )
         result = Result(*outcome.result_tuple())
         # The wrapper floors the gas at a finalizing vote's cost: members vote concurrently,
         # so any vote may become the one that reaches quorum after its estimate was taken.

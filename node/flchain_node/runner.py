@@ -25,6 +25,8 @@ from flchain.errors import (
 from flchain.learning.codec import Update
 from flchain.learning.models import ModelSpec
 from flchain.ledger.contracts import FLToken, ParticipantRegistry, Phase, TrainingTask
+from flchain_node.local import LocalMetrics
+from flchain_node.metering import RoundWork
 from flchain_node.owner import Keeper
 from flchain_node.participant import ParticipantNode, StepReport
 
@@ -112,13 +114,14 @@ def phase_end(task: TrainingTask, phase: Phase) -> int | None:
 
 @dataclass
 class RunSummary:
-    """What a node run did: how often it took each action, gas used, the reward it claimed
-    and how many steps failed (and were retried)."""
+    """What a node run did: how often it took each action, gas used, the reward it claimed,
+    how many steps failed (and were retried) and its work per round."""
 
     actions: dict[str, int]
     gas: int
     claimed: int
     errors: int
+    work: dict[int, RoundWork]
 
 
 def run_node(
@@ -128,23 +131,28 @@ def run_node(
     timeout: float | None = None,
     claim: bool = True,
     log: Log = print,
+    metrics: LocalMetrics | None = None,
 ) -> RunSummary:
     """Step ``node`` until the task completes and its last attest window closed, then claim.
 
     Transient trouble (RPC or store unavailable, receipt timeouts) and refused transactions
     are logged and retried at the next block: :meth:`ParticipantNode.step` is idempotent, so
     nothing is sent twice. Raises :class:`ProtocolError` when ``timeout`` seconds pass first.
+    The node's work per round goes into ``metrics`` (when given) as the rounds go.
     """
     task, chain = node.task, node.chain
     deadline = None if timeout is None else time.monotonic() + timeout
     actions: dict[str, int] = {}
+    work: dict[int, RoundWork] = {}
     gas = errors = 0
     last_block = -1
+    polled = 0.0  # seconds of chain reads by the loop itself, booked with the next step
     outage = Outage(log, poll)
     while True:
         if deadline is not None and time.monotonic() > deadline:
             raise ProtocolError(f"node {node.address} timed out after {timeout:g}s")
         try:
+            started = time.perf_counter()
             block, phase = chain.block_number, task.phase()
             outage.succeeded()
             end = phase_end(task, phase)
@@ -152,6 +160,7 @@ def run_node(
                 rounds = task.current_round()
                 if rounds == 0 or block > task.attest_deadline(rounds - 1):
                     break  # completed, and late votes on the last round are no longer possible
+            polled += time.perf_counter() - started
             if block == last_block or (end is not None and block >= end):
                 time.sleep(poll)  # wait for a new block / don't act in a phase's last block
                 continue
@@ -169,10 +178,19 @@ def run_node(
         for action in report.actions:
             actions[action] = actions.get(action, 0) + 1
         gas += sum(report.gas.values())
+        report.seconds["chain"] = report.seconds.get("chain", 0.0) + polled
+        polled = 0.0
+        booked = work.setdefault(report.round, RoundWork(report.round))
+        booked.add(report.seconds, report.moved)
+        if metrics is not None and report.actions:  # not every block: when work was done
+            metrics.record_work(booked)
+    if metrics is not None:
+        for booked in work.values():
+            metrics.record_work(booked)
     claimed = node.claim() if claim else 0
     if claimed:
         log(f"claimed {claimed} (token base units)")
-    return RunSummary(actions, gas, claimed, errors)
+    return RunSummary(actions, gas, claimed, errors, work)
 
 
 def run_keeper(
@@ -216,6 +234,6 @@ def run_keeper(
 
 def _log_step(report: StepReport, log: Log) -> None:
     if report.actions:
-        timing = ", ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items() if v >= 0.005)
         log(f"round {report.round} {report.phase.name.lower()}: {', '.join(report.actions)}"
             + (f" ({timing})" if timing else ""))  # fmt: skip

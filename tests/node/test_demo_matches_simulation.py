@@ -52,9 +52,7 @@ def test_demo_and_in_memory_simulation_agree_round_by_round() -> None:
         fed.fed,
         aggregator_from_config("fedavg", {}),
         SimConfig(rounds=DEMO.rounds, train=train_config(config), seed=config.training.seed),
-        on_round=lambda _: sim_models.append(
-            {k: v.clone() for k, v in model.state_dict().items()}
-        ),
+        on_round=lambda _: sim_models.append({k: v.clone() for k, v in model.state_dict().items()}),
     )
 
     assert sim.accuracies == [row.accuracy for row in result.rounds]

@@ -13,291 +13,44 @@ Needs root, iproute2, anvil and Kubo: skipped without them, failed under CI=true
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import itertools
 import json
 import os
-import shutil
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from support.kubo_daemon import in_netns
+from support.multihost import Federation, flchain, launched, missing_tools
 from support.tools import require_tool
 
-from flchain.ledger.contracts import Attested, Committed, Revealed, RoundExpired, RoundFinalized
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
-from kubo_daemon import KuboDaemon, find_ipfs, in_netns, new_swarm_key
-
-from flchain.ledger.accounts import DEV_MNEMONIC, account_from_mnemonic
-from flchain.ledger.anvil import find_anvil
-from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import TrainingTask
+from flchain.ledger.contracts import (
+    Attested,
+    Committed,
+    Revealed,
+    RoundExpired,
+    RoundFinalized,
+    TrainingTask,
+)
 from flchain.storage import KuboStore
 
 PARTICIPANTS, ROUNDS = 3, 2
-CHAIN_SUBNET, IPFS_SUBNET = "10.77.0", "10.78.0"
-CHAIN_IP = f"{CHAIN_SUBNET}.1"
-RPC_PORT = 8545
-SWARM_PORT = 4001
-API_PORT = 5001
-TIMEOUT = 600.0
-
-CONFIG = """\
-name = "multihost"
-[data]
-dataset = "digits"
-partition = "iid"
-[training]
-model = "mlp"
-epochs = 1
-batch_size = 16
-lr = 0.1
-[aggregation]
-rule = "median"
-params = {{}}
-[ledger]
-rounds = {rounds}
-committee_size = 3
-quorum = 2
-commit_blocks = 90    # closes early once all three committed; long for the nodes to start
-reveal_blocks = 16
-attest_blocks = 40    # finalizes at quorum; long for a fetch that runs out of time
-max_participants = 3
-min_reveals = 2
-"""
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.slow]
 
 
-def flchain(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flchain_node.cli.app", *args]
-
-
-@dataclass
-class Host:
-    """One network namespace with an address on the test bridge."""
-
-    netns: str
-    ip: str  # on the chain LAN
-    ipfs_ip: str  # on the IPFS LAN
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def popen(self, command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.netns, *command],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self.processes.append(proc)
-        return proc
-
-    def run(self, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ip", "netns", "exec", self.netns, *command],
-            env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-
-
-class PrivateNetwork:
-    """Namespaces ``<tag>s`` (the switch) and one per host. Two LANs, each a bridge in the
-    switch with a veth pair to every host: ``eth0`` on 10.77.0.0/24 carries the chain's JSON-RPC,
-    ``eth1`` on 10.78.0.0/24 the IPFS swarm, so a fault can cut one and keep the other.
-
-    No host has a default route, so no packet can leave for a public address at all.
-    """
-
-    LANS = (("eth0", "br0", CHAIN_SUBNET), ("eth1", "br1", IPFS_SUBNET))
-
-    _count = itertools.count()
-
-    def __init__(self, names: list[str]) -> None:
-        # Unique per network: namespace and interface names are global to the machine.
-        self.tag = f"flc{os.getpid() % 0xFFFF:x}{next(self._count) % 10}"
-        self.switch = f"{self.tag}s"
-        self.hosts = {n: Host(f"{self.tag}{n}", f"{CHAIN_SUBNET}.{i + 1}", f"{IPFS_SUBNET}.{i + 1}")
-                      for i, n in enumerate(names)}  # fmt: skip
-
-    def __enter__(self) -> PrivateNetwork:
-        try:
-            self._ip("netns", "add", self.switch)
-            for _, bridge, _ in self.LANS:
-                self._ip("-n", self.switch, "link", "add", bridge, "type", "bridge")
-                self._ip("-n", self.switch, "link", "set", bridge, "up")
-            for i, host in enumerate(self.hosts.values()):
-                self._ip("netns", "add", host.netns)
-                self._ip("-n", host.netns, "link", "set", "lo", "up")
-                for dev, bridge, subnet in self.LANS:
-                    port = f"{dev[-1]}{self.tag}{i}"[-15:]
-                    self._ip("-n", host.netns, "link", "add", dev, "type", "veth",
-                             "peer", "name", port, "netns", self.switch)  # fmt: skip
-                    self._ip("-n", host.netns, "addr", "add", f"{subnet}.{i + 1}/24", "dev", dev)
-                    self._ip("-n", host.netns, "link", "set", dev, "up")
-                    self._ip("-n", self.switch, "link", "set", port, "master", bridge)
-                    self._ip("-n", self.switch, "link", "set", port, "up")
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def set_link(self, host: str, dev: str, up: bool) -> None:
-        """Unplug (or plug back) one host's cable to one LAN."""
-        self._ip("-n", self.hosts[host].netns, "link", "set", dev, "up" if up else "down")
-
-    @staticmethod
-    def _ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-    def __exit__(self, *exc: object) -> None:
-        for host in self.hosts.values():
-            for proc in host.processes:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-        for name in [h.netns for h in self.hosts.values()] + [self.switch]:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-
-
-@dataclass
-class Federation:
-    url: str  # the chain, as reached from inside the chain host's namespace
-    chain_netns: str
-    task: str
-    net: PrivateNetwork
-    daemons: dict[str, KuboDaemon]  # by host name
-    accounts: dict[str, str]  # participant host name -> address
-    work: Path
-    codes: dict[str, int] = field(default_factory=dict)  # exit code by process name
-
-    def chain(self) -> TrainingTask:
-        """The task, read from inside the chain host (call within ``in_netns(chain_netns)``)."""
-        return TrainingTask(Chain.connect(self.url, accounts=[]), self.task)
-
-    def logs(self) -> str:
-        return _logs(self.work)
-
-
-#: Called about twice a second while the federation runs; returns True once it is done.
-FaultScript = Callable[[Federation], bool]
-
-
-def _require_tools() -> tuple[Path, Path]:
-    require_tool(os.geteuid() == 0, "network namespaces need root", "run as root")
-    require_tool(shutil.which("ip") is not None, "iproute2 (ip) is not installed",
-                 "apt-get install iproute2")  # fmt: skip
-    anvil, ipfs = find_anvil(), find_ipfs()
-    require_tool(anvil is not None and anvil.exists(), "anvil not found", "npm ci")
-    require_tool(ipfs is not None and ipfs.exists(), "Kubo not found",
-                 "scripts/install_tools.sh")  # fmt: skip
-    assert anvil is not None and ipfs is not None
-    return anvil, ipfs
-
-
-@contextlib.contextmanager
-def launched(work: Path, rounds: int, faults: FaultScript | None = None) -> Iterator[Federation]:
-    """Run a whole federation on a fresh private network; yield it once every process ended."""
-    anvil, ipfs = _require_tools()
-    names = ["chain", *(f"p{i}" for i in range(PARTICIPANTS))]
-    owner, *members = [account_from_mnemonic(DEV_MNEMONIC, i) for i in range(PARTICIPANTS + 1)]
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    for var in ("FLCHAIN_STORE", "FLCHAIN_IPFS_API", "FLCHAIN_TASK", "FLCHAIN_RPC_URL"):
-        env.pop(var, None)
-
-    with PrivateNetwork(names) as net:
-        chain_host = net.hosts["chain"]
-        url = f"http://{CHAIN_IP}:{RPC_PORT}"
-        chain_host.popen(
-            [str(anvil), "--host", CHAIN_IP, "--port", str(RPC_PORT), "--mnemonic", DEV_MNEMONIC,
-             "--accounts", str(PARTICIPANTS + 1), "--block-time", "1", "--silent"],
-            work / "anvil.log", env,
-        )  # fmt: skip
-        _wait_for_chain(chain_host.netns, url)
-
-        key = new_swarm_key()
-        daemons = {
-            n: KuboDaemon(work / f"ipfs-{n}", h.ipfs_ip, swarm_key=key, swarm_port=SWARM_PORT,
-                          api_port=API_PORT, api_host="127.0.0.1", netns=h.netns,
-                          binary=ipfs).init()
-            for n, h in net.hosts.items()
-        }  # fmt: skip
-        for n, d in daemons.items():  # every daemon peers with every other one
-            d.peers = [(o.peer_id, f"/ip4/{o.host}/tcp/{SWARM_PORT}") for m, o in daemons.items()
-                       if m != n]  # fmt: skip
-            d.init().start()
-        try:
-            created = chain_host.run(
-                flchain("task", "create", str(_config(work, rounds)), "--json",
-                        "--rpc-url", url, "--ipfs-api", daemons["chain"].api,
-                        *[x for m in members for x in ("--mint-to", m.address)]),
-                env | {"FLCHAIN_KEY": owner.key.to_0x_hex()},
-            )  # fmt: skip
-            assert created.returncode == 0, created.stderr + _logs(work)
-            fed = Federation(
-                url, chain_host.netns, json.loads(created.stdout)["task"], net, daemons,
-                {f"p{i}": m.address for i, m in enumerate(members)}, work,
-            )  # fmt: skip
-            procs = {}
-            for i, account in enumerate(members):
-                name = f"p{i}"
-                procs[name] = net.hosts[name].popen(
-                    flchain("node", "run", "--task", fed.task, "--rpc-url", url,
-                            "--ipfs-api", daemons[name].api, "--shard", str(i),
-                            "--shards", str(PARTICIPANTS), "--state-dir", str(work / name),
-                            "--timeout", str(TIMEOUT)),
-                    work / f"node-{name}.log", env | {"FLCHAIN_KEY": account.key.to_0x_hex()},
-                )  # fmt: skip
-            procs["keeper"] = chain_host.popen(
-                flchain("task", "keep", "--task", fed.task, "--rpc-url", url,
-                        "--timeout", str(TIMEOUT)),
-                work / "keeper.log", env | {"FLCHAIN_KEY": owner.key.to_0x_hex()},
-            )  # fmt: skip
-            deadline = time.monotonic() + TIMEOUT + 60
-            while time.monotonic() < deadline and any(p.poll() is None for p in procs.values()):
-                if faults is not None and faults(fed):
-                    faults = None
-                time.sleep(0.5)
-            fed.codes = {n: (-1 if p.poll() is None else p.returncode) for n, p in procs.items()}
-            yield fed
-        finally:
-            for d in daemons.values():
-                d.stop()
+def _require_tools() -> None:
+    missing = missing_tools()
+    require_tool(missing is None, *(missing or ("", "")))
 
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    with launched(tmp_path_factory.mktemp("multihost"), ROUNDS) as fed:
+    _require_tools()
+    with launched(tmp_path_factory.mktemp("multihost"), ROUNDS, participants=PARTICIPANTS) as fed:
         assert set(fed.codes.values()) == {0}, f"exit codes {fed.codes}\n{fed.logs()}"
         yield fed
-
-
-def _wait_for_chain(netns: str, url: str) -> None:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-    for _ in range(300):
-        try:
-            with in_netns(netns):
-                if requests.post(url, json=body, timeout=1).ok:
-                    return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise AssertionError(f"anvil did not answer on {url}")
-
-
-def _config(work: Path, rounds: int) -> Path:
-    path = work / "task.toml"
-    path.write_text(CONFIG.format(rounds=rounds))
-    return path
-
-
-def _logs(work: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                     for p in sorted(work.glob("*.log")))  # fmt: skip
 
 
 def test_every_round_finalized_with_every_update(federation: Federation) -> None:
@@ -418,8 +171,10 @@ def _did(events: list[Any], account: str) -> bool:
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, list[str]]]:
+    _require_tools()
     script = CutOffThenRestart()
-    with launched(tmp_path_factory.mktemp("multihost-faults"), 2, script) as fed:
+    with launched(tmp_path_factory.mktemp("multihost-faults"), 2, script,
+                  participants=PARTICIPANTS) as fed:  # fmt: skip
         yield fed, script.done
 
 

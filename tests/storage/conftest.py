@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kubo_daemon import KUBO_VERSION, KuboDaemon, KuboMissing, find_ipfs
+from support.kubo_daemon import KUBO_VERSION, KuboDaemon, KuboMissing, find_ipfs
 from support.tools import in_ci, require_tool
 
 

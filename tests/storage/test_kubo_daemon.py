@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from kubo_daemon import KuboDaemon, new_swarm_key
+from support.kubo_daemon import KuboDaemon, new_swarm_key
 
 from flchain.errors import ContentNotFound
 from flchain.storage import KuboStore, cid_for, kubo

@@ -1,7 +1,7 @@
 """KuboStore without a daemon: unreachable addresses and the version check.
 
 The full behaviour suite runs against a real private daemon in test_store_behaviour.py
-(TestKuboStore; the daemon comes from tests/storage/kubo_daemon.py). Here a minimal HTTP server
+(TestKuboStore; the daemon comes from tests/support/kubo_daemon.py). Here a minimal HTTP server
 answers only ``/api/v0/version``, to check that a daemon too old for us is refused with a clear
 message before anything else.
 """

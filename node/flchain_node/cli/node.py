@@ -155,7 +155,7 @@ def run(
             confirmations=confirmations,
         )  # fmt: skip
         typer.echo(f"node {account.address} on task {training_task.address}: {what}, state {path}")
-        summary = run_node(node, poll=poll, timeout=timeout, log=typer.echo)
+        summary = run_node(node, poll=poll, timeout=timeout, log=typer.echo, metrics=metrics)
         last = node.view.last_report()
         if last is not None:  # how the final global model does on this node's held-out data
             validate_final(source, s.get(last.model_cid), manifest, last.round + 1)
@@ -169,8 +169,8 @@ def status(
         bool,
         typer.Option(
             "--local",
-            help="Show this node's own validation of every global model (from its state "
-            "directory; needs the node's account) instead of the task.",
+            help="Show this node's own validation of every global model and its work per round "
+            "(from its state directory; needs the node's account) instead of the task.",
         ),
     ] = False,
     state_dir: Annotated[
@@ -223,7 +223,8 @@ def _local_status(
     from eth_utils import to_checksum_address
 
     from flchain_node.factory import state_file
-    from flchain_node.local import metrics_file, read_metrics, read_privacy
+    from flchain_node.local import metrics_file, read_metrics, read_privacy, read_work
+    from flchain_node.metering import WORK
 
     if not is_address(task):
         raise ConfigError(f"--task is not an address: {task!r}")
@@ -239,22 +240,33 @@ def _local_status(
             )
         path = found[0] if found else directory / f"{task}-{account}.metrics.json"
     if not path.exists():
-        raise ConfigError(f"no local metrics at {path}: has this node validated a model yet?")
+        raise ConfigError(f"no local metrics at {path}: has this node run yet?")
     rows = [asdict(m) for _, m in sorted(read_metrics(path).items())]
     privacy = [asdict(p) for _, p in sorted(read_privacy(path).items())]
+    work = [asdict(w) for _, w in sorted(read_work(path).items())]
     if as_json:
         out = {"account": account, "task": task, "rounds": rows}
         if privacy:
             out["privacy"] = privacy
+        if work:
+            out["work"] = work
         typer.echo(json.dumps(out, indent=2))
         return
-    table = Table("round", "accuracy", "loss", "held-out samples",
-                  title=f"Local validation of {account}")  # fmt: skip
-    for r in rows:
-        table.add_row(str(r["round"]), f"{r['accuracy']:.4f}", f"{r['loss']:.4f}",
-                      str(r["samples"]))  # fmt: skip
-    Console().print(table)
-    typer.echo("round r: the global model round r trains from (the last: the final model)")
+    if rows:  # a node with held-out data: how every global model did on it
+        table = Table("round", "accuracy", "loss", "held-out samples",
+                      title=f"Local validation of {account}")  # fmt: skip
+        for r in rows:
+            table.add_row(str(r["round"]), f"{r['accuracy']:.4f}", f"{r['loss']:.4f}",
+                          str(r["samples"]))  # fmt: skip
+        Console().print(table)
+        typer.echo("round r: the global model round r trains from (the last: the final model)")
+    if work:
+        spent = Table("round", "train s", "store s", "fetch s", "aggregate s", "chain s",
+                      "stored bytes", "fetched bytes", title=f"Work of {account}")  # fmt: skip
+        for w in work:
+            spent.add_row(str(w["round"]), *(f"{w[k]:.2f}" for k in WORK),
+                          str(w["store_bytes"]), str(w["fetch_bytes"]))  # fmt: skip
+        Console().print(spent)
     if privacy:  # a DP task: what this participant's updates have cost so far
         spent = Table("round", "ε this round", "ε cumulative", "δ",
                       title=f"Differential privacy spent by {account}")  # fmt: skip

@@ -7,7 +7,8 @@ port mapping off, no delegated routers or publishers, no DNS resolvers) and then
 (:data:`PRIVATE_CONFIG`): no routing at all, no AutoNAT service, no relays or hole punching,
 no HTTP retrieval, no providing, TCP as the only transport, and the telemetry plugin disabled.
 So the daemon only ever talks to peers a test connects it to: a normal online daemon, never
-``--offline``, that has nobody to dial. ``test_kubo_daemon.py`` checks this on a running one.
+``--offline``, that has nobody to dial. ``tests/storage/test_kubo_daemon.py`` checks this on a
+running one.
 
 For several hosts, give each daemon the same ``swarm_key`` (a libp2p private network: peers
 without the key cannot even complete a handshake) and the others' addresses in ``peers``.
