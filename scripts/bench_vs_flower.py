@@ -51,6 +51,12 @@ from pathlib import Path
 from typing import Any
 
 SIDES = ("flower", "in-memory", "demo")
+#: Nothing leaves the machine: Flower's telemetry and Ray's usage stats are on by default and
+#: would post to public servers (read at import, so set before flwr or ray is imported; the
+#: side processes inherit them), and Ray's local cluster binds 127.0.0.1 only.
+OFFLINE = {"FLWR_TELEMETRY_ENABLED": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+os.environ.update(OFFLINE)
+RAY_INIT = {"_node_ip_address": "127.0.0.1", "include_dashboard": False}
 
 
 def demo_config(participants: int, rounds: int, seed: int) -> Any:
@@ -177,7 +183,10 @@ def run_flower(participants: int, rounds: int, seed: int, cpus: float) -> dict[s
         server_app=server_app,
         client_app=client_app,
         num_supernodes=participants,
-        backend_config={"client_resources": {"num_cpus": cpus, "num_gpus": 0.0}},
+        backend_config={
+            "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+            "init_args": RAY_INIT,
+        },
     )
     if len(accuracies) != rounds:
         raise RuntimeError(f"Flower finished {len(accuracies)} of {rounds} rounds")

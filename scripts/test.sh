@@ -5,9 +5,8 @@
 # go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# -c: the exact versions CI is tested with; flower: the Flower-client tests need flwr; bench:
-# Flower's simulation engine (ray) for the Flower side of scripts/bench_vs_flower.py
-python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,flower,bench]'
+# -c: the exact versions CI is tested with; flower: the Flower-client tests need flwr
+python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,flower]'
 npm ci --no-audit --no-fund --silent
 if [ ! -x .tools/slither/bin/slither ]; then
     python -m venv .tools/slither

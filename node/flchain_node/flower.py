@@ -15,6 +15,7 @@ whose ``run_config`` holds the task's training settings. It may return a ``NumPy
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,10 @@ from flchain.errors import ConfigError, ProtocolError
 from flchain.learning.models import ModelSpec
 from flchain.targets import import_target, one_line
 from flchain_node.local import LocalMetric, LocalMetrics
+
+# Flower's telemetry posts to Flower's servers unless switched off (read when flwr is first
+# imported, lazily below): a node never dials out unless its operator says so.
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 HINT = "pip install 'flchain[flower]' and the package that provides the client"
 

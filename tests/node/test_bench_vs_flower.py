@@ -44,7 +44,7 @@ def test_the_demo_command_runs_the_honest_fedavg_federation(bench: ModuleType) -
     assert flags["--attackers"] == flags["--free-riders"] == flags["--dropouts"] == "0"
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_flower_side_trains_like_the_in_memory_simulation(bench: ModuleType) -> None:
     require_tool(
         importlib.util.find_spec("ray") is not None,
