@@ -37,7 +37,7 @@ if ! { [ -x "$GETH" ] && "$GETH" version 2>/dev/null | grep -qx "Version: $GETH_
     mkdir -p "$BIN_DIR"
     GOBIN="$BIN_DIR" GOFLAGS="-buildvcs=false -trimpath" \
         nice -n 10 go install "github.com/ethereum/go-ethereum/cmd/geth@v$GETH_VERSION"
-    "$GETH" version | head -2
+    "$GETH" version | sed -n 1,2p  # sed reads it all: head could SIGPIPE geth under pipefail
 fi
 
 if [ -x "$BIN" ] && [ "$("$BIN" version --number 2>/dev/null)" = "$KUBO_VERSION" ]; then
