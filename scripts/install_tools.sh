@@ -32,7 +32,7 @@ fi
 export GOTOOLCHAIN=local
 
 # geth: a plain `go install` of the tagged module (no replace directives to work around).
-if ! { [ -x "$GETH" ] && "$GETH" version 2>/dev/null | grep -qx "Version: $GETH_VERSION-stable"; }; then
+if ! { [ -x "$GETH" ] && "$GETH" version 2>/dev/null | grep -x "Version: $GETH_VERSION-stable" >/dev/null; }; then
     echo "building geth $GETH_VERSION into $GETH ..." >&2
     mkdir -p "$BIN_DIR"
     GOBIN="$BIN_DIR" GOFLAGS="-buildvcs=false -trimpath" \
