@@ -2,16 +2,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.tools import run_with_threads
 
 from flchain.errors import AggregationError, ConfigError
 from flchain.learning.aggregation import (
@@ -254,23 +251,6 @@ print(h.hexdigest())
 
 
 def test_same_bytes_in_separate_processes_with_1_and_2_threads() -> None:
-    digests = []
-    for threads in ("1", "2"):
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": threads,
-            "OPENBLAS_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "PYTHONHASHSEED": threads,
-        }
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, threads],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parents[2],
-        )
-        digests.append(out.stdout.strip())
+    digests = [run_with_threads(_CHILD, threads).strip() for threads in (1, 2)]
     assert len(digests[0]) == 64 and digests[0] == digests[1]
     assert hashlib.sha256(b"").hexdigest() not in digests

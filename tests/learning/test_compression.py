@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support.tools import run_with_threads
 
 from flchain.config import config_from_dict
 from flchain.errors import ConfigError, UpdateFormatError
@@ -178,14 +175,6 @@ print(h.hexdigest())
 
 
 def test_same_bytes_in_separate_processes_with_1_and_2_threads() -> None:
-    digests = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               "PYTHONHASHSEED": threads}  # fmt: skip
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, threads], env=env, capture_output=True, text=True,
-            check=True, cwd=Path(__file__).parents[2],
-        )  # fmt: skip
-        digests.append(out.stdout.strip())
+    digests = [run_with_threads(_CHILD, threads).strip() for threads in (1, 2)]
     assert len(digests[0]) == 64 and digests[0] == digests[1]
     assert hashlib.sha256(b"").hexdigest() not in digests

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-import subprocess
-import sys
 import textwrap
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support.tools import run_with_threads
 
 from flchain.config import SERVER_OPTIMIZERS, TaskConfig, TrainingConfig, config_from_dict
 from flchain.errors import ConfigError
@@ -228,16 +228,7 @@ def test_same_bytes_twice_and_in_another_process_with_other_threads() -> None:
     torch.set_num_threads(1)
     here = digest_of_run()
     assert digest_of_run() == here
-    from pathlib import Path
-
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, "4", str(Path(__file__).parent)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    assert done.stdout.strip() == here
+    assert run_with_threads(_SCRIPT, 4, str(Path(__file__).parent)).strip() == here
 
 
 def test_config_validation_names_the_field() -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support.tools import run_with_threads
 
 from flchain.errors import ConfigError, DataError
 from flchain.learning.aggregation import CenteredClip, ClientUpdate
@@ -222,24 +219,7 @@ print(h.hexdigest(), sum("validation loss" in d.reason for d in r.decisions))
 
 
 def test_same_verdicts_in_separate_processes_with_1_and_2_threads() -> None:
-    outs = []
-    for threads in ("1", "2"):
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": threads,
-            "OPENBLAS_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "PYTHONHASHSEED": threads,
-        }
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, threads],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parents[2],
-        )
-        outs.append(out.stdout.split())
+    outs = [run_with_threads(_CHILD, threads).split() for threads in (1, 2)]
     assert outs[0] == outs[1]
     assert len(outs[0][0]) == 64 and outs[0][0] != hashlib.sha256(b"").hexdigest()
     assert int(outs[0][1]) > 0  # the validation factor took part in the verdicts

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from eth_utils import to_checksum_address
+from torch import nn
 
 from flchain.config import AggregationConfig, TaskConfig
 from flchain.learning.aggregation import ClientUpdate
@@ -21,6 +22,7 @@ from flchain.learning.codec import (
     encode_update,
     update_digest,
 )
+from flchain.learning.models import ModelSpec
 from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
 from flchain.protocol.committee import Reveal, RoundInputs, RoundOutcome, recompute_round
 from flchain.protocol.task import initial_model_and_manifest
@@ -36,14 +38,11 @@ BAD = {
 }
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> tuple[LocalStore, RoundInputs]:
-    torch.set_num_threads(1)
-    config = TaskConfig(aggregation=AggregationConfig(rule="median"))
-    model, manifest = initial_model_and_manifest(config)
-    spec = manifest.spec
-    store = LocalStore(tmp_path / "store", durable=False)
-    gen = torch.Generator().manual_seed(0)
+def _honest_reveals(
+    model: nn.Module, spec: ModelSpec, store: LocalStore, seed: int
+) -> list[Reveal]:
+    """One small random update per honest participant, stored, as their reveals."""
+    gen = torch.Generator().manual_seed(seed)
     reveals = []
     for i, who in enumerate(HONEST):
         delta = {
@@ -51,6 +50,17 @@ def setup(tmp_path: Path) -> tuple[LocalStore, RoundInputs]:
         }
         data = encode_update(delta, spec)
         reveals.append(Reveal(who, update_digest(data), 10 + i, store.put(data)))
+    return reveals
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[LocalStore, RoundInputs]:
+    torch.set_num_threads(1)
+    config = TaskConfig(aggregation=AggregationConfig(rule="median"))
+    model, manifest = initial_model_and_manifest(config)
+    spec = manifest.spec
+    store = LocalStore(tmp_path / "store", durable=False)
+    reveals = _honest_reveals(model, spec, store, seed=0)
     good = store.get(reveals[0].cid)
     elsewhere = LocalStore(tmp_path / "elsewhere", durable=False)
     missing = good[:-1] + bytes([good[-1] ^ 1])
@@ -137,14 +147,7 @@ def test_the_validation_set_reaches_the_rule(tmp_path: Path) -> None:
     model, manifest = initial_model_and_manifest(config)
     spec = manifest.spec
     store = LocalStore(tmp_path / "store", durable=False)
-    gen = torch.Generator().manual_seed(1)
-    reveals = []
-    for i, who in enumerate(HONEST):
-        delta = {
-            k: 0.01 * torch.randn(v.shape, generator=gen) for k, v in model.state_dict().items()
-        }
-        data = encode_update(delta, spec)
-        reveals.append(Reveal(who, update_digest(data), 10 + i, store.put(data)))
+    reveals = _honest_reveals(model, spec, store, seed=1)
     features = spec.tensors[0].shape[1]
     rng = np.random.default_rng(2)
     val = ValidationSet.from_arrays(rng.uniform(0, 1, (50, features)), rng.integers(0, 10, 50), 10)

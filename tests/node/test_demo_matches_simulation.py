@@ -6,9 +6,12 @@ baseline of the demo, round by round."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from flchain_node.factory import shard_trainer
-from flchain_node.federation import DemoConfig, Federation
+from flchain_node.federation import Federation
+from support.fedkit import DEMO as KIT_DEMO
 
 from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.codec import decode_model
@@ -16,19 +19,7 @@ from flchain.learning.simulation import SimConfig, run_federation
 from flchain.learning.training import client_seed, training_seed
 from flchain.protocol.task import task_model, train_config
 
-DEMO = DemoConfig(
-    participants=3,
-    rounds=2,
-    rule="fedavg",
-    rule_params={},
-    attackers=0,
-    free_riders=0,
-    dropouts=0,
-    dataset="digits",
-    model="mlp",
-    epochs=1,
-    seed=3,
-)
+DEMO = replace(KIT_DEMO, rounds=2, seed=3)
 
 
 def test_demo_and_in_memory_simulation_agree_round_by_round() -> None:
