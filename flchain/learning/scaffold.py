@@ -125,6 +125,17 @@ def to_float(control_q: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Controls:
+    """The control variates one participant's SCAFFOLD round starts from, in ``spec``'s
+    layout: its own ``c_i`` (``client``: float64, flat) and the server's ``c`` (``server``:
+    fixed point, as its state blob holds it)."""
+
+    spec: ModelSpec
+    client: np.ndarray
+    server: np.ndarray
+
+
+@dataclass(frozen=True)
 class ScaffoldResult:
     """A SCAFFOLD participant's round: the update it sends (``Δw`` and ``Δc``, quantized, of
     ``update_spec``), its new control variate ``c_i⁺`` (float64, flat) and the training run."""
@@ -135,19 +146,12 @@ class ScaffoldResult:
 
 
 def train_scaffold(
-    model: nn.Module,
-    data: TensorData,
-    config: TrainConfig,
-    seed: int,
-    spec: ModelSpec,
-    client_control: np.ndarray,
-    server_control: np.ndarray,
+    model: nn.Module, data: TensorData, config: TrainConfig, seed: int, controls: Controls
 ) -> ScaffoldResult:
     """One participant's SCAFFOLD round from the global weights in ``model`` (left unchanged):
-    corrected local SGD, then Option II's control update. ``client_control`` is ``c_i``
-    (float64, flat, ``spec``'s layout) and ``server_control`` the server's ``c`` (fixed point,
-    as its state blob holds it)."""
-    c = to_float(server_control, spec)
+    corrected local SGD from ``controls``, then Option II's control update."""
+    spec, client_control = controls.spec, controls.client
+    c = to_float(controls.server, spec)
     correction = named(c - client_control, spec)
     result = train_local(model, data, config, seed, correction=correction)
     dw = flatten(result.delta, spec)

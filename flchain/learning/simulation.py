@@ -42,6 +42,7 @@ from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.learning.scaffold import (
+    Controls,
     server_control_step,
     split,
     train_scaffold,
@@ -276,7 +277,8 @@ def run_federation(
                 trained[i] = TrainResult(zeros, len(data), float("nan"))
             elif scaffold:
                 seed = training_seed(client_seed(config.seed, i), rnd - 1)
-                run = train_scaffold(model, data, config.train, seed, spec, client_c[i], server_c)
+                controls = Controls(spec, client_c[i], server_c)
+                run = train_scaffold(model, data, config.train, seed, controls)
                 client_c[i] = run.client_control
                 trained[i] = run.train
                 controlled[i] = run.update

@@ -23,8 +23,9 @@ from flchain import safejson
 from flchain.errors import PrivacyBudgetExhausted, ProtocolError
 from flchain.learning.codec import Update
 from flchain.learning.data import TensorData
-from flchain.learning.models import ModelSpec, load_parameters
+from flchain.learning.models import load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
+from flchain.learning.scaffold import Controls
 from flchain.learning.training import TrainConfig, evaluate
 from flchain_node.metering import RoundWork
 from flchain_node.trainer import LocalTrainer
@@ -189,12 +190,8 @@ class PrivateTrainer(LocalTrainer):
         self,
         global_state: dict[str, torch.Tensor],
         round_id: int,
-        spec: ModelSpec,
-        client_control: np.ndarray,
-        server_control: np.ndarray,
+        controls: Controls,
     ) -> tuple[Update, int, np.ndarray]:
         self.validate(global_state, round_id)
-        update, _, control = super().produce_scaffold(
-            global_state, round_id, spec, client_control, server_control
-        )
+        update, _, control = super().produce_scaffold(global_state, round_id, controls)
         return update, self.num_samples, control

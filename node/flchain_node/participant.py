@@ -30,8 +30,7 @@ from flchain.errors import (
     TransactionTimeout,
 )
 from flchain.learning.codec import Update, decode_model, encode_update, update_digest
-from flchain.learning.models import ModelSpec
-from flchain.learning.scaffold import update_spec
+from flchain.learning.scaffold import Controls, update_spec
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
     CommitmentFlag,
@@ -72,9 +71,7 @@ class ScaffoldSource(Protocol):
         self,
         global_state: dict[str, torch.Tensor],
         round_id: int,
-        spec: ModelSpec,
-        client_control: np.ndarray,
-        server_control: np.ndarray,
+        controls: Controls,
     ) -> tuple[Update, int, np.ndarray]:
         """The update, its sample count and the new ``c_i``."""
         ...
@@ -328,13 +325,12 @@ class ParticipantNode:
                 f"({type(self.source).__name__}) cannot train with control variates"
             )
         source: ScaffoldSource = self.source  # type: ignore[assignment]
-        update, num_samples, control = source.produce_scaffold(
-            global_state,
-            round_id,
+        controls = Controls(
             spec,
             self.controls.latest(before=round_id, size=spec.num_params),
             self.view.server_control(round_id),
         )
+        update, num_samples, control = source.produce_scaffold(global_state, round_id, controls)
         self.controls.save(round_id, control)
         return encode_update(update, update_spec(spec)), num_samples
 

@@ -23,7 +23,7 @@ from flchain.errors import (
     TransactionTimeout,
 )
 from flchain.learning.codec import Update
-from flchain.learning.models import ModelSpec
+from flchain.learning.scaffold import Controls
 from flchain.ledger.contracts import FLToken, ParticipantRegistry, Phase, TrainingTask
 from flchain_node.local import LocalMetrics
 from flchain_node.metering import RoundWork
@@ -76,9 +76,7 @@ class NoTraining:
         self,
         global_state: dict[str, torch.Tensor],
         round_id: int,
-        spec: ModelSpec,
-        client_control: np.ndarray,
-        server_control: np.ndarray,
+        controls: Controls,
     ) -> tuple[Update, int, np.ndarray]:
         raise ProtocolError("this node has no training data and cannot produce updates")
 

@@ -11,9 +11,9 @@ from flchain.errors import ConfigError
 from flchain.learning.attacks import COLLUDING, Attack, Delta, alie, alie_z, ipm
 from flchain.learning.codec import Update
 from flchain.learning.data import TensorData
-from flchain.learning.models import ModelSpec, load_parameters
+from flchain.learning.models import load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
-from flchain.learning.scaffold import train_scaffold
+from flchain.learning.scaffold import Controls, train_scaffold
 from flchain.learning.simulation import SimConfig, attack_update
 from flchain.learning.training import TrainConfig, TrainResult, train_local, training_seed
 
@@ -75,17 +75,13 @@ class LocalTrainer:
         self,
         global_state: dict[str, torch.Tensor],
         round_id: int,
-        spec: ModelSpec,
-        client_control: np.ndarray,
-        server_control: np.ndarray,
+        controls: Controls,
     ) -> tuple[Update, int, np.ndarray]:
         """A SCAFFOLD round (:mod:`flchain.learning.scaffold`): the update carrying ``Δw`` and
         ``Δc``, the sample count and this participant's new control variate ``c_i⁺``."""
         load_parameters(self.model, global_state)
         seed = training_seed(self.seed, round_id)
-        run = train_scaffold(
-            self.model, self.data, self.config, seed, spec, client_control, server_control
-        )
+        run = train_scaffold(self.model, self.data, self.config, seed, controls)
         if run.train.buffers:
             self.model.load_state_dict(run.train.buffers, strict=False)
         return run.update, run.train.num_samples, run.client_control

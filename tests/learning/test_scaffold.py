@@ -17,6 +17,7 @@ from flchain.learning.data import TensorData, federate, load_digits
 from flchain.learning.models import CodecParams, ModelSpec, build_model
 from flchain.learning.scaffold import (
     CONTROL,
+    Controls,
     MalformedControlState,
     decode_control,
     encode_control,
@@ -51,7 +52,7 @@ def test_option_two_matches_a_float_reference(data: TensorData) -> None:
     model, spec, client_c, server_c = _setup()
     lr, epochs = 0.1, 3
     config = TrainConfig(epochs=epochs, batch_size=len(data), lr=lr, scaffold=True)
-    run = train_scaffold(model, data, config, 7, spec, client_c, server_c)
+    run = train_scaffold(model, data, config, 7, Controls(spec, client_c, server_c))
     assert run.train.steps == epochs  # full batch: one step per epoch
 
     # reference: float64 full-batch gradient descent on g - c_i + c, then Option II
@@ -86,10 +87,8 @@ def test_zero_controls_train_exactly_as_fedavg(data: TensorData) -> None:
     model, spec, _, _ = _setup()
     config = TrainConfig(epochs=2, batch_size=16, lr=0.05)
     zeros = np.zeros(spec.num_params)
-    run = train_scaffold(
-        model, data, TrainConfig(epochs=2, batch_size=16, lr=0.05, scaffold=True), 5, spec,
-        zeros, zeros.astype(np.int64),
-    )  # fmt: skip
+    scaffold = TrainConfig(epochs=2, batch_size=16, lr=0.05, scaffold=True)
+    run = train_scaffold(model, data, scaffold, 5, Controls(spec, zeros, zeros.astype(np.int64)))
     plain = train_local(model, data, config, 5)
     assert run.train.steps == 2 * -(-len(data) // 16)
     assert all(torch.equal(run.train.delta[k], plain.delta[k]) for k in plain.delta)
@@ -159,7 +158,8 @@ def test_c_i_moves_by_what_the_committee_decodes(data: TensorData, encoding: str
     spec = ModelSpec.from_model(model, "logreg", CodecParams(encoding=encoding))  # type: ignore[arg-type]
     start = np.random.default_rng(2).normal(0, 0.05, spec.num_params)
     config = TrainConfig(epochs=2, batch_size=16, lr=0.05, scaffold=True)
-    run = train_scaffold(model, data, config, 1, spec, start, np.zeros(spec.num_params, np.int64))
+    zero_c = np.zeros(spec.num_params, np.int64)
+    run = train_scaffold(model, data, config, 1, Controls(spec, start, zero_c))
     decoded = decode_update(encode_update(run.update, update_spec(spec)), update_spec(spec))
     _, dc = split(decoded, spec)
     assert dc.any()
