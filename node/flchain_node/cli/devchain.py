@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -41,7 +43,15 @@ def devchain(
     if block_time:
         typer.echo(f"\nMining a block every {block_time:g}s")
     typer.echo(f"\nListening on {chain.url}")
+    # Stop on Ctrl-C and on `kill` alike, even when started in the background of a script
+    # (a non-interactive shell starts `cmd &` with SIGINT ignored, and Python then leaves it so).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         chain.serve_forever()
     except KeyboardInterrupt:
         typer.echo("\nstopped")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
