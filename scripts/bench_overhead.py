@@ -167,14 +167,9 @@ def demo_config(
 ) -> DemoConfig:
     """All honest, FedAvg, IID ``dataset`` (MNIST-5k by default), the demo's training
     defaults."""
-    return DemoConfig(
-        participants=participants,
-        rounds=rounds,
-        rule="fedavg",
-        rule_params={},
-        attackers=0,
-        free_riders=0,
-        dropouts=0,
+    return DemoConfig.honest_fedavg(
+        participants,
+        rounds,
         dataset=dataset,
         model=model,
         seed=seed,

@@ -63,16 +63,7 @@ def demo_config(participants: int, rounds: int, seed: int) -> Any:
     """The federation all three sides run: the demo's, with every participant honest."""
     from flchain_node.federation import DemoConfig
 
-    return DemoConfig(
-        participants=participants,
-        rounds=rounds,
-        rule="fedavg",
-        rule_params={},
-        attackers=0,
-        free_riders=0,
-        dropouts=0,
-        seed=seed,
-    )
+    return DemoConfig.honest_fedavg(participants, rounds, seed=seed)
 
 
 # --- the sides, each run in its own process ----------------------------------------------------

@@ -84,6 +84,21 @@ class DemoConfig:
     #: ``[aggregation] validation_per_class``: the task's public validation set (0: none).
     validation_per_class: int = 0
 
+    @classmethod
+    def honest_fedavg(cls, participants: int, rounds: int, **overrides: Any) -> DemoConfig:
+        """Every participant honest, plain FedAvg: the federation benchmarks compare with
+        other systems (the demo's defaults otherwise, e.g. MNIST-5k and its training)."""
+        return cls(
+            participants=participants,
+            rounds=rounds,
+            rule="fedavg",
+            rule_params={},
+            attackers=0,
+            free_riders=0,
+            dropouts=0,
+            **overrides,
+        )
+
     def roles(self) -> list[str]:
         bad = self.attackers + self.free_riders + self.dropouts
         if bad >= self.participants:
