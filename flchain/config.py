@@ -11,6 +11,8 @@ from typing import Any
 
 from flchain.errors import ConfigError
 
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
 #: Built-in data sets of the simulation path; ``custom`` means every participant brings its own
 #: data (``flchain node run --data``), shaped as the ``[data]`` section declares.
 DATASETS = ("mnist", "digits", "synthetic", "custom")
@@ -119,6 +121,9 @@ class AggregationConfig:
     #: The task's public validation set: the first N test samples of each class of the
     #: built-in data set (0: none). ``centered_clip`` pays less to updates that raise its loss.
     validation_per_class: int = 0
+    #: ``fltrust``: the task owner's participant address, whose update (trained on the
+    #: owner's root data set) is the round's reference direction; it earns nothing.
+    reference_account: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,9 @@ class TaskConfig:
         for key, default in _NEW_TRAINING_FIELDS.items():
             if data["training"][key] == default and key not in keep:
                 del data["training"][key]
-        if not self.aggregation.validation_per_class:  # added later: same rule as above
-            del data["aggregation"]["validation_per_class"]
+        for key in ("validation_per_class", "reference_account"):  # added later: as above
+            if not data["aggregation"][key]:
+                del data["aggregation"][key]
         return data
 
     @property
@@ -227,8 +233,14 @@ class TaskConfig:
             )
         from flchain.learning.aggregation import aggregator_from_config
 
+        agg = self.aggregation
+        if agg.rule == "fltrust" and not _ADDRESS.fullmatch(agg.reference_account):
+            raise ConfigError(
+                "aggregation.rule fltrust needs aggregation.reference_account: the task "
+                f"owner's participant address (0x and 40 hex digits), got {agg.reference_account!r}"
+            )
         try:
-            aggregator_from_config(self.aggregation.rule, dict(self.aggregation.params))
+            aggregator_from_config(agg.rule, dict(agg.params), agg.reference_account)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"aggregation: {exc}") from exc
         self._validate_validation_set()

@@ -32,6 +32,11 @@ next to their sample shares. ``--merge`` of v2 results prints the v2 tables.
 v3 (``--validation K``): the rules get a public validation set, the first K test samples of
 each class, which centered_clip uses to weight rewards by held-out loss (the aggregate does not
 change). ``--merge new.json --before old.json`` prints a before/after table of the same runs.
+
+v4 (``--suite v4``): the v2 grid for ``fltrust`` and ``centered_clip`` side by side. The task
+owner trains on a root data set each round (``--root K``: K test samples of each class, taken
+after the first ``--validation`` ones so the two never overlap) and sends the reference update
+``fltrust`` scores against; other rules get no owner update. ``--model cnn`` runs the CNN.
 """
 
 from __future__ import annotations
@@ -44,14 +49,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import RULES, aggregator_from_config
-from flchain.learning.data import federate, load_mnist5k
+from flchain.learning.data import TensorData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
-from flchain.learning.simulation import SimConfig, participant_id, run_federation
+from flchain.learning.simulation import REFERENCE_ID, SimConfig, participant_id, run_federation
 from flchain.learning.training import TrainConfig
 from flchain.learning.validation import validation_slice
 
@@ -66,6 +72,7 @@ V2_FREE = ("free_rider", "copycat")
 V2_ATTACKERS = (1, 2, 3)  # 10%, 20%, 30%
 V2_RULES = ("median", "trimmed_mean", "multi_krum", "centered_clip")
 V2_SEEDS = (0, 1, 2)
+V4_RULES = ("centered_clip", "fltrust")
 RATIO_GOAL = 0.5  # attackers' per-capita reward at most this times the honest per-capita
 
 
@@ -126,16 +133,16 @@ def plan() -> list[Run]:
     return runs
 
 
-def plan_v2() -> list[Run]:
+def plan_v2(rules: tuple[str, ...] = V2_RULES) -> list[Run]:
     """Issue 14's grid: IID and Dirichlet(0.5), 1-3 attackers of 10, seeds 0-2 (seed-major,
-    so a cut-short run has whole seeds), the v2 attacks x the three robust rules and
-    centered_clip, plus free-riders and copycats; each clean run just before its attacked
-    runs."""
+    so a cut-short run has whole seeds), the v2 attacks x ``rules`` (the three robust rules
+    and centered_clip; v4: centered_clip and fltrust), plus free-riders and copycats; each
+    clean run just before its attacked runs."""
     runs: list[Run] = []
     for seed in V2_SEEDS:
         for partition in ("iid", "dirichlet"):
             for f in V2_ATTACKERS:
-                for rule in V2_RULES:
+                for rule in rules:
                     params = sized_params(rule, f)
                     clean = Run(partition, rule, params, None, 0, seed, True)
                     if clean not in runs:
@@ -171,6 +178,7 @@ def execute(  # type: ignore[no-untyped-def]
     cfg: TrainConfig,
     jitter: float = 0.01,
     validation: int = 0,
+    root: int = 0,
 ) -> dict:
     model = build_model(model_name, "mnist", seed=run.seed)
     spec = ModelSpec.from_model(model, model_name)
@@ -188,9 +196,11 @@ def execute(  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     out = {"label": run.label, **asdict(run)}
     try:
-        rule = aggregator_from_config(run.rule, run.params)
+        owned = run.rule == "fltrust"
+        rule = aggregator_from_config(run.rule, run.params, REFERENCE_ID if owned else "")
         val = validation_slice(fed.test, validation)
-        res = run_federation(model, spec, fed, rule, sim, validation=val)
+        ref = root_slice(fed.test, validation, root) if owned else None
+        res = run_federation(model, spec, fed, rule, sim, validation=val, root=ref)
     except FLChainError as exc:  # e.g. too few usable updates left for the rule: a result
         return {
             **out,
@@ -201,12 +211,15 @@ def execute(  # type: ignore[no-untyped-def]
     att_ok, honest_ok = [], []
     for r in res.rounds:  # every round pays the same reward pool, split by score
         total = sum(d.score for d in r.decisions)
-        for d in r.decisions:
-            shares[d.participant] += d.score / total / len(res.rounds)
+        for d in r.decisions:  # the owner's reference update scores 0 (and is no client)
+            if d.participant in shares and total:
+                shares[d.participant] += d.score / total / len(res.rounds)
         att_ok += [d.accepted for d in r.decisions if d.participant in bad]
         honest_ok += [d.accepted for d in r.decisions if d.participant not in bad]
     return {
         **out,
+        "model": model_name,
+        "root_samples": len(ref) if ref is not None else 0,
         "accuracy": res.accuracies,
         "reward_share": sum(shares[p] for p in bad),
         "client_shares": shares,
@@ -219,6 +232,16 @@ def execute(  # type: ignore[no-untyped-def]
         else None,
         "seconds": time.perf_counter() - t,
     }
+
+
+def root_slice(test: TensorData, skip: int, per_class: int) -> TensorData | None:
+    """The owner's root data set: ``per_class`` test samples of each class after the first
+    ``skip`` of that class (those are the public validation set)."""
+    if per_class <= 0:
+        return None
+    y = test.y.numpy()
+    idx = [i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[skip:][:per_class]]
+    return test.subset(sorted(idx))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,7 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of saved runs")
-    ap.add_argument("--suite", default="v1", choices=("v1", "v2"), help="issue 6 or issue 14")
+    ap.add_argument("--suite", default="v1", choices=("v1", "v2", "v4"), help="issue 6 or issue 14")
+    ap.add_argument(
+        "--root",
+        type=int,
+        default=10,
+        metavar="K",
+        help="fltrust: the owner's root data set, K test samples of each class",
+    )
     ap.add_argument(
         "--jitter",
         type=float,
@@ -269,9 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.before) as fh:
                 print_compare(json.load(fh)["results"], results)
             return 0
-        (print_v2 if args.suite == "v2" else print_tables)(results)
+        (print_tables if args.suite == "v1" else print_v2)(results)
         return 0
-    runs = plan_v2() if args.suite == "v2" else plan()
+    runs = {"v1": plan, "v2": plan_v2, "v4": lambda: plan_v2(V4_RULES)}[args.suite]()
     todo = [r for r in runs if selected(r, parse_only(args.only), args.match)]
     shard, shards = (int(x) for x in args.shard.split("/"))
     todo = todo[shard::shards]
@@ -301,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, run in enumerate(todo, 1):
         fed = feds[run.partition, run.seed]
         results.append(
-            execute(run, fed, args.model, args.rounds, cfg, args.jitter, args.validation)
+            execute(run, fed, args.model, args.rounds, cfg, args.jitter, args.validation, args.root)
         )
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
@@ -310,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json + ".tmp", "w") as fh:
                 json.dump({"config": vars(args), "results": results}, fh)
             os.replace(args.json + ".tmp", args.json)
-    (print_v2 if args.suite == "v2" else print_tables)(results)
+    (print_tables if args.suite == "v1" else print_v2)(results)
     return 0
 
 
@@ -456,7 +486,7 @@ def print_v2(results: list[dict]) -> None:
     errors = [r for r in rows_v2(results) if r["final"] is None]
     groups: dict[tuple, list[dict]] = {}
     order = {a: i for i, a in enumerate(dict.fromkeys((*V2_ATTACKS, *V2_FREE, *ATTACKS)))}
-    order |= {r: i for i, r in enumerate(V2_RULES)} | {"iid": 0, "dirichlet": 1}
+    order |= {r: i for i, r in enumerate((*V2_RULES, "fltrust"))} | {"iid": 0, "dirichlet": 1}
 
     def rank(r: dict) -> tuple:
         return (

@@ -726,12 +726,14 @@ class CenteredClip(Aggregator):
                 )
         return v, verdicts
 
-    def _combine(
+    def _screen(
         self, updates: Sequence[ClientUpdate], spec: ModelSpec
-    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
+    ) -> tuple[list[int], dict[str, tuple[bool, int, str]], np.ndarray, list[int]]:
+        """The screens of the class docstring: the indices of the updates that pass, the
+        verdicts of those that do not, the reference ``v₁`` (zeros if none pass) and every
+        update's exact squared length."""
         x = _vectors(updates)
         n = len(x)
-        seed = _round_seed(updates)
         verdicts: dict[str, tuple[bool, int, str]] = {}
         g = gram(x)
         sq = [g[i][i] for i in range(n)]
@@ -757,7 +759,7 @@ class CenteredClip(Aggregator):
                     )
             alive = [i for i in alive if updates[i].participant not in verdicts]
         if not alive:
-            return np.zeros_like(x[0], dtype=np.int64), verdicts
+            return alive, verdicts, np.zeros_like(x[0], dtype=np.int64), sq
         v1 = self._reference([x[i] for i in alive], spec)
         dist = {i: _exact_dot(x[i] - v1, x[i] - v1) for i in alive}
         med_dist = _lower_median(list(dist.values()))
@@ -771,10 +773,16 @@ class CenteredClip(Aggregator):
                 )
             elif _exact_dot(x[i], v1) <= 0:
                 verdicts[updates[i].participant] = (False, 0, "direction opposes the aggregate")
-        alive = [i for i in alive if updates[i].participant not in verdicts]
+        return [i for i in alive if updates[i].participant not in verdicts], verdicts, v1, sq
+
+    def _combine(
+        self, updates: Sequence[ClientUpdate], spec: ModelSpec
+    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
+        x = _vectors(updates)
+        alive, verdicts, v1, sq = self._screen(updates, spec)
         if not alive:
             return np.zeros_like(x[0], dtype=np.int64), verdicts
-        v = self._aggregate([x[i] for i in alive], v1, seed, spec)
+        v = self._aggregate([x[i] for i in alive], v1, _round_seed(updates), spec)
         vv = _exact_dot(v, v)
         for i in alive:
             den = math.isqrt(sq[i] * vv)
@@ -785,6 +793,118 @@ class CenteredClip(Aggregator):
                 "" if score else "no agreement with the aggregate",
             )
         return v, verdicts
+
+
+def _rescale(v: np.ndarray, to: int, norm: int) -> np.ndarray:
+    """``v`` scaled from length ``norm`` to length ``to``: one IEEE multiply and
+    round-half-even per coordinate (correctly rounded, so the same bits on every machine)."""
+    out: np.ndarray = np.rint(v.astype(np.int64) * (to / norm)).astype(np.int64)
+    return out
+
+
+class FLTrust(CenteredClip):
+    """FLTrust (Cao, Fang, Liu & Gong, NDSS 2021): the task owner's own update, trained on a
+    small root data set, is the reference direction ``g₀``; scores and aggregate follow it.
+
+    The reference account (``aggregation.reference_account`` in the task manifest, the owner's
+    participant address) commits and reveals like any participant, so commit-reveal hides
+    ``g₀`` from attackers until every update is fixed. Its update is used only as ``g₀``: it
+    is not averaged in and scores 0 (it earns nothing).
+
+    For every other update ``gᵢ`` that passes the screens of :class:`CenteredClip` (near-copy,
+    norm, too central, opposed; ``screens=0`` skips them, as in the paper):
+
+    * trust ``TSᵢ = ⌊10⁶·max(0, cos(gᵢ, g₀))⌋`` in exact integers (integer square root of
+      the product of the exact squared lengths), which is also the update's score: rewards
+      follow agreement with an update the attackers never saw, not centrality;
+    * ``ĝᵢ = gᵢ·‖g₀‖/‖gᵢ‖`` (lengths by integer square root, one correctly rounded multiply
+      per coordinate), so a boosted update weighs no more than a normal one;
+    * aggregate ``Σ TSᵢ·ĝᵢ / Σ TSᵢ`` (exact integer sum, rounded to the nearest fixed-point
+      value). An update with ``TSᵢ = 0`` is rejected (it points away from ``g₀``).
+
+    Without a usable reference update (not revealed, invalid, empty or a copy) the round falls
+    back to plain :class:`CenteredClip` with the same parameters, and every decision's reason
+    says so. Needs no forward pass, so it covers every model, the CNN included.
+
+    Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
+    honest client whose skewed data points away from ``g₀`` earns less (measured in
+    ``benchmarks/results/attack_suite_v4.md``); a crafted update close to the benign mean
+    plus honest-sized noise agrees with ``g₀`` as well as an honest one does.
+    """
+
+    name = "fltrust"
+    rule_id = 9
+
+    def __init__(self, reference: str = "", screens: int = 1, **clip: Any) -> None:
+        super().__init__(**clip)
+        if screens not in (0, 1):
+            raise ConfigError(f"{self.name}.screens must be 0 or 1, got {screens}")
+        self.reference, self.screens = reference, int(screens)
+
+    def params(self) -> dict[str, int | float]:
+        return super().params() | {"screens": self.screens}
+
+    def _is_reference(self, participant: str) -> bool:
+        # addresses arrive checksummed from the committee, lower-case from a hand-written config
+        return bool(self.reference) and participant.lower() == self.reference.lower()
+
+    def _combine(
+        self, updates: Sequence[ClientUpdate], spec: ModelSpec
+    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
+        ref = [u for u in updates if self._is_reference(u.participant)]
+        others = [u for u in updates if not self._is_reference(u.participant)]
+        if not ref:
+            v, verdicts = super()._combine(updates, spec)
+            why = "no usable reference update: centered_clip fallback"
+            return v, {p: (a, s, f"{why}; {r}" if r else why) for p, (a, s, r) in verdicts.items()}
+        g0 = ref[0].update.q
+        verdicts = {ref[0].participant: (False, 0, "reference update (task owner): earns nothing")}
+        sq0 = _exact_dot(g0, g0)
+        n0 = math.isqrt(sq0)
+        if not others:
+            return np.zeros_like(g0, dtype=np.int64), verdicts
+        if self.screens:
+            alive, screened, _, sq = self._screen(others, spec)
+            verdicts |= screened
+        else:
+            alive, sq = (
+                list(range(len(others))),
+                [_exact_dot(u.update.q, u.update.q) for u in others],
+            )
+        vectors, trust = [], []
+        for i in alive:
+            u = others[i]
+            den = math.isqrt(sq[i] * sq0)
+            ts = max(0, self.SCALE * _exact_dot(u.update.q, g0) // den) if den else 0
+            if ts == 0:
+                verdicts[u.participant] = (False, 0, "direction opposes the reference update")
+                continue
+            verdicts[u.participant] = (True, ts, "")
+            vectors.append(_rescale(u.update.q, n0, math.isqrt(sq[i])))
+            trust.append(ts)
+        if not trust:
+            return np.zeros_like(g0, dtype=np.int64), verdicts
+        mean = _exact_weighted_mean(vectors, trust)
+        # a rescaled update can be longer per coordinate than any input; the step must fit
+        # the codec like every other rule's
+        return np.clip(mean, -spec.codec.bound_q, spec.codec.bound_q), verdicts
+
+
+def _exact_weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
+    """``Σ wᵢ·vᵢ / Σ wᵢ`` rounded as :func:`_div_round` of int64 vectors of any size: int64
+    when ``max|v|·Σ w < 2^61`` (no partial sum, nor twice the sum, can overflow), exact
+    Python integers otherwise."""
+    total = sum(weights)
+    m = max(max(int(v.max()), -int(v.min())) for v in vectors)
+    if m * total < 2**61:
+        acc = np.zeros(vectors[0].shape[0], np.int64)
+        for v, w in zip(vectors, weights, strict=True):
+            acc += np.int64(w) * v
+        return _div_round(acc, total)
+    big = np.zeros(vectors[0].shape[0], dtype=object)
+    for v, w in zip(vectors, weights, strict=True):
+        big += w * v.astype(object)
+    return np.asarray(_div_round(big, total).tolist(), dtype=object)
 
 
 RULES: dict[str, type[Aggregator]] = {
@@ -798,15 +918,23 @@ RULES: dict[str, type[Aggregator]] = {
         Bulyan,
         NormBoundedMean,
         CenteredClip,
+        FLTrust,
     )
 }
 
 
-def aggregator_from_config(name: str, params: Mapping[str, Any] | None = None) -> Aggregator:
-    """Build a rule from its configuration name (see :data:`RULES`) and parameters."""
+def aggregator_from_config(
+    name: str, params: Mapping[str, Any] | None = None, reference: str = ""
+) -> Aggregator:
+    """Build a rule from its configuration name (see :data:`RULES`) and parameters;
+    ``reference`` is the task's ``aggregation.reference_account`` (only ``fltrust`` takes
+    one)."""
     if name not in RULES:
         raise ConfigError(f"unknown aggregation rule {name!r}; known: {sorted(RULES)}")
+    if reference and not issubclass(RULES[name], FLTrust):
+        raise ConfigError(f"aggregation.reference_account is for fltrust, not {name}")
+    extra = {"reference": reference} if reference else {}
     try:
-        return RULES[name](**dict(params or {}))
+        return RULES[name](**dict(params or {}), **extra)
     except TypeError as exc:
         raise ConfigError(f"bad parameters for {name}: {exc}") from exc

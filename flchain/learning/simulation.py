@@ -15,9 +15,10 @@ measured against.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ from flchain.learning.validation import RoundValidation, ValidationSet, fixed_mo
 
 __all__ = [
     "COLLUDING",
+    "REFERENCE_ID",
     "Attack",
     "RoundStats",
     "SimConfig",
@@ -72,6 +74,7 @@ __all__ = [
     "collude",
     "ipm",
     "participant_id",
+    "reference_train_config",
     "run_federation",
 ]
 
@@ -171,6 +174,19 @@ def participant_id(i: int) -> str:
     return f"client-{i:03d}"
 
 
+#: The simulated task owner's participant id: with a root data set it sends the round's
+#: reference update (``fltrust``'s ``reference``).
+REFERENCE_ID = "task-owner"
+
+
+def reference_train_config(train: TrainConfig, client_sizes: list[int], root: int) -> TrainConfig:
+    """The owner's training on its ``root`` samples: as many local steps as the average client
+    takes (FLTrust trains the server model with the clients' local iterations), i.e. the
+    clients' epochs times ⌈mean client samples / root samples⌉."""
+    mean = sum(client_sizes) / max(1, len(client_sizes))
+    return replace(train, epochs=train.epochs * max(1, math.ceil(mean / max(1, root))))
+
+
 def attack_update(
     attack: str,
     honest: TrainResult,
@@ -226,13 +242,19 @@ def run_federation(
     config: SimConfig,
     on_round: Callable[[RoundStats], None] | None = None,
     validation: TensorData | None = None,
+    root: TensorData | None = None,
 ) -> SimResult:
     """Run ``config.rounds`` rounds from ``model``'s weights (``model`` ends at the final
     global model) and return per-round test accuracy and decisions. ``validation`` is the
     task's public validation set, handed to the rule each round with the global model (see
-    :class:`~flchain.learning.validation.RoundValidation`)."""
+    :class:`~flchain.learning.validation.RoundValidation`). With ``root`` the task owner
+    trains honestly on it each round (:func:`reference_train_config`) and sends the update as
+    participant :data:`REFERENCE_ID`, after the attackers crafted theirs (commit-reveal hides
+    it from them); the rule decides what it is worth (``fltrust``: the reference, paid 0)."""
     if config.num_attackers > len(fed.clients):
         raise ConfigError("more attackers than clients")
+    if root is not None and config.train.scaffold:
+        raise ConfigError("a reference update (root data set) does not work with scaffold")
     gen = torch.Generator().manual_seed(config.seed)
     poisoned: dict[int, TensorData] = {}
     if config.attack == "backdoor":  # each attacker poisons its data once, for every round
@@ -315,6 +337,13 @@ def run_federation(
             (participant_id(i), _encode_or_garbage(sent[i], uspec), trained[i].num_samples)
             for i in trained
         ]
+        if root is not None:
+            owner_cfg = reference_train_config(
+                config.train, [len(c) for c in fed.clients], len(root)
+            )
+            seed = training_seed(client_seed(config.seed, len(fed.clients)), rnd - 1)
+            owner = train_local(model, root, owner_cfg, seed=seed)
+            blobs.append((REFERENCE_ID, _encode_or_garbage(owner.delta, uspec), len(root)))
         t1 = time.perf_counter()
         updates, failures = [], []
         for pid, blob, n in blobs:

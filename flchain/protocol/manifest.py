@@ -41,7 +41,8 @@ class TaskManifest:
         return hashlib.sha256(self.to_bytes()).digest()
 
     def aggregator(self) -> Aggregator:
-        return aggregator_from_config(self.config.aggregation.rule, self.config.aggregation.params)
+        agg = self.config.aggregation
+        return aggregator_from_config(agg.rule, agg.params, agg.reference_account)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, expected_digest: bytes | None = None) -> TaskManifest:

@@ -20,6 +20,7 @@ from flchain.learning.aggregation import (
     CoordinateMedian,
     Failure,
     FedAvg,
+    FLTrust,
     Krum,
     MultiKrum,
     NormBoundedMean,
@@ -69,6 +70,8 @@ ALL_RULES = [
     NormBoundedMean(0.01),
     CenteredClip(),
     CenteredClip(bucket=3, iters=2, tau=0.05),
+    FLTrust(reference="p03"),
+    FLTrust(reference="p03", screens=0),
 ]
 
 
@@ -211,6 +214,7 @@ def test_usage_errors() -> None:
         "bulyan",
         "norm_bounded_mean",
         "centered_clip",
+        "fltrust",
     }
 
 
@@ -242,7 +246,8 @@ order = rng.permutation(9) if sys.argv[1] == "2" else range(9)
 ups = [ClientUpdate(f"p{i}", Update(spec, q[i]), 1 + 37 * i) for i in order]
 h = hashlib.sha256()
 for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(2), Bulyan(1),
-             NormBoundedMean(3.0), CenteredClip(), CenteredClip(bucket=3, tau=1.0)]:
+             NormBoundedMean(3.0), CenteredClip(), CenteredClip(bucket=3, tau=1.0),
+             FLTrust(reference="p4"), FLTrust(reference="p4", screens=0), FLTrust(reference="p")]:
     r = rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
     h.update(encode_model(apply_update(state, r.update), spec))  # the next global model

@@ -17,6 +17,9 @@ from flchain.learning.aggregation import (
     RULES,
     CenteredClip,
     ClientUpdate,
+    Decision,
+    Failure,
+    FLTrust,
     _exact_dot,
     _keyed_permutation,
     _round_seed,
@@ -181,3 +184,117 @@ def test_a_task_config_can_name_it_and_the_ledger_has_an_id() -> None:
     assert cfg.aggregation.rule == "centered_clip"
     ids = [rule.rule_id for rule in RULES.values()]
     assert RULES["centered_clip"].rule_id > 0 and len(set(ids)) == len(ids)  # one id per rule
+
+
+# --- fltrust: the same screens, scored and averaged against the owner's reference update ---
+
+OWNER = "p99"
+
+
+def with_owner(rows: list[np.ndarray], g0: np.ndarray) -> list[ClientUpdate]:
+    ups = make(rows)
+    q = np.asarray(np.rint(g0), np.int32).copy()
+    q.flags.writeable = False
+    return [*ups, ClientUpdate(OWNER, Update(SPEC, q), 100)]
+
+
+def test_fltrust_is_the_exact_relu_cosine_and_rescaled_weighted_mean() -> None:
+    """Scores ⌊10⁶·max(0, cos(gᵢ, g₀))⌋, updates rescaled to ‖g₀‖, aggregate Σ TSᵢ·ĝᵢ / Σ TSᵢ:
+    recomputed here with Python integers and fractions."""
+    rows = honest(8, seed=11, spread=(0.5, 2.0))
+    g0 = np.mean(rows, axis=0) * 0.3 + np.random.default_rng(12).normal(0, 300, D)
+    ups = with_owner(rows, g0)
+    r = FLTrust(reference=OWNER, screens=0).aggregate(ups)
+    ref = [int(t) for t in ups[-1].update.q]
+    n0 = math.isqrt(sum(a * a for a in ref))
+    num, den = [Fraction(0)] * D, 0
+    by_id = {d.participant: d for d in r.decisions}
+    assert by_id[OWNER] == Decision(OWNER, False, 0, "reference update (task owner): earns nothing")
+    for u in ups[:-1]:
+        x = [int(t) for t in u.update.q]
+        nx = math.isqrt(sum(a * a for a in x))
+        dot = sum(a * b for a, b in zip(x, ref, strict=True))
+        ts = max(0, 10**6 * dot // math.isqrt(sum(a * a for a in x) * sum(b * b for b in ref)))
+        assert by_id[u.participant].score == ts and by_id[u.participant].accepted == (ts > 0)
+        if ts:
+            scaled = [round(a * (n0 / nx)) for a in x]  # Python's round: half to even, as rint
+            num = [s + ts * v for s, v in zip(num, scaled, strict=True)]
+            den += ts
+    want = [(2 * t + den) // (2 * den) for t in num]
+    assert r.update.q.tolist() == want
+
+
+def test_fltrust_rescales_boost_away_and_rejects_what_opposes_the_reference() -> None:
+    rows = honest(10, seed=13)
+    g0 = np.mean(rows[3:], axis=0)
+    plain = FLTrust(reference=OWNER, screens=0).aggregate(with_owner(rows, g0))
+    rows[1] = 3 * np.rint(rows[1])  # boosted: exactly three times the same integers
+    rows[2] = -rows[2]  # sign flip
+    r = FLTrust(reference=OWNER, screens=0).aggregate(with_owner(rows, g0))
+    d = {x.participant: x for x in r.decisions}
+    was = {x.participant: x for x in plain.decisions}
+    assert d["p02"].reason == "direction opposes the reference update" and d["p02"].score == 0
+    # the boost buys nothing: the same cosine, so the same score, and rescaled to ‖g₀‖
+    assert d["p01"].score == was["p01"].score
+    assert all(d[p].score > 0 for p in d if p not in ("p02", OWNER))
+    assert d[OWNER].score == 0 and not d[OWNER].accepted
+    q, mean = r.update.q.astype(np.float64), g0
+    assert float(q @ mean) / (np.linalg.norm(q) * np.linalg.norm(mean)) > 0.9
+    assert np.linalg.norm(q) <= np.linalg.norm(np.rint(g0)) + 1  # never longer than ‖g₀‖
+
+
+def test_fltrust_keeps_the_centered_clip_screens() -> None:
+    rows = honest(10, seed=5)
+    mean = np.mean(rows[3:], axis=0)
+    rng = np.random.default_rng(6)
+    for i in range(3):  # omniscient ALIE at z = 0: the benign mean plus 1% jitter
+        rows[i] = mean + rng.normal(0, 10, D)
+    r = FLTrust(reference=OWNER).aggregate(with_owner(rows, mean + rng.normal(0, 800, D)))
+    reasons = [d.reason for d in r.decisions[:3]]
+    assert all(w.startswith(("near-copy", "too central")) for w in reasons), reasons
+    assert all(d.accepted and d.score > 0 for d in r.decisions[3:10])
+    # without screens the same colluders are paid at least as much as any honest update
+    bare = FLTrust(reference=OWNER, screens=0).aggregate(with_owner(rows, mean))
+    assert min(d.score for d in bare.decisions[:3]) >= max(d.score for d in bare.decisions[3:10])
+
+
+def test_fltrust_falls_back_to_centered_clip_without_a_usable_reference() -> None:
+    rows = honest(8, seed=14)
+    plain = CenteredClip().aggregate(make(rows))
+    why = "no usable reference update: centered_clip fallback"
+    for ups, fails in (
+        (make(rows), []),  # the owner did not reveal
+        (make(rows), [Failure(OWNER, "bad bytes")]),  # its update did not decode
+        (with_owner(rows, np.zeros(D)), []),  # it sent the global model back
+    ):
+        r = FLTrust(reference=OWNER).aggregate(ups, fails)
+        assert r.update.q.tolist() == plain.update.q.tolist()
+        clients = [d for d in r.decisions if d.participant != OWNER]
+        assert [(d.accepted, d.score) for d in clients] == [
+            (d.accepted, d.score) for d in plain.decisions
+        ]
+        assert all(d.reason.startswith(why) for d in clients)
+        assert all(d.score == 0 for d in r.decisions if d.participant == OWNER)
+    only = FLTrust(reference=OWNER).aggregate(with_owner([], honest(1)[0]))
+    assert not only.update.q.any() and only.decisions[0].score == 0
+
+
+def test_a_task_names_the_reference_account_for_fltrust_only() -> None:
+    raw = tomllib.loads((Path(__file__).parents[2] / "examples" / "task.toml").read_text())
+    owner = "0x" + "aB" * 20
+    raw["aggregation"] = {"rule": "fltrust", "reference_account": owner}
+    cfg = config_from_dict(raw)
+    assert cfg.to_dict()["aggregation"]["reference_account"] == owner
+    rule = aggregator_from_config("fltrust", {}, owner)
+    assert isinstance(rule, FLTrust) and rule._is_reference(owner.lower())
+    assert RULES["fltrust"].rule_id == 9
+    raw["aggregation"] = {"rule": "fltrust"}
+    with pytest.raises(ConfigError, match="reference_account"):
+        config_from_dict(raw)
+    raw["aggregation"] = {"rule": "centered_clip", "reference_account": owner}
+    with pytest.raises(ConfigError, match="for fltrust"):
+        config_from_dict(raw)
+    raw["aggregation"] = {"rule": "centered_clip"}
+    assert "reference_account" not in config_from_dict(raw).to_dict()["aggregation"]
+    with pytest.raises(ConfigError):
+        FLTrust(screens=2)
