@@ -3,10 +3,16 @@ from __future__ import annotations
 import pytest
 
 from flchain.errors import ConfigError
-from flchain.learning.aggregation import FedAvg, TrimmedMean
+from flchain.learning.aggregation import CenteredClip, FedAvg, FLTrust, TrimmedMean
 from flchain.learning.data import federate, load_digits
 from flchain.learning.models import ModelSpec, build_model
-from flchain.learning.simulation import SimConfig, participant_id, run_federation
+from flchain.learning.simulation import (
+    REFERENCE_ID,
+    SimConfig,
+    participant_id,
+    reference_train_config,
+    run_federation,
+)
 from flchain.learning.training import TrainConfig
 
 CFG = TrainConfig(epochs=5, batch_size=16, lr=0.1)
@@ -17,10 +23,10 @@ def fed():  # type: ignore[no-untyped-def]
     return federate(load_digits(), 8, "iid", seed=0)
 
 
-def _run(fed, rule, attack=None, k=0, rounds=4):  # type: ignore[no-untyped-def]
+def _run(fed, rule, attack=None, k=0, rounds=4, root=None):  # type: ignore[no-untyped-def]
     model = build_model("mlp", "digits")
     spec = ModelSpec.from_model(model, "mlp:digits")
-    return run_federation(model, spec, fed, rule, SimConfig(rounds, CFG, attack, k))
+    return run_federation(model, spec, fed, rule, SimConfig(rounds, CFG, attack, k), root=root)
 
 
 def test_clean_fedavg_learns(fed) -> None:  # type: ignore[no-untyped-def]
@@ -58,3 +64,21 @@ def test_out_of_bound_updates_become_failures(fed) -> None:  # type: ignore[no-u
 def test_bad_config() -> None:
     with pytest.raises(ConfigError, match="unknown attack"):
         SimConfig(1, CFG, "ddos", 1)
+
+
+def test_the_owner_root_update_steers_fltrust_and_earns_nothing(fed) -> None:  # type: ignore[no-untyped-def]
+    root = fed.test.subset(list(range(60)))
+    # clients hold ~180 samples, 3x the root set: the owner takes 3x the epochs, as many steps
+    assert reference_train_config(CFG, [len(c) for c in fed.clients], 60).epochs == 5 * 3
+    res = _run(fed, FLTrust(reference=REFERENCE_ID), "sign_flip", 2, rounds=3, root=root)
+    assert res.accuracies[-1] > 0.8
+    for r in res.rounds:
+        by = {d.participant: d for d in r.decisions}
+        assert by[REFERENCE_ID].score == 0 and not by[REFERENCE_ID].accepted
+        assert all(by[participant_id(i)].score == 0 for i in range(2))
+        assert all(by[participant_id(i)].score > 0 for i in range(2, 8))
+    # no root data set: the same rule falls back to centered_clip, round for round
+    bare = _run(fed, FLTrust(reference=REFERENCE_ID), "sign_flip", 2, rounds=2)
+    plain = _run(fed, CenteredClip(), "sign_flip", 2, rounds=2)
+    assert bare.accuracies == plain.accuracies
+    assert all("fallback" in d.reason for d in bare.rounds[0].decisions)
