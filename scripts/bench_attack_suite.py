@@ -49,13 +49,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import RULES, aggregator_from_config
-from flchain.learning.data import TensorData, federate, load_mnist5k
+from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import REFERENCE_ID, SimConfig, participant_id, run_federation
 from flchain.learning.training import TrainConfig
@@ -199,7 +198,7 @@ def execute(  # type: ignore[no-untyped-def]
         owned = run.rule == "fltrust"
         rule = aggregator_from_config(run.rule, run.params, REFERENCE_ID if owned else "")
         val = validation_slice(fed.test, validation)
-        ref = root_slice(fed.test, validation, root) if owned else None
+        ref = validation_slice(fed.test, root, validation) if owned else None
         res = run_federation(model, spec, fed, rule, sim, validation=val, root=ref)
     except FLChainError as exc:  # e.g. too few usable updates left for the rule: a result
         return {
@@ -232,16 +231,6 @@ def execute(  # type: ignore[no-untyped-def]
         else None,
         "seconds": time.perf_counter() - t,
     }
-
-
-def root_slice(test: TensorData, skip: int, per_class: int) -> TensorData | None:
-    """The owner's root data set: ``per_class`` test samples of each class after the first
-    ``skip`` of that class (those are the public validation set)."""
-    if per_class <= 0:
-        return None
-    y = test.y.numpy()
-    idx = [i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[skip:][:per_class]]
-    return test.subset(sorted(idx))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,14 +79,18 @@ class ValidationSet:
         return cls(xq, ys, num_classes)
 
 
-def validation_slice(test: TensorData, per_class: int) -> TensorData | None:
-    """The first ``per_class`` samples of each class of a test split (in split order): a
-    task's public validation set (``aggregation.validation_per_class``). It only weights
-    rewards (the aggregate does not depend on it), so test accuracy stays unbiased."""
+def validation_slice(test: TensorData, per_class: int, skip: int = 0) -> TensorData | None:
+    """The first ``per_class`` samples of each class of a test split (in split order), after
+    the first ``skip`` of that class: a task's public validation set
+    (``aggregation.validation_per_class``), or with ``skip`` = that count the owner's root set
+    for ``fltrust`` (so the two never overlap). The validation set only weights rewards (the
+    aggregate does not depend on it), so test accuracy stays unbiased."""
     if per_class <= 0:
         return None
     y = test.y.numpy()
-    idx = sorted(i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[:per_class])
+    idx = sorted(
+        i for c in range(test.num_classes) for i in np.flatnonzero(y == c)[skip : skip + per_class]
+    )
     return test.subset(idx)
 
 

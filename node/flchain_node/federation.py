@@ -27,8 +27,9 @@ from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.attacks import attack_named
 from flchain.learning.codec import decode_model
 from flchain.learning.models import build_model
-from flchain.learning.simulation import SimConfig
-from flchain.learning.training import evaluate
+from flchain.learning.simulation import SimConfig, reference_train_config
+from flchain.learning.training import client_seed, evaluate
+from flchain.learning.validation import validation_slice
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import (
     CommitteeMemberSettled,
@@ -40,14 +41,16 @@ from flchain.ledger.contracts import (
 )
 from flchain.ledger.deploy import Deployment, register_all
 from flchain.protocol.rounds import round_start_bound
-from flchain.protocol.task import federated_data
+from flchain.protocol.task import federated_data, train_config
 from flchain.storage import ContentStore, LocalStore
 from flchain_node.factory import build_participant, shard_trainer, task_model
 from flchain_node.owner import Keeper, create_task
 from flchain_node.participant import ParticipantNode, StepReport, UpdateSource
-from flchain_node.trainer import NODE_ATTACKS, Attacker
+from flchain_node.trainer import NODE_ATTACKS, Attacker, LocalTrainer
 
 ROLES = ("honest", "attacker", "free_rider", "dropout")
+#: The task owner's own node under ``fltrust``: it trains on the root set and earns nothing.
+REFERENCE = "reference"
 TOKEN = 10**18
 
 
@@ -83,6 +86,10 @@ class DemoConfig:
     algorithm: str = "fedavg"
     #: ``[aggregation] validation_per_class``: the task's public validation set (0: none).
     validation_per_class: int = 0
+    #: ``fltrust``: the owner's root data set, this many held-out samples of each class (after
+    #: the validation set's); the owner runs one more, honest node on it, whose address is the
+    #: task's ``aggregation.reference_account``.
+    root_per_class: int = 10
 
     @classmethod
     def honest_fedavg(cls, participants: int, rounds: int, **overrides: Any) -> DemoConfig:
@@ -112,6 +119,8 @@ class DemoConfig:
                 "a scaffold demo runs without attackers and free-riders "
                 "(--attackers 0 --free-riders 0): they do not send control variates"
             )
+        if self.rule == "fltrust" and self.root_per_class < 1:
+            raise ConfigError("fltrust needs the owner's root data set: root_per_class >= 1")
         needed = aggregator_from_config(self.rule, self.rule_params).min_inputs()
         valid = self.participants - self.free_riders - self.dropouts
         if valid < needed:
@@ -123,8 +132,14 @@ class DemoConfig:
         roles = [r for r, n in zip(ROLES[1:], counts, strict=True) for _ in range(n)]
         return roles + ["honest"] * (self.participants - len(roles))
 
-    def task_config(self) -> TaskConfig:
-        n = self.participants
+    @property
+    def reference(self) -> bool:
+        """Whether the owner runs a reference node (the rule is ``fltrust``)."""
+        return self.rule == "fltrust"
+
+    def task_config(self, reference_account: str = "") -> TaskConfig:
+        """The task; ``reference_account`` is the owner's reference node (``fltrust``)."""
+        n = self.participants + self.reference
         return TaskConfig(
             name="flchain-demo",
             data=DataConfig(dataset=self.dataset, partition=self.partition, seed=self.seed),
@@ -145,6 +160,7 @@ class DemoConfig:
                 rule=self.rule,
                 params=dict(self.rule_params),
                 validation_per_class=self.validation_per_class,
+                reference_account=reference_account,
             ),
             ledger=LedgerConfig(
                 rounds=self.rounds,
@@ -206,18 +222,18 @@ class Federation:
         work_dir: Path | None = None,
     ) -> None:
         self.demo = demo
-        self.config = demo.task_config()
-        self.roles = demo.roles()
-        self.chain = chain or Chain.embedded(num_accounts=demo.participants + 1)
-        if len(self.chain.accounts) < demo.participants + 1:
-            raise ConfigError(
-                f"the chain has {len(self.chain.accounts)} accounts; need {demo.participants + 1}"
-            )
+        self.roles = demo.roles() + [REFERENCE] * demo.reference
+        accounts = len(self.roles) + 1
+        self.chain = chain or Chain.embedded(num_accounts=accounts)
+        if len(self.chain.accounts) < accounts:
+            raise ConfigError(f"the chain has {len(self.chain.accounts)} accounts; need {accounts}")
         self._own_dir = work_dir is None and store is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flchain-demo-"))
         self.store = store or LocalStore(self.work_dir / "store", durable=False)
         self.owner: LocalAccount = self.chain.accounts[0]
-        self.accounts: list[LocalAccount] = list(self.chain.accounts[1 : demo.participants + 1])
+        self.accounts: list[LocalAccount] = list(self.chain.accounts[1:accounts])
+        reference = self.accounts[-1].address if demo.reference else ""
+        self.config = demo.task_config(reference)
         self.fed = federated_data(self.config.data, demo.participants)
         self.deployment = self._deploy()
         self.nodes = [self._node(i, a) for i, a in enumerate(self.accounts)]
@@ -241,8 +257,11 @@ class Federation:
 
     def _node(self, i: int, account: LocalAccount) -> ParticipantNode:
         role = self.roles[i]
-        honest = shard_trainer(self.config, i, self.demo.participants, data=self.fed)
-        source: UpdateSource = honest
+        if role == REFERENCE:
+            source: UpdateSource = self._reference_trainer()
+        else:
+            honest = shard_trainer(self.config, i, self.demo.participants, data=self.fed)
+            source = honest
         if role == "attacker":
             sim = SimConfig(
                 rounds=1, train=honest.config, attack=self.demo.attack,
@@ -264,6 +283,18 @@ class Federation:
             reveal=not dropout,
             attest=not dropout,
         )
+
+    def _reference_trainer(self) -> LocalTrainer:
+        """The owner's honest trainer on its root set, with as many local steps as an average
+        participant (:func:`~flchain.learning.simulation.reference_train_config`)."""
+        demo = self.demo
+        root = validation_slice(self.fed.test, demo.root_per_class, demo.validation_per_class)
+        assert root is not None  # roles() checked root_per_class >= 1
+        cfg = reference_train_config(
+            train_config(self.config), [len(c) for c in self.fed.clients], len(root)
+        )
+        seed = client_seed(self.config.training.seed, self.demo.participants)
+        return LocalTrainer(task_model(self.config), root, cfg, seed)
 
     # --- running ----------------------------------------------------------------------------
 

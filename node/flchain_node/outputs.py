@@ -18,6 +18,7 @@ ROLE_COLOURS = {
     "attacker": "tab:red",
     "free_rider": "tab:orange",
     "dropout": "tab:gray",
+    "reference": "tab:blue",  # the owner's fltrust reference node: earns nothing
 }
 
 

@@ -69,6 +69,23 @@ def test_demo_writes_report_csvs_and_plots(tmp_path: Path) -> None:
     assert "round 1: finalized" in result.output
 
 
+def test_fltrust_demo_runs_the_owner_reference_node_which_earns_nothing(tmp_path: Path) -> None:
+    with deadline(120):
+        result = CliRunner().invoke(app, [*ARGS, "--rule", "fltrust", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["status"] for r in report["rounds"]] == ["finalized", "finalized"]
+    roles = report["roles"]
+    assert sorted(roles.values()) == ["attacker", "honest", "honest", "honest", "reference"]
+    earned = {w: sum(r["rewards"].get(w, 0) for r in report["rounds"]) for w in roles}
+    assert all(earned[w] == 0 for w, role in roles.items() if role in ("reference", "attacker"))
+    assert all(earned[w] > 0 for w, role in roles.items() if role == "honest")
+    owner = next(w for w, role in roles.items() if role == "reference")
+    for r in report["rounds"]:  # the reference was used, not the centered_clip fallback
+        assert r["rejected"][owner].startswith("reference update")
+        assert not any("fallback" in why for why in r["rejected"].values())
+
+
 def test_demo_whose_rule_cannot_run_fails_fast(tmp_path: Path) -> None:
     """BUG (reported): multi-Krum f=1 needs 5 usable updates; with 4 participants every round
     expires and ``Federation.run`` never returns. It should refuse the config up front."""

@@ -68,6 +68,14 @@ def demo(
             "to updates that raise their loss (MLP and logreg).",
         ),
     ] = 0,
+    root_per_class: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="fltrust: the owner's root data set, held-out samples per class; the owner "
+            "runs one more node on it, whose update is the reference (it earns nothing).",
+        ),
+    ] = 10,
     seed: Annotated[int, typer.Option(help="Seed for data, models and training.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),
@@ -99,6 +107,7 @@ def demo(
         server_lr=SUGGESTED_LR[server_optimizer.value] if server_lr is None else server_lr,
         algorithm=algorithm.value,
         validation_per_class=validation_per_class,
+        root_per_class=root_per_class,
     )
     console = Console()
     with console.status("deploying contracts and registering participants..."):
@@ -154,7 +163,7 @@ def demo(
     summary = Table(
         "role", "participants", "rewards (tokens)", "slashed (tokens)", title="Who earned what"
     )
-    for role in ("honest", "attacker", "free_rider", "dropout"):
+    for role in ("honest", "attacker", "free_rider", "dropout", "reference"):
         members = [w for w, r in result.roles.items() if r == role]
         if not members:
             continue
