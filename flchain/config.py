@@ -239,6 +239,8 @@ class TaskConfig:
                 "aggregation.rule fltrust needs aggregation.reference_account: the task "
                 f"owner's participant address (0x and 40 hex digits), got {agg.reference_account!r}"
             )
+        if agg.rule == "fltrust" and self.training.algorithm == "scaffold":
+            raise ConfigError("aggregation.rule fltrust does not work with scaffold")
         try:
             aggregator_from_config(agg.rule, dict(agg.params), agg.reference_account)
         except (ValueError, TypeError) as exc:

@@ -222,8 +222,7 @@ class Federation:
         work_dir: Path | None = None,
     ) -> None:
         self.demo = demo
-        self.roles = demo.roles() + [REFERENCE] * demo.reference
-        accounts = len(self.roles) + 1
+        accounts = demo.participants + demo.reference + 1  # the owner, participants, reference
         self.chain = chain or Chain.embedded(num_accounts=accounts)
         if len(self.chain.accounts) < accounts:
             raise ConfigError(f"the chain has {len(self.chain.accounts)} accounts; need {accounts}")
@@ -233,7 +232,8 @@ class Federation:
         self.owner: LocalAccount = self.chain.accounts[0]
         self.accounts: list[LocalAccount] = list(self.chain.accounts[1:accounts])
         reference = self.accounts[-1].address if demo.reference else ""
-        self.config = demo.task_config(reference)
+        self.config = demo.task_config(reference)  # config errors first, then the roles'
+        self.roles = demo.roles() + [REFERENCE] * demo.reference
         self.fed = federated_data(self.config.data, demo.participants)
         self.deployment = self._deploy()
         self.nodes = [self._node(i, a) for i, a in enumerate(self.accounts)]

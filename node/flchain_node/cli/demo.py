@@ -28,9 +28,15 @@ def demo(
     participants: Annotated[int, typer.Option(min=2, help="Participants (one key each).")] = 10,
     rounds: Annotated[int, typer.Option(min=1, help="Rounds to finalize.")] = 5,
     rule: Annotated[
-        str,
-        typer.Option(help="Aggregation rule, by its task-config name (a wrong one lists all)."),
-    ] = "centered_clip",
+        str | None,
+        typer.Option(
+            help="Aggregation rule, by its task-config name (a wrong one lists all). Default: "
+            "fltrust, which scores updates against the owner's own reference update (the demo "
+            "runs that node too; benchmarks/results/attack_suite_v4.md); centered_clip with "
+            "--algorithm scaffold, which fltrust does not support.",
+            show_default=False,
+        ),
+    ] = None,
     attackers: Annotated[int, typer.Option(min=0, help="Poisoning participants.")] = 2,
     attack: Annotated[
         str,
@@ -89,6 +95,8 @@ def demo(
     from flchain_node.outputs import write_outputs
 
     torch.set_num_threads(threads)  # small models: more threads only contend for the cores
+    if rule is None:
+        rule = "centered_clip" if algorithm.value == "scaffold" else "fltrust"
     params = rule_params(rule, attackers, participants - free_riders - dropouts)
     config = DemoConfig(
         participants=participants,
