@@ -8,8 +8,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import Result
 from flchain_node.cli.app import app, main
 from typer.testing import CliRunner
 
@@ -52,13 +54,19 @@ def deadline(seconds: int) -> Iterator[None]:
         pytest.fail(f"flchain demo did not finish within {seconds}s")
 
 
-def test_demo_writes_report_csvs_and_plots(tmp_path: Path) -> None:
-    # median: multi-Krum with f=1 (the default rule) needs 5 updates, 4 participants give 4
-    with deadline(90):
-        result = CliRunner().invoke(app, [*ARGS, "--rule", "median", "--out", str(tmp_path)])
+def run_demo(out: Path, seconds: int, *extra: str) -> tuple[Result, dict[str, Any]]:
+    """``flchain demo`` with :data:`ARGS` and ``extra``: its result and report, both rounds
+    finalized."""
+    with deadline(seconds):
+        result = CliRunner().invoke(app, [*ARGS, *extra, "--out", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
     assert [r["status"] for r in report["rounds"]] == ["finalized", "finalized"]
+    return result, report
+
+
+def test_demo_writes_report_csvs_and_plots(tmp_path: Path) -> None:
+    result, report = run_demo(tmp_path, 90, "--rule", "median")
     assert sorted(report["roles"].values()) == ["attacker", "honest", "honest", "honest"]
     for name in ("rounds.csv", "participants.csv"):
         lines = (tmp_path / name).read_text().splitlines()
@@ -69,12 +77,10 @@ def test_demo_writes_report_csvs_and_plots(tmp_path: Path) -> None:
     assert "round 1: finalized" in result.output
 
 
-def test_fltrust_demo_runs_the_owner_reference_node_which_earns_nothing(tmp_path: Path) -> None:
-    with deadline(120):
-        result = CliRunner().invoke(app, [*ARGS, "--rule", "fltrust", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert [r["status"] for r in report["rounds"]] == ["finalized", "finalized"]
+def test_the_default_fltrust_demo_runs_the_owner_reference_node_which_earns_nothing(
+    tmp_path: Path,
+) -> None:
+    _, report = run_demo(tmp_path, 120)  # no --rule: fltrust
     roles = report["roles"]
     assert sorted(roles.values()) == ["attacker", "honest", "honest", "honest", "reference"]
     earned = {w: sum(r["rewards"].get(w, 0) for r in report["rounds"]) for w in roles}
