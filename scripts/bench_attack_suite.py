@@ -47,7 +47,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from flchain_node.cli.demo import rule_params
@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         "--shard", default="0/1", metavar="I/N", help="take every N-th selected run from the I-th"
     )
     ap.add_argument("--list", action="store_true", help="print the selected runs and exit")
+    ap.add_argument(
+        "--param", action="append", default=[], metavar="KEY=V", help="add a rule parameter"
+    )
     ap.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=1)
@@ -291,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         (print_tables if args.suite == "v1" else print_v2)(results)
         return 0
     runs = {"v1": plan, "v2": plan_v2, "v4": lambda: plan_v2(V4_RULES)}[args.suite]()
+    if args.param:  # e.g. fltrust's screens=0: the runs get it in their parameters and labels
+        extra = {k: float(v) for k, _, v in (p.partition("=") for p in args.param)}
+        runs = [replace(r, params={**r.params, **extra}) for r in runs]
     todo = [r for r in runs if selected(r, parse_only(args.only), args.match)]
     shard, shards = (int(x) for x in args.shard.split("/"))
     todo = todo[shard::shards]
