@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import benchkit
 import torch
 from flchain_node.cli.demo import rule_params
 
@@ -259,10 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.merge:
-        results: list[dict] = []
-        for path in args.merge:
-            with open(path) as fh:
-                results += json.load(fh)["results"]
+        results = benchkit.saved_results(args.merge)
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
         if args.before:

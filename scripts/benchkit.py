@@ -71,6 +71,14 @@ def write_results(
         args.md.write_text(markdown(out))
 
 
+def saved_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The ``results`` of saved ``--json`` files, in order (for ``--merge``)."""
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        results += json.loads(Path(path).read_text())["results"]
+    return results
+
+
 def train_config(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     """Local training as the command line set it (``bench_parser(training=...)``)."""
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, **extra)
