@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from flchain_node.federation import TOKEN, FederationResult
 
@@ -116,9 +117,7 @@ def _plot_accuracy(result: FederationResult, path: Path) -> None:
         title=f"Global model accuracy ({result.config.rule})",
     )
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_rewards(result: FederationResult, path: Path) -> None:
@@ -135,9 +134,7 @@ def _plot_rewards(result: FederationResult, path: Path) -> None:
     ax.set(xlabel="round", ylabel="cumulative reward (tokens)", title="Rewards per participant")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_gas(result: FederationResult, path: Path) -> None:
@@ -151,6 +148,10 @@ def _plot_gas(result: FederationResult, path: Path) -> None:
         bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
     ax.set(xlabel="round", ylabel="gas (millions)", title="Gas per round by transaction type")
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plt.close(fig)  # pyplot keeps every open figure alive otherwise
