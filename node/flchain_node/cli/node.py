@@ -14,8 +14,6 @@ from rich.table import Table
 from flchain.errors import ConfigError
 from flchain.ledger.contracts import ParticipantRegistry, TrainingTask
 from flchain_node.cli.options import (
-    DEFAULT_SIGNER,
-    DEFAULT_STORE,
     ConfirmationsOpt,
     PollOpt,
     SignerOptions,
@@ -75,8 +73,9 @@ def run(
     timeout: TimeoutOpt = None,
     confirmations: ConfirmationsOpt = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
-    signer: SignerOptions = DEFAULT_SIGNER,
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Register if needed, then train, commit, reveal, attest (when drawn) every round until
     the task completes, and claim the rewards. Safe to kill and restart at any moment."""
@@ -170,8 +169,9 @@ def status(
     state_dir: Annotated[
         Path | None, typer.Option(help="The node's state directory (with --local).")
     ] = None,
-    signer: SignerOptions = DEFAULT_SIGNER,
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Show a task: round, phase, participants with their stakes, credited and claimed
     rewards (credited amounts need the store that holds the round reports)."""
@@ -267,8 +267,9 @@ def _local_status(
 @with_option_groups
 def claim(
     task: TaskOpt,
-    signer: SignerOptions = DEFAULT_SIGNER,
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Claim every reward credited to the account so far, in one transaction."""
 

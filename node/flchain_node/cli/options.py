@@ -115,9 +115,6 @@ class StoreOptions:
 
 
 OPTION_GROUPS = (SignerOptions, StoreOptions)
-#: What a command's group parameter defaults to (each field at its option's default).
-DEFAULT_SIGNER = SignerOptions()
-DEFAULT_STORE = StoreOptions()
 
 
 def with_option_groups(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,7 +13,6 @@ from flchain.errors import FLChainError
 from flchain.storage import export_car, import_car
 from flchain.storage.retention import DEFAULT_RETENTION, plan
 from flchain_node.cli.options import (
-    DEFAULT_STORE,
     RpcOpt,
     StoreOptions,
     command_group,
@@ -34,7 +33,8 @@ def _fail(message: str) -> typer.Exit:
 def add(
     path: Annotated[Path, typer.Argument(help="File to add ('-' for stdin).")],
     cid_version: Annotated[int, typer.Option("--cid-version", min=0, max=1)] = 0,
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Store a file and print its CID (only the CID) on stdout."""
     try:
@@ -51,7 +51,8 @@ def add(
 @with_option_groups
 def cat(
     cid: Annotated[str, typer.Argument(help="CID of the content.")],
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Write the content named CID to stdout."""
     try:
@@ -68,7 +69,8 @@ def cat(
 def export(
     cid: Annotated[str, typer.Argument(help="Root CID of the DAG to export.")],
     out: Annotated[Path, typer.Argument(help="CAR file to write.")],
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Write the DAG under CID to a CARv1 file (for `ipfs dag import`)."""
     # Write beside OUT and rename: a failed export never leaves half a CAR, nor removes an
@@ -90,7 +92,8 @@ def export(
 @with_option_groups
 def import_(
     car: Annotated[Path, typer.Argument(help="CARv1 file to read.")],
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Load a CARv1 file, verifying every block; pin and print its roots."""
     try:
@@ -125,7 +128,8 @@ def gc(
         bool, typer.Option("--dry-run", help="Print what would be unpinned; change nothing.")
     ] = False,
     rpc_url: RpcOpt = None,
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Remove every block no pin reaches. With --task, first unpin the task's content that is
     past retention: updates of rounds closed more than RETENTION rounds ago, older global

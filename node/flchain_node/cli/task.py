@@ -10,8 +10,6 @@ import typer
 
 from flchain.config import load_config
 from flchain_node.cli.options import (
-    DEFAULT_SIGNER,
-    DEFAULT_STORE,
     ConfirmationsOpt,
     PollOpt,
     SignerOptions,
@@ -38,8 +36,9 @@ def create(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the addresses as JSON.")] = False,
-    signer: SignerOptions = DEFAULT_SIGNER,
-    where: StoreOptions = DEFAULT_STORE,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Store the manifest and initial model, deploy token, registry and task, fund the pool."""
     from flchain_node.owner import create_task
@@ -66,7 +65,8 @@ def keep(
     poll: PollOpt = 0.5,
     timeout: TimeoutOpt = None,
     confirmations: ConfirmationsOpt = 0,
-    signer: SignerOptions = DEFAULT_SIGNER,
+    *,
+    signer: SignerOptions,
 ) -> None:
     """Slash non-revealers and settle committees until the task completes (anyone may)."""
     from flchain.ledger.contracts import TrainingTask
