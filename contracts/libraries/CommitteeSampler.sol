@@ -20,8 +20,11 @@ library CommitteeSampler {
     /// test `CommitteeSampler.t.sol` checks both directions, the pytest suite the Python sampler).
     function position(uint256 seed, uint256 n, uint256 index) internal pure returns (uint256 pos) {
         uint256 h = _halfBits(n);
+        uint256 mask;
+        unchecked {
+            mask = (1 << h) - 1; // h >= 1
+        }
         assembly ("memory-safe") {
-            let mask := sub(shl(h, 1), 1)
             mstore(0x00, seed)
             pos := index
             for {} 1 {} {
