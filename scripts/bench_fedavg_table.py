@@ -101,7 +101,7 @@ def main() -> None:
     p.add_argument("--partitions", default="iid,shards")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--lr", type=float, default=0.05, help="client η of every row but FedSGD")
-    p.add_argument("--fedsgd-lrs", default="0.05,0.2,0.5,1.0", help="FedSGD's η grid")
+    p.add_argument("--fedsgd-lrs", default="0.05,0.2,0.5,1.0,2.0,4.0", help="FedSGD's η grid")
     p.add_argument("--mu", type=float, default=0.01, help="FedProx's μ")
     p.add_argument("--server-lr", type=float, default=0.03, help="FedAdam's η (server_opt.md)")
     p.add_argument("--seed", type=int, default=0)

@@ -9,8 +9,9 @@ failures become :class:`~.aggregation.Failure` s); the rule aggregates; the glob
 by the aggregate. With ``train.scaffold`` every client keeps its SCAFFOLD control variate
 between rounds and the server variate moves exactly as a committee moves it
 (:mod:`.scaffold`); a server optimizer then steps with the ``Δw`` half of the aggregate, and
-attackers craft their updates from the joint ``Δw‖Δc`` vector a SCAFFOLD client sends. This is the "plain in-memory FedAvg" baseline the participant node's overhead is
-measured against.
+attackers craft their updates from the joint ``Δw‖Δc`` vector a SCAFFOLD client sends.
+This is the "plain in-memory FedAvg" baseline the participant node's overhead is measured
+against.
 """
 
 from __future__ import annotations
