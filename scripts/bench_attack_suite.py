@@ -545,11 +545,13 @@ def print_v2(results: list[dict]) -> None:
     cg: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["attack"] is None:
-            cg.setdefault((r["partition"], _shown_rule(r), json.dumps(r["params"])), []).append(r)
-    for (part, rule, params), rs in cg.items():
+            key = r["partition"], r["rule"], json.dumps(r["params"]), r.get("algorithm", "fedavg")
+            cg.setdefault(key, []).append(r)
+    for (part, rule, params, algorithm), rs in cg.items():
         p = ",".join(f"{k}={v:g}" for k, v in json.loads(params).items())
+        shown = _shown_rule({"rule": f"{rule}({p})", "algorithm": algorithm})
         print(
-            f"| {part} | {rule}({p}) | {_mean([r['final'] for r in rs]):.2%} | "
+            f"| {part} | {shown} | {_mean([r['final'] for r in rs]):.2%} | "
             f"{_mean([r['hon_min'] for r in rs]):.2f} | {_mean([r['hon_med'] for r in rs]):.2f} | "
             f"{_mean([r['hon_max'] for r in rs]):.2f} | {_mean([r['gini'] for r in rs]):.3f} | "
             f"{max(0.0, _mean([r['gini_samples'] for r in rs])):.3f} | "
