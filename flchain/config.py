@@ -197,11 +197,8 @@ class TaskConfig:
             )
         self._validate_dp()
         self._validate_server_optimizer()
-        if t.algorithm == "scaffold" and (t.dp or t.server_optimizer != "none"):
-            raise ConfigError(
-                'training.algorithm = "scaffold" cannot be combined with '
-                + ("training.dp" if t.dp else f"training.server_optimizer = {t.server_optimizer!r}")
-            )
+        if t.algorithm == "scaffold" and t.dp:
+            raise ConfigError('training.algorithm = "scaffold" cannot be combined with training.dp')
         for key, param in self.aggregation.params.items():
             if isinstance(param, bool) or not isinstance(param, int | float):
                 raise ConfigError(f"aggregation.params.{key} must be a number, got {param!r}")

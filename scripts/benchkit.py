@@ -42,6 +42,16 @@ def bench_parser(
     return p
 
 
+def federation_options(p: argparse.ArgumentParser, *, rounds: int, target: float) -> None:
+    """The FedAvg paper's federation options: ``--clients`` (100), ``--fraction`` (C = 0.1),
+    ``--rounds``, ``--target`` (the accuracy rounds are counted to) and ``--model``."""
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--target", type=float, default=target)
+    p.add_argument("--model", default="mlp")
+
+
 def parse(p: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and pin torch to one thread: runs measured side by side share the machine alike."""
     args = p.parse_args(argv)
