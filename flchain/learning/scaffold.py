@@ -58,7 +58,6 @@ update is applied.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -71,7 +70,7 @@ from flchain.errors import UpdateFormatError
 from flchain.learning.codec import Update, flat_layout, quantize
 from flchain.learning.data import TensorData
 from flchain.learning.models import ModelSpec, TensorSpec
-from flchain.learning.server_opt import ServerOptimizer, check_ranges, mul_q, to_q
+from flchain.learning.server_opt import ServerOptimizer, check_ranges, mul_q, read_slots, to_q
 from flchain.learning.training import TrainConfig, TrainResult, train_local
 
 #: The prefix of a control tensor in a SCAFFOLD update. A leading dot cannot start a torch
@@ -237,16 +236,11 @@ def decode_control_state(
     and return ``c`` and the optimizer's state (empty without a stateful optimizer)."""
     optimizer = _stateful(optimizer)
     header, size = _header(spec, optimizer)
-    if len(data) != size or bytes(data[: len(header)]) != header:
+    slots = read_slots(data, header, size, ("c", *(optimizer.slots if optimizer else ())))
+    if slots is None:
         raise MalformedControlState(
             f"not a SCAFFOLD state for this model spec ({len(data)} bytes, need {size})"
         )
-    layout = json.loads(header[8:])
-    body = np.frombuffer(data, dtype="<i8", offset=len(header))
-    slots = {}
-    for name in ("c", *(optimizer.slots if optimizer is not None else ())):
-        a, b = (x // 8 for x in layout[name]["data_offsets"])
-        slots[name] = body[a:b].astype(np.int64)
     c = slots.pop("c")
     if np.abs(c).max(initial=0) > spec.codec.bound_q:
         raise MalformedControlState("SCAFFOLD state c exceeds the codec's magnitude bound")
