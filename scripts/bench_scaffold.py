@@ -74,10 +74,7 @@ def markdown(out: dict[str, Any]) -> str:
     ]
     for name in names:
         rows = [r for r in runs if r["algorithm"] == name]
-        cells = [
-            str(next((r["rounds_to_target"] for r in rows if r["seed"] == x), "-") or "not reached")
-            for x in seeds
-        ]
+        cells = benchkit.rounds_to_target_cells(rows, seeds)
         mean = {k: sum(r[k] for r in rows) / len(rows) for k in
                 ("final_accuracy", "best_accuracy")}  # fmt: skip
         lines.append(

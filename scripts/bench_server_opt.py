@@ -111,10 +111,7 @@ def markdown(out: dict[str, Any]) -> str:
     ]
     for name in names:
         rows = [r for r in runs if r["optimizer"] == name]
-        cells = [
-            str(next((r["rounds_to_target"] for r in rows if r["seed"] == x), "-") or "not reached")
-            for x in seeds
-        ]
+        cells = benchkit.rounds_to_target_cells(rows, seeds)
         final = sum(r["final_accuracy"] for r in rows) / len(rows)
         best = sum(r["best_accuracy"] for r in rows) / len(rows)
         lr = rows[0]["server_lr"]

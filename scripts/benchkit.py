@@ -81,6 +81,16 @@ def write_results(
         args.md.write_text(markdown(out))
 
 
+def rounds_to_target_cells(rows: Iterable[Mapping[str, Any]], seeds: Iterable[int]) -> list[str]:
+    """One table cell per seed: the rounds its run took to the target ("not reached", or "-"
+    for a seed without a run)."""
+    rows = list(rows)
+    return [
+        str(next((r["rounds_to_target"] for r in rows if r["seed"] == x), "-") or "not reached")
+        for x in seeds
+    ]
+
+
 def saved_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     """The ``results`` of saved ``--json`` files, in order (for ``--merge``)."""
     results: list[dict[str, Any]] = []
