@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from support.tools import run_with_threads
+from support.tools import codec_rules_child, run_with_threads
 
 from flchain.config import TaskConfig, TrainingConfig, config_from_dict
 from flchain.errors import ConfigError, UpdateFormatError
@@ -252,31 +252,7 @@ def test_aggregating_topk_updates_is_the_integer_rule_on_their_dense_values(
     )
 
 
-_CHILD = """
-import hashlib, sys, torch
-torch.set_num_threads(int(sys.argv[1]))
-from flchain.learning.aggregation import *
-from flchain.learning.codec import decode_update, encode_update, sparsify
-from flchain.learning.models import CodecParams, ModelSpec, TensorSpec
-h = hashlib.sha256()
-for fraction in (0.01, 0.1):
-    spec = ModelSpec("t", (TensorSpec("w", (40000,)), TensorSpec("b", (300,))),
-                     CodecParams("topk", 20, 64.0, fraction))
-    gen = torch.Generator().manual_seed(3)
-    ups, residual = [], None
-    for i in range(7):
-        d = {"w": torch.randn(40000, generator=gen) * 0.01 * (i + 1),
-             "b": torch.randn(300, generator=gen)}
-        update, residual = sparsify(d, residual, spec)
-        blob = encode_update(update, spec)
-        h.update(blob)
-        ups.append(ClientUpdate(f"p{i}", decode_update(blob, spec), 1 + 37 * i))
-    for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), MultiKrum(2), CenteredClip()]:
-        r = rule.aggregate(ups)
-        h.update(r.update.q.tobytes())
-        h.update(repr([(d.participant, d.accepted, d.score) for d in r.decisions]).encode())
-print(h.hexdigest())
-"""
+_CHILD = codec_rules_child('[CodecParams("topk", 20, 64.0, f) for f in (0.01, 0.1)]')
 
 
 def test_same_bytes_in_separate_processes_with_1_and_2_threads() -> None:
