@@ -5,10 +5,12 @@ from those counts with the accountant the node itself logs from, so the two agre
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
+from flchain_node.cli.app import main
 from flchain_node.federation import Federation
 from flchain_node.status import task_status
 from support.fedkit import DEMO
@@ -16,6 +18,7 @@ from support.fedkit import DEMO
 from flchain.errors import ProtocolError
 from flchain.learning.privacy import epsilon_of
 from flchain.ledger.contracts import RoundFinalized
+from flchain.ledger.devchain import DevChain
 from flchain.protocol.committee import recompute_round
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import fetch_report
@@ -24,7 +27,9 @@ from flchain.protocol.task import dp_config
 DP = replace(DEMO, rounds=2, dp={"clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5})
 
 
-def test_the_report_counts_dp_rounds_and_status_shows_the_nodes_own_epsilon() -> None:
+def test_the_report_counts_dp_rounds_and_status_shows_the_nodes_own_epsilon(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     torch.set_num_threads(1)
     fed = Federation(DP)
     try:
@@ -56,6 +61,19 @@ def test_the_report_counts_dp_rounds_and_status_shows_the_nodes_own_epsilon() ->
             assert mine["epsilon"] == accountant.epsilon() == epsilon_of(dp, 2) > 0
             assert node.source.last_spend is not None
             assert mine["epsilon_round"] == node.source.last_spend.epsilon_round
+        # the command line shows the same, served over JSON-RPC from the same chain
+        monkeypatch.setenv("COLUMNS", "200")  # the table's columns, unabridged
+        with DevChain(port=0, provider=fed.chain.w3.provider) as served:  # type: ignore[arg-type]
+            monkeypatch.setattr(sys, "argv", ["flchain", "status", "--task", task.address,
+                "--rpc-url", served.url, "--store", str(fed.work_dir / "store")])  # fmt: skip
+            with pytest.raises(SystemExit) as done:
+                main()
+        out = capsys.readouterr().out
+        assert done.value.code in (0, None), out
+        assert "ε cumulative" in out and "as the report of round 1 records it" in out
+        for node in fed.nodes:
+            line = next(x for x in out.splitlines() if node.address in x)
+            assert f"{epsilon_of(dp, 2):.3f}" in line and f"{epsilon_of(dp, 1):.3f}" in line
     finally:
         fed.close()
 
