@@ -22,7 +22,7 @@ def task_status(chain: Chain, task_address: str, store: ContentStore) -> dict[st
     latest = view.last_report()
     credited = dict(latest.cumulative) if latest else {}
     accounts = dict.fromkeys(e.account for e in registry.events(Registered))
-    participants = [
+    participants: list[dict[str, Any]] = [
         {
             "address": a,
             "stake": registry.stake_of(a),
@@ -35,9 +35,10 @@ def task_status(chain: Chain, task_address: str, store: ContentStore) -> dict[st
     dp = dp_config(view.manifest.config)
     if dp is not None:
         spent = latest.privacy(dp) if latest else {}
+        counts = latest.dp_rounds if latest else {}
         for p in participants:
             mine = spent.get(p["address"])
-            p["dp_rounds"] = latest.dp_rounds.get(p["address"], 0) if latest else 0
+            p["dp_rounds"] = counts.get(p["address"], 0)
             p["epsilon"] = mine.epsilon_total if mine else 0.0
             p["epsilon_round"] = mine.epsilon_round if mine else 0.0
     return {

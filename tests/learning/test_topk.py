@@ -160,7 +160,7 @@ def test_error_feedback_sends_everything_eventually_and_feeds_back_clipping(
     spec: ModelSpec,
 ) -> None:
     sparse = _topk(spec, 0.1)
-    residual = None
+    residual: np.ndarray | None = None
     sent_total = np.zeros(spec.num_params)
     delta_total = np.zeros(spec.num_params)
     scale = 2.0**-spec.codec.frac_bits
@@ -173,7 +173,7 @@ def test_error_feedback_sends_everything_eventually_and_feeds_back_clipping(
         # what was sent plus what is held back is everything trained so far
         np.testing.assert_allclose(sent_total + residual, delta_total, rtol=0, atol=1e-12)
     # held back, not lost: the residual stays small next to what was sent
-    assert np.abs(residual).max() < np.abs(sent_total).max()
+    assert residual is not None and np.abs(residual).max() < np.abs(sent_total).max()
     # with no residual, sparsify is what quantize sends
     delta = _random(spec, 99)
     assert np.array_equal(sparsify(delta, None, sparse)[0].q, quantize(delta, sparse).q)

@@ -23,6 +23,7 @@ from flchain.protocol.committee import recompute_round
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import fetch_report
 from flchain.protocol.task import dp_config
+from flchain.types import Address
 
 DP = replace(DEMO, rounds=2, dp={"clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5})
 
@@ -81,7 +82,7 @@ def test_the_report_counts_dp_rounds_and_status_shows_the_nodes_own_epsilon(
 def test_reports_without_dp_keep_their_bytes_and_bad_counts_are_refused() -> None:
     base = RoundReport("0xt", 1, "fedavg", "a", "b", "0x00", (), 0)
     assert b"dp_rounds" not in base.to_bytes()
-    counted = replace(base, dp_rounds={"0xp": 3})
+    counted = replace(base, dp_rounds={Address("0xp"): 3})
     assert RoundReport.from_bytes(counted.to_bytes()) == counted
     for bad in (-1, 1.5, True):
         raw = json.loads(counted.to_bytes())
