@@ -210,11 +210,8 @@ class TaskConfig:
             )
         self._validate_dp()
         self._validate_server_optimizer()
-        if t.algorithm == "scaffold" and (t.dp or t.server_optimizer != "none"):
-            raise ConfigError(
-                'training.algorithm = "scaffold" cannot be combined with '
-                + ("training.dp" if t.dp else f"training.server_optimizer = {t.server_optimizer!r}")
-            )
+        if t.algorithm == "scaffold" and t.dp:
+            raise ConfigError('training.algorithm = "scaffold" cannot be combined with training.dp')
         if t.algorithm == "scaffold" and t.codec == "topk":
             # the residual would mix Δw and Δc, and a Δc the server never saw moves c_i
             raise ConfigError(

@@ -61,11 +61,7 @@ def _key(row: dict[str, Any], rounds: int) -> tuple[int, float]:
 def main() -> None:
     p = benchkit.bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--optimizers", default="none,fedavgm,fedadam,fedyogi,fedadagrad")
-    p.add_argument("--clients", type=int, default=100)
-    p.add_argument("--fraction", type=float, default=0.1)
-    p.add_argument("--rounds", type=int, default=50)
-    p.add_argument("--target", type=float, default=0.75)
-    p.add_argument("--model", default="mlp")
+    benchkit.federation_options(p, rounds=50, target=0.75)
     p.add_argument("--momentum", type=float, default=0.9, help="FedAvgM's β, the others' β1")
     p.add_argument("--seeds", default="0,1,2")
     args = benchkit.parse(p)

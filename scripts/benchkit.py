@@ -42,6 +42,16 @@ def bench_parser(
     return p
 
 
+def federation_options(p: argparse.ArgumentParser, *, rounds: int, target: float) -> None:
+    """The FedAvg paper's federation options: ``--clients`` (100), ``--fraction`` (C = 0.1),
+    ``--rounds``, ``--target`` (the accuracy rounds are counted to) and ``--model``."""
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--target", type=float, default=target)
+    p.add_argument("--model", default="mlp")
+
+
 def parse(p: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and pin torch to one thread: runs measured side by side share the machine alike."""
     args = p.parse_args(argv)
@@ -69,6 +79,14 @@ def write_results(
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     if args.md:
         args.md.write_text(markdown(out))
+
+
+def saved_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The ``results`` of saved ``--json`` files, in order (for ``--merge``)."""
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        results += json.loads(Path(path).read_text())["results"]
+    return results
 
 
 def train_config(args: argparse.Namespace, **extra: Any) -> TrainConfig:

@@ -263,8 +263,14 @@ def decode_state(data: bytes, optimizer: ServerOptimizer, spec: ModelSpec) -> di
     for slot in optimizer.slots:
         a, b = (x // 8 for x in layout[slot]["data_offsets"])
         out[slot] = body[a:b].astype(np.int64)
-    if "m" in out and np.abs(out["m"]).max(initial=0) > M_MAX[optimizer.name]:
-        raise MalformedServerState(f"server state m exceeds {M_MAX[optimizer.name]}, its bound")
-    if "v" in out and (out["v"].min(initial=0) < 0 or out["v"].max(initial=0) > V_MAX):
-        raise MalformedServerState("server state v is outside [0, 2^62)")
+    check_ranges(out, optimizer)
     return out
+
+
+def check_ranges(state: Mapping[str, np.ndarray], optimizer: ServerOptimizer) -> None:
+    """Refuse a decoded state whose ``m`` or ``v`` is outside the range the optimizer keeps
+    it in (a state no honest committee wrote)."""
+    if "m" in state and np.abs(state["m"]).max(initial=0) > M_MAX[optimizer.name]:
+        raise MalformedServerState(f"server state m exceeds {M_MAX[optimizer.name]}, its bound")
+    if "v" in state and (state["v"].min(initial=0) < 0 or state["v"].max(initial=0) > V_MAX):
+        raise MalformedServerState("server state v is outside [0, 2^62)")

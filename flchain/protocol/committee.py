@@ -19,9 +19,10 @@ three times its size for the committee's benefit.
 
 With SCAFFOLD (``[training] algorithm = "scaffold"``, :mod:`flchain.learning.scaffold`) an
 update carries ``Δw`` and ``Δc`` in one file of the derived update spec; the rule aggregates the
-joint vector, the ``Δw`` half moves the model (no server optimizer: the config refuses the
-combination) and the ``Δc`` half moves the server control variate ``c``, which is the companion
-blob then, found the same way (zero before the first finalized round).
+joint vector, the ``Δw`` half moves the model (through the server optimizer, if the task has
+one) and the ``Δc`` half moves the server control variate ``c``, which is the companion blob
+then (with the optimizer's state beside it), found the same way (zero before the first
+finalized round).
 
 A participant's bad update (missing blob, digest mismatch, wrong format) is recorded as a
 failure in the report and earns nothing; the round goes on. Problems of the member's own
@@ -47,7 +48,7 @@ from flchain.learning.codec import (
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled
 from flchain.learning.scaffold import (
-    decode_control,
+    decode_control_state,
     encode_control,
     server_control_step,
     split,
@@ -253,18 +254,21 @@ def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) ->
 def _scaffold_step(
     inputs: RoundInputs, aggregate: Update, store: ContentStore
 ) -> tuple[Update, str]:
-    """SCAFFOLD: the ``Δw`` half of the aggregate is the step; the ``Δc`` half moves the server
-    control variate, stored as the round's companion blob (its CID)."""
-    if inputs.server_optimizer is not None and inputs.server_optimizer.slots:
-        raise AggregationError("scaffold with a server optimizer is not supported")
-    spec = inputs.spec
+    """SCAFFOLD: the ``Δw`` half of the aggregate is the step (or, with a server optimizer,
+    its pseudo-gradient); the ``Δc`` half moves the server control variate, stored with the
+    optimizer's state as the round's companion blob (its CID)."""
+    spec, optimizer = inputs.spec, inputs.server_optimizer
     if inputs.server_state_cid is None:
         control = zero_control(spec)
+        state = optimizer.zero_state(spec.num_params) if optimizer is not None else {}
     else:  # named by an attested report: a missing or bad blob is this member's problem
-        control = decode_control(store.get(inputs.server_state_cid), spec)
+        blob = store.get(inputs.server_state_cid)
+        control, state = decode_control_state(blob, spec, optimizer)
     step, delta_c = split(aggregate, spec)
     control = server_control_step(control, delta_c, inputs.client_fraction, spec.codec.bound_q)
-    return step, store.put(encode_control(control, spec))
+    if optimizer is not None and optimizer.slots:
+        step, state = server_step(optimizer, step, state)
+    return step, store.put(encode_control(control, spec, optimizer, state))
 
 
 def _fetch_updates(

@@ -341,4 +341,5 @@ class TaskView:
         spec = self.manifest.spec
         if previous is None or not previous.server_state_cid:
             return zero_control(spec)
-        return decode_control(self.store.get(CID(previous.server_state_cid)), spec)
+        optimizer = server_optimizer(self.manifest.config)
+        return decode_control(self.store.get(CID(previous.server_state_cid)), spec, optimizer)

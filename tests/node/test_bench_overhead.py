@@ -3,25 +3,16 @@ a tiny federation (2 participants, digits, MLP, 2 rounds) yields a consistent sp
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_overhead.py"
+from support.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench_overhead() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_overhead", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and functools.wraps look modules up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_overhead")
 
 
 class FakeClock:

@@ -19,22 +19,26 @@ from support.fedkit import DEMO, Driver, SlowTrainer, fresh_node
 
 from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model, decode_update
-from flchain.learning.scaffold import decode_control, split, update_spec
+from flchain.learning.scaffold import decode_control, decode_control_state, split, update_spec
 from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus
 from flchain.protocol.committee import recompute_round
 from flchain.protocol.rounds import TaskView, fetch_report, named_content
+from flchain.protocol.task import server_optimizer
 from flchain.types import CID
 
 ROUNDS = 2
 SCAFFOLD = replace(DEMO, rounds=ROUNDS, algorithm="scaffold")
 
 
-def test_a_scaffold_task_runs_and_finalizes() -> None:
+@pytest.mark.parametrize("optimizer", ["none", "fedadam"])
+def test_a_scaffold_task_runs_and_finalizes(optimizer: str) -> None:
     torch.set_num_threads(1)
-    fed = Federation(SCAFFOLD)
+    fed = Federation(replace(SCAFFOLD, server_optimizer=optimizer, server_lr=0.01))
     try:
         result = fed.run()
         task, spec = fed.deployment.task, fed.manifest.spec
+        adam = server_optimizer(fed.manifest.config)  # the optimizer's m, v ride beside c
+        assert (adam is not None) == (optimizer != "none")
         assert [row.status for row in result.rounds] == ["finalized"] * ROUNDS
         assert fed.manifest.config.training.algorithm == "scaffold"
         view = TaskView(task, fed.store, fed.manifest)
@@ -47,8 +51,10 @@ def test_a_scaffold_task_runs_and_finalizes() -> None:
                 assert dw.q.any() and dc.any()
             (event,) = task.events(RoundFinalized, round=r)
             report = fetch_report(fed.store, event)
-            control = decode_control(fed.store.get(CID(report.server_state_cid)), spec)
-            assert control.any()
+            blob = fed.store.get(CID(report.server_state_cid))
+            control, state = decode_control_state(blob, spec, adam)
+            assert control.any() and all(v.any() for v in state.values())
+            assert set(state) == ({"m", "v"} if adam else set())
             states.append(report.server_state_cid)
             inputs = view.round_inputs(r)
             assert inputs.scaffold
@@ -60,7 +66,7 @@ def test_a_scaffold_task_runs_and_finalizes() -> None:
         assert len(set(states)) == ROUNDS
         # the nodes of round 1 trained with the variate round 0's report names
         assert np.array_equal(view.server_control(1), decode_control(
-            fed.store.get(CID(states[0])), spec))  # fmt: skip
+            fed.store.get(CID(states[0])), spec, adam))  # fmt: skip
         assert not view.server_control(0).any()
         rounds, _ = named_content(task, fed.store)
         assert sorted((r.round, r.state) for r in rounds) == list(enumerate(states))
