@@ -9,13 +9,15 @@ failures become :class:`~.aggregation.Failure` s); the rule aggregates; the glob
 by the aggregate. With ``train.scaffold`` every client keeps its SCAFFOLD control variate
 between rounds and the server variate moves exactly as a committee moves it
 (:mod:`.scaffold`); a server optimizer then steps with the ``Δw`` half of the aggregate, and
-attackers craft their updates from the joint ``Δw‖Δc`` vector a SCAFFOLD client sends.
-This is the "plain in-memory FedAvg" baseline the participant node's overhead is measured
-against.
+attackers craft their updates from the joint ``Δw‖Δc`` vector a SCAFFOLD client sends. With a
+top-k codec every client keeps its error-feedback residual between rounds, as a participant
+node does (:func:`.codec.sparsify`), unless ``SimConfig.error_feedback`` is off. This is the
+"plain in-memory FedAvg" baseline the participant node's overhead is measured against.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -39,7 +41,13 @@ from flchain.learning.attacks import (
     collude,
     ipm,
 )
-from flchain.learning.codec import Update, apply_update, decode_update, encode_update
+from flchain.learning.codec import (
+    Update,
+    apply_update,
+    decode_update,
+    encode_update,
+    sparsify,
+)
 from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
@@ -118,6 +126,9 @@ class SimConfig:
     #: The server optimizer turning each round's aggregate into the global step, as a
     #: committee applies it (:mod:`.server_opt`); ``None``: the aggregate is the step.
     server_optimizer: ServerOptimizer | None = None
+    #: Top-k codecs: whether clients feed back what they did not send (a node always does;
+    #: off, the rest of each update is dropped).
+    error_feedback: bool = True
 
     def __post_init__(self) -> None:
         if self.attack is not None:
@@ -252,6 +263,10 @@ def run_federation(
     uspec = update_spec(spec) if scaffold else spec
     server_c = zero_control(spec)
     client_c = {i: np.zeros(spec.num_params) for i in range(len(fed.clients))} if scaffold else {}
+    if scaffold and spec.codec.encoding == "topk":  # as the task config refuses it
+        raise ConfigError('scaffold cannot be combined with codec "topk"')
+    feedback = spec.codec.encoding == "topk" and config.error_feedback
+    residual: dict[int, np.ndarray] = {}  # top-k error feedback: what each client held back
     for rnd in range(1, config.rounds + 1):
         t0 = time.perf_counter()
         trained: dict[int, TrainResult] = {}
@@ -291,6 +306,10 @@ def run_federation(
         sent: dict[int, dict[str, torch.Tensor] | Update] = {
             i: controlled.get(i, res.delta) for i, res in trained.items()
         }
+        if feedback:  # honest clients; an update sparsify refuses goes out as garbage below
+            for i in (i for i in trained if i >= config.num_attackers):
+                with contextlib.suppress(UpdateFormatError):
+                    sent[i], residual[i] = sparsify(trained[i].delta, residual.get(i), spec)
         attackers = range(config.num_attackers)
         if config.attack in COLLUDING and config.num_attackers:
             z = config.alie_z

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, UpdateFormatError
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
@@ -116,6 +116,10 @@ class RoundInputs:
     #: SCAFFOLD: updates are of ``update_spec(spec)`` and ``server_state_cid`` names the
     #: server control variate instead of an optimizer state.
     scaffold: bool = False
+    #: DP tasks: the report counts each participant's revealed rounds (``dp_rounds``),
+    #: extending the counts of the report ``previous_cumulative`` comes from.
+    dp: bool = False
+    previous_dp_rounds: Mapping[Address, int] = field(default_factory=dict)
 
     @property
     def update_spec(self) -> ModelSpec:
@@ -206,6 +210,7 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         server_state_cid=state_cid,
         base_round=inputs.base_round,
         base_note=inputs.base_note,
+        dp_rounds=_dp_rounds(inputs, outcomes),
     )
     report_bytes = report.to_bytes()
     return RoundOutcome(
@@ -218,6 +223,19 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         reward_total=reward_total,
         tree=tree,
     )
+
+
+def _dp_rounds(inputs: RoundInputs, outcomes: Sequence[UpdateOutcome]) -> dict[Address, int]:
+    """A DP task's count of revealed rounds per participant: the base report's, plus one for
+    every participant that revealed an update this round (accepted or not: once its CID is
+    on-chain the update is public, so it spent privacy)."""
+    if not inputs.dp:
+        return {}
+    counts = dict(inputs.previous_dp_rounds)
+    for o in outcomes:
+        who = Address(o.participant)
+        counts[who] = counts.get(who, 0) + 1
+    return counts
 
 
 def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) -> tuple[Update, str]:

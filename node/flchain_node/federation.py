@@ -83,6 +83,11 @@ class DemoConfig:
     algorithm: str = "fedavg"
     #: ``[aggregation] validation_per_class``: the task's public validation set (0: none).
     validation_per_class: int = 0
+    #: ``[training] codec`` and ``topk_fraction`` (how updates are encoded).
+    codec: str = "int32"
+    topk_fraction: float = 0.0
+    #: ``[training] dp`` (client-level differential privacy; empty: off).
+    dp: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def honest_fedavg(cls, participants: int, rounds: int, **overrides: Any) -> DemoConfig:
@@ -135,6 +140,9 @@ class DemoConfig:
                 batch_size=self.batch_size,
                 lr=self.lr,
                 seed=self.seed,
+                codec=self.codec,
+                topk_fraction=self.topk_fraction,
+                dp=dict(self.dp),
                 **(
                     {}
                     if self.server_optimizer == "none"

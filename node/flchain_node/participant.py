@@ -29,7 +29,7 @@ from flchain.errors import (
     ProtocolError,
     TransactionTimeout,
 )
-from flchain.learning.codec import Update, decode_model, encode_update, update_digest
+from flchain.learning.codec import Update, decode_model, encode_update, sparsify, update_digest
 from flchain.learning.scaffold import Controls, update_spec
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
@@ -50,7 +50,7 @@ from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
 from flchain_node.metering import MeteredStore
-from flchain_node.state import ControlStore, NodeState, RoundState
+from flchain_node.state import NodeState, RoundState, RoundVectors
 
 
 class UpdateSource(Protocol):
@@ -133,7 +133,14 @@ class ParticipantNode:
         # SCAFFOLD: c_i is kept beside the state file (in memory for a node without one)
         self.scaffold = self.manifest.config.training.algorithm == "scaffold"
         path = self.state.path
-        self.controls = ControlStore(path.with_suffix(".controls") if path else None)
+        self.controls = RoundVectors(path.with_suffix(".controls") if path else None)
+        # top-k: the error-feedback residual, kept the same way, valid for this codec only
+        self.topk = self.manifest.spec.codec.encoding == "topk"
+        self.residuals = RoundVectors(
+            path.with_suffix(".residuals") if path else None,
+            "top-k error-feedback residual",
+            key=self.manifest.spec.digest().hex(),
+        )
         self.will_reveal, self.will_attest = reveal, attest
         self.registry = ParticipantRegistry(self.chain, task.registry())
         # Only a predecessor's (or a timed-out) transaction can be in flight: a running node
@@ -262,6 +269,8 @@ class ParticipantNode:
                 report.actions.append("missed-commit-deadline")
                 if self.scaffold:  # c_i must not move by a Δc the committee never sees
                     self.controls.discard(round_id)
+                if self.topk:  # nothing was sent: the next round feeds back the older residual
+                    self.residuals.discard(round_id)
             return
         value = commitment(
             chain_id=self.chain.chain_id,
@@ -299,7 +308,9 @@ class ParticipantNode:
         else:
             delta, num_samples = self.source.produce(global_state, round_id)
         report.seconds["train"] = time.perf_counter() - started
-        if not self.scaffold:
+        if self.topk:
+            data = self._sparse_update(delta, round_id)
+        elif not self.scaffold:
             data = encode_update(delta, spec)
         cid = self.store.put(data)  # stored before committing: a restart can always reveal
         mine = RoundState(
@@ -311,6 +322,16 @@ class ParticipantNode:
         self.state.rounds[round_id] = mine
         self.state.save()
         return mine
+
+    def _sparse_update(self, delta: dict[str, torch.Tensor], round_id: int) -> bytes:
+        """Top-k with error feedback: the residual the rounds before left is added to ``delta``
+        before selecting; what is not sent now is saved under ``round_id`` before anything is
+        committed (a restart retrains ``round_id`` from the same residual)."""
+        spec = self.manifest.spec
+        residual = self.residuals.latest(before=round_id, size=spec.num_params)
+        update, residual = sparsify(delta, residual, spec)
+        self.residuals.save(round_id, residual)
+        return encode_update(update, spec)
 
     def _scaffold_update(
         self, global_state: dict[str, torch.Tensor], round_id: int

@@ -191,16 +191,23 @@ def status(
         f"finalized {info['finalized_rounds']}/{info['rounds']}  "
         f"pool {info['pool'] / 1e18:g} tokens"
     )
-    table = Table("participant", "stake", "active", "credited", "claimed", title="Participants")
+    dp = info.get("dp")
+    privacy = ("DP rounds", "ε round", "ε cumulative") if dp else ()
+    table = Table("participant", "stake", "active", "credited", "claimed", *privacy,
+                  title="Participants")  # fmt: skip
     for p in info["participants"]:
+        spent = (str(p["dp_rounds"]), f"{p['epsilon_round']:.3f}", f"{p['epsilon']:.3f}")
         table.add_row(
             p["address"],
             f"{p['stake'] / 1e18:g}",
             "yes" if p["active"] else "no",
             f"{p['credited'] / 1e18:g}",
             f"{p['claimed'] / 1e18:g}",
+            *(spent if dp else ()),
         )
     console.print(table)
+    if dp:
+        typer.echo(f"ε at δ={dp['delta']:g} as the report of round {dp['round']} records it")
 
 
 def _local_status(
