@@ -53,27 +53,27 @@ from flchain_node.metering import MeteredStore
 from flchain_node.state import NodeState, RoundState, RoundVectors
 
 
+@dataclass(frozen=True)
+class Produced:
+    """What a trainer made of one round."""
+
+    #: The float delta from the global model (the node quantizes or sparsifies it), or in a
+    #: SCAFFOLD round the quantized update carrying ``Δw`` and ``Δc``.
+    update: Update | dict[str, torch.Tensor]
+    num_samples: int
+    #: SCAFFOLD: this participant's new control variate ``c_i⁺``.
+    control: np.ndarray | None = None
+
+
 class UpdateSource(Protocol):
     """Produces this participant's update for a round from the global model."""
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
-        """The delta from ``global_state`` and the number of samples it was trained on."""
-        ...
-
-
-class ScaffoldSource(Protocol):
-    """Produces a SCAFFOLD update (``Δw`` and ``Δc``) from the global model, this
-    participant's control variate ``c_i`` and the server's ``c``."""
-
-    def produce_scaffold(
-        self,
-        global_state: dict[str, torch.Tensor],
-        round_id: int,
-        controls: Controls,
-    ) -> tuple[Update, int, np.ndarray]:
-        """The update, its sample count and the new ``c_i``."""
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        """The round's update and the number of samples it was trained on; with ``controls``
+        (SCAFFOLD: ``c_i`` and the server's ``c``) also the new ``c_i`` (a source that cannot
+        train with control variates returns none, and the node refuses the round)."""
         ...
 
 
@@ -303,57 +303,53 @@ class ParticipantNode:
         spec = self.manifest.spec
         global_state = decode_model(self.store.get(self.view.global_model_cid(round_id)), spec)
         started = time.perf_counter()
-        if self.scaffold:
-            data, num_samples = self._scaffold_update(global_state, round_id)
-        else:
-            delta, num_samples = self.source.produce(global_state, round_id)
+        controls = self._controls(round_id) if self.scaffold else None
+        produced = self.source.produce(global_state, round_id, controls)
         report.seconds["train"] = time.perf_counter() - started
-        if self.topk:
-            data = self._sparse_update(delta, round_id)
-        elif not self.scaffold:
-            data = encode_update(delta, spec)
+        if self.scaffold:
+            if produced.control is None:  # a source that knows nothing of control variates
+                raise ConfigError(
+                    f'training.algorithm = "scaffold": this node\'s trainer '
+                    f"({type(self.source).__name__}) cannot train with control variates"
+                )
+            self.controls.save(round_id, produced.control)  # before anything is committed
+            data = encode_update(produced.update, update_spec(spec))
+        elif self.topk:
+            data = self._sparse_update(produced.update, round_id)
+        else:
+            data = encode_update(produced.update, spec)
         cid = self.store.put(data)  # stored before committing: a restart can always reveal
         mine = RoundState(
             digest="0x" + update_digest(data).hex(),
             salt="0x" + new_salt().hex(),
-            num_samples=num_samples,
+            num_samples=produced.num_samples,
             cid=cid,
         )
         self.state.rounds[round_id] = mine
         self.state.save()
         return mine
 
-    def _sparse_update(self, delta: dict[str, torch.Tensor], round_id: int) -> bytes:
+    def _sparse_update(self, delta: Update | dict[str, torch.Tensor], round_id: int) -> bytes:
         """Top-k with error feedback: the residual the rounds before left is added to ``delta``
         before selecting; what is not sent now is saved under ``round_id`` before anything is
         committed (a restart retrains ``round_id`` from the same residual)."""
+        if isinstance(delta, Update):
+            raise ProtocolError("top-k sparsifies the float delta; the trainer sent an Update")
         spec = self.manifest.spec
         residual = self.residuals.latest(before=round_id, size=spec.num_params)
         update, residual = sparsify(delta, residual, spec)
         self.residuals.save(round_id, residual)
         return encode_update(update, spec)
 
-    def _scaffold_update(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[bytes, int]:
-        """Train with this node's ``c_i`` and the server's ``c`` (named by the latest finalized
-        report); ``c_i⁺`` is saved under ``round_id`` before anything is committed."""
+    def _controls(self, round_id: int) -> Controls:
+        """SCAFFOLD: this node's ``c_i`` (as the rounds before ``round_id`` left it) and the
+        server's ``c`` (named by the latest finalized report)."""
         spec = self.manifest.spec
-        if not hasattr(self.source, "produce_scaffold"):
-            # checked here, not at start: a node that only attests or claims needs no trainer
-            raise ConfigError(
-                f'training.algorithm = "scaffold": this node\'s trainer '
-                f"({type(self.source).__name__}) cannot train with control variates"
-            )
-        source: ScaffoldSource = self.source  # type: ignore[assignment]
-        controls = Controls(
+        return Controls(
             spec,
             self.controls.latest(before=round_id, size=spec.num_params),
             self.view.server_control(round_id),
         )
-        update, num_samples, control = source.produce_scaffold(global_state, round_id, controls)
-        self.controls.save(round_id, control)
-        return encode_update(update, update_spec(spec)), num_samples
 
     def _reveal(self, view: StepView, report: StepReport) -> None:
         mine = self.state.rounds.get(view.round)

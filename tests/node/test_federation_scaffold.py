@@ -15,11 +15,19 @@ import pytest
 import torch
 from flchain_node.factory import build_participant
 from flchain_node.federation import Federation
-from support.fedkit import DEMO, Driver, SlowTrainer, fresh_node
+from flchain_node.participant import Produced
+from flchain_node.trainer import LocalTrainer
+from support.fedkit import DEMO, Driver, fresh_node
 
 from flchain.errors import ConfigError
-from flchain.learning.codec import decode_model, decode_update
-from flchain.learning.scaffold import decode_control, decode_control_state, split, update_spec
+from flchain.learning.codec import decode_model, decode_update, encode_update
+from flchain.learning.scaffold import (
+    Controls,
+    decode_control,
+    decode_control_state,
+    split,
+    update_spec,
+)
 from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus
 from flchain.protocol.committee import recompute_round
 from flchain.protocol.rounds import TaskView, fetch_report, named_content
@@ -96,7 +104,8 @@ def test_a_restarted_node_keeps_its_control_variate(tmp_path: Path) -> None:
             global_state = decode_model(
                 fed.store.get(node.view.global_model_cid(1)), fed.manifest.spec
             )
-            data, _ = node._scaffold_update(global_state, 1)
+            produced = node.source.produce(global_state, 1, node._controls(1))
+            data = encode_update(produced.update, update_spec(fed.manifest.spec))
             return "0x" + hashlib.sha256(data).hexdigest()
 
         # round 1 trains from round 0's c_i, not from the c_i⁺ it already saved for round 1
@@ -109,12 +118,25 @@ def test_a_restarted_node_keeps_its_control_variate(tmp_path: Path) -> None:
         fed.close()
 
 
+class FloatDeltasOnly:
+    """An update source that knows nothing of control variates (as a Flower client): it trains
+    the round from the global model alone."""
+
+    def __init__(self, inner: LocalTrainer) -> None:
+        self.inner = inner
+
+    def produce(
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        return self.inner.produce(global_state, round_id, None)
+
+
 def test_a_trainer_without_control_variates_is_refused_when_it_would_train() -> None:
     torch.set_num_threads(1)
     fed = Federation(replace(SCAFFOLD, rounds=1))
     try:
         task = fed.deployment.task
-        trainer = SlowTrainer(fed.nodes[0].source, task)  # type: ignore[arg-type]
+        trainer = FloatDeltasOnly(fed.nodes[0].source)  # type: ignore[arg-type]
         node = build_participant(task, fed.store, fed.accounts[0], trainer)  # builds: may attest
         with pytest.raises(ConfigError, match="cannot train with control variates"):
             node.step()

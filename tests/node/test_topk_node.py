@@ -54,7 +54,7 @@ def test_a_topk_task_finalizes_and_a_restarted_node_keeps_its_residual(tmp_path:
             """Round 1's update as a node restarted from the files alone trains it again."""
             node = fresh_node(fed, 0, tmp_path)
             global_state = decode_model(fed.store.get(node.view.global_model_cid(1)), spec)
-            delta, _ = node.source.produce(global_state, 1)
+            delta = node.source.produce(global_state, 1, None).update
             return "0x" + hashlib.sha256(node._sparse_update(delta, 1)).hexdigest()
 
         # round 1 feeds back round 0's residual, not the one it already saved for itself

@@ -20,8 +20,10 @@ from flchain_node.federation import (
     advance_clock,
     did_something,
 )
+from flchain_node.participant import Produced
 from flchain_node.trainer import LocalTrainer
 
+from flchain.learning.scaffold import Controls
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import RoundStatus, TrainingTask
 from flchain.storage import ContentStore
@@ -87,12 +89,12 @@ class SlowTrainer:
         self.inner, self.task = inner, task
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
         end = self.task.round_record(round_id).commit_end
         if end > self.task.chain.block_number:  # time passes
             self.task.chain.mine(end - self.task.chain.block_number)
-        return self.inner.produce(global_state, round_id)
+        return self.inner.produce(global_state, round_id, controls)
 
 
 class Driver:
