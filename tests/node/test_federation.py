@@ -10,11 +10,11 @@ import pytest
 import torch
 from eth_utils import to_checksum_address
 from flchain_node.federation import DemoConfig, Federation, FederationResult
+from support.fedkit import assert_recomputes
 
 from flchain.ledger.contracts import (
     Committed,
     NonRevealerSlashed,
-    Result,
     Revealed,
     RewardClaimed,
     RoundExpired,
@@ -22,7 +22,7 @@ from flchain.ledger.contracts import (
     RoundStatus,
     Slashed,
 )
-from flchain.protocol.committee import Reveal, RoundInputs, recompute_round
+from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import fetch_report, reward_pool
 
@@ -96,10 +96,7 @@ def test_global_model_changes_each_round_and_matches_an_independent_recomputatio
             max_samples=cfg.max_samples,
             base_round=r - 1 if r else None,  # every round is sound: each builds on the last
         )
-        outcome = recompute_round(inputs, fed.store)
-        assert outcome.model_cid == event.model_cid
-        assert outcome.report_digest == event.report_digest == record.report_digest
-        assert Result(*outcome.result_tuple()).hash() == record.result_hash
+        outcome = assert_recomputes(inputs, fed.store, event, record)
         cids.append(event.model_cid)
         previous_cumulative = dict(outcome.report.cumulative)
     assert task.model_cid() == cids[-1]

@@ -17,7 +17,7 @@ from flchain_node.factory import build_participant
 from flchain_node.federation import Federation
 from flchain_node.participant import Produced
 from flchain_node.trainer import LocalTrainer
-from support.fedkit import DEMO, Driver, fresh_node
+from support.fedkit import DEMO, Driver, assert_recomputes, fresh_node
 
 from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model, decode_update, encode_update
@@ -28,8 +28,7 @@ from flchain.learning.scaffold import (
     split,
     update_spec,
 )
-from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus
-from flchain.protocol.committee import recompute_round
+from flchain.ledger.contracts import Revealed, RoundFinalized, RoundStatus
 from flchain.protocol.rounds import TaskView, fetch_report, named_content
 from flchain.protocol.task import server_optimizer
 from flchain.types import CID
@@ -67,10 +66,7 @@ def test_a_scaffold_task_runs_and_finalizes(optimizer: str) -> None:
             inputs = view.round_inputs(r)
             assert inputs.scaffold
             assert inputs.server_state_cid == (CID(states[r - 1]) if r else None)
-            outcome = recompute_round(inputs, fed.store)
-            assert outcome.model_cid == event.model_cid
-            assert outcome.report_digest == event.report_digest
-            assert Result(*outcome.result_tuple()).hash() == record.result_hash
+            assert_recomputes(inputs, fed.store, event, record)
         assert len(set(states)) == ROUNDS
         # the nodes of round 1 trained with the variate round 0's report names
         assert np.array_equal(view.server_control(1), decode_control(

@@ -25,7 +25,14 @@ from flchain_node.trainer import LocalTrainer
 
 from flchain.learning.scaffold import Controls
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import RoundStatus, TrainingTask
+from flchain.ledger.contracts import (
+    Result,
+    RoundFinalized,
+    RoundRecord,
+    RoundStatus,
+    TrainingTask,
+)
+from flchain.protocol.committee import RoundInputs, RoundOutcome, recompute_round
 from flchain.storage import ContentStore
 
 #: Three honest participants; committee of 3 with quorum 2, so every node is a member.
@@ -148,3 +155,15 @@ class Driver:
     def round_closed(self, round_id: int) -> Callable[[], bool]:
         task = self.fed.deployment.task
         return lambda: task.round_record(round_id).status != RoundStatus.OPEN
+
+
+def assert_recomputes(
+    inputs: RoundInputs, store: ContentStore, event: RoundFinalized, record: RoundRecord
+) -> RoundOutcome:
+    """Recompute a round from ``inputs`` as any member would, and check it is what the chain
+    finalized: the model and report named in ``event`` and the result hash ``record`` holds."""
+    outcome = recompute_round(inputs, store)
+    assert outcome.model_cid == event.model_cid
+    assert outcome.report_digest == event.report_digest == record.report_digest
+    assert Result(*outcome.result_tuple()).hash() == record.result_hash
+    return outcome
