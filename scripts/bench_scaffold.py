@@ -60,27 +60,16 @@ def markdown(out: dict[str, Any]) -> str:
     lines = [
         "# SCAFFOLD vs FedAvg on MNIST-5k, pathological non-IID (issue 16)",
         "",
-        f"{s['clients']} clients with 2 label-sorted shards each, C={s['fraction']}, model "
-        f"{s['model']}, client SGD E={s['epochs']}, B={s['batch_size']}, lr={s['lr']}, "
-        f"{s['rounds']} rounds; aggregation rule fedavg (exact integer weighted mean of the "
+        benchkit.shards_setup(s) + "; aggregation rule fedavg (exact integer weighted mean of the "
         "joint Δw‖Δc vector); SCAFFOLD Option II with the server variate c ← c + C·Δc in fixed "
         "point, as the committee computes it; global step size 1. Nothing tuned for either. One "
         "partition of the data (seeds change the client draw and local training only).",
         "",
-        "| algorithm | "
-        + " | ".join(f"rounds to {s['target']:.0%} (seed {x})" for x in seeds)
-        + " | final accuracy (mean over seeds) | best accuracy (mean) |",
-        "|---|" + "---|" * len(seeds) + "---|---|",
+        *benchkit.seed_table(["algorithm"], seeds, s["target"]),
     ]
     for name in names:
         rows = [r for r in runs if r["algorithm"] == name]
-        cells = benchkit.rounds_to_target_cells(rows, seeds)
-        mean = {k: sum(r[k] for r in rows) / len(rows) for k in
-                ("final_accuracy", "best_accuracy")}  # fmt: skip
-        lines.append(
-            f"| {LABEL[name]} | " + " | ".join(cells)
-            + f" | {mean['final_accuracy']:.4f} | {mean['best_accuracy']:.4f} |"
-        )  # fmt: skip
+        lines.append(benchkit.seed_row([LABEL[name]], rows, seeds))
     lines += ["", "Accuracy every 5 rounds (seed by seed):", ""]
     for r in runs:
         acc = r["accuracy_per_round"]

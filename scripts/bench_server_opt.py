@@ -95,32 +95,21 @@ def markdown(out: dict[str, Any]) -> str:
     lines = [
         "# Server optimizers on MNIST-5k, pathological non-IID (issue 16)",
         "",
-        f"{s['clients']} clients with 2 label-sorted shards each, C={s['fraction']}, model "
-        f"{s['model']}, client SGD E={s['epochs']}, B={s['batch_size']}, lr={s['lr']}, "
-        f"{s['rounds']} rounds; aggregation rule fedavg (exact integer weighted mean), then "
+        benchkit.shards_setup(s) + "; aggregation rule fedavg (exact integer weighted mean), then "
         f"the server optimizer in fixed point as the committee applies it (β / β1 = "
         f"{s['momentum']}, β2 = 0.99, τ = 1e-3). Server lr picked per optimizer on seed "
         f"{seeds[0]} from {s['grid']}; the other seeds rerun that lr, so the seed "
         f"{seeds[0]} column is optimistic (it chose the lr) and the others are held out. One "
         "partition of the data (seeds change the client draw and local training only).",
         "",
-        "| optimizer | server lr | "
-        + " | ".join(f"rounds to {s['target']:.0%} (seed {x})" for x in seeds)
-        + " | final accuracy (mean over seeds) | best accuracy (mean) |",
-        "|---|---|" + "---|" * len(seeds) + "---|---|",
+        *benchkit.seed_table(["optimizer", "server lr"], seeds, s["target"]),
     ]
     for name in names:
         rows = [r for r in runs if r["optimizer"] == name]
-        cells = benchkit.rounds_to_target_cells(rows, seeds)
-        final = sum(r["final_accuracy"] for r in rows) / len(rows)
-        best = sum(r["best_accuracy"] for r in rows) / len(rows)
         lr = rows[0]["server_lr"]
         edge = " (grid edge)" if len(s["grid"][name]) > 1 and lr in (
             min(s["grid"][name]), max(s["grid"][name])) else ""  # fmt: skip
-        lines.append(
-            f"| {label[name]} | {lr:g}{edge} | " + " | ".join(cells)
-            + f" | {final:.4f} | {best:.4f} |"
-        )  # fmt: skip
+        lines.append(benchkit.seed_row([label[name], f"{lr:g}{edge}"], rows, seeds))
     lines += [
         "",
         "Grid on seed 0 (server lr: rounds to target / final accuracy):",

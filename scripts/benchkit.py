@@ -81,14 +81,32 @@ def write_results(
         args.md.write_text(markdown(out))
 
 
-def rounds_to_target_cells(rows: Iterable[Mapping[str, Any]], seeds: Iterable[int]) -> list[str]:
-    """One table cell per seed: the rounds its run took to the target ("not reached", or "-"
-    for a seed without a run)."""
-    rows = list(rows)
-    return [
+def shards_setup(s: Mapping[str, Any]) -> str:
+    """The set-up sentence of a pathological non-IID run (``setup_of`` fields)."""
+    return (
+        f"{s['clients']} clients with 2 label-sorted shards each, C={s['fraction']}, model "
+        f"{s['model']}, client SGD E={s['epochs']}, B={s['batch_size']}, lr={s['lr']}, "
+        f"{s['rounds']} rounds"
+    )
+
+
+def seed_table(first: list[str], seeds: list[int], target: float) -> list[str]:
+    """Header and separator of a table with the columns ``first``, rounds to ``target`` per
+    seed, and the mean final and best accuracy (rows: :func:`seed_row`)."""
+    head = first + [f"rounds to {target:.0%} (seed {x})" for x in seeds]
+    head += ["final accuracy (mean over seeds)", "best accuracy (mean)"]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+
+def seed_row(first: list[str], rows: list[Mapping[str, Any]], seeds: list[int]) -> str:
+    """One :func:`seed_table` row from the runs ``rows`` of one variant."""
+    cells = [
         str(next((r["rounds_to_target"] for r in rows if r["seed"] == x), "-") or "not reached")
         for x in seeds
     ]
+    final = sum(r["final_accuracy"] for r in rows) / len(rows)
+    best = sum(r["best_accuracy"] for r in rows) / len(rows)
+    return "| " + " | ".join([*first, *cells, f"{final:.4f}", f"{best:.4f}"]) + " |"
 
 
 def saved_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
