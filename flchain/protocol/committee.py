@@ -219,6 +219,52 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
     )
 
 
+class SharedRecomputation:
+    """:func:`recompute_round` for committee members that share one process and one store:
+    members whose inputs are equal get the one outcome computed for the first of them.
+
+    Each member still reads its own inputs from the chain (:meth:`TaskView.round_inputs`), and
+    the outcome is the pure function of those inputs and the content they name, so equal
+    inputs give the same outcome whoever computes it; only a repeat of the arithmetic in the
+    same process is saved. Members in separate processes (``flchain node run``, the multi-host
+    federation) never share one of these: each recomputes on its own. Keyed by everything the
+    chain tells a member (the task fixes the manifest, hence spec and rule, through its
+    on-chain digest); so only for members that all read one store.
+    """
+
+    def __init__(self) -> None:
+        self._outcomes: dict[tuple[object, ...], RoundOutcome] = {}
+
+    def __call__(self, inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
+        key = _inputs_key(inputs)
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            outcome = self._outcomes[key] = recompute_round(inputs, store)
+        return outcome
+
+
+def _inputs_key(inputs: RoundInputs) -> tuple[object, ...]:
+    """Everything in ``inputs`` a member reads from the chain (and the task's manifest named
+    by it), as one hashable value."""
+    return (
+        inputs.task,
+        inputs.round_id,
+        inputs.spec.digest(),
+        inputs.aggregator.name,
+        inputs.global_model_cid,
+        inputs.reward_pool,
+        tuple(sorted(inputs.previous_cumulative.items())),
+        tuple(inputs.reveals),
+        inputs.max_samples,
+        inputs.client_fraction,
+        inputs.sampling_seed,
+        inputs.server_state_cid,
+        inputs.base_round,
+        inputs.base_note,
+        inputs.scaffold,
+    )
+
+
 def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) -> tuple[Update, str]:
     """The global step and the CID of the optimizer's new state ("" without an optimizer)."""
     optimizer, spec = inputs.server_optimizer, inputs.spec
