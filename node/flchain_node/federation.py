@@ -31,6 +31,7 @@ from flchain.learning.simulation import SimConfig
 from flchain.learning.training import evaluate
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import (
+    Committed,
     CommitteeMemberSettled,
     NonRevealerSlashed,
     Phase,
@@ -231,6 +232,7 @@ class Federation:
         # once for all of them (each still reads its inputs from the chain; see the class).
         self.recomputation = SharedRecomputation()
         self._prefetched: set[int] = set()
+        self._committees: dict[int, set[str]] = {}
         self.nodes = [self._node(i, a, sources[i]) for i, a in enumerate(self.accounts)]
         self.role_of = {n.address: r for n, r in zip(self.nodes, self.roles, strict=True)}
 
@@ -297,6 +299,22 @@ class Federation:
             cid = self.nodes[0].view.global_model_cid(round_id)
             self.pool.prefetch(round_id, self.store.get(cid))
 
+    def _may_attest(self, node: ParticipantNode, now: tuple[int, Phase]) -> bool:
+        """False for a node outside the committee during the attest phase, which has nothing
+        to do there (its late vote on the previous round, if any, came with its first step
+        of this round); true otherwise. Saves a view call per non-member and round."""
+        round_id, phase = now
+        if phase != Phase.ATTEST:
+            return True
+        members = self._committees.get(round_id)
+        if members is None:
+            task = self.deployment.task
+            since = round_start_bound(self.nodes[0].view.params, task.round_record(round_id))
+            by_index = {e.index: e.account for e in task.events(Committed, since, round=round_id)}
+            members = {by_index[i] for i in task.committee_indices(round_id)}
+            self._committees[round_id] = members
+        return node.address in members
+
     def _node(self, i: int, account: LocalAccount, source: UpdateSource) -> ParticipantNode:
         dropout = self.roles[i] == "dropout"
         return build_participant(
@@ -330,7 +348,7 @@ class Federation:
             if now[1] == Phase.COMMIT:
                 self._prefetch(now[0])
             for i, node in enumerate(self.nodes):
-                if settled.get(i) == now:
+                if settled.get(i) == now or not self._may_attest(node, now):
                     continue
                 step = node.step()
                 if settles(step):

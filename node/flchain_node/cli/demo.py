@@ -70,6 +70,14 @@ def demo(
     ] = 0,
     seed: Annotated[int, typer.Option(help="Seed for data, models and training.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes that train honest participants ahead of their steps, beside the "
+            "chain's (default: one per core when there are two or more; 0: none).",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),
 ) -> None:
     """Run a federation (participants, attackers, free-riders, dropouts) on the embedded
@@ -99,6 +107,7 @@ def demo(
         server_lr=SUGGESTED_LR[server_optimizer.value] if server_lr is None else server_lr,
         algorithm=algorithm.value,
         validation_per_class=validation_per_class,
+        workers=default_workers() if workers is None else workers,
     )
     console = Console()
     with console.status("deploying contracts and registering participants..."):
@@ -164,6 +173,15 @@ def demo(
     console.print(summary)
     files = write_outputs(result, out)
     console.print(f"wrote {', '.join(str(f) for f in files)} in {result.wall_seconds:.0f}s")
+
+
+def default_workers() -> int:
+    """One training process per core this process may run on, when there is a core to spare
+    beside the chain's; none on a single core (they would only take turns with it)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if cores and cores > 1 else 0
 
 
 def rule_params(rule: str, attackers: int, updates: int) -> dict[str, float]:
