@@ -10,6 +10,7 @@ the runner mines blocks up to the next phase deadline.
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import tempfile
 import time
@@ -279,6 +280,7 @@ class Federation:
             self.demo.workers < 1
             or training.client_fraction < 1
             or training.algorithm == "scaffold"
+            or "fork" not in multiprocessing.get_all_start_methods()  # e.g. Windows
         ):
             return None
         trainers = {
