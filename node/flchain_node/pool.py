@@ -23,6 +23,7 @@ import multiprocessing
 from collections.abc import Mapping
 from multiprocessing.pool import AsyncResult, Pool
 
+import numpy as np
 import torch
 
 from flchain.learning.codec import decode_model
@@ -30,6 +31,10 @@ from flchain.learning.models import ModelSpec
 from flchain_node.trainer import LocalTrainer
 
 Trained = tuple[dict[str, torch.Tensor], int]
+#: What a worker sends back: numpy arrays, which pickle as plain bytes (torch registers
+#: reductions that would move every tensor through a shared-memory file and pass its
+#: descriptor over a socket instead).
+Sent = tuple[dict[str, np.ndarray], int]
 
 # Set in the parent just before the workers fork: each worker holds a copy.
 _TRAINERS: dict[int, LocalTrainer] = {}
@@ -57,9 +62,13 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train(indices: list[int], round_id: int, model: bytes) -> list[Trained]:
+def _train(indices: list[int], round_id: int, model: bytes) -> list[Sent]:
     global_state = decode_model(model, _SPEC[0])
-    return [_TRAINERS[i].produce(global_state, round_id) for i in indices]
+    sent = []
+    for i in indices:
+        delta, num_samples = _TRAINERS[i].produce(global_state, round_id)
+        sent.append(({k: v.detach().numpy() for k, v in delta.items()}, num_samples))
+    return sent
 
 
 class TrainingPool:
@@ -76,7 +85,7 @@ class TrainingPool:
         self._pool: Pool = context.Pool(
             workers, initializer=_init_worker, initargs=(torch.get_num_threads(),)
         )
-        self._jobs: dict[tuple[int, int], tuple[bytes, AsyncResult[list[Trained]], int]] = {}
+        self._jobs: dict[tuple[int, int], tuple[bytes, AsyncResult[list[Sent]], int]] = {}
         self._rounds: set[int] = set()
         #: Updates handed to a step (trained by a worker rather than in the step).
         self.served = 0
@@ -108,9 +117,9 @@ class TrainingPool:
         digest, result, position = job
         if digest != state_digest(global_state):
             return None
-        trained = result.get()[position]
+        delta, num_samples = result.get()[position]
         self.served += 1
-        return trained
+        return {k: torch.from_numpy(v) for k, v in delta.items()}, num_samples
 
     def close(self) -> None:
         self._jobs.clear()

@@ -71,13 +71,14 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed for data, models and training.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
     workers: Annotated[
-        int | None,
+        int,
         typer.Option(
             min=0,
             help="Processes that train honest participants ahead of their steps, beside the "
-            "chain's (default: one per core when there are two or more; 0: none).",
+            "chain's (0: each trains in its own step). Helps only with idle cores: on a loaded "
+            "machine it was no faster and slowed the first round.",
         ),
-    ] = None,
+    ] = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),
 ) -> None:
     """Run a federation (participants, attackers, free-riders, dropouts) on the embedded
@@ -107,7 +108,7 @@ def demo(
         server_lr=SUGGESTED_LR[server_optimizer.value] if server_lr is None else server_lr,
         algorithm=algorithm.value,
         validation_per_class=validation_per_class,
-        workers=default_workers() if workers is None else workers,
+        workers=workers,
     )
     console = Console()
     with console.status("deploying contracts and registering participants..."):
@@ -173,15 +174,6 @@ def demo(
     console.print(summary)
     files = write_outputs(result, out)
     console.print(f"wrote {', '.join(str(f) for f in files)} in {result.wall_seconds:.0f}s")
-
-
-def default_workers() -> int:
-    """One training process per core this process may run on, when there is a core to spare
-    beside the chain's; none on a single core (they would only take turns with it)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores if cores and cores > 1 else 0
 
 
 def rule_params(rule: str, attackers: int, updates: int) -> dict[str, float]:
