@@ -136,9 +136,11 @@ def instrument(fed: Federation, clock: RoundClock) -> contextlib.ExitStack:
     for node in fed.nodes:
         produce = node.source.produce
 
-        def produce_round(global_state: Any, round_id: int, _produce: Any = produce) -> Any:
+        def produce_round(
+            global_state: Any, round_id: int, controls: Any, _produce: Any = produce
+        ) -> Any:
             clock.training(round_id)
-            return _produce(global_state, round_id)
+            return _produce(global_state, round_id, controls)
 
         node.source.produce = clock.wrap(produce_round, "train")  # type: ignore[method-assign]
         node.recompute = clock.wrap(node.recompute, "aggregate")  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ compute.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -236,6 +237,35 @@ def _dp_rounds(inputs: RoundInputs, outcomes: Sequence[UpdateOutcome]) -> dict[A
         who = Address(o.participant)
         counts[who] = counts.get(who, 0) + 1
     return counts
+
+
+class SharedRecomputation:
+    """:func:`recompute_round` for committee members that share one process and one store:
+    members whose inputs are equal get the one outcome computed for the first of them.
+
+    Each member still reads its own inputs from the chain (:meth:`TaskView.round_inputs`), and
+    the outcome is the pure function of those inputs and the content they name, so equal
+    inputs give the same outcome whoever computes it; only a repeat of the arithmetic in the
+    same process is saved. Members in separate processes (``flchain node run``, the multi-host
+    federation) never share one of these: each recomputes on its own. Keyed by all of the
+    inputs; so only for members that all read one store.
+    """
+
+    def __init__(self) -> None:
+        self._outcomes: dict[bytes, RoundOutcome] = {}
+
+    def __call__(self, inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
+        key = _inputs_key(inputs)
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            outcome = self._outcomes[key] = recompute_round(inputs, store)
+        return outcome
+
+
+def _inputs_key(inputs: RoundInputs) -> bytes:
+    """All of ``inputs`` as one value (fields added to :class:`RoundInputs` later are in it
+    too). Equal pickles mean equal inputs; unequal ones only cost a recomputation."""
+    return hashlib.sha256(pickle.dumps(inputs, protocol=5)).digest()
 
 
 def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) -> tuple[Update, str]:

@@ -44,7 +44,7 @@ from flchain.ledger.contracts import (
 )
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.commitment import commitment, new_salt
-from flchain.protocol.committee import RoundOutcome, recompute_round
+from flchain.protocol.committee import RoundInputs, RoundOutcome, recompute_round
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import TaskView
@@ -63,6 +63,12 @@ class Produced:
     num_samples: int
     #: SCAFFOLD: this participant's new control variate ``c_i⁺``.
     control: np.ndarray | None = None
+
+
+#: How a committee member computes a round's outcome from its inputs and the store:
+#: :func:`recompute_round`, or a :class:`~flchain.protocol.committee.SharedRecomputation` for
+#: members that share one process and store.
+Recompute = Callable[[RoundInputs, ContentStore], RoundOutcome]
 
 
 class UpdateSource(Protocol):
@@ -101,6 +107,9 @@ class ParticipantNode:
     it as done. Until then every step re-checks the chain and sends it again (same salt, same
     update) if a reorg dropped it; the reveal also waits for the commit to be that deep. With
     0 (embedded and dev chains, which do not reorg) a receipt is final at once.
+
+    ``recompute``: how it computes a round's outcome on the committee (default
+    :func:`recompute_round`).
     """
 
     def __init__(
@@ -115,6 +124,7 @@ class ParticipantNode:
         reveal: bool = True,
         attest: bool = True,
         confirmations: int = 0,
+        recompute: Recompute = recompute_round,
     ) -> None:
         if confirmations < 0:
             raise ProtocolError(f"confirmations must be 0 or more, got {confirmations}")
@@ -122,6 +132,7 @@ class ParticipantNode:
         # every get and put is timed and counted: the store and fetch shares of the step
         self.store = MeteredStore(store)
         self.confirmations = confirmations
+        self._recompute = recompute
         # (number, hash) of the block our last transaction landed in: when the chain no longer
         # has that block, a reorg happened under us.
         self._anchor: tuple[int, bytes] | None = None
@@ -418,7 +429,7 @@ class ParticipantNode:
 
     def recompute(self, round_id: int) -> RoundOutcome:
         """Recompute ``round_id``'s result from its on-chain reveals and the store."""
-        return recompute_round(self.view.round_inputs(round_id), self.store)
+        return self._recompute(self.view.round_inputs(round_id), self.store)
 
     def report_of(self, round_id: int) -> RoundReport:
         """The report of finalized round ``round_id``."""

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 import pytest
 import torch
 from eth_utils import to_checksum_address
-from flchain_node.federation import DemoConfig, Federation, FederationResult
+from flchain_node.federation import DemoConfig, Federation, FederationResult, settles
+from flchain_node.participant import StepReport
 from support.fedkit import assert_recomputes
 
 from flchain.ledger.contracts import (
     Committed,
     NonRevealerSlashed,
+    Phase,
     Revealed,
     RewardClaimed,
     RoundExpired,
@@ -164,3 +166,16 @@ def test_claims_pay_honest_participants_what_they_were_credited(
         assert token.balance_of(who) == claimed
     assert 0 < task.total_claimed() <= task.total_credited()
     assert task.total_credited() == sum(final.values())
+
+
+def test_a_node_is_stepped_again_until_it_did_its_part_of_the_phase() -> None:
+    """The federation skips a node's step only while the round and phase are those in which
+    it already did what it owes (see ``settles``)."""
+    assert settles(StepReport(1, Phase.COMMIT, ["commit"]))
+    assert settles(StepReport(1, Phase.COMMIT, ["not-sampled"]))
+    assert not settles(StepReport(1, Phase.COMMIT, ["attest"]))  # a late vote is not its commit
+    assert settles(StepReport(1, Phase.REVEAL, ["reveal"]))
+    assert not settles(StepReport(1, Phase.REVEAL, []))  # e.g. waits for the commit phase to close
+    assert settles(StepReport(1, Phase.ATTEST, []))  # membership and its own vote are fixed
+    assert not settles(StepReport(1, Phase.EXPIRABLE, []))  # nobody expired it yet
+    assert settles(StepReport(1, Phase.EXPIRABLE, ["expire"]))
