@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,23 @@ ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 GAS_MARGIN = 1.2
 
 
+#: Transactions per JSON-RPC batch of :meth:`Chain.transact_all` (geth refuses batches over
+#: 1,000 requests by default).
+SEND_BATCH = 500
+
+
 ContractCall = ContractFunction | ContractConstructor
+
+
+@dataclass(frozen=True)
+class TxRequest:
+    """One transaction of :meth:`Chain.transact_all`: ``fn`` signed by ``sender``, with
+    ``gas`` (None: estimated) and ``value`` as :meth:`Chain.transact` takes them."""
+
+    fn: ContractCall
+    sender: LocalAccount
+    gas: int | None = None
+    value: int = 0
 
 
 ArtifactSource = str | Path | Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -299,6 +316,105 @@ class Chain:
         """Sign and send ``fn`` without waiting; the transaction hash."""
         return self._send(self._build(fn, sender, gas, value), sender, fn)
 
+    def transact_all(
+        self, txs: Sequence[TxRequest], *, timeout: float | None = None
+    ) -> list[TxReceipt]:
+        """Sign and send every transaction of ``txs`` at once, then wait for all their
+        receipts; each receipt is checked as :meth:`transact` checks one (the first failure is
+        raised, decoded, once every receipt is in). One sender's transactions keep their order.
+
+        Use it where the transactions do not depend on each other's outcome (mints to many
+        accounts, one approval per account): on a JSON-RPC node they go out in one batch
+        request and a node that mines each arrival (anvil, Hardhat) puts many into one block,
+        instead of one block and one round trip per transaction; anvil's cost per block grows
+        with the size of the chain's state. Estimates (``gas=None``) are taken before any is
+        sent, so a transaction that needs another one of the batch mined first needs ``gas``.
+        """
+        batch = getattr(self.w3.provider, "batch", None)
+        if batch is None:  # the embedded chain mines each send at once: nothing to gain
+            built = [self._build(t.fn, t.sender, t.gas, t.value) for t in txs]
+            hashes = [self._send(tx, t.sender, t.fn) for tx, t in zip(built, txs, strict=True)]
+            refused: Exception | None = None
+        else:
+            built, hashes, refused = [], [], None
+            for start in range(0, len(txs), SEND_BATCH):
+                part = slice(start, start + SEND_BATCH)
+                built += self._build_batch(batch, txs[part])
+                sent, problem = self._send_batch(batch, built[part], txs[part])
+                hashes += sent
+                refused = refused or problem
+        receipts = [self.wait_for_receipt(h, timeout) for h in hashes]
+        if refused is not None:
+            refused.add_note(f"{len(hashes)} of the {len(txs)} transactions were mined")
+            raise refused
+        for t, tx, receipt in zip(txs, built, receipts, strict=True):
+            if receipt["status"] == 0:
+                raise self._mined_failure(t.fn, tx, receipt)
+        return receipts
+
+    def _build_batch(self, batch: Any, txs: Sequence[TxRequest]) -> list[TxParams]:
+        """:meth:`_build` for each of ``txs``, their gas estimates taken in one batch."""
+        built = [self._build(t.fn, t.sender, t.gas or 1, t.value) for t in txs]
+        guess = [i for i, t in enumerate(txs) if t.gas is None]
+        probes = [
+            {k: built[i][k] for k in ("from", "to", "data") if k in built[i]}
+            | {"value": hex(int(built[i]["value"]))}
+            for i in guess
+        ]
+        answers = batch([("eth_estimateGas", [probe, "pending"]) for probe in probes])
+        for i, answer in zip(guess, answers, strict=True):
+            if "error" in answer:
+                exc = Web3RPCError(str(answer["error"]), answer)
+                raise self._decoded(exc, txs[i].fn) from exc
+            built[i]["gas"] = int(int(answer["result"], 16) * GAS_MARGIN)
+        return built
+
+    def _send_batch(
+        self, batch: Any, built: Sequence[TxParams], txs: Sequence[TxRequest]
+    ) -> tuple[list[HexBytes], Exception | None]:
+        """Sign ``built`` with consecutive nonces per sender and send them in one batch; the
+        hashes the node took (up to the first refusal) and that refusal, if any."""
+        signed = []
+        for tx, t in zip(built, txs, strict=True):
+            with self.nonces.lease(t.sender.address) as lease:
+                signed.append(t.sender.sign_transaction({**tx, "nonce": lease.nonce}))  # type: ignore[dict-item]
+                lease.consume()
+        raw = [("eth_sendRawTransaction", [s.raw_transaction.to_0x_hex()]) for s in signed]
+        try:
+            answers = batch(raw)
+        except (RPCUnavailable, BadRPCResponse) as exc:
+            # Some or all may have reached the node: re-read the nonces next time.
+            for t in txs:
+                self.nonces.forget(t.sender.address)
+            exc.add_note(f"{len(signed)} transactions may have been sent")
+            raise
+        hashes: list[HexBytes] = []
+        first: Exception | None = None
+        broken: set[str] = set()  # senders with a refused transaction in this batch
+        for answer, one, t in zip(answers, signed, txs, strict=True):
+            problem: Exception | None = None
+            if "error" in answer:
+                try:
+                    clash = self._refusal(Web3RPCError(str(answer["error"]), answer), one, t.fn)
+                except FLChainError as exc:
+                    # Hardhat mines a reverting transaction and reports the revert as the
+                    # send's error: then its receipt (status 0) is checked with the others.
+                    problem = None if self._receipt_if_mined(one.hash) else exc
+                else:
+                    if clash is not None:
+                        problem = TransactionFailed(
+                            f"{self.label} refused {_describe(t.fn)}: {clash}"
+                        )
+            if problem is not None or t.sender.address in broken:
+                # Its nonce was not taken, so the node holds the sender's later ones of this
+                # batch without mining them: they are not waited for; the nonce is re-read.
+                broken.add(t.sender.address)
+                self.nonces.forget(t.sender.address)
+                first = first or problem
+            else:
+                hashes.append(HexBytes(one.hash))
+        return hashes, first
+
     def wait_for_receipt(self, tx_hash: HexBytes | str, timeout: float | None = None) -> TxReceipt:
         """Poll for ``tx_hash``'s receipt; :class:`TransactionTimeout` after ``timeout`` s."""
         timeout = self.receipt_timeout if timeout is None else timeout
@@ -458,16 +574,23 @@ class Chain:
             self.w3.eth.send_raw_transaction(signed.raw_transaction)
             return None
         except Web3RPCError as exc:
-            if fn is not None and revert_data(exc) is not None:
-                raise self._decoded(exc, fn) from exc
-            message = rpc_message(exc)
-            if ALREADY_KNOWN.search(message):
-                return None  # an earlier attempt of ours got through
-            if NONCE_MISMATCH.search(message):
-                if self._has_transaction(signed.hash):
-                    return None  # ours, already mined
-                return message
-            raise TransactionFailed(f"{self.label} refused the transaction: {message}") from exc
+            return self._refusal(exc, signed, fn)
+
+    def _refusal(
+        self, exc: Web3RPCError, signed: SignedTransaction, fn: ContractCall | None
+    ) -> str | None:
+        """What the node's error answer to sending ``signed`` means: None when the node has
+        the transaction after all, the message on a nonce clash; anything else raises."""
+        if fn is not None and revert_data(exc) is not None:
+            raise self._decoded(exc, fn) from exc
+        message = rpc_message(exc)
+        if ALREADY_KNOWN.search(message):
+            return None  # an earlier attempt of ours got through
+        if NONCE_MISMATCH.search(message):
+            if self._has_transaction(signed.hash):
+                return None  # ours, already mined
+            return message
+        raise TransactionFailed(f"{self.label} refused the transaction: {message}") from exc
 
     def _receipt_if_mined(self, tx_hash: bytes) -> TxReceipt | None:
         try:

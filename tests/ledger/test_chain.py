@@ -19,7 +19,7 @@ from flchain.errors import (
     TransactionFailed,
     TransactionTimeout,
 )
-from flchain.ledger.chain import Chain
+from flchain.ledger.chain import Chain, TxRequest
 from flchain.ledger.reverts import Panic, RevertedWithReason, UndecodedRevert
 
 
@@ -260,6 +260,59 @@ def test_nonce_resync_after_another_client_used_the_account(
     chain.transact(fixture_contract.functions.increment(1), sender)  # "nonce too low" → resync
     assert chain.call(fixture_contract.functions.counter()) == 9
     assert chain.nonces.peek(sender.address) == chain.w3.eth.get_transaction_count(sender.address)
+
+
+def test_transact_all_sends_together_and_checks_every_receipt(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    senders = chain.accounts[12:16]
+    nonces = {a.address: chain.w3.eth.get_transaction_count(a.address) for a in senders}
+    amounts = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]  # three per sender, estimated together
+    txs = [
+        TxRequest(fixture_contract.functions.increment(x), senders[i % 4])
+        for i, x in enumerate(amounts)
+    ]
+    receipts = chain.transact_all(txs)
+    assert [r["status"] for r in receipts] == [1] * len(txs)
+    assert chain.call(fixture_contract.functions.counter()) == 5 + sum(amounts)
+    for i, receipt in enumerate(receipts):  # in order, with each sender's next nonce
+        tx = chain.w3.eth.get_transaction(receipt["transactionHash"])
+        assert (tx["from"], tx["nonce"]) == (senders[i % 4].address, nonces[tx["from"]] + i // 4)
+    if chain.w3.client_version.startswith("anvil/"):  # it mines what arrived together at once
+        assert len({r["blockNumber"] for r in receipts}) < len(txs)
+    follow = chain.transact(fixture_contract.functions.increment(1), senders[0])  # nonces kept
+    assert follow["status"] == 1
+
+
+def test_transact_all_raises_a_mined_failure_decoded_after_the_rest_landed(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    a, b = chain.accounts[16], chain.accounts[17]
+    txs = [
+        TxRequest(fixture_contract.functions.increment(1), a),
+        TxRequest(fixture_contract.functions.increment(2000), b, gas=200_000),  # reverts mined
+        TxRequest(fixture_contract.functions.increment(2), a),
+    ]
+    with pytest.raises(ValueTooLarge) as info:
+        chain.transact_all(txs)
+    assert info.value.error_args == {"value": 2000, "limit": 1000}
+    assert "status 0" in info.value.__notes__[0]
+    assert chain.call(fixture_contract.functions.counter()) == 5 + 1 + 2
+
+
+def test_transact_all_refuses_before_sending_when_an_estimate_reverts(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    sender = chain.accounts[18]
+    nonce = chain.w3.eth.get_transaction_count(sender.address)
+    txs = [
+        TxRequest(fixture_contract.functions.increment(1), sender),
+        TxRequest(fixture_contract.functions.increment(5000), sender),
+    ]
+    with pytest.raises(ValueTooLarge):
+        chain.transact_all(txs)
+    assert chain.w3.eth.get_transaction_count(sender.address) == nonce  # nothing was sent
+    assert chain.transact(fixture_contract.functions.increment(1), sender)["status"] == 1
 
 
 # --- concurrency, timeouts, unreachable nodes ----------------------------------------------
