@@ -114,6 +114,19 @@ class NodeProcess:
         self.after_start()
         return self
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the node process has used so far, from ``/proc`` (None
+        where there is none, or before start): what a benchmark measures a node's own work
+        by, as it does not count time spent waiting for a busy machine."""
+        if self._process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rpartition(")")[2]
+        except OSError:
+            return None
+        utime, stime = fields.split()[11:13]  # fields 14 and 15 of proc(5), after the name
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
     def rpc(self, method: str, params: list[Any]) -> Any:
         """One raw JSON-RPC request (for set-up, before any ``Chain`` exists)."""
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
