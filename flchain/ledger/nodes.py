@@ -280,12 +280,22 @@ class GethProcess(NodeProcess):
 
     def after_start(self) -> None:
         (funder,) = self.rpc("eth_accounts", [])[:1]
+        # Explicit nonces: geth numbers back-to-back sends from its pending state, which can
+        # lag behind (a thousand transfers met "replacement transaction underpriced").
+        first = int(self.rpc("eth_getTransactionCount", [funder, "pending"]), 16)
         hashes = [
             self.rpc(
                 "eth_sendTransaction",
-                [{"from": funder, "to": account.address, "value": hex(self.FUNDING)}],
+                [
+                    {
+                        "from": funder,
+                        "to": account.address,
+                        "value": hex(self.FUNDING),
+                        "nonce": hex(first + i),
+                    }
+                ],
             )
-            for account in dev_accounts(self.accounts)
+            for i, account in enumerate(dev_accounts(self.accounts))
         ]
         deadline = time.monotonic() + self.startup_timeout
         for tx_hash in hashes:
