@@ -111,7 +111,11 @@ class NodeProcess:
             start_new_session=True,  # stop() ends the node's whole process group (npx → node)
         )
         self._wait_ready()
-        self.after_start()
+        try:
+            self.after_start()
+        except BaseException:
+            self.stop()  # a node left running here would outlive the failed start
+            raise
         return self
 
     def cpu_seconds(self) -> float | None:
