@@ -19,7 +19,7 @@ from flchain.errors import (
     TransactionFailed,
     TransactionTimeout,
 )
-from flchain.ledger.chain import Chain, TxRequest
+from flchain.ledger.chain import MINE_CHUNK, Chain, TxRequest
 from flchain.ledger.reverts import Panic, RevertedWithReason, UndecodedRevert
 
 
@@ -121,6 +121,8 @@ def test_mine(chain: Chain) -> None:
     chain.mine()
     chain.mine(3)
     assert chain.block_number == before + 4
+    chain.mine(2 * MINE_CHUNK + 3)  # in several requests, exactly as many blocks
+    assert chain.block_number == before + 4 + 2 * MINE_CHUNK + 3
     with pytest.raises(LedgerError):
         chain.mine(0)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from support.rpc_proxy import Action, RPCProxy, Schedule
 
+from flchain.errors import RPCUnavailable
 from flchain.ledger.chain import Chain, TxRequest
 
 RPC_BACKENDS = ["devchain", pytest.param("anvil", marks=pytest.mark.anvil)]
@@ -83,3 +84,16 @@ def test_a_batch_of_transactions_lands_exactly_once_through_a_flaky_proxy(
     # The batch's reply was lost after the node took it: the same bytes went again.
     assert proxy.seen["batch:eth_sendRawTransaction"] == 2
     assert proxy.faults["lose_reply"] == 1
+
+
+@pytest.mark.parametrize("rpc_url", RPC_BACKENDS, indirect=True)
+def test_mining_through_an_unreachable_node_is_not_done_block_by_block(rpc_url: str) -> None:
+    def drop_mining(method: str, n: int) -> Action:
+        return "drop" if method == "anvil_mine" else "forward"
+
+    with RPCProxy(rpc_url, drop_mining) as proxy:
+        chain = Chain.connect(proxy.url, retries=1, timeout=5)
+        with pytest.raises(RPCUnavailable):
+            chain.mine(500)
+    assert proxy.seen["anvil_mine"] == 2  # tried and retried once, then given up
+    assert proxy.seen["evm_mine"] == 0  # no fallback of 500 single blocks
