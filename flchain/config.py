@@ -32,8 +32,9 @@ ALGORITHMS = ("fedavg", "fedprox", "scaffold")
 SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 #: Update codecs a task may choose (``[training] codec``): the spec's ``CodecParams.encoding``
 #: each maps to. int32 is the exact fixed-point default; int16/int8 compress with per-tensor
-#: power-of-two scales (see :mod:`flchain.learning.codec`).
-CODECS = {"int32": "fixed", "int16": "int16", "int8": "int8"}
+#: power-of-two scales; topk sends the ``training.topk_fraction`` largest coordinates, the node
+#: feeding back what it held back (see :mod:`flchain.learning.codec`).
+CODECS = {"int32": "fixed", "int16": "int16", "int8": "int8", "topk": "topk"}
 #: ``[training] dp``: client-level DP (per-update clipping + Gaussian noise).
 DP_REQUIRED = ("clip", "noise_multiplier", "delta")
 DP_OPTIONAL = ("target_epsilon",)
@@ -85,8 +86,10 @@ class TrainingConfig:
     # Client-level differential privacy, off when empty: an inline table
     # ``{ clip = C, noise_multiplier = σ, delta = δ, target_epsilon = ε }`` (ε optional).
     dp: dict[str, float] = field(default_factory=dict)
-    # How updates are encoded (the manifest's model spec names it): "int32", "int16", "int8".
+    # How updates are encoded (the manifest's model spec names it): "int32", "int16", "int8",
+    # "topk" (with topk_fraction: the fraction of coordinates each update sends).
     codec: str = "int32"
+    topk_fraction: float = 0.0
     # C: the fraction of participants drawn to train each round (flchain.learning.sampling).
     client_fraction: float = 1.0
     # How the committee turns the rule's aggregate (the pseudo-gradient) into the global step
@@ -104,6 +107,7 @@ class TrainingConfig:
 _NEW_TRAINING_FIELDS: dict[str, Any] = {
     "dp": {},
     "codec": "int32",
+    "topk_fraction": 0.0,
     "client_fraction": 1.0,
     "server_optimizer": "none",
     "server_lr": 1.0,
@@ -197,16 +201,27 @@ class TaskConfig:
         if t.mu < 0:
             raise ConfigError(f"training.mu must be >= 0, got {t.mu}")
         _choice("training.codec", t.codec, tuple(CODECS))
+        if t.codec == "topk" and not 0 < t.topk_fraction <= 1:
+            raise ConfigError(
+                f'training.topk_fraction must be in (0, 1] with codec = "topk", '
+                f"got {t.topk_fraction}"
+            )
+        if t.codec != "topk" and t.topk_fraction:
+            raise ConfigError(
+                f'training.topk_fraction is set, but training.codec is {t.codec!r} (not "topk")'
+            )
         if not 0 < t.client_fraction <= 1:
             raise ConfigError(
                 f"training.client_fraction must be in (0, 1], got {t.client_fraction}"
             )
         self._validate_dp()
         self._validate_server_optimizer()
-        if t.algorithm == "scaffold" and (t.dp or t.server_optimizer != "none"):
+        if t.algorithm == "scaffold" and t.dp:
+            raise ConfigError('training.algorithm = "scaffold" cannot be combined with training.dp')
+        if t.algorithm == "scaffold" and t.codec == "topk":
+            # the residual would mix Δw and Δc, and a Δc the server never saw moves c_i
             raise ConfigError(
-                'training.algorithm = "scaffold" cannot be combined with '
-                + ("training.dp" if t.dp else f"training.server_optimizer = {t.server_optimizer!r}")
+                'training.algorithm = "scaffold" cannot be combined with codec "topk"'
             )
         for key, param in self.aggregation.params.items():
             if isinstance(param, bool) or not isinstance(param, int | float):

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import benchkit
 import torch
 
 from flchain.learning.aggregation import aggregator_from_config
@@ -96,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of saved runs")
     args = ap.parse_args(argv)
     if args.merge:
-        results: list[dict] = []
-        for path in args.merge:
-            with open(path) as fh:
-                results += json.load(fh)["results"]
+        results = benchkit.saved_results(args.merge)
         results.sort(key=lambda r: r["label"] != "centralized")
         print_table(results, 0.95)
         return 0

@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
+import benchkit
 import torch
 from flchain_node.cli.demo import rule_params
 
@@ -84,6 +85,9 @@ class Run:
     attackers: int
     seed: int = 0
     omniscient: bool = False
+    #: Local training: "fedavg" (plain SGD) or "scaffold" (control variates; every update is
+    #: the joint Δw‖Δc, attackers craft from it and the rule weighs it whole).
+    algorithm: str = "fedavg"
 
     @property
     def label(self) -> str:
@@ -92,7 +96,14 @@ class Run:
         if self.omniscient and self.attack in ("alie", "ipm"):
             what = "omniscient " + what
         seed = f" seed {self.seed}" if self.seed else ""
-        return f"{self.partition} {self.rule}({p}) {what}{seed}"
+        algorithm = f" {self.algorithm}" if self.algorithm != "fedavg" else ""
+        return f"{self.partition} {self.rule}({p}){algorithm} {what}{seed}"
+
+
+def _shown_rule(run: dict) -> str:
+    """A saved run's rule as tables name it: with the algorithm when it is not plain FedAvg."""
+    algorithm = run.get("algorithm", "fedavg")  # runs saved before the option were fedavg
+    return run["rule"] if algorithm == "fedavg" else f"{run['rule']} ({algorithm})"
 
 
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
@@ -179,6 +190,7 @@ def execute(  # type: ignore[no-untyped-def]
     validation: int = 0,
     root: int = 0,
 ) -> dict:
+    cfg = replace(cfg, scaffold=run.algorithm == "scaffold")
     model = build_model(model_name, "mnist", seed=run.seed)
     spec = ModelSpec.from_model(model, model_name)
     sim = SimConfig(
@@ -251,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument(
+        "--algorithms",
+        default="fedavg",
+        help="local training, comma-separated (fedavg, scaffold): every selected run once each",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of saved runs")
     ap.add_argument("--suite", default="v1", choices=("v1", "v2", "v4"), help="issue 6 or issue 14")
@@ -281,10 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.merge:
-        results: list[dict] = []
-        for path in args.merge:
-            with open(path) as fh:
-                results += json.load(fh)["results"]
+        results = benchkit.saved_results(args.merge)
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
         if args.before:
@@ -293,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         (print_tables if args.suite == "v1" else print_v2)(results)
         return 0
-    runs = {"v1": plan, "v2": plan_v2, "v4": lambda: plan_v2(V4_RULES)}[args.suite]()
+    suite = {"v1": plan, "v2": plan_v2, "v4": lambda: plan_v2(V4_RULES)}[args.suite]
+    runs = [
+        replace(run, algorithm=algorithm)
+        for run in suite()
+        for algorithm in args.algorithms.split(",")
+    ]
     if args.param:  # e.g. fltrust's screens=0: the runs get it in their parameters and labels
         extra = {k: float(v) for k, _, v in (p.partition("=") for p in args.param)}
         runs = [replace(r, params={**r.params, **extra}) for r in runs]
@@ -344,7 +363,7 @@ def verdicts(results: list[dict]) -> list[dict]:
     clients earn under this rule by honest work: their share in the clean run) and whether the
     rule held (Δ ≥ −5 points and reward share ≤ honest share)."""
     clean = {
-        (r["partition"], r["rule"], json.dumps(r["params"])): r
+        (r["partition"], _shown_rule(r), json.dumps(r["params"])): r
         for r in results
         if r["attack"] is None and "accuracy" in r
     }
@@ -352,7 +371,7 @@ def verdicts(results: list[dict]) -> list[dict]:
     for r in results:
         if r["attack"] is None:
             continue
-        base = clean.get((r["partition"], r["rule"], json.dumps(r["params"])))
+        base = clean.get((r["partition"], _shown_rule(r), json.dumps(r["params"])))
         acc = r["accuracy"][-1] if "accuracy" in r else None
         delta = acc - base["accuracy"][-1] if acc is not None and base is not None else None
         honest = None
@@ -399,9 +418,9 @@ def print_tables(results: list[dict]) -> None:
     print("\nSummary: attacks held (Δ ≥ −5 pts, reward share ≤ same clients' clean share)")
     print("| partition | rule | ≤ 20% attackers | 30% attackers | broken by (≤ 20%) |")
     print("|---|---|---:|---:|---|")
-    keys = dict.fromkeys((r["partition"], r["rule"]) for r in rows)
+    keys = dict.fromkeys((r["partition"], _shown_rule(r)) for r in rows)
     for part, rule in keys:
-        mine = [r for r in rows if r["partition"] == part and r["rule"] == rule]
+        mine = [r for r in rows if r["partition"] == part and _shown_rule(r) == rule]
         low = [r for r in mine if r["attackers"] <= 2]
         high = [r for r in mine if r["attackers"] == 3]
         broken = sorted({f"{r['attack']}@{r['attackers']}" for r in low if not r["holds"]})
@@ -427,7 +446,7 @@ def rows_v2(results: list[dict]) -> list[dict]:
     of the honest clients' sample shares."""
 
     def key(r: dict) -> tuple:
-        return r["partition"], r["rule"], json.dumps(r["params"]), r.get("seed", 0)
+        return r["partition"], _shown_rule(r), json.dumps(r["params"]), r.get("seed", 0)
 
     clean = {key(r): r for r in results if r["attack"] is None and "accuracy" in r}
     free = {
@@ -492,7 +511,7 @@ def print_v2(results: list[dict]) -> None:
         )
 
     for r in sorted((r for r in rows if r["attack"] is not None), key=rank):
-        k = (r["partition"], r["rule"], r["attack"], r["attackers"])
+        k = (r["partition"], _shown_rule(r), r["attack"], r["attackers"])
         groups.setdefault(k, []).append(r)
     print(
         "| partition | rule | attack | attackers | seeds | acc (mean) | Δ vs own clean, mean "
@@ -522,7 +541,7 @@ def print_v2(results: list[dict]) -> None:
         "everywhere | worst ratio per rule |"
     )
     print("|---|---:|---|---|---|")
-    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    rules = list(dict.fromkeys(_shown_rule(r) for r in rows))
     for attack in dict.fromkeys(k[2] for k in groups):
         for f in sorted({k[3] for k in groups if k[2] == attack}):
             ok_ratio, ok_acc, worst = [], [], []
@@ -550,11 +569,13 @@ def print_v2(results: list[dict]) -> None:
     cg: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["attack"] is None:
-            cg.setdefault((r["partition"], r["rule"], json.dumps(r["params"])), []).append(r)
-    for (part, rule, params), rs in cg.items():
+            key = r["partition"], r["rule"], json.dumps(r["params"]), r.get("algorithm", "fedavg")
+            cg.setdefault(key, []).append(r)
+    for (part, rule, params, algorithm), rs in cg.items():
         p = ",".join(f"{k}={v:g}" for k, v in json.loads(params).items())
+        shown = _shown_rule({"rule": f"{rule}({p})", "algorithm": algorithm})
         print(
-            f"| {part} | {rule}({p}) | {_mean([r['final'] for r in rs]):.2%} | "
+            f"| {part} | {shown} | {_mean([r['final'] for r in rs]):.2%} | "
             f"{_mean([r['hon_min'] for r in rs]):.2f} | {_mean([r['hon_med'] for r in rs]):.2f} | "
             f"{_mean([r['hon_max'] for r in rs]):.2f} | {_mean([r['gini'] for r in rs]):.3f} | "
             f"{max(0.0, _mean([r['gini_samples'] for r in rs])):.3f} | "
@@ -571,7 +592,9 @@ def print_compare(before: list[dict], after: list[dict]) -> None:
     new = [r for r in rows_v2(after) if r["final"] is not None and r["label"] in old]
     groups: dict[tuple, list[dict]] = {}
     for r in new:
-        groups.setdefault((r["partition"], r["rule"], r["attack"], r["attackers"]), []).append(r)
+        groups.setdefault((r["partition"], _shown_rule(r), r["attack"], r["attackers"]), []).append(
+            r
+        )
 
     def q(rs: list[dict], key: str, worst: Callable[[list[float]], float] = max) -> str:
         v = [r[key] for r in rs if r[key] is not None]

@@ -43,7 +43,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -55,22 +55,40 @@ from flchain_node.federation import DemoConfig, Federation, RoundRow
 
 from flchain.errors import FLChainError
 from flchain.learning.simulation import SimConfig, run_federation
-from flchain.ledger.anvil import AnvilProcess
 from flchain.ledger.chain import Chain
+from flchain.ledger.nodes import AnvilProcess, GethProcess, NodeProcess
 from flchain.protocol.task import federated_data, initial_model_and_manifest, train_config
 
 PARTS = ("train", "store", "tx", "aggregate", "reads", "events", "clock", "python")
 _EXCLUDED = "report"  # the runner's per-round report and evaluation: not part of a round
-_RPC_PARTS = {"eth_getLogs": "events", "evm_mine": "clock", "anvil_mine": "clock"}
+_RPC_PARTS = {
+    "eth_getLogs": "events",
+    "evm_mine": "clock",
+    "anvil_mine": "clock",
+    "dev_addWithdrawal": "clock",  # geth --dev's way to mine an empty block
+}
+#: The JSON-RPC nodes a federation can run on (started and stopped by the script).
+NODES: dict[str, type[NodeProcess]] = {"anvil": AnvilProcess, "geth": GethProcess}
 
 
 class RoundClock:
     """Wall time per round, split by the outermost instrumented call it is spent in."""
 
-    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        now: Callable[[], float] = time.perf_counter,
+        cpu: Mapping[str, Callable[[], float | None]] | None = None,
+    ) -> None:
         self._now = now  # injectable, so the bookkeeping is tested without real time
+        #: CPU clocks read at each round's start and end (e.g. this process's and the
+        #: node's): CPU seconds per round do not grow when other load slows the round down.
+        self._cpu = dict(cpu or {})
+        self._cpu_started: dict[str, float | None] = {}
         self.rounds: list[dict[str, float]] = []
         self.calls: list[dict[str, int]] = []
+        self.cpu: list[dict[str, float]] = []
+        #: Seconds to deploy the task and register the participants (before any round).
+        self.setup_s = 0.0
         self._parts: dict[str, float] = defaultdict(float)
         self._calls: dict[str, int] = defaultdict(int)
         self._round = -1
@@ -103,6 +121,7 @@ class RoundClock:
             self.close()
             self._parts, self._calls = defaultdict(float), defaultdict(int)
             self._round, self._started = round_id, self._now()
+            self._cpu_started = {name: read() for name, read in self._cpu.items()}
 
     def close(self) -> None:
         """End the open round (if any) now."""
@@ -113,6 +132,12 @@ class RoundClock:
         measured = {p: parts.get(p, 0.0) for p in PARTS if p != "python"}
         self.rounds.append({**measured, "python": wall - sum(measured.values()), "wall": wall})
         self.calls.append({p: self._calls.get(p, 0) for p in PARTS if p != "python"})
+        cpu = {}
+        for name, read in self._cpu.items():
+            started, now = self._cpu_started.get(name), read()
+            if started is not None and now is not None:
+                cpu[name] = now - started
+        self.cpu.append(cpu)
         self._round = -1
 
 
@@ -136,9 +161,11 @@ def instrument(fed: Federation, clock: RoundClock) -> contextlib.ExitStack:
     for node in fed.nodes:
         produce = node.source.produce
 
-        def produce_round(global_state: Any, round_id: int, _produce: Any = produce) -> Any:
+        def produce_round(
+            global_state: Any, round_id: int, controls: Any, _produce: Any = produce
+        ) -> Any:
             clock.training(round_id)
-            return _produce(global_state, round_id)
+            return _produce(global_state, round_id, controls)
 
         node.source.produce = clock.wrap(produce_round, "train")  # type: ignore[method-assign]
         node.recompute = clock.wrap(node.recompute, "aggregate")  # type: ignore[method-assign]
@@ -150,6 +177,10 @@ def instrument(fed: Federation, clock: RoundClock) -> contextlib.ExitStack:
     provider.make_request = clock.wrap(  # type: ignore[method-assign]
         provider.make_request, lambda method, _params: _RPC_PARTS.get(method, "reads")
     )
+    # web3 caches the request function it built around the provider's make_request at the
+    # first request (the chain's connection check): drop it, or the wrapper above is never
+    # called and raw reads (block numbers, transaction counts, blocks) count as "python".
+    provider._request_func_cache = (None, None)  # type: ignore[attr-defined]
     store.put = clock.wrap(store.put, "store")  # type: ignore[method-assign]
     store.get = clock.wrap(store.get, "store")  # type: ignore[method-assign]
     fed._row = clock.wrap(fed._row, _EXCLUDED)  # type: ignore[method-assign]
@@ -187,9 +218,15 @@ def in_memory(demo: DemoConfig) -> list[float]:
     return [r.train_seconds + r.aggregate_seconds for r in result.rounds]
 
 
-def on_chain(demo: DemoConfig, chain: Chain) -> tuple[RoundClock, list[RoundRow]]:
-    """The per-round split and the runner's rows of one federation on ``chain``."""
-    clock = RoundClock()
+def on_chain(
+    demo: DemoConfig, chain: Chain, node: NodeProcess | None = None
+) -> tuple[RoundClock, list[RoundRow]]:
+    """The per-round split and the runner's rows of one federation on ``chain`` (served by
+    ``node``, whose CPU time is then measured per round beside this process's)."""
+    cpu: dict[str, Callable[[], float | None]] = {"process": time.process_time}
+    if node is not None:
+        cpu["node"] = node.cpu_seconds
+    clock = RoundClock(cpu=cpu)
     rows: list[RoundRow] = []
 
     def seen(row: RoundRow) -> None:
@@ -198,7 +235,9 @@ def on_chain(demo: DemoConfig, chain: Chain) -> tuple[RoundClock, list[RoundRow]
             clock.close()
 
     with tempfile.TemporaryDirectory(prefix="flchain-bench-") as work:
+        started = time.perf_counter()
         fed = Federation(demo, chain=chain, work_dir=Path(work))
+        clock.setup_s = time.perf_counter() - started
         try:
             with instrument(fed, clock):
                 fed.run(on_round=seen)
@@ -222,9 +261,9 @@ def bench(
     if backend == "embedded":
         clock, rows = on_chain(demo, Chain.embedded(num_accounts=participants + 1))
     else:
-        with AnvilProcess(accounts=participants + 1) as anvil:
-            chain = Chain.connect(anvil.url, num_accounts=participants + 1)
-            clock, rows = on_chain(demo, chain)
+        with NODES[backend](accounts=participants + 1) as node:
+            chain = Chain.connect(node.url, num_accounts=participants + 1)
+            clock, rows = on_chain(demo, chain, node)
     split = clock.rounds
     steady = {k: _steady([r[k] for r in split]) for k in (*PARTS, "wall")}
     memory = _steady(baseline)
@@ -245,6 +284,8 @@ def bench(
         # stretch of time, so it holds up when other load on the machine changes between runs.
         "overhead_own_train": (steady["wall"] - steady["train"] - one_member) / steady["wall"],
         "split_s": {k: steady[k] for k in PARTS},
+        "setup_s": clock.setup_s,
+        "cpu_s": {k: _steady([c.get(k, 0.0) for c in clock.cpu]) for k in clock.cpu[0]},
         "calls": {k: _steady([c[k] for c in clock.calls]) for k in PARTS if k != "python"},
         "per_round": [
             {
@@ -254,10 +295,13 @@ def bench(
                 "in_memory_s": base,
                 "federation_s": part,
                 "calls": calls,
+                "cpu_s": cpu,
                 "runner_seconds": row.seconds,  # as the nodes booked them, for cross-checks
                 "gas": sum(row.gas.values()),
             }
-            for row, part, calls, base in zip(rows, split, clock.calls, baseline, strict=False)
+            for row, part, calls, cpu, base in zip(
+                rows, split, clock.calls, clock.cpu, baseline, strict=False
+            )
         ],
     }
 
@@ -294,11 +338,19 @@ def print_calls(results: list[dict[str, Any]]) -> None:
         print("  ".join(f"{c:>14}" for c in cells))
 
 
+def print_cpu(results: list[dict[str, Any]]) -> None:
+    print("\nset-up s, and CPU seconds per steady-state round (this process; the node)")
+    for r in results:
+        if "error" not in r:
+            cpu = "  ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
+            print(f"{r['participants']:>6} {r['backend']:>9}  set-up {r['setup_s']:.1f}  {cpu}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument(
-        "--backends", nargs="+", choices=("embedded", "anvil"), default=["embedded", "anvil"]
+        "--backends", nargs="+", choices=("embedded", *NODES), default=["embedded", "anvil"]
     )
     parser.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
     parser.add_argument("--dataset", choices=("mnist", "digits"), default="mnist")
@@ -327,6 +379,7 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
     print_calls(results)
+    print_cpu(results)
     print(
         "\nseconds per steady-state round (mean of rounds 1..R-1); overhead = (fed - in-mem) / "
         "fed; own-train = (fed - fed train - one committee recomputation) / fed; goal <= 25% at "

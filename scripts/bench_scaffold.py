@@ -38,11 +38,7 @@ def run(args: argparse.Namespace, fed: FederatedData, algorithm: str, seed: int)
 def main() -> None:
     p = benchkit.bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--algorithms", default="fedavg,scaffold")
-    p.add_argument("--clients", type=int, default=100)
-    p.add_argument("--fraction", type=float, default=0.1)
-    p.add_argument("--rounds", type=int, default=50)
-    p.add_argument("--target", type=float, default=0.75)
-    p.add_argument("--model", default="mlp")
+    benchkit.federation_options(p, rounds=50, target=0.75)
     p.add_argument("--seeds", default="0,1,2")
     args = benchkit.parse(p)
     fed = federate(load_mnist5k(), args.clients, "shards", seed=0)
@@ -64,30 +60,16 @@ def markdown(out: dict[str, Any]) -> str:
     lines = [
         "# SCAFFOLD vs FedAvg on MNIST-5k, pathological non-IID (issue 16)",
         "",
-        f"{s['clients']} clients with 2 label-sorted shards each, C={s['fraction']}, model "
-        f"{s['model']}, client SGD E={s['epochs']}, B={s['batch_size']}, lr={s['lr']}, "
-        f"{s['rounds']} rounds; aggregation rule fedavg (exact integer weighted mean of the "
+        benchkit.shards_setup(s) + "; aggregation rule fedavg (exact integer weighted mean of the "
         "joint Δw‖Δc vector); SCAFFOLD Option II with the server variate c ← c + C·Δc in fixed "
         "point, as the committee computes it; global step size 1. Nothing tuned for either. One "
         "partition of the data (seeds change the client draw and local training only).",
         "",
-        "| algorithm | "
-        + " | ".join(f"rounds to {s['target']:.0%} (seed {x})" for x in seeds)
-        + " | final accuracy (mean over seeds) | best accuracy (mean) |",
-        "|---|" + "---|" * len(seeds) + "---|---|",
+        *benchkit.seed_table(["algorithm"], seeds, s["target"]),
     ]
     for name in names:
         rows = [r for r in runs if r["algorithm"] == name]
-        cells = [
-            str(next((r["rounds_to_target"] for r in rows if r["seed"] == x), "-") or "not reached")
-            for x in seeds
-        ]
-        mean = {k: sum(r[k] for r in rows) / len(rows) for k in
-                ("final_accuracy", "best_accuracy")}  # fmt: skip
-        lines.append(
-            f"| {LABEL[name]} | " + " | ".join(cells)
-            + f" | {mean['final_accuracy']:.4f} | {mean['best_accuracy']:.4f} |"
-        )  # fmt: skip
+        lines.append(benchkit.seed_row([LABEL[name]], rows, seeds))
     lines += ["", "Accuracy every 5 rounds (seed by seed):", ""]
     for r in runs:
         acc = r["accuracy_per_round"]

@@ -61,11 +61,7 @@ def _key(row: dict[str, Any], rounds: int) -> tuple[int, float]:
 def main() -> None:
     p = benchkit.bench_parser(__doc__, training={"epochs": 5, "batch_size": 10, "lr": 0.05})
     p.add_argument("--optimizers", default="none,fedavgm,fedadam,fedyogi,fedadagrad")
-    p.add_argument("--clients", type=int, default=100)
-    p.add_argument("--fraction", type=float, default=0.1)
-    p.add_argument("--rounds", type=int, default=50)
-    p.add_argument("--target", type=float, default=0.75)
-    p.add_argument("--model", default="mlp")
+    benchkit.federation_options(p, rounds=50, target=0.75)
     p.add_argument("--momentum", type=float, default=0.9, help="FedAvgM's β, the others' β1")
     p.add_argument("--seeds", default="0,1,2")
     args = benchkit.parse(p)
@@ -99,35 +95,21 @@ def markdown(out: dict[str, Any]) -> str:
     lines = [
         "# Server optimizers on MNIST-5k, pathological non-IID (issue 16)",
         "",
-        f"{s['clients']} clients with 2 label-sorted shards each, C={s['fraction']}, model "
-        f"{s['model']}, client SGD E={s['epochs']}, B={s['batch_size']}, lr={s['lr']}, "
-        f"{s['rounds']} rounds; aggregation rule fedavg (exact integer weighted mean), then "
+        benchkit.shards_setup(s) + "; aggregation rule fedavg (exact integer weighted mean), then "
         f"the server optimizer in fixed point as the committee applies it (β / β1 = "
         f"{s['momentum']}, β2 = 0.99, τ = 1e-3). Server lr picked per optimizer on seed "
         f"{seeds[0]} from {s['grid']}; the other seeds rerun that lr, so the seed "
         f"{seeds[0]} column is optimistic (it chose the lr) and the others are held out. One "
         "partition of the data (seeds change the client draw and local training only).",
         "",
-        "| optimizer | server lr | "
-        + " | ".join(f"rounds to {s['target']:.0%} (seed {x})" for x in seeds)
-        + " | final accuracy (mean over seeds) | best accuracy (mean) |",
-        "|---|---|" + "---|" * len(seeds) + "---|---|",
+        *benchkit.seed_table(["optimizer", "server lr"], seeds, s["target"]),
     ]
     for name in names:
         rows = [r for r in runs if r["optimizer"] == name]
-        cells = [
-            str(next((r["rounds_to_target"] for r in rows if r["seed"] == x), "-") or "not reached")
-            for x in seeds
-        ]
-        final = sum(r["final_accuracy"] for r in rows) / len(rows)
-        best = sum(r["best_accuracy"] for r in rows) / len(rows)
         lr = rows[0]["server_lr"]
         edge = " (grid edge)" if len(s["grid"][name]) > 1 and lr in (
             min(s["grid"][name]), max(s["grid"][name])) else ""  # fmt: skip
-        lines.append(
-            f"| {label[name]} | {lr:g}{edge} | " + " | ".join(cells)
-            + f" | {final:.4f} | {best:.4f} |"
-        )  # fmt: skip
+        lines.append(benchkit.seed_row([label[name], f"{lr:g}{edge}"], rows, seeds))
     lines += [
         "",
         "Grid on seed 0 (server lr: rounds to target / final accuracy):",

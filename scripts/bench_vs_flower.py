@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 SIDES = ("flower", "in-memory", "demo")
+#: The side ``--baseline`` adds: another checkout's ``flchain demo``, in the same run.
+BASELINE = "demo (baseline)"
 #: Nothing leaves the machine: Flower's telemetry and Ray's usage stats are on by default and
 #: would post to public servers (read at import, so set before flwr or ray is imported; the
 #: side processes inherit them), and Ray's local cluster binds 127.0.0.1 only.
@@ -185,8 +187,12 @@ def run_flower(participants: int, rounds: int, seed: int, cpus: float) -> dict[s
     return {"accuracies": accuracies, "round_ends": ends}
 
 
-def demo_command(participants: int, rounds: int, seed: int, out: Path) -> list[str]:
-    flchain = Path(sys.executable).parent / "flchain"
+def demo_command(
+    participants: int, rounds: int, seed: int, out: Path, flchain: Path | None = None
+) -> list[str]:
+    """``flchain demo`` for the all-honest FedAvg federation (``flchain``: the executable,
+    this environment's by default)."""
+    flchain = flchain or Path(sys.executable).parent / "flchain"
     return [
         str(flchain), "demo", "--participants", str(participants), "--rounds", str(rounds),
         "--rule", "fedavg", "--attackers", "0", "--free-riders", "0", "--dropouts", "0",
@@ -265,7 +271,12 @@ def flower_side(cpus: float) -> str:
 
 
 def run_size(
-    participants: int, rounds: int, seed: int, flower_cpus: list[float], work: Path
+    participants: int,
+    rounds: int,
+    seed: int,
+    flower_cpus: list[float],
+    work: Path,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
     """One run of every side on one size, each a fresh process."""
     me = [sys.executable, __file__]
@@ -285,6 +296,12 @@ def run_size(
                          work / f"demo-{participants}.log")  # fmt: skip
     out["demo"] = summarise(whole, demo_rounds(demo_out))
     out["demo"]["phases"] = demo_phases(whole, lines)
+    if baseline is not None:  # another checkout's flchain, e.g. before a change
+        base_out = work / f"baseline-{participants}"
+        whole, lines = timed(demo_command(participants, rounds, seed, base_out, baseline),
+                             work / f"baseline-{participants}.log")  # fmt: skip
+        out[BASELINE] = summarise(whole, demo_rounds(base_out))
+        out[BASELINE]["phases"] = demo_phases(whole, lines)
     print("  " + ", ".join(f"{k}: {v['whole_seconds']:.1f} s" for k, v in out.items()), flush=True)
     return out
 
@@ -334,12 +351,13 @@ def markdown(results: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> 
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
         lines += ["", f"(×: median relative to {base})", ""]
     lines += ["## Where the demo's whole process goes (medians)", "",
-              "| clients × rounds | start-up | rounds | settle + claims | outputs + exit |",
-              "|---|---:|---:|---:|---:|"]  # fmt: skip
+              "| clients × rounds | side | start-up | rounds | settle + claims | outputs + exit |",
+              "|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for size, runs in results.items():
-        phases = [run["demo"]["phases"] for run in runs]
-        cells = [f"{statistics.median(p[k] for p in phases):.1f} s" for k in phases[0]]
-        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+        for side in (s for s in sides if "phases" in runs[0][s]):
+            phases = [run[side]["phases"] for run in runs]
+            cells = [f"{statistics.median(p[k] for p in phases):.1f} s" for k in phases[0]]
+            lines.append(f"| {size} | {side} | " + " | ".join(cells) + " |")
     header = "| clients × rounds | " + " | ".join(sides) + " |"
     lines += ["", "## First round (includes Flower's Ray actors starting; medians)", "",
               header, "|---|" + "---:|" * len(sides)]  # fmt: skip
@@ -380,6 +398,9 @@ def main() -> None:
     parser.add_argument("--child", choices=SIDES[:2], help=argparse.SUPPRESS)
     parser.add_argument("--participants", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", type=Path, metavar="FLCHAIN",
+                        help="another checkout's flchain executable, run as one more demo side "
+                        "(e.g. the main branch's, for before/after in one run)")  # fmt: skip
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -422,7 +443,8 @@ def main() -> None:
         for repeat in range(args.repeats):
             for n, r in sizes:
                 print(f"repeat {repeat + 1}: {n} clients x {r} rounds", flush=True)
-                results[f"{n} × {r}"].append(run_size(n, r, args.seed, args.flower_cpus, Path(tmp)))
+                run = run_size(n, r, args.seed, args.flower_cpus, Path(tmp), args.baseline)
+                results[f"{n} × {r}"].append(run)
                 write()  # after every size, so an interrupted run keeps what it measured
     print(markdown(results, meta))
 

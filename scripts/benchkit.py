@@ -42,6 +42,16 @@ def bench_parser(
     return p
 
 
+def federation_options(p: argparse.ArgumentParser, *, rounds: int, target: float) -> None:
+    """The FedAvg paper's federation options: ``--clients`` (100), ``--fraction`` (C = 0.1),
+    ``--rounds``, ``--target`` (the accuracy rounds are counted to) and ``--model``."""
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--target", type=float, default=target)
+    p.add_argument("--model", default="mlp")
+
+
 def parse(p: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and pin torch to one thread: runs measured side by side share the machine alike."""
     args = p.parse_args(argv)
@@ -69,6 +79,42 @@ def write_results(
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     if args.md:
         args.md.write_text(markdown(out))
+
+
+def shards_setup(s: Mapping[str, Any]) -> str:
+    """The set-up sentence of a pathological non-IID run (``setup_of`` fields)."""
+    return (
+        f"{s['clients']} clients with 2 label-sorted shards each, C={s['fraction']}, model "
+        f"{s['model']}, client SGD E={s['epochs']}, B={s['batch_size']}, lr={s['lr']}, "
+        f"{s['rounds']} rounds"
+    )
+
+
+def seed_table(first: list[str], seeds: list[int], target: float) -> list[str]:
+    """Header and separator of a table with the columns ``first``, rounds to ``target`` per
+    seed, and the mean final and best accuracy (rows: :func:`seed_row`)."""
+    head = first + [f"rounds to {target:.0%} (seed {x})" for x in seeds]
+    head += ["final accuracy (mean over seeds)", "best accuracy (mean)"]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+
+def seed_row(first: list[str], rows: list[Mapping[str, Any]], seeds: list[int]) -> str:
+    """One :func:`seed_table` row from the runs ``rows`` of one variant."""
+    cells = [
+        str(next((r["rounds_to_target"] for r in rows if r["seed"] == x), "-") or "not reached")
+        for x in seeds
+    ]
+    final = sum(r["final_accuracy"] for r in rows) / len(rows)
+    best = sum(r["best_accuracy"] for r in rows) / len(rows)
+    return "| " + " | ".join([*first, *cells, f"{final:.4f}", f"{best:.4f}"]) + " |"
+
+
+def saved_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The ``results`` of saved ``--json`` files, in order (for ``--merge``)."""
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        results += json.loads(Path(path).read_text())["results"]
+    return results
 
 
 def train_config(args: argparse.Namespace, **extra: Any) -> TrainConfig:

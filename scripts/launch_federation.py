@@ -50,12 +50,38 @@ params = {params}
 rounds = {rounds}
 committee_size = 3
 quorum = 2
-commit_blocks = {phase}
-reveal_blocks = {phase}
-attest_blocks = {phase}
+commit_blocks = {commit_blocks}
+reveal_blocks = {reveal_blocks}
+attest_blocks = {attest_blocks}
 max_participants = {participants}
 min_reveals = {min_reveals}
 """
+
+
+def task_config(
+    *,
+    dataset: str,
+    rule: str,
+    rounds: int,
+    participants: int,
+    phase_blocks: tuple[int, int, int],
+    min_reveals: int,
+) -> str:
+    """The task TOML: MLP, IID, a committee of 3 with a quorum of 2; ``phase_blocks`` are the
+    commit, reveal and attest phases' lengths."""
+    params = "{ f = 1 }" if rule in ("krum", "multi_krum", "bulyan") else "{}"
+    commit, reveal, attest = phase_blocks
+    return CONFIG.format(
+        dataset=dataset,
+        rule=rule,
+        params=params,
+        rounds=rounds,
+        participants=participants,
+        commit_blocks=commit,
+        reveal_blocks=reveal,
+        attest_blocks=attest,
+        min_reveals=min_reveals,
+    )
 
 
 def flchain(*args: str) -> list[str]:
@@ -133,15 +159,14 @@ def main(argv: list[str] | None = None) -> int:
             "FLCHAIN_STORE": str(work / "store"),
             "PYTHONUNBUFFERED": "1",  # logs stay complete when a process is killed
         }
-        params = "{ f = 1 }" if args.rule in ("krum", "multi_krum", "bulyan") else "{}"
         config = work / "task.toml"
         if args.config is not None:
             if args.config.resolve() != config.resolve():
                 shutil.copyfile(args.config, config)
         else:
-            config.write_text(CONFIG.format(
-                dataset=args.dataset, rule=args.rule, params=params, rounds=args.rounds,
-                phase=args.phase_blocks, participants=n, min_reveals=max(2, n // 2),
+            config.write_text(task_config(
+                dataset=args.dataset, rule=args.rule, rounds=args.rounds, participants=n,
+                phase_blocks=(args.phase_blocks,) * 3, min_reveals=max(2, n // 2),
             ))  # fmt: skip
         owner_key = {"FLCHAIN_KEY": owner.key.to_0x_hex()}
         mint = [x for p in participants for x in ("--mint-to", p.address)]

@@ -14,10 +14,36 @@ library CommitteeSampler {
     uint256 private constant _ROUNDS = 4;
 
     /// @notice Position of commit index `index` (`< n`) in the permutation keyed by `seed`.
+    /// @dev Runs in every reveal of a round with more committers than seats, so the 4 Feistel
+    /// rounds are unrolled in assembly with the seed kept in scratch space across the calls of
+    /// the round function (same permutation as the Solidity {_decrypt} inverts: the forge fuzz
+    /// test `CommitteeSampler.t.sol` checks both directions, the pytest suite the Python sampler).
     function position(uint256 seed, uint256 n, uint256 index) internal pure returns (uint256 pos) {
         uint256 h = _halfBits(n);
-        pos = _encrypt(seed, h, index);
-        while (pos >= n) pos = _encrypt(seed, h, pos);
+        uint256 mask;
+        unchecked {
+            mask = (1 << h) - 1; // h >= 1
+        }
+        assembly ("memory-safe") {
+            mstore(0x00, seed)
+            pos := index
+            for {} 1 {} {
+                // Round i maps (l, r) to (r, l ^ f_i(r)); updating l and r in place in turn
+                // leaves (l, r) in order after an even number of rounds.
+                let l := shr(h, pos)
+                let r := and(pos, mask)
+                mstore(0x20, r)
+                l := xor(l, and(keccak256(0x00, 0x40), mask))
+                mstore(0x20, or(shl(32, 1), l))
+                r := xor(r, and(keccak256(0x00, 0x40), mask))
+                mstore(0x20, or(shl(32, 2), r))
+                l := xor(l, and(keccak256(0x00, 0x40), mask))
+                mstore(0x20, or(shl(32, 3), l))
+                r := xor(r, and(keccak256(0x00, 0x40), mask))
+                pos := or(shl(h, l), r)
+                if lt(pos, n) { break }
+            }
+        }
     }
 
     /// @notice The commit index at position `pos` (`< n`): the inverse of {position}.
@@ -31,15 +57,6 @@ library CommitteeSampler {
     function _halfBits(uint256 n) private pure returns (uint256 h) {
         h = 1;
         while ((1 << (2 * h)) < n) ++h;
-    }
-
-    function _encrypt(uint256 seed, uint256 h, uint256 x) private pure returns (uint256) {
-        uint256 mask = (1 << h) - 1;
-        (uint256 l, uint256 r) = (x >> h, x & mask);
-        for (uint256 i = 0; i < _ROUNDS; ++i) {
-            (l, r) = (r, l ^ (_f(seed, i, r) & mask));
-        }
-        return (l << h) | r;
     }
 
     function _decrypt(uint256 seed, uint256 h, uint256 y) private pure returns (uint256) {

@@ -103,16 +103,25 @@ def _div_round(num: np.ndarray, den: int) -> np.ndarray:
     return (2 * num + den) // (2 * den)
 
 
+#: Rows x columns of one slab of :func:`_weighted_sum`: 64 x 4096 int32 is 1 MiB, cache-resident
+#: whatever the number of updates. (Full-height slabs were 4 MiB at 1,000 updates, and the sum
+#: cost 1.6 ms of CPU per update there against 0.2 ms at 100.)
+_SLAB_ROWS, _SLAB_COLS = 64, 4096
+
+
 def _weighted_sum(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
     """Exact ``Σ w_i·v_i`` of int32 vectors, as int64. With ``Σ w_i < 2^22`` every partial sum
-    is below 2^53, so float64 BLAS (gemv on cache-sized column blocks) is exact in any order;
-    larger totals take the slower int64 loop."""
+    is below 2^53, so float64 BLAS (gemv on cache-sized slabs, each slab's sum then added in
+    int64) is exact in any order; larger totals take the slower int64 loop."""
     d, total = vectors[0].shape[0], sum(weights)
     out = np.zeros(d, np.int64)
     if total < 2**22:
-        w, b = np.asarray(weights, np.float64), _block(len(vectors))
-        for s in range(0, d, b):
-            out[s : s + b] = w @ np.stack([v[s : s + b] for v in vectors]).astype(np.float64)
+        w = np.asarray(weights, np.float64)
+        for s in range(0, d, _SLAB_COLS):
+            part = out[s : s + _SLAB_COLS]  # a view: adding to it fills out
+            for r in range(0, len(vectors), _SLAB_ROWS):
+                slab = np.stack([v[s : s + _SLAB_COLS] for v in vectors[r : r + _SLAB_ROWS]])
+                part += (w[r : r + _SLAB_ROWS] @ slab.astype(np.float64)).astype(np.int64)
     elif total < 2**31:  # |Σ w_i·v_i| < 2^62, so 2·sum in _div_round still fits int64
         for v, weight in zip(vectors, weights, strict=True):
             out += np.int64(weight) * v

@@ -23,6 +23,19 @@ smallest exponent whose codes fit (``e_t = 0`` or ``max|c| >= 2^(b-2)``), a func
 decoded integers alone, so decode → encode is byte-identical and two different files never
 decode to the same update. The exponents live in a tensor rather than in the safetensors
 metadata so the header stays a function of the spec (one byte comparison on decode).
+
+Top-k updates (``"topk"``, Stich, Cordonnier & Jaggi, NeurIPS 2018, "Sparsified SGD with
+memory"): the file holds two int32 tensors of ``k = ceil(topk_fraction · N)`` entries,
+:data:`INDICES` (positions in the flat layout of :func:`flat_layout`, strictly ascending) and
+:data:`VALUES` (the fixed-point values there, at the full 2^-F resolution); every other
+coordinate is zero. ``k`` is a function of the spec, so the header is too and the size is
+fixed. The decoded update is the dense int32 vector, so every rule computes on it exactly as on
+an int32 update. Canonical: the entries are the ``k`` largest ``|q|`` (ties to the lower index,
+:func:`top_k`); an update with fewer than ``k`` nonzero coordinates pads with zero values at
+the lowest free indices, the only place a zero value may appear. Decoding checks ranges,
+duplicates, order and that padding rule, so decode → encode is byte-identical here too. Error
+feedback (what the node did not send, added to its next update before selecting) is
+:func:`sparsify`'s job; the node keeps the residual.
 """
 
 from __future__ import annotations
@@ -86,6 +99,14 @@ class MagnitudeBoundExceeded(UpdateFormatError):
     """A coordinate exceeds the spec's magnitude bound."""
 
 
+class IndexOutOfRange(UpdateFormatError):
+    """A top-k update names a coordinate the model does not have."""
+
+
+class DuplicateIndex(UpdateFormatError):
+    """A top-k update names one coordinate twice."""
+
+
 class NonCanonicalEncoding(UpdateFormatError):
     """Tensors match the spec but the bytes differ from the canonical encoding (metadata,
     header layout, padding, a different spec digest or kind)."""
@@ -97,6 +118,8 @@ class NonCanonicalEncoding(UpdateFormatError):
 #: The tensor of a compressed update that holds each tensor's scale exponent. A leading dot
 #: cannot start a torch parameter name, so it never collides with a model's tensor.
 EXPONENTS = ".exponents"
+#: The tensors of a top-k update: flat positions and the fixed-point values there.
+INDICES, VALUES = ".indices", ".values"
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,7 @@ class _Layout:
     dtype: np.dtype
     slices: tuple[tuple[str, tuple[int, ...], int, int], ...]  # name, shape, start, end (items)
     exponents: tuple[int, int] | None = None  # where a compressed update's exponents are
+    sparse: tuple[slice, slice] | None = None  # where a top-k update's indices and values are
 
 
 _ST_DTYPE = {"int32": "I32", "float32": "F32", "int16": "I16", "int8": "I8"}
@@ -114,7 +138,7 @@ _ST_DTYPE = {"int32": "I32", "float32": "F32", "int16": "I16", "int8": "I8"}
 def _store(spec: ModelSpec, kind: Kind) -> str:
     if kind == "model" or spec.codec.encoding == "float32":
         return "float32"
-    return "int32" if spec.codec.encoding == "fixed" else spec.codec.encoding
+    return "int32" if spec.codec.encoding in ("fixed", "topk") else spec.codec.encoding
 
 
 @functools.lru_cache(maxsize=32)
@@ -124,6 +148,10 @@ def _layout(spec: ModelSpec, kind: Kind) -> _Layout:
     compressed = kind == "update" and spec.codec.encoding in COMPRESSED
     if compressed:
         zeros[EXPONENTS] = np.zeros(len(spec.tensors), dtype)
+    topk = kind == "update" and spec.codec.encoding == "topk"
+    if topk:
+        k = spec.codec.topk(spec.num_params)
+        zeros = {INDICES: np.zeros(k, dtype), VALUES: np.zeros(k, dtype)}
     blob = safetensors.numpy.save(zeros, metadata=_metadata(spec, kind))
     header_len = 8 + int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8:header_len])
@@ -132,7 +160,7 @@ def _layout(spec: ModelSpec, kind: Kind) -> _Layout:
         (
             (name, tuple(h["shape"]), h["data_offsets"][0] // size, h["data_offsets"][1] // size)
             for name, h in header.items()
-            if name not in ("__metadata__", EXPONENTS)
+            if name not in ("__metadata__", EXPONENTS, INDICES, VALUES)
         ),
         key=lambda s: s[2],
     )
@@ -140,7 +168,11 @@ def _layout(spec: ModelSpec, kind: Kind) -> _Layout:
     if compressed:
         a, b = header[EXPONENTS]["data_offsets"]
         exponents = (a // size, b // size)
-    return _Layout(blob[:header_len], len(blob), dtype, tuple(slices), exponents)
+    sparse = None
+    if topk:
+        (ia, ib), (va, vb) = (header[n]["data_offsets"] for n in (INDICES, VALUES))
+        sparse = (slice(ia // size, ib // size), slice(va // size, vb // size))
+    return _Layout(blob[:header_len], len(blob), dtype, tuple(slices), exponents, sparse)
 
 
 def flat_layout(spec: ModelSpec) -> tuple[tuple[str, tuple[int, ...], int, int], ...]:
@@ -248,9 +280,52 @@ def _to_fixed(flat: np.ndarray, spec: ModelSpec) -> np.ndarray:
                 f"tensor {_name_at(spec, 'update', i)!r} holds {float(flat[i])!r}, which "
                 f"{spec.codec.encoding} rounds past the bound {spec.codec.bound}"
             )
+    if spec.codec.encoding == "topk":
+        kept = np.zeros_like(q)
+        where = top_k(q, spec.codec.topk(spec.num_params))
+        kept[where] = q[where]
+        q = kept
     q = q.astype(np.int32)
     q.flags.writeable = False
     return q
+
+
+def top_k(q: np.ndarray, k: int) -> np.ndarray:
+    """The positions of the ``k`` largest ``|q|``, ascending; among equal magnitudes the lower
+    positions win, so the choice is a function of ``q`` alone (exact: ``q`` holds integers)."""
+    size = np.abs(q.astype(np.int64))
+    if k >= size.size:
+        return np.arange(size.size, dtype=np.int64)
+    cut = np.partition(size, size.size - k)[size.size - k]  # the k-th largest magnitude
+    above = np.flatnonzero(size > cut)
+    ties = np.flatnonzero(size == cut)[: k - above.size]
+    return np.sort(np.concatenate([above, ties]))
+
+
+def sparsify(
+    delta: Mapping[str, Array], residual: np.ndarray | None, spec: ModelSpec
+) -> tuple[Update, np.ndarray]:
+    """Top-k with error feedback: the :class:`Update` a node sends for ``delta`` plus what it
+    held back before (``residual``: float64, flat, :func:`flat_layout`; ``None`` = zero), and
+    what it holds back now. The sum is rounded to fixed point and clipped to the magnitude
+    bound (the excess stays in the residual rather than failing the round); its top-k
+    coordinates are sent; the new residual is the sum minus exactly what was sent, so rounding
+    and clipping are fed back too."""
+    if spec.codec.encoding != "topk":
+        raise NonCanonicalEncoding(f"sparsify needs a topk codec, not {spec.codec.encoding!r}")
+    flat = _flatten(delta, spec, "update")
+    if residual is not None:
+        if residual.shape != flat.shape:
+            raise ShapeMismatch(f"residual has shape {residual.shape}, need {flat.shape}")
+        flat = flat + residual
+    _check_finite(flat, spec, "update")
+    bound_q = spec.codec.bound_q
+    q = np.clip(np.rint(flat * 2.0**spec.codec.frac_bits), -bound_q, bound_q).astype(np.int64)
+    sent = np.zeros(q.size, np.int32)
+    where = top_k(q, spec.codec.topk(spec.num_params))
+    sent[where] = q[where]
+    sent.flags.writeable = False
+    return Update(spec, sent), flat - sent.astype(np.float64) * 2.0**-spec.codec.frac_bits
 
 
 def _compress(flat: np.ndarray, spec: ModelSpec) -> np.ndarray:
@@ -304,6 +379,8 @@ def encode_update(update: Update | Mapping[str, Array], spec: ModelSpec) -> byte
         body = update.q.astype(lay.dtype, copy=False)
     elif spec.codec.encoding in COMPRESSED:
         body = _pack(update.q, spec, lay)
+    elif spec.codec.encoding == "topk":
+        body = _pack_sparse(update.q, spec, lay)
     else:
         body = (update.q.astype(np.float64) * 2.0**-spec.codec.frac_bits).astype(lay.dtype)
     return lay.header + body.tobytes()
@@ -327,6 +404,45 @@ def _pack(q: np.ndarray, spec: ModelSpec, lay: _Layout) -> np.ndarray:
         exponents.append(e)
     body[lay.exponents[0] : lay.exponents[1]] = exponents
     return body.astype(lay.dtype)
+
+
+def _pack_sparse(q: np.ndarray, spec: ModelSpec, lay: _Layout) -> np.ndarray:
+    """The body of a top-k update: its ``k`` canonical positions and the values there."""
+    assert lay.sparse is not None
+    where = top_k(q, spec.codec.topk(spec.num_params))
+    if np.count_nonzero(q) > where.size:
+        raise NonCanonicalEncoding(
+            f"update has {np.count_nonzero(q)} nonzero coordinates, topk sends {where.size}"
+        )
+    body = np.zeros((lay.size - len(lay.header)) // lay.dtype.itemsize, np.int32)
+    body[lay.sparse[0]] = where
+    body[lay.sparse[1]] = q[where]
+    return body
+
+
+def _unpack_sparse(body: np.ndarray, spec: ModelSpec, lay: _Layout) -> np.ndarray:
+    """The dense fixed-point update of a top-k body (int64), after checking the positions are
+    in range, distinct, ascending and the canonical choice for the values."""
+    assert lay.sparse is not None
+    n = spec.num_params
+    where = body[lay.sparse[0]].astype(np.int64)
+    values = body[lay.sparse[1]].astype(np.int64)
+    bad = (where < 0) | (where >= n)
+    if bad.any():
+        raise IndexOutOfRange(f"index {int(where[np.argmax(bad)])} is outside 0..{n - 1}")
+    steps = np.diff(where)
+    if not (steps > 0).all():
+        unique, counts = np.unique(where, return_counts=True)
+        if (counts > 1).any():
+            raise DuplicateIndex(f"index {int(unique[np.argmax(counts > 1)])} appears twice")
+        raise NonCanonicalEncoding("top-k indices are not in ascending order")
+    q = np.zeros(n, np.int64)
+    q[where] = values
+    if not np.array_equal(top_k(q, where.size), where):
+        raise NonCanonicalEncoding(
+            "top-k zero values must pad at the lowest free indices, after every nonzero one"
+        )
+    return q
 
 
 def _unpack(body: np.ndarray, spec: ModelSpec, lay: _Layout) -> np.ndarray:
@@ -363,11 +479,12 @@ def decode_update(data: bytes, spec: ModelSpec) -> Update:
     magnitude bound, or a non-canonical encoding.
     """
     body = _checked_body(data, spec, "update")
-    if spec.codec.encoding in ("fixed", *COMPRESSED):
+    if spec.codec.encoding in ("fixed", "topk", *COMPRESSED):
         if spec.codec.encoding == "fixed":
             q = body
         else:
-            wide = _unpack(body, spec, _layout(spec, "update"))
+            unpack = _unpack_sparse if spec.codec.encoding == "topk" else _unpack
+            wide = unpack(body, spec, _layout(spec, "update"))
             if np.abs(wide).max(initial=0) > spec.codec.bound_q:
                 q = wide  # the bound check below names the tensor
             else:
@@ -457,6 +574,9 @@ def _diagnose(data: bytes, spec: ModelSpec, kind: Kind, lay: _Layout) -> None:
     want = {t.name: t.shape for t in spec.tensors}
     if lay.exponents is not None:
         want[EXPONENTS] = (len(spec.tensors),)
+    if lay.sparse is not None:
+        k = spec.codec.topk(spec.num_params)
+        want = {INDICES: (k,), VALUES: (k,)}
     for name in want:
         if name not in header:
             raise MissingTensor(f"tensor {name!r} is missing")

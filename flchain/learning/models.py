@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -18,9 +19,11 @@ from torch import nn
 
 from flchain.errors import ConfigError
 
-Encoding = Literal["fixed", "float32", "int16", "int8"]
+Encoding = Literal["fixed", "float32", "int16", "int8", "topk"]
 #: The compressed encodings and the largest code magnitude each stores.
 COMPRESSED: dict[str, int] = {"int16": 2**15 - 1, "int8": 2**7 - 1}
+#: Tensor names the codecs use in update files (see :mod:`flchain.learning.codec`).
+RESERVED = (".exponents", ".indices", ".values")
 
 #: Input shape and number of classes of the built-in data sets (see :mod:`.data`).
 DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
@@ -40,6 +43,8 @@ class CodecParams:
     stores small integer codes ``c`` and one power-of-two scale ``2**e`` (``e`` in the file),
     standing for the fixed-point values ``c * 2**e`` at the same ``frac_bits``, so the rules
     compute on exactly the integers they always do (see :mod:`flchain.learning.codec`).
+    ``"topk"`` sends only the :attr:`topk` largest coordinates (``topk_fraction`` of them) as
+    indices and int32 fixed-point values; the rest decode to zero.
     ``bound`` is the largest absolute value a single update coordinate may take (checked on
     decode).
     """
@@ -47,12 +52,24 @@ class CodecParams:
     encoding: Encoding = "fixed"
     frac_bits: int = 20
     bound: float = 64.0
+    #: The fraction of coordinates a top-k update sends (``encoding="topk"`` only; 0 otherwise,
+    #: and then left out of the spec's JSON so older specs keep their digest).
+    topk_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.encoding not in ("fixed", "float32", *COMPRESSED):
+        if self.encoding not in ("fixed", "float32", "topk", *COMPRESSED):
             raise ConfigError(
-                f"codec.encoding must be 'fixed', 'float32', 'int16' or 'int8', "
+                f"codec.encoding must be 'fixed', 'float32', 'int16', 'int8' or 'topk', "
                 f"not {self.encoding!r}"
+            )
+        fraction = self.topk_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise ConfigError(f"codec.topk_fraction must be a number, not {fraction!r}")
+        if self.encoding == "topk" and not 0 < fraction <= 1:
+            raise ConfigError(f"codec.topk_fraction must be in (0, 1] for topk, not {fraction}")
+        if self.encoding != "topk" and fraction != 0:
+            raise ConfigError(
+                f"codec.topk_fraction is {fraction}, but encoding {self.encoding!r} is not topk"
             )
         if not 0 <= self.frac_bits <= 30:
             raise ConfigError(f"codec.frac_bits must be in [0, 30], not {self.frac_bits}")
@@ -65,6 +82,11 @@ class CodecParams:
     def bound_q(self) -> int:
         """The magnitude bound in fixed-point units."""
         return int(self.bound * 2**self.frac_bits)
+
+    def topk(self, num_params: int) -> int:
+        """How many coordinates a top-k update of ``num_params`` parameters sends:
+        ``ceil(topk_fraction · num_params)``, at least 1."""
+        return min(num_params, max(1, math.ceil(self.topk_fraction * num_params)))
 
 
 @dataclass(frozen=True)
@@ -96,8 +118,9 @@ class ModelSpec:
         names = [t.name for t in self.tensors]
         if not names or len(set(names)) != len(names):
             raise ConfigError("model spec needs at least one tensor and unique tensor names")
-        if ".exponents" in names:  # the compressed codec's own tensor (no torch name starts ".")
-            raise ConfigError("model spec: '.exponents' is reserved, not a parameter name")
+        reserved = sorted(set(names) & set(RESERVED))
+        if reserved:  # the codecs' own tensors (no torch parameter name starts with ".")
+            raise ConfigError(f"model spec: {reserved[0]!r} is reserved, not a parameter name")
         for t in self.tensors:
             if t.dtype != "float32":
                 raise ConfigError(f"tensor {t.name!r}: only float32 parameters are supported")
@@ -139,7 +162,10 @@ class ModelSpec:
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace; the input of :meth:`digest`."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        data = asdict(self)
+        if self.codec.encoding != "topk":  # added later: older specs keep their exact bytes
+            del data["codec"]["topk_fraction"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:

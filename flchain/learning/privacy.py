@@ -6,6 +6,12 @@ accountant turns ``k`` compositions of noise multiplier σ at sampling rate 1 in
 task's δ. The ledger counts *rounds*, not training calls: training is seeded by the round, so
 training the same round again (a restarted node) reproduces the same noisy update, which
 releases nothing new.
+
+:func:`epsilon_of` is the one place a count of rounds becomes ε: the node's accountant (its
+log, ``flchain status --local``, the target-ε check) and the round report's reader
+(:meth:`~flchain.protocol.report.RoundReport.privacy`, ``flchain status``) both call it, so
+the committee's report holds integer counts only (identical bytes on every member) and ε is
+derived from them wherever it is shown.
 """
 
 from __future__ import annotations
@@ -15,6 +21,12 @@ from dataclasses import dataclass
 
 from flchain.errors import PrivacyBudgetExhausted
 from flchain.learning.training import DPConfig, dp_epsilon
+
+
+def epsilon_of(dp: DPConfig, rounds: int) -> float:
+    """Cumulative ε after ``rounds`` releases under ``dp`` (0 for none): Opacus' RDP
+    accountant, ``rounds`` compositions of the Gaussian mechanism at sampling rate 1."""
+    return dp_epsilon(dp.noise_multiplier, rounds, dp.delta) if rounds else 0.0
 
 
 @dataclass(frozen=True)
@@ -36,8 +48,7 @@ class PrivacyAccountant:
 
     def epsilon(self, releases: int | None = None) -> float:
         """Cumulative ε after ``releases`` rounds (default: the rounds spent so far)."""
-        n = len(self.rounds) if releases is None else releases
-        return dp_epsilon(self.dp.noise_multiplier, n, self.dp.delta) if n else 0.0
+        return epsilon_of(self.dp, len(self.rounds) if releases is None else releases)
 
     def check(self, round_id: int) -> None:
         """Raise :class:`PrivacyBudgetExhausted` if training ``round_id`` would take the

@@ -38,6 +38,13 @@ and ``c`` saturates at the codec's magnitude bound (a documented clamp, never a 
 a companion blob of the global model, found as the server optimizers' state is (the report's
 ``server_state_cid``; zero before the first finalized round; :mod:`flchain.protocol.committee`).
 
+With a server optimizer (FedAvgM, FedAdam, ...) the ``Δw`` half of the aggregate is its
+pseudo-gradient, exactly as in a FedAvg task (the optimizer plays SCAFFOLD's global step size
+η_g), and ``c`` moves by the ``Δc`` half as above, untouched by the optimizer: ``Δc`` estimates
+gradients, not a step. The optimizer's state (``m``, ``v``) then rides in the same companion
+blob beside ``c`` (:func:`encode_control`), so one CID still names everything a round carries
+over; participants, who need only ``c``, download the optimizer's state with it.
+
 A participant updates ``c_i`` with the quantized ``Δc_i`` it sends (:func:`train_scaffold`),
 so the server's ``c`` and the participants' ``c_i`` move by the same fixed-point amounts (the
 participant adds them in float64, exact to its rounding), and quantization error does not
@@ -51,7 +58,7 @@ update is applied.
 from __future__ import annotations
 
 import functools
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +70,7 @@ from flchain.errors import UpdateFormatError
 from flchain.learning.codec import Update, flat_layout, quantize
 from flchain.learning.data import TensorData
 from flchain.learning.models import ModelSpec, TensorSpec
-from flchain.learning.server_opt import mul_q, to_q
+from flchain.learning.server_opt import ServerOptimizer, check_ranges, mul_q, read_slots, to_q
 from flchain.learning.training import TrainConfig, TrainResult, train_local
 
 #: The prefix of a control tensor in a SCAFFOLD update. A leading dot cannot start a torch
@@ -182,34 +189,69 @@ def zero_control(spec: ModelSpec) -> np.ndarray:
     return np.zeros(spec.num_params, np.int64)
 
 
-def _metadata(spec: ModelSpec) -> dict[str, str]:
-    return {"flchain": f"scaffold-state:{spec.digest().hex()}"}
+def _stateful(optimizer: ServerOptimizer | None) -> ServerOptimizer | None:
+    """The optimizer whose state rides along with ``c`` (``None``: none, or a stateless one)."""
+    return optimizer if optimizer is not None and optimizer.slots else None
+
+
+def _metadata(spec: ModelSpec, optimizer: ServerOptimizer | None) -> dict[str, str]:
+    # c alone keeps the bytes it had before server optimizers could join SCAFFOLD
+    tail = f":{optimizer.name}" if optimizer is not None else ""
+    return {"flchain": f"scaffold-state:{spec.digest().hex()}{tail}"}
 
 
 @functools.lru_cache(maxsize=16)
-def _header(spec: ModelSpec) -> tuple[bytes, int]:
-    blob = safetensors.numpy.save({"c": zero_control(spec)}, metadata=_metadata(spec))
+def _header(spec: ModelSpec, optimizer: ServerOptimizer | None) -> tuple[bytes, int]:
+    zeros = {"c": zero_control(spec)}
+    if optimizer is not None:
+        zeros |= optimizer.zero_state(spec.num_params)
+    blob = safetensors.numpy.save(zeros, metadata=_metadata(spec, optimizer))
     return blob[: 8 + int.from_bytes(blob[:8], "little")], len(blob)
 
 
-def encode_control(control: np.ndarray, spec: ModelSpec) -> bytes:
-    """The canonical bytes of the server variate ``c`` (one int64 tensor ``c``)."""
+def encode_control(
+    control: np.ndarray,
+    spec: ModelSpec,
+    optimizer: ServerOptimizer | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
+) -> bytes:
+    """The canonical bytes of the server variate ``c`` (an int64 tensor ``c``) and, for a task
+    with a stateful server optimizer, that optimizer's ``state`` beside it (its slots)."""
     if control.shape != (spec.num_params,):
         raise MalformedControlState(f"control has shape {control.shape}, need {spec.num_params}")
-    arr = np.ascontiguousarray(control, dtype="<i8")
-    return safetensors.numpy.save({"c": arr}, metadata=_metadata(spec))
+    optimizer = _stateful(optimizer)
+    slots = optimizer.slots if optimizer is not None else ()
+    state = state or {}
+    if set(state) != set(slots) or any(state[k].shape != control.shape for k in slots):
+        raise MalformedControlState(f"optimizer state has {sorted(state)}, need {list(slots)}")
+    arrays = {k: np.ascontiguousarray(v, dtype="<i8") for k, v in {"c": control, **state}.items()}
+    return safetensors.numpy.save(arrays, metadata=_metadata(spec, optimizer))
 
 
-def decode_control(data: bytes, spec: ModelSpec) -> np.ndarray:
-    """Check ``data`` is the canonical SCAFFOLD state for ``spec`` (header, size, the codec's
-    magnitude bound) and return ``c``."""
-    header, size = _header(spec)
-    if len(data) != size or bytes(data[: len(header)]) != header:
+def decode_control_state(
+    data: bytes, spec: ModelSpec, optimizer: ServerOptimizer | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Check ``data`` is the canonical SCAFFOLD state for ``spec`` and the task's server
+    ``optimizer`` (header, size, the codec's magnitude bound for ``c``, the optimizer's ranges)
+    and return ``c`` and the optimizer's state (empty without a stateful optimizer)."""
+    optimizer = _stateful(optimizer)
+    header, size = _header(spec, optimizer)
+    slots = read_slots(data, header, size, ("c", *(optimizer.slots if optimizer else ())))
+    if slots is None:
         raise MalformedControlState(
             f"not a SCAFFOLD state for this model spec ({len(data)} bytes, need {size})"
         )
-    a, b = (x // 8 for x in json.loads(header[8:])["c"]["data_offsets"])
-    c = np.frombuffer(data, dtype="<i8", offset=len(header))[a:b].astype(np.int64)
+    c = slots.pop("c")
     if np.abs(c).max(initial=0) > spec.codec.bound_q:
         raise MalformedControlState("SCAFFOLD state c exceeds the codec's magnitude bound")
-    return c
+    if optimizer is not None:
+        check_ranges(slots, optimizer)
+    return c, slots
+
+
+def decode_control(
+    data: bytes, spec: ModelSpec, optimizer: ServerOptimizer | None = None
+) -> np.ndarray:
+    """The server variate ``c`` of a SCAFFOLD state (checked as :func:`decode_control_state`
+    checks it): what a participant trains with."""
+    return decode_control_state(data, spec, optimizer)[0]

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,18 +253,36 @@ def decode_state(data: bytes, optimizer: ServerOptimizer, spec: ModelSpec) -> di
     """Check ``data`` is the canonical state of ``optimizer`` for ``spec`` (header, size and
     value ranges) and return its slots."""
     header, size = _header(optimizer, spec)
-    if len(data) != size or bytes(data[: len(header)]) != header:
+    out = read_slots(data, header, size, optimizer.slots)
+    if out is None:
         raise MalformedServerState(
             f"not a {optimizer.name} state for this model spec ({len(data)} bytes, need {size})"
         )
+    check_ranges(out, optimizer)
+    return out
+
+
+def read_slots(
+    data: bytes, header: bytes, size: int, names: Iterable[str]
+) -> dict[str, np.ndarray] | None:
+    """The int64 arrays ``names`` of a state blob (safetensors, canonical ``header``, ``size``
+    bytes in all), or None when ``data`` is not that blob. Shared by the server optimizer's
+    state and SCAFFOLD's, which carries the optimizer's slots beside ``c``."""
+    if len(data) != size or bytes(data[: len(header)]) != header:
+        return None
     layout = json.loads(header[8:])
     body = np.frombuffer(data, dtype="<i8", offset=len(header))
-    out: dict[str, np.ndarray] = {}
-    for slot in optimizer.slots:
-        a, b = (x // 8 for x in layout[slot]["data_offsets"])
-        out[slot] = body[a:b].astype(np.int64)
-    if "m" in out and np.abs(out["m"]).max(initial=0) > M_MAX[optimizer.name]:
+    slots = {}
+    for name in names:
+        a, b = (x // 8 for x in layout[name]["data_offsets"])
+        slots[name] = body[a:b].astype(np.int64)
+    return slots
+
+
+def check_ranges(state: Mapping[str, np.ndarray], optimizer: ServerOptimizer) -> None:
+    """Refuse a decoded state whose ``m`` or ``v`` is outside the range the optimizer keeps
+    it in (a state no honest committee wrote)."""
+    if "m" in state and np.abs(state["m"]).max(initial=0) > M_MAX[optimizer.name]:
         raise MalformedServerState(f"server state m exceeds {M_MAX[optimizer.name]}, its bound")
-    if "v" in out and (out["v"].min(initial=0) < 0 or out["v"].max(initial=0) > V_MAX):
+    if "v" in state and (state["v"].min(initial=0) < 0 or state["v"].max(initial=0) > V_MAX):
         raise MalformedServerState("server state v is outside [0, 2^62)")
-    return out

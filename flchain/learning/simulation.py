@@ -8,12 +8,16 @@ encoded to canonical bytes and decoded again exactly as a committee member would
 failures become :class:`~.aggregation.Failure` s); the rule aggregates; the global model moves
 by the aggregate. With ``train.scaffold`` every client keeps its SCAFFOLD control variate
 between rounds and the server variate moves exactly as a committee moves it
-(:mod:`.scaffold`). This is the "plain in-memory FedAvg" baseline the participant node's overhead is
-measured against.
+(:mod:`.scaffold`); a server optimizer then steps with the ``Δw`` half of the aggregate, and
+attackers craft their updates from the joint ``Δw‖Δc`` vector a SCAFFOLD client sends. With a
+top-k codec every client keeps its error-feedback residual between rounds, as a participant
+node does (:func:`.codec.sparsify`), unless ``SimConfig.error_feedback`` is off. This is the
+"plain in-memory FedAvg" baseline the participant node's overhead is measured against.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -38,7 +42,13 @@ from flchain.learning.attacks import (
     collude,
     ipm,
 )
-from flchain.learning.codec import Update, apply_update, decode_update, encode_update
+from flchain.learning.codec import (
+    Update,
+    apply_update,
+    decode_update,
+    encode_update,
+    sparsify,
+)
 from flchain.learning.data import FederatedData, TensorData
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled, sampling_seed
@@ -119,6 +129,9 @@ class SimConfig:
     #: The server optimizer turning each round's aggregate into the global step, as a
     #: committee applies it (:mod:`.server_opt`); ``None``: the aggregate is the step.
     server_optimizer: ServerOptimizer | None = None
+    #: Top-k codecs: whether clients feed back what they did not send (a node always does;
+    #: off, the rest of each update is dropped).
+    error_feedback: bool = True
 
     def __post_init__(self) -> None:
         if self.attack is not None:
@@ -131,8 +144,6 @@ class SimConfig:
             raise ConfigError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
         if self.client_fraction < 1 and self.attack is not None:
             raise ConfigError("client_fraction < 1 is not supported with attacks")
-        if self.train.scaffold and (self.attack is not None or self.server_optimizer):
-            raise ConfigError("scaffold is not supported with attacks or a server optimizer")
         if not 0 < self.backdoor_fraction <= 1 or (
             self.backdoor_boost is not None and not self.backdoor_boost > 0
         ):
@@ -274,6 +285,10 @@ def run_federation(
     uspec = update_spec(spec) if scaffold else spec
     server_c = zero_control(spec)
     client_c = {i: np.zeros(spec.num_params) for i in range(len(fed.clients))} if scaffold else {}
+    if scaffold and spec.codec.encoding == "topk":  # as the task config refuses it
+        raise ConfigError('scaffold cannot be combined with codec "topk"')
+    feedback = spec.codec.encoding == "topk" and config.error_feedback
+    residual: dict[int, np.ndarray] = {}  # top-k error feedback: what each client held back
     for rnd in range(1, config.rounds + 1):
         t0 = time.perf_counter()
         trained: dict[int, TrainResult] = {}
@@ -295,14 +310,17 @@ def run_federation(
             if attacker and config.attack == "backdoor":
                 data = poisoned[i]
             if attacker and config.attack in _NO_TRAINING:  # they claim samples, train nothing
-                zeros = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+                zeros = {t.name: torch.zeros(t.shape) for t in uspec.tensors}
                 trained[i] = TrainResult(zeros, len(data), float("nan"))
             elif scaffold:
                 seed = training_seed(client_seed(config.seed, i), rnd - 1)
                 controls = Controls(spec, client_c[i], server_c)
                 run = train_scaffold(model, data, config.train, seed, controls)
                 client_c[i] = run.client_control
-                trained[i] = run.train
+                # attackers craft from what a client sends, the joint Δw‖Δc (so a sign flip
+                # flips Δc too and colluders pool both halves); honest clients send run.update
+                joint = run.update.to_tensors()
+                trained[i] = TrainResult(joint, run.train.num_samples, run.train.train_loss)
                 controlled[i] = run.update
             else:
                 seed = training_seed(client_seed(config.seed, i), rnd - 1)
@@ -310,6 +328,10 @@ def run_federation(
         sent: dict[int, dict[str, torch.Tensor] | Update] = {
             i: controlled.get(i, res.delta) for i, res in trained.items()
         }
+        if feedback:  # honest clients; an update sparsify refuses goes out as garbage below
+            for i in (i for i in trained if i >= config.num_attackers):
+                with contextlib.suppress(UpdateFormatError):
+                    sent[i], residual[i] = sparsify(trained[i].delta, residual.get(i), spec)
         attackers = range(config.num_attackers)
         if config.attack in COLLUDING and config.num_attackers:
             z = config.alie_z

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from opacus.accountants import RDPAccountant
 from torch import nn
 
 from flchain.errors import ConfigError, DataError
@@ -114,6 +113,10 @@ def dp_epsilon(
     noise_multiplier: float, releases: int, delta: float, sample_rate: float = 1.0
 ) -> float:
     """ε after ``releases`` Gaussian releases, from Opacus's RDP accountant."""
+    # Imported here, not at the top: Opacus pulls in torch.distributed and more (a sixth of
+    # `flchain demo`'s import time), and only DP tasks need it.
+    from opacus.accountants import RDPAccountant
+
     acc = RDPAccountant()
     acc.history = [(noise_multiplier, sample_rate, releases)]
     return float(acc.get_epsilon(delta, alphas=_ALPHAS))

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
 
 from flchain.config import AggregationConfig, LedgerConfig
 from flchain.errors import ConfigError
-from flchain.ledger.chain import Chain
+from flchain.ledger.chain import Chain, TxRequest
 from flchain.ledger.contracts import (
     SLASHER_ROLE,
     ZERO_BYTES32,
@@ -158,8 +159,8 @@ def deploy_stack(
         token.approve(admin, task.address, funding)
         task.fund(admin, funding)
     each = 10 * min_stake if mint_amount is None else mint_amount
-    for address in mint_to:
-        token.mint(admin, address, each)
+    mint = token.contract.functions.mint
+    chain.transact_all([TxRequest(mint(to_checksum_address(a), each), admin) for a in mint_to])
     if start:
         task.start(admin)
     return Deployment(token, registry, task, admin)
@@ -170,11 +171,14 @@ def register_all(
 ) -> None:
     """Approve and register each account with ``stake`` (default: the registry's minimum);
     admits them first when the allow-list gate is on."""
-    registry, token = deployment.registry, deployment.token
+    registry, token, chain = deployment.registry, deployment.token, deployment.chain
     amount = registry.min_stake() if stake is None else stake
-    gated = registry.allowlist_enabled()
-    for account in accounts:
-        if gated:
-            registry.set_allowed(deployment.admin, account.address, True)
-        token.approve(account, registry.address, amount)
-        registry.register(account, amount)
+    # Three batches, each estimated once the one before it is mined: a registration needs
+    # its account admitted and its approval in place.
+    if registry.allowlist_enabled():
+        allow = registry.contract.functions.setAllowed
+        chain.transact_all([TxRequest(allow(a.address, True), deployment.admin) for a in accounts])
+    approve = token.contract.functions.approve(registry.address, amount)
+    chain.transact_all([TxRequest(approve, a) for a in accounts])
+    register = registry.contract.functions.register(amount)
+    chain.transact_all([TxRequest(register, a) for a in accounts])

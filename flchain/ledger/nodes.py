@@ -111,8 +111,25 @@ class NodeProcess:
             start_new_session=True,  # stop() ends the node's whole process group (npx → node)
         )
         self._wait_ready()
-        self.after_start()
+        try:
+            self.after_start()
+        except BaseException:
+            self.stop()  # a node left running here would outlive the failed start
+            raise
         return self
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the node process has used so far, from ``/proc`` (None
+        where there is none, or before start): what a benchmark measures a node's own work
+        by, as it does not count time spent waiting for a busy machine."""
+        if self._process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rpartition(")")[2]
+        except OSError:
+            return None
+        utime, stime = fields.split()[11:13]  # fields 14 and 15 of proc(5), after the name
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
     def rpc(self, method: str, params: list[Any]) -> Any:
         """One raw JSON-RPC request (for set-up, before any ``Chain`` exists)."""
@@ -267,12 +284,22 @@ class GethProcess(NodeProcess):
 
     def after_start(self) -> None:
         (funder,) = self.rpc("eth_accounts", [])[:1]
+        # Explicit nonces: geth numbers back-to-back sends from its pending state, which can
+        # lag behind (a thousand transfers met "replacement transaction underpriced").
+        first = int(self.rpc("eth_getTransactionCount", [funder, "pending"]), 16)
         hashes = [
             self.rpc(
                 "eth_sendTransaction",
-                [{"from": funder, "to": account.address, "value": hex(self.FUNDING)}],
+                [
+                    {
+                        "from": funder,
+                        "to": account.address,
+                        "value": hex(self.FUNDING),
+                        "nonce": hex(first + i),
+                    }
+                ],
             )
-            for account in dev_accounts(self.accounts)
+            for i, account in enumerate(dev_accounts(self.accounts))
         ]
         deadline = time.monotonic() + self.startup_timeout
         for tx_hash in hashes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -69,6 +70,31 @@ class RetryingHTTPProvider(HTTPProvider):
         raw = self._make_request(method, request_data)
         return _checked_response(method, json.loads(request_data)["id"], raw, self.url)
 
+    def batch(self, calls: Sequence[tuple[str, Any]]) -> list[RPCResponse]:
+        """Send ``calls`` (method, params) as one JSON-RPC batch; the answers in call order,
+        each checked as :meth:`make_request` checks one (else :class:`BadRPCResponse`)."""
+        if not calls:
+            return []
+        requests_data = [self.encode_rpc_request(RPCEndpoint(m), p) for m, p in calls]
+        ids = [json.loads(r)["id"] for r in requests_data]
+        raw = self._make_request("batch", b"[" + b",".join(requests_data) + b"]")
+        try:
+            answers = safejson.loads(raw)
+        except ValueError as exc:
+            raise BadRPCResponse(f"{self.url} answered a batch with something not JSON") from exc
+        if not isinstance(answers, list) or len(answers) != len(calls):
+            # a node that refuses batches answers with one error object
+            detail = answers.get("error") if isinstance(answers, dict) else answers
+            raise BadRPCResponse(
+                f"{self.url} did not answer a batch of {len(calls)} with {len(calls)} answers: "
+                f"{detail!r:.200}"
+            )
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        return [
+            _checked(method, i, by_id.get(i), self.url)
+            for (method, _), i in zip(calls, ids, strict=True)
+        ]
+
     def _post(self, request_data: bytes) -> bytes:
         """POST and read the whole answer within ``timeout`` seconds *in total*: requests'
         timeout is per socket read, so a node trickling bytes would otherwise stall us."""
@@ -121,11 +147,18 @@ def _checked_response(method: str, request_id: Any, raw: bytes, url: str) -> RPC
     Errors of plain reads are raised here as :class:`LedgerError`; others (calls, gas
     estimates, sends) go on to web3 as ``Web3RPCError``, which :class:`Chain` decodes.
     """
-    where = f"{url} answered {method}"
     try:
         response = safejson.loads(raw)
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
-        raise BadRPCResponse(f"{where} with something that is not JSON: {raw[:80]!r}") from exc
+        raise BadRPCResponse(
+            f"{url} answered {method} with something that is not JSON: {raw[:80]!r}"
+        ) from exc
+    return _checked(method, request_id, response, url)
+
+
+def _checked(method: str, request_id: Any, response: Any, url: str) -> RPCResponse:
+    """``response`` (decoded JSON) if it is a well-formed answer to request ``request_id``."""
+    where = f"{url} answered {method}"
     if not isinstance(response, dict):
         raise BadRPCResponse(f"{where} with a JSON {type(response).__name__}, not an object")
     if response.get("jsonrpc") != "2.0":

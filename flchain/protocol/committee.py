@@ -19,9 +19,10 @@ three times its size for the committee's benefit.
 
 With SCAFFOLD (``[training] algorithm = "scaffold"``, :mod:`flchain.learning.scaffold`) an
 update carries ``Δw`` and ``Δc`` in one file of the derived update spec; the rule aggregates the
-joint vector, the ``Δw`` half moves the model (no server optimizer: the config refuses the
-combination) and the ``Δc`` half moves the server control variate ``c``, which is the companion
-blob then, found the same way (zero before the first finalized round).
+joint vector, the ``Δw`` half moves the model (through the server optimizer, if the task has
+one) and the ``Δc`` half moves the server control variate ``c``, which is the companion blob
+then (with the optimizer's state beside it), found the same way (zero before the first
+finalized round).
 
 A participant's bad update (missing blob, digest mismatch, wrong format) is recorded as a
 failure in the report and earns nothing; the round goes on. Problems of the member's own
@@ -32,8 +33,9 @@ compute.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, UpdateFormatError
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
@@ -47,7 +49,7 @@ from flchain.learning.codec import (
 from flchain.learning.models import ModelSpec
 from flchain.learning.sampling import is_sampled
 from flchain.learning.scaffold import (
-    decode_control,
+    decode_control_state,
     encode_control,
     server_control_step,
     split,
@@ -115,6 +117,10 @@ class RoundInputs:
     #: SCAFFOLD: updates are of ``update_spec(spec)`` and ``server_state_cid`` names the
     #: server control variate instead of an optimizer state.
     scaffold: bool = False
+    #: DP tasks: the report counts each participant's revealed rounds (``dp_rounds``),
+    #: extending the counts of the report ``previous_cumulative`` comes from.
+    dp: bool = False
+    previous_dp_rounds: Mapping[Address, int] = field(default_factory=dict)
 
     @property
     def update_spec(self) -> ModelSpec:
@@ -205,6 +211,7 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         server_state_cid=state_cid,
         base_round=inputs.base_round,
         base_note=inputs.base_note,
+        dp_rounds=_dp_rounds(inputs, outcomes),
     )
     report_bytes = report.to_bytes()
     return RoundOutcome(
@@ -217,6 +224,48 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         reward_total=reward_total,
         tree=tree,
     )
+
+
+def _dp_rounds(inputs: RoundInputs, outcomes: Sequence[UpdateOutcome]) -> dict[Address, int]:
+    """A DP task's count of revealed rounds per participant: the base report's, plus one for
+    every participant that revealed an update this round (accepted or not: once its CID is
+    on-chain the update is public, so it spent privacy)."""
+    if not inputs.dp:
+        return {}
+    counts = dict(inputs.previous_dp_rounds)
+    for o in outcomes:
+        who = Address(o.participant)
+        counts[who] = counts.get(who, 0) + 1
+    return counts
+
+
+class SharedRecomputation:
+    """:func:`recompute_round` for committee members that share one process and one store:
+    members whose inputs are equal get the one outcome computed for the first of them.
+
+    Each member still reads its own inputs from the chain (:meth:`TaskView.round_inputs`), and
+    the outcome is the pure function of those inputs and the content they name, so equal
+    inputs give the same outcome whoever computes it; only a repeat of the arithmetic in the
+    same process is saved. Members in separate processes (``flchain node run``, the multi-host
+    federation) never share one of these: each recomputes on its own. Keyed by all of the
+    inputs; so only for members that all read one store.
+    """
+
+    def __init__(self) -> None:
+        self._outcomes: dict[bytes, RoundOutcome] = {}
+
+    def __call__(self, inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
+        key = _inputs_key(inputs)
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            outcome = self._outcomes[key] = recompute_round(inputs, store)
+        return outcome
+
+
+def _inputs_key(inputs: RoundInputs) -> bytes:
+    """All of ``inputs`` as one value (fields added to :class:`RoundInputs` later are in it
+    too). Equal pickles mean equal inputs; unequal ones only cost a recomputation."""
+    return hashlib.sha256(pickle.dumps(inputs, protocol=5)).digest()
 
 
 def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) -> tuple[Update, str]:
@@ -235,18 +284,21 @@ def _server_step(inputs: RoundInputs, aggregate: Update, store: ContentStore) ->
 def _scaffold_step(
     inputs: RoundInputs, aggregate: Update, store: ContentStore
 ) -> tuple[Update, str]:
-    """SCAFFOLD: the ``Δw`` half of the aggregate is the step; the ``Δc`` half moves the server
-    control variate, stored as the round's companion blob (its CID)."""
-    if inputs.server_optimizer is not None and inputs.server_optimizer.slots:
-        raise AggregationError("scaffold with a server optimizer is not supported")
-    spec = inputs.spec
+    """SCAFFOLD: the ``Δw`` half of the aggregate is the step (or, with a server optimizer,
+    its pseudo-gradient); the ``Δc`` half moves the server control variate, stored with the
+    optimizer's state as the round's companion blob (its CID)."""
+    spec, optimizer = inputs.spec, inputs.server_optimizer
     if inputs.server_state_cid is None:
         control = zero_control(spec)
+        state = optimizer.zero_state(spec.num_params) if optimizer is not None else {}
     else:  # named by an attested report: a missing or bad blob is this member's problem
-        control = decode_control(store.get(inputs.server_state_cid), spec)
+        blob = store.get(inputs.server_state_cid)
+        control, state = decode_control_state(blob, spec, optimizer)
     step, delta_c = split(aggregate, spec)
     control = server_control_step(control, delta_c, inputs.client_fraction, spec.codec.bound_q)
-    return step, store.put(encode_control(control, spec))
+    if optimizer is not None and optimizer.slots:
+        step, state = server_step(optimizer, step, state)
+    return step, store.put(encode_control(control, spec, optimizer, state))
 
 
 def _fetch_updates(

@@ -58,11 +58,17 @@ class TaskManifest:
             config = config_from_dict(raw["config"])
             spec = ModelSpec.from_json(json.dumps(raw["model_spec"]))
             _check_spec(spec)
-            wanted = CODECS[config.training.codec]
-            if config.training.codec != "int32" and spec.codec.encoding != wanted:
+            t = config.training
+            wanted = CODECS[t.codec]
+            if t.codec != "int32" and spec.codec.encoding != wanted:
                 raise ConfigError(
-                    f"malformed task manifest: training.codec is {config.training.codec!r} "
+                    f"malformed task manifest: training.codec is {t.codec!r} "
                     f"but the model spec encodes updates as {spec.codec.encoding!r}"
+                )
+            if spec.codec.topk_fraction != t.topk_fraction:
+                raise ConfigError(
+                    f"malformed task manifest: training.topk_fraction is {t.topk_fraction} "
+                    f"but the model spec sends {spec.codec.topk_fraction}"
                 )
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, ConfigError):

@@ -14,6 +14,8 @@ from typing import Any
 
 from flchain import safejson
 from flchain.errors import ProtocolError
+from flchain.learning.privacy import PrivacySpend, epsilon_of
+from flchain.learning.training import DPConfig
 from flchain.types import Address
 
 
@@ -51,6 +53,11 @@ class RoundReport:
     base_round: int | None = None
     #: Why the latest finalized round's credits were not built on ("" when they were).
     base_note: str = ""
+    #: DP tasks: per participant, how many rounds' updates it has revealed so far (those of
+    #: the finalized rounds this report's credits build on, and this one). Integers, so every
+    #: member writes the same bytes; ε follows from them and the manifest's DP parameters
+    #: (:meth:`privacy`). Empty, and then left out of the bytes, for tasks without DP.
+    dp_rounds: dict[Address, int] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes (the report digest is the sha-256 of these)."""
@@ -58,6 +65,8 @@ class RoundReport:
         data["outcomes"] = [asdict(o) for o in self.outcomes]
         if not self.server_state_cid:  # reports of tasks without one keep their exact bytes
             del data["server_state_cid"]
+        if not self.dp_rounds:  # the same for tasks without DP
+            del data["dp_rounds"]
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def digest(self) -> bytes:
@@ -79,13 +88,36 @@ class RoundReport:
             or (type(report.base_round) is int and 0 <= report.base_round < report.round)
         ):
             wrong = "base_round must be an earlier round or null"
-        if wrong is None and not (
-            isinstance(report.cumulative, dict)
-            and all(isinstance(k, str) and type(v) is int for k, v in report.cumulative.items())
-        ):
-            wrong = "cumulative must map addresses to integers"
+        if wrong is None:
+            wrong = _counts_error("cumulative", report.cumulative, negative=True)
+        if wrong is None:
+            wrong = _counts_error("dp_rounds", report.dp_rounds, negative=False)
         if wrong:
             raise ProtocolError(f"malformed round report: {wrong}")
         if report.to_bytes() != data:
             raise ProtocolError("round report is not in canonical form")
         return report
+
+    def privacy(self, dp: DPConfig) -> dict[str, PrivacySpend]:
+        """ε per participant as of this round, under the task's DP parameters ``dp``: the ε of
+        its release in this round (0 if it revealed nothing) and cumulative over the rounds
+        :attr:`dp_rounds` counts (with the accountant the node uses, :func:`epsilon_of`)."""
+        revealed = {o.participant for o in self.outcomes}
+        return {
+            who: PrivacySpend(
+                self.round,
+                epsilon_of(dp, 1) if who in revealed else 0.0,
+                epsilon_of(dp, rounds),
+                dp.delta,
+            )
+            for who, rounds in sorted(self.dp_rounds.items())
+        }
+
+
+def _counts_error(name: str, counts: object, *, negative: bool) -> str | None:
+    """Why ``counts`` is not a map of addresses to integers (``negative``: any sign)."""
+    if isinstance(counts, dict) and all(
+        isinstance(k, str) and type(v) is int and (negative or v >= 0) for k, v in counts.items()
+    ):
+        return None
+    return f"{name} must map addresses to integers" + ("" if negative else " >= 0")

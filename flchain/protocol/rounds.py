@@ -124,6 +124,8 @@ class RewardBase:
     cumulative: Mapping[Address, int] = field(default_factory=dict)
     #: Why the latest finalized round's credits were left out ("" when they were not).
     note: str = ""
+    #: DP tasks: the revealed-round counts of the same report (see ``RoundReport.dp_rounds``).
+    dp_rounds: Mapping[Address, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -250,9 +252,10 @@ class TaskView:
             report = self.report_of(r)
             error = soundness_error(report, self.task.round_record(r), base)
             if error is None:
-                base = RewardBase(r, report.cumulative)
+                base = RewardBase(r, report.cumulative, dp_rounds=report.dp_rounds)
             else:
-                base = RewardBase(base.round, base.cumulative, f"round {r} left out: {error}")
+                note = f"round {r} left out: {error}"
+                base = RewardBase(base.round, base.cumulative, note, base.dp_rounds)
             self._base_after[r] = base
         return base
 
@@ -327,6 +330,8 @@ class TaskView:
             base_note=base.note,
             scaffold=self.manifest.config.training.algorithm == "scaffold",
             validation=self.validation,
+            dp=bool(self.manifest.config.training.dp),
+            previous_dp_rounds=base.dp_rounds,
         )
 
     def server_control(self, round_id: int) -> np.ndarray:
@@ -336,4 +341,5 @@ class TaskView:
         spec = self.manifest.spec
         if previous is None or not previous.server_state_cid:
             return zero_control(spec)
-        return decode_control(self.store.get(CID(previous.server_state_cid)), spec)
+        optimizer = server_optimizer(self.manifest.config)
+        return decode_control(self.store.get(CID(previous.server_state_cid)), spec, optimizer)

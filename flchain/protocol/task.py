@@ -144,7 +144,8 @@ def server_optimizer(config: TaskConfig) -> ServerOptimizer | None:
 
 def codec_params(config: TaskConfig) -> CodecParams:
     """The update codec the task's manifest names (``[training] codec``)."""
-    return CodecParams(encoding=cast(Encoding, CODECS[config.training.codec]))
+    t = config.training
+    return CodecParams(encoding=cast(Encoding, CODECS[t.codec]), topk_fraction=t.topk_fraction)
 
 
 def train_config(config: TaskConfig) -> TrainConfig:

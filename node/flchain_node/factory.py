@@ -26,6 +26,7 @@ from flchain.learning.data import FederatedData
 from flchain.learning.local_data import load_local
 from flchain.learning.training import client_seed
 from flchain.ledger.contracts import TrainingTask
+from flchain.protocol.committee import recompute_round
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.task import (
     check_model_layout,
@@ -38,7 +39,7 @@ from flchain.storage import ContentStore
 from flchain.targets import one_line
 from flchain_node.flower import FlowerTrainer
 from flchain_node.local import LocalMetrics, Log, PrivateTrainer
-from flchain_node.participant import ParticipantNode, UpdateSource
+from flchain_node.participant import ParticipantNode, Recompute, UpdateSource
 from flchain_node.state import NodeState
 from flchain_node.trainer import LocalTrainer
 
@@ -197,6 +198,7 @@ def build_participant(
     reveal: bool = True,
     attest: bool = True,
     confirmations: int = 0,
+    recompute: Recompute = recompute_round,
 ) -> ParticipantNode:
     """A participant node; with ``state_path`` it resumes from (and persists to) that file."""
     state = (
@@ -212,5 +214,5 @@ def build_participant(
     )
     return ParticipantNode(
         task, store, account, source, state=state, manifest=manifest, reveal=reveal,
-        attest=attest, confirmations=confirmations,
+        attest=attest, confirmations=confirmations, recompute=recompute,
     )  # fmt: skip

@@ -10,6 +10,7 @@ the runner mines blocks up to the next phase deadline.
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import tempfile
 import time
@@ -32,6 +33,7 @@ from flchain.learning.training import client_seed, evaluate
 from flchain.learning.validation import validation_slice
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import (
+    Committed,
     CommitteeMemberSettled,
     NonRevealerSlashed,
     Phase,
@@ -40,12 +42,14 @@ from flchain.ledger.contracts import (
     TrainingTask,
 )
 from flchain.ledger.deploy import Deployment, register_all
+from flchain.protocol.committee import SharedRecomputation
 from flchain.protocol.rounds import round_start_bound
 from flchain.protocol.task import federated_data, train_config
 from flchain.storage import ContentStore, LocalStore
 from flchain_node.factory import build_participant, shard_trainer, task_model
 from flchain_node.owner import Keeper, create_task
 from flchain_node.participant import ParticipantNode, StepReport, UpdateSource
+from flchain_node.pool import PooledTrainer, TrainingPool, poolable
 from flchain_node.trainer import NODE_ATTACKS, Attacker, LocalTrainer
 
 ROLES = ("honest", "attacker", "free_rider", "dropout")
@@ -90,6 +94,14 @@ class DemoConfig:
     #: the validation set's); the owner runs one more, honest node on it, whose address is the
     #: task's ``aggregation.reference_account``.
     root_per_class: int = 10
+    #: ``[training] codec`` and ``topk_fraction`` (how updates are encoded).
+    codec: str = "int32"
+    topk_fraction: float = 0.0
+    #: ``[training] dp`` (client-level differential privacy; empty: off).
+    dp: dict[str, float] = field(default_factory=dict)
+    #: Worker processes that train honest participants ahead of their steps (0: each node
+    #: trains in its own step). Not part of the task: the updates are the same either way.
+    workers: int = 0
 
     @classmethod
     def honest_fedavg(cls, participants: int, rounds: int, **overrides: Any) -> DemoConfig:
@@ -150,6 +162,9 @@ class DemoConfig:
                 batch_size=self.batch_size,
                 lr=self.lr,
                 seed=self.seed,
+                codec=self.codec,
+                topk_fraction=self.topk_fraction,
+                dp=dict(self.dp),
                 **(
                     {}
                     if self.server_optimizer == "none"
@@ -236,7 +251,14 @@ class Federation:
         self.roles = demo.roles() + [REFERENCE] * demo.reference
         self.fed = federated_data(self.config.data, demo.participants)
         self.deployment = self._deploy()
-        self.nodes = [self._node(i, a) for i, a in enumerate(self.accounts)]
+        sources = [self._source(i) for i in range(len(self.roles))]
+        self.pool = self._pool(sources)
+        # The members are in this process and read this store: a round's outcome is computed
+        # once for all of them (each still reads its inputs from the chain; see the class).
+        self.recomputation = SharedRecomputation()
+        self._prefetched: set[int] = set()
+        self._committees: dict[int, set[str]] = {}
+        self.nodes = [self._node(i, a, sources[i]) for i, a in enumerate(self.accounts)]
         self.role_of = {n.address: r for n, r in zip(self.nodes, self.roles, strict=True)}
 
     def _deploy(self) -> Deployment:
@@ -255,7 +277,8 @@ class Federation:
         self.keeper = Keeper(created.deployment.task, self.owner)
         return created.deployment
 
-    def _node(self, i: int, account: LocalAccount) -> ParticipantNode:
+    def _source(self, i: int) -> UpdateSource:
+        """What participant ``i`` sends: its shard's honest training, or its role's behaviour."""
         role = self.roles[i]
         if role == REFERENCE:
             source: UpdateSource = self._reference_trainer()
@@ -273,7 +296,56 @@ class Federation:
             )  # fmt: skip
         elif role == "free_rider":
             source = Attacker(honest.model, honest.data, honest.config, honest.seed, "free_rider")
-        dropout = role == "dropout"
+        return source
+
+    def _pool(self, sources: list[UpdateSource]) -> TrainingPool | None:
+        """Worker processes for the participants whose training can run ahead (see
+        :mod:`flchain_node.pool`), when ``workers`` asks for them. Not with client sampling
+        (workers would train participants the round leaves out) or SCAFFOLD."""
+        training = self.config.training
+        if (
+            self.demo.workers < 1
+            or training.client_fraction < 1
+            or training.algorithm == "scaffold"
+            or "fork" not in multiprocessing.get_all_start_methods()  # e.g. Windows
+        ):
+            return None
+        trainers = {
+            i: s for i, s in enumerate(sources) if isinstance(s, LocalTrainer) and poolable(s)
+        }
+        if not trainers:
+            return None
+        pool = TrainingPool(trainers, self.manifest.spec, self.demo.workers)
+        for i, trainer in trainers.items():
+            sources[i] = PooledTrainer(trainer, pool, i)
+        return pool
+
+    def _prefetch(self, round_id: int) -> None:
+        """Start round ``round_id``'s pooled training from the model it trains from (what each
+        node reads for itself in its step; a node whose model differs trains there)."""
+        if self.pool is not None and round_id not in self._prefetched:
+            self._prefetched.add(round_id)
+            cid = self.nodes[0].view.global_model_cid(round_id)
+            self.pool.prefetch(round_id, self.store.get(cid))
+
+    def _may_attest(self, node: ParticipantNode, now: tuple[int, Phase]) -> bool:
+        """False for a node outside the committee during the attest phase, which has nothing
+        to do there (its late vote on the previous round, if any, came with its first step
+        of this round); true otherwise. Saves a view call per non-member and round."""
+        round_id, phase = now
+        if phase != Phase.ATTEST:
+            return True
+        members = self._committees.get(round_id)
+        if members is None:
+            task = self.deployment.task
+            since = round_start_bound(self.nodes[0].view.params, task.round_record(round_id))
+            by_index = {e.index: e.account for e in task.events(Committed, since, round=round_id)}
+            members = {by_index[i] for i in task.committee_indices(round_id)}
+            self._committees[round_id] = members
+        return node.address in members
+
+    def _node(self, i: int, account: LocalAccount, source: UpdateSource) -> ParticipantNode:
+        dropout = self.roles[i] == "dropout"
         return build_participant(
             self.deployment.task,
             self.store,
@@ -282,6 +354,7 @@ class Federation:
             manifest=self.manifest,
             reveal=not dropout,
             attest=not dropout,
+            recompute=self.recomputation,
         )
 
     def _reference_trainer(self) -> LocalTrainer:
@@ -305,8 +378,29 @@ class Federation:
         rows: list[RoundRow] = []
         pending = self._fresh_pending()
         round_id = task.current_round()
+        # Event-driven: a node is stepped when the task moved to a round or phase in which it
+        # has not yet done its part; stepping it again before that would only read the chain
+        # to find nothing to do (each step is a view call; at 50 participants a quarter of all
+        # steps were such empty ones). ``settled[i]``: the (round, phase) node i is done with.
+        settled: dict[int, tuple[int, Phase]] = {}
+        now = (round_id, task.phase())
         while True:
-            steps = [node.step() for node in self.nodes]
+            steps = []
+            if now[1] == Phase.COMMIT:
+                self._prefetch(now[0])
+            for i, node in enumerate(self.nodes):
+                if settled.get(i) == now or not self._may_attest(node, now):
+                    continue
+                step = node.step()
+                if settles(step):
+                    settled[i] = (step.round, step.phase)
+                if self.pool is not None and "attest" in step.actions:
+                    # the vote may have finalized the round: the next one's training can start
+                    # before the rest of this pass steps into it
+                    upcoming = task.current_round()
+                    if upcoming > step.round and task.phase() == Phase.COMMIT:
+                        self._prefetch(upcoming)
+                steps.append(step)
             for step in steps:
                 self._book(pending, step)
             acted = any(map(did_something, steps)) | self._keeper(pending)
@@ -324,10 +418,12 @@ class Federation:
                     on_round(row)
                 pending = self._fresh_pending()
                 round_id += 1
-            if task.phase() == Phase.COMPLETED:
+            now = (current, task.phase())
+            if now[1] == Phase.COMPLETED:
                 break
             if not acted:
                 advance_clock(task)
+                now = (current, task.phase())  # a deadline passed: the round cannot change
         # settle the last rounds' committees once their windows have passed
         self.chain.mine(self.config.ledger.attest_blocks + 1)
         self._keeper(pending)
@@ -348,6 +444,8 @@ class Federation:
         )
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         self.store.close()
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -421,6 +519,27 @@ def with_overrides(demo: DemoConfig, **changes: Any) -> DemoConfig:
 def did_something(step: StepReport) -> bool:
     """Whether a node's step acted (rather than found nothing to do, or its key inactive)."""
     return bool(set(step.actions) - {"inactive"})
+
+
+#: Per phase, the actions after which a node owes nothing more in that phase of that round.
+#: In the attest phase (and once the task completed) a single step always does everything the
+#: node can do there: membership is fixed when the reveal phase fixes the seed, and only the
+#: member itself votes. An expire that did not happen (another node's came first, or it
+#: reverted) leaves the node due: the round only moves on when someone expires it.
+DUTIES = {
+    Phase.COMMIT: {"commit", "not-sampled", "skipped-privacy", "missed-commit-deadline"},
+    Phase.REVEAL: {"reveal", "reveal-refused"},
+    Phase.EXPIRABLE: {"expire"},
+}
+
+
+def settles(step: StepReport) -> bool:
+    """Whether a node that took ``step`` has nothing left to do until the task's round or
+    phase changes (a node that found nothing to do, e.g. a reveal that must wait for the
+    commit phase to close, is stepped again)."""
+    if step.phase in (Phase.ATTEST, Phase.COMPLETED):
+        return True
+    return bool(DUTIES.get(step.phase, set()) & set(step.actions))
 
 
 def advance_clock(task: TrainingTask) -> None:

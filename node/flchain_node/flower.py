@@ -24,8 +24,10 @@ import torch
 from flchain.config import TaskConfig
 from flchain.errors import ConfigError, ProtocolError
 from flchain.learning.models import ModelSpec
+from flchain.learning.scaffold import Controls
 from flchain.targets import import_target, one_line
 from flchain_node.local import LocalMetric, LocalMetrics
+from flchain_node.participant import Produced
 
 # Flower's telemetry posts to Flower's servers unless switched off (read when flwr is first
 # imported, lazily below): a node never dials out unless its operator says so.
@@ -163,8 +165,10 @@ class FlowerTrainer:
         return delta
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        """A round of the Flower client (which knows nothing of control variates: a SCAFFOLD
+        round gets no ``c_i⁺``, and the node refuses it)."""
         arrays, cfg = self._arrays(global_state), round_config(self.config, round_id)
         evaluated = self._evaluate(arrays, cfg)
         if evaluated is not None:
@@ -179,7 +183,7 @@ class FlowerTrainer:
         if num_examples < 1:
             raise FlowerClientError(f"Flower client {self.target} trained on {num_examples} "
                                     "examples")  # fmt: skip
-        return delta, min(num_examples, self.max_samples)
+        return Produced(delta, min(num_examples, self.max_samples))
 
     def validate(self, global_state: dict[str, torch.Tensor], round_id: int) -> None:
         """Record the client's evaluation of ``global_state`` (e.g. the final model)."""

@@ -12,22 +12,21 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from flchain import safejson
 from flchain.errors import PrivacyBudgetExhausted, ProtocolError
-from flchain.learning.codec import Update
 from flchain.learning.data import TensorData
 from flchain.learning.models import load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
 from flchain.learning.scaffold import Controls
 from flchain.learning.training import TrainConfig, evaluate
 from flchain_node.metering import RoundWork
+from flchain_node.participant import Produced
 from flchain_node.trainer import LocalTrainer
 
 Log = Callable[[str], None]
@@ -172,26 +171,18 @@ class PrivateTrainer(LocalTrainer):
                      f"loss {ev.loss:.4f} on {len(self.validation)} held-out samples")  # fmt: skip
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        """Validate ``global_state`` on the held-out data, then train; the sample count is the
+        capped one this node reports."""
         if round_id in self._refused:  # asked again every block: answer without work
             raise PrivacyBudgetExhausted(f"round {round_id}: skipped, past the target ε")
         self.validate(global_state, round_id)
         try:
-            delta, _ = super().produce(global_state, round_id)
+            produced = super().produce(global_state, round_id, controls)
         except PrivacyBudgetExhausted as exc:
             if self.log is not None and round_id not in self._refused:
                 self.log(str(exc))  # once per round: the node asks again every block
             self._refused.add(round_id)
             raise
-        return delta, self.num_samples
-
-    def produce_scaffold(
-        self,
-        global_state: dict[str, torch.Tensor],
-        round_id: int,
-        controls: Controls,
-    ) -> tuple[Update, int, np.ndarray]:
-        self.validate(global_state, round_id)
-        update, _, control = super().produce_scaffold(global_state, round_id, controls)
-        return update, self.num_samples, control
+        return replace(produced, num_samples=self.num_samples)

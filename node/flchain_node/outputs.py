@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from flchain_node.federation import TOKEN, FederationResult
 
@@ -44,65 +46,36 @@ def write_outputs(result: FederationResult, out: Path) -> list[Path]:
 
 def _rounds_csv(result: FederationResult, path: Path) -> None:
     actions = sorted({a for r in result.rounds for a in r.gas})
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "round",
-                "status",
-                "accuracy",
-                "loss",
-                "accepted",
-                "rejected",
-                "rewards_tokens",
-                "slashed_tokens",
-                "wall_seconds",
-                *[f"gas_{a}" for a in actions],
-            ]
-        )
-        for r in result.rounds:
-            w.writerow(
-                [
-                    r.round,
-                    r.status,
-                    r.accuracy,
-                    r.loss,
-                    len(r.accepted),
-                    len(r.rejected),
-                    sum(r.rewards.values()) / TOKEN,
-                    sum(r.slashes.values()) / TOKEN,
-                    round(r.seconds.get("wall", 0.0), 3),
-                    *[r.gas.get(a, 0) for a in actions],
-                ]
-            )
+    header = ["round", "status", "accuracy", "loss", "accepted", "rejected", "rewards_tokens",
+              "slashed_tokens", "wall_seconds", *[f"gas_{a}" for a in actions]]  # fmt: skip
+    rows = (
+        [r.round, r.status, r.accuracy, r.loss, len(r.accepted), len(r.rejected),
+         sum(r.rewards.values()) / TOKEN, sum(r.slashes.values()) / TOKEN,
+         round(r.seconds.get("wall", 0.0), 3), *[r.gas.get(a, 0) for a in actions]]
+        for r in result.rounds
+    )  # fmt: skip
+    _write_csv(path, header, rows)
 
 
 def _participants_csv(result: FederationResult, path: Path) -> None:
+    header = ["participant", "role", "accepted_rounds", "rewards_tokens", "claimed_tokens",
+              "slashed_tokens", "final_stake_tokens"]  # fmt: skip
+    rows = (
+        [who, role, sum(who in r.accepted for r in result.rounds),
+         sum(r.rewards.get(who, 0) for r in result.rounds) / TOKEN,
+         result.claimed.get(who, 0) / TOKEN,
+         sum(r.slashes.get(who, 0) for r in result.rounds) / TOKEN,
+         result.stakes.get(who, 0) / TOKEN]
+        for who, role in result.roles.items()
+    )  # fmt: skip
+    _write_csv(path, header, rows)
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[list[object]]) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(
-            [
-                "participant",
-                "role",
-                "accepted_rounds",
-                "rewards_tokens",
-                "claimed_tokens",
-                "slashed_tokens",
-                "final_stake_tokens",
-            ]
-        )
-        for who, role in result.roles.items():
-            w.writerow(
-                [
-                    who,
-                    role,
-                    sum(who in r.accepted for r in result.rounds),
-                    sum(r.rewards.get(who, 0) for r in result.rounds) / TOKEN,
-                    result.claimed.get(who, 0) / TOKEN,
-                    sum(r.slashes.get(who, 0) for r in result.rounds) / TOKEN,
-                    result.stakes.get(who, 0) / TOKEN,
-                ]
-            )
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def _plot_accuracy(result: FederationResult, path: Path) -> None:
@@ -117,9 +90,7 @@ def _plot_accuracy(result: FederationResult, path: Path) -> None:
         title=f"Global model accuracy ({result.config.rule})",
     )
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_rewards(result: FederationResult, path: Path) -> None:
@@ -136,9 +107,7 @@ def _plot_rewards(result: FederationResult, path: Path) -> None:
     ax.set(xlabel="round", ylabel="cumulative reward (tokens)", title="Rewards per participant")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_gas(result: FederationResult, path: Path) -> None:
@@ -152,6 +121,10 @@ def _plot_gas(result: FederationResult, path: Path) -> None:
         bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
     ax.set(xlabel="round", ylabel="gas (millions)", title="Gas per round by transaction type")
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plt.close(fig)  # pyplot keeps every open figure alive otherwise

@@ -29,7 +29,7 @@ from flchain.errors import (
     ProtocolError,
     TransactionTimeout,
 )
-from flchain.learning.codec import Update, decode_model, encode_update, update_digest
+from flchain.learning.codec import Update, decode_model, encode_update, sparsify, update_digest
 from flchain.learning.scaffold import Controls, update_spec
 from flchain.ledger.contract_errors import CommitPhaseOpen
 from flchain.ledger.contracts import (
@@ -44,36 +44,42 @@ from flchain.ledger.contracts import (
 )
 from flchain.ledger.merkle import RewardTree
 from flchain.protocol.commitment import commitment, new_salt
-from flchain.protocol.committee import RoundOutcome, recompute_round
+from flchain.protocol.committee import RoundInputs, RoundOutcome, recompute_round
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
 from flchain_node.metering import MeteredStore
-from flchain_node.state import ControlStore, NodeState, RoundState
+from flchain_node.state import NodeState, RoundState, RoundVectors
+
+
+@dataclass(frozen=True)
+class Produced:
+    """What a trainer made of one round."""
+
+    #: The float delta from the global model (the node quantizes or sparsifies it), or in a
+    #: SCAFFOLD round the quantized update carrying ``Δw`` and ``Δc``.
+    update: Update | dict[str, torch.Tensor]
+    num_samples: int
+    #: SCAFFOLD: this participant's new control variate ``c_i⁺``.
+    control: np.ndarray | None = None
+
+
+#: How a committee member computes a round's outcome from its inputs and the store:
+#: :func:`recompute_round`, or a :class:`~flchain.protocol.committee.SharedRecomputation` for
+#: members that share one process and store.
+Recompute = Callable[[RoundInputs, ContentStore], RoundOutcome]
 
 
 class UpdateSource(Protocol):
     """Produces this participant's update for a round from the global model."""
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
-        """The delta from ``global_state`` and the number of samples it was trained on."""
-        ...
-
-
-class ScaffoldSource(Protocol):
-    """Produces a SCAFFOLD update (``Δw`` and ``Δc``) from the global model, this
-    participant's control variate ``c_i`` and the server's ``c``."""
-
-    def produce_scaffold(
-        self,
-        global_state: dict[str, torch.Tensor],
-        round_id: int,
-        controls: Controls,
-    ) -> tuple[Update, int, np.ndarray]:
-        """The update, its sample count and the new ``c_i``."""
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        """The round's update and the number of samples it was trained on; with ``controls``
+        (SCAFFOLD: ``c_i`` and the server's ``c``) also the new ``c_i`` (a source that cannot
+        train with control variates returns none, and the node refuses the round)."""
         ...
 
 
@@ -101,6 +107,9 @@ class ParticipantNode:
     it as done. Until then every step re-checks the chain and sends it again (same salt, same
     update) if a reorg dropped it; the reveal also waits for the commit to be that deep. With
     0 (embedded and dev chains, which do not reorg) a receipt is final at once.
+
+    ``recompute``: how it computes a round's outcome on the committee (default
+    :func:`recompute_round`).
     """
 
     def __init__(
@@ -115,6 +124,7 @@ class ParticipantNode:
         reveal: bool = True,
         attest: bool = True,
         confirmations: int = 0,
+        recompute: Recompute = recompute_round,
     ) -> None:
         if confirmations < 0:
             raise ProtocolError(f"confirmations must be 0 or more, got {confirmations}")
@@ -122,6 +132,7 @@ class ParticipantNode:
         # every get and put is timed and counted: the store and fetch shares of the step
         self.store = MeteredStore(store)
         self.confirmations = confirmations
+        self._recompute = recompute
         # (number, hash) of the block our last transaction landed in: when the chain no longer
         # has that block, a reorg happened under us.
         self._anchor: tuple[int, bytes] | None = None
@@ -133,7 +144,14 @@ class ParticipantNode:
         # SCAFFOLD: c_i is kept beside the state file (in memory for a node without one)
         self.scaffold = self.manifest.config.training.algorithm == "scaffold"
         path = self.state.path
-        self.controls = ControlStore(path.with_suffix(".controls") if path else None)
+        self.controls = RoundVectors(path.with_suffix(".controls") if path else None)
+        # top-k: the error-feedback residual, kept the same way, valid for this codec only
+        self.topk = self.manifest.spec.codec.encoding == "topk"
+        self.residuals = RoundVectors(
+            path.with_suffix(".residuals") if path else None,
+            "top-k error-feedback residual",
+            key=self.manifest.spec.digest().hex(),
+        )
         self.will_reveal, self.will_attest = reveal, attest
         self.registry = ParticipantRegistry(self.chain, task.registry())
         # Only a predecessor's (or a timed-out) transaction can be in flight: a running node
@@ -262,6 +280,8 @@ class ParticipantNode:
                 report.actions.append("missed-commit-deadline")
                 if self.scaffold:  # c_i must not move by a Δc the committee never sees
                     self.controls.discard(round_id)
+                if self.topk:  # nothing was sent: the next round feeds back the older residual
+                    self.residuals.discard(round_id)
             return
         value = commitment(
             chain_id=self.chain.chain_id,
@@ -294,45 +314,53 @@ class ParticipantNode:
         spec = self.manifest.spec
         global_state = decode_model(self.store.get(self.view.global_model_cid(round_id)), spec)
         started = time.perf_counter()
-        if self.scaffold:
-            data, num_samples = self._scaffold_update(global_state, round_id)
-        else:
-            delta, num_samples = self.source.produce(global_state, round_id)
+        controls = self._controls(round_id) if self.scaffold else None
+        produced = self.source.produce(global_state, round_id, controls)
         report.seconds["train"] = time.perf_counter() - started
-        if not self.scaffold:
-            data = encode_update(delta, spec)
+        if self.scaffold:
+            if produced.control is None:  # a source that knows nothing of control variates
+                raise ConfigError(
+                    f'training.algorithm = "scaffold": this node\'s trainer '
+                    f"({type(self.source).__name__}) cannot train with control variates"
+                )
+            self.controls.save(round_id, produced.control)  # before anything is committed
+            data = encode_update(produced.update, update_spec(spec))
+        elif self.topk:
+            data = self._sparse_update(produced.update, round_id)
+        else:
+            data = encode_update(produced.update, spec)
         cid = self.store.put(data)  # stored before committing: a restart can always reveal
         mine = RoundState(
             digest="0x" + update_digest(data).hex(),
             salt="0x" + new_salt().hex(),
-            num_samples=num_samples,
+            num_samples=produced.num_samples,
             cid=cid,
         )
         self.state.rounds[round_id] = mine
         self.state.save()
         return mine
 
-    def _scaffold_update(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[bytes, int]:
-        """Train with this node's ``c_i`` and the server's ``c`` (named by the latest finalized
-        report); ``c_i⁺`` is saved under ``round_id`` before anything is committed."""
+    def _sparse_update(self, delta: Update | dict[str, torch.Tensor], round_id: int) -> bytes:
+        """Top-k with error feedback: the residual the rounds before left is added to ``delta``
+        before selecting; what is not sent now is saved under ``round_id`` before anything is
+        committed (a restart retrains ``round_id`` from the same residual)."""
+        if isinstance(delta, Update):
+            raise ProtocolError("top-k sparsifies the float delta; the trainer sent an Update")
         spec = self.manifest.spec
-        if not hasattr(self.source, "produce_scaffold"):
-            # checked here, not at start: a node that only attests or claims needs no trainer
-            raise ConfigError(
-                f'training.algorithm = "scaffold": this node\'s trainer '
-                f"({type(self.source).__name__}) cannot train with control variates"
-            )
-        source: ScaffoldSource = self.source  # type: ignore[assignment]
-        controls = Controls(
+        residual = self.residuals.latest(before=round_id, size=spec.num_params)
+        update, residual = sparsify(delta, residual, spec)
+        self.residuals.save(round_id, residual)
+        return encode_update(update, spec)
+
+    def _controls(self, round_id: int) -> Controls:
+        """SCAFFOLD: this node's ``c_i`` (as the rounds before ``round_id`` left it) and the
+        server's ``c`` (named by the latest finalized report)."""
+        spec = self.manifest.spec
+        return Controls(
             spec,
             self.controls.latest(before=round_id, size=spec.num_params),
             self.view.server_control(round_id),
         )
-        update, num_samples, control = source.produce_scaffold(global_state, round_id, controls)
-        self.controls.save(round_id, control)
-        return encode_update(update, update_spec(spec)), num_samples
 
     def _reveal(self, view: StepView, report: StepReport) -> None:
         mine = self.state.rounds.get(view.round)
@@ -401,7 +429,7 @@ class ParticipantNode:
 
     def recompute(self, round_id: int) -> RoundOutcome:
         """Recompute ``round_id``'s result from its on-chain reveals and the store."""
-        return recompute_round(self.view.round_inputs(round_id), self.store)
+        return self._recompute(self.view.round_inputs(round_id), self.store)
 
     def report_of(self, round_id: int) -> RoundReport:
         """The report of finalized round ``round_id``."""

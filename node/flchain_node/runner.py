@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from eth_account.signers.local import LocalAccount
 
@@ -22,13 +21,12 @@ from flchain.errors import (
     TransactionFailed,
     TransactionTimeout,
 )
-from flchain.learning.codec import Update
 from flchain.learning.scaffold import Controls
 from flchain.ledger.contracts import FLToken, ParticipantRegistry, Phase, TrainingTask
 from flchain_node.local import LocalMetrics
 from flchain_node.metering import RoundWork
 from flchain_node.owner import Keeper
-from flchain_node.participant import ParticipantNode, StepReport
+from flchain_node.participant import ParticipantNode, Produced, StepReport
 
 Log = Callable[[str], None]
 
@@ -68,16 +66,8 @@ class NoTraining:
     """The update source of a node that only follows, attests or claims (``flchain claim``)."""
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
-        raise ProtocolError("this node has no training data and cannot produce updates")
-
-    def produce_scaffold(
-        self,
-        global_state: dict[str, torch.Tensor],
-        round_id: int,
-        controls: Controls,
-    ) -> tuple[Update, int, np.ndarray]:
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
         raise ProtocolError("this node has no training data and cannot produce updates")
 
 

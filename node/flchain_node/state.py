@@ -1,7 +1,7 @@
 """A node's durable memory: salts, committed digests and what it already did, per round.
 
-SCAFFOLD's client control variate lives beside the JSON state, one file per round
-(:class:`ControlStore`).
+SCAFFOLD's client control variate and top-k's error-feedback residual live beside the JSON
+state, one file per round (:class:`RoundVectors`).
 
 The salt and digest of a round are written *before* the commit transaction is sent, and the
 update bytes are already in the content store by then, so a node killed at any point can still
@@ -128,24 +128,39 @@ class NodeState:
             raise
 
 
-class ControlStore:
-    """SCAFFOLD's client control variate ``c_i``, one ``<round>.npy`` file (float64, flat, the
-    model spec's layout) per round this node trained, under ``directory`` (in memory when
-    ``None``).
+class RoundVectors:
+    """A per-round float64 vector the node carries from round to round: SCAFFOLD's client
+    control variate ``c_i``, or top-k's error-feedback residual (what the node has not sent
+    yet). One ``<round>.npy`` file (flat, the model spec's layout) per round this node trained,
+    under ``directory`` (in memory when ``None``); ``what`` names the vector in errors.
 
-    Round ``r`` trains from the variate the latest round before ``r`` left, never from ``r``'s
-    own: a node that restarts after saving round ``r``'s variate but before committing trains
-    ``r`` again from the same ``c_i``, so it produces the same update and the same ``c_i⁺``.
+    Round ``r`` trains from the vector the latest round before ``r`` left, never from ``r``'s
+    own: a node that restarts after saving round ``r``'s vector but before committing trains
+    ``r`` again from the same one, so it produces the same update and the same new vector.
     Each file is written atomically (write, fsync, rename); once round ``r``'s is written, the
     files of rounds before the one ``r`` trained from are deleted (nothing later reads them),
-    so a node keeps two variates, not one per round."""
+    so a node keeps two vectors, not one per round.
 
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
+    ``key`` names what the vectors are valid for (the residual: the task's update spec,
+    codec included): a directory written under another key is emptied on open, so a node
+    whose task codec changed starts from zero instead of feeding back a stale residual."""
+
+    KEY_FILE = "key"
+
+    def __init__(
+        self, directory: Path | None, what: str = "SCAFFOLD control variate", key: str = ""
+    ) -> None:
+        self.directory, self.what, self.key = directory, what, key
         self._memory: dict[int, np.ndarray] = {}
+        if directory is not None and key and directory.is_dir():
+            key_file = directory / self.KEY_FILE
+            if not key_file.exists() or key_file.read_text() != key:
+                for r in self.rounds():
+                    (directory / f"{r}.npy").unlink()
+                key_file.unlink(missing_ok=True)
 
     def rounds(self) -> list[int]:
-        """The rounds with a stored variate, ascending."""
+        """The rounds with a stored vector, ascending."""
         if self.directory is None:
             return sorted(self._memory)
         if not self.directory.is_dir():
@@ -153,7 +168,7 @@ class ControlStore:
         return sorted(int(p.stem) for p in self.directory.glob("*.npy") if p.stem.isdigit())
 
     def latest(self, before: int, size: int) -> np.ndarray:
-        """``c_i`` as of the latest round before ``before`` (zero when there is none)."""
+        """The vector as of the latest round before ``before`` (zero when there is none)."""
         earlier = [r for r in self.rounds() if r < before]
         if not earlier:
             return np.zeros(size)
@@ -162,34 +177,35 @@ class ControlStore:
             return self._memory[r].copy()
         path = self.directory / f"{r}.npy"
         try:
-            control: np.ndarray = np.load(path, allow_pickle=False)
+            vector: np.ndarray = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ProtocolError(f"SCAFFOLD control variate {path} is unreadable: {exc}") from exc
-        if control.shape != (size,) or control.dtype != np.float64:
+            raise ProtocolError(f"{self.what} {path} is unreadable: {exc}") from exc
+        if vector.shape != (size,) or vector.dtype != np.float64:
             raise ProtocolError(
-                f"SCAFFOLD control variate {path} holds {control.dtype}{list(control.shape)}, "
-                f"need float64[{size}]"
+                f"{self.what} {path} holds {vector.dtype}{list(vector.shape)}, need float64[{size}]"
             )
-        return control
+        return vector
 
     def discard(self, round_id: int) -> None:
-        """Forget round ``round_id``'s variate: its ``Δc`` never reached the committee (e.g. the
-        node missed the commit deadline), so the next round trains from the one before."""
+        """Forget round ``round_id``'s vector: its update never reached the committee (e.g.
+        the node missed the commit deadline), so the next round trains from the one before."""
         self._memory.pop(round_id, None)
         if self.directory is not None:
             (self.directory / f"{round_id}.npy").unlink(missing_ok=True)
 
-    def save(self, round_id: int, control: np.ndarray) -> None:
-        """Keep ``c_i⁺`` of round ``round_id``."""
-        control = np.asarray(control, np.float64)
+    def save(self, round_id: int, vector: np.ndarray) -> None:
+        """Keep the vector round ``round_id`` left."""
+        vector = np.asarray(vector, np.float64)
         if self.directory is None:
-            self._memory[round_id] = control.copy()
+            self._memory[round_id] = vector.copy()
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".control-", suffix=".npy")
+        if self.key:
+            (self.directory / self.KEY_FILE).write_text(self.key)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".vector-", suffix=".npy")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, control, allow_pickle=False)
+                np.save(f, vector, allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.directory / f"{round_id}.npy")

@@ -3,19 +3,18 @@ behaviour that wraps it."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from flchain.errors import ConfigError
 from flchain.learning.attacks import COLLUDING, Attack, Delta, alie, alie_z, ipm
-from flchain.learning.codec import Update
 from flchain.learning.data import TensorData
 from flchain.learning.models import load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
 from flchain.learning.scaffold import Controls, train_scaffold
 from flchain.learning.simulation import SimConfig, attack_update
 from flchain.learning.training import TrainConfig, TrainResult, train_local, training_seed
+from flchain_node.participant import Produced
 
 #: The attacks one participant node can run on its own (free-riding is a node role, not an
 #: attack; copycats and backdoors exist in the in-memory simulation only).
@@ -24,7 +23,7 @@ NODE_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN, Attack.LABEL_FLIP, Attack.ALI
 
 class LocalTrainer:
     """Trains the global model on this participant's own data (FedAvg / FedProx, and SCAFFOLD
-    through :meth:`produce_scaffold`).
+    when :meth:`produce` is given control variates).
 
     On a DP task (``config.dp``) every round's update is clipped and noised and charged to
     ``privacy`` (a fresh in-memory accountant unless given one that remembers past rounds);
@@ -66,25 +65,20 @@ class LocalTrainer:
         return self.privacy.spend(round_id)
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
-        result = self.train(global_state, round_id)
-        return result.delta, result.num_samples
-
-    def produce_scaffold(
-        self,
-        global_state: dict[str, torch.Tensor],
-        round_id: int,
-        controls: Controls,
-    ) -> tuple[Update, int, np.ndarray]:
-        """A SCAFFOLD round (:mod:`flchain.learning.scaffold`): the update carrying ``Δw`` and
-        ``Δc``, the sample count and this participant's new control variate ``c_i⁺``."""
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        """The round's delta; with ``controls``, a SCAFFOLD round
+        (:mod:`flchain.learning.scaffold`): the update carrying ``Δw`` and ``Δc`` and this
+        participant's new control variate ``c_i⁺``."""
+        if controls is None:
+            result = self.train(global_state, round_id)
+            return Produced(result.delta, result.num_samples)
         load_parameters(self.model, global_state)
         seed = training_seed(self.seed, round_id)
         run = train_scaffold(self.model, self.data, self.config, seed, controls)
         if run.train.buffers:
             self.model.load_state_dict(run.train.buffers, strict=False)
-        return run.update, run.train.num_samples, run.client_control
+        return Produced(run.update, run.train.num_samples, run.client_control)
 
 
 class Attacker(LocalTrainer):
@@ -147,13 +141,16 @@ class Attacker(LocalTrainer):
         return out
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        if controls is not None:  # a node's attacks craft float deltas: SCAFFOLD rounds honest
+            return super().produce(global_state, round_id, controls)
         honest = self.train(global_state, round_id)
         if self.attack == "label_flip":
-            return honest.delta, honest.num_samples
+            return Produced(honest.delta, honest.num_samples)
         if self.attack in COLLUDING:
             if self.attack == "ipm":
-                return ipm([honest.delta], self.sim.ipm_epsilon), honest.num_samples
-            return alie(self.estimates(global_state, round_id, honest), self.z), honest.num_samples
-        return attack_update(self.attack, honest, self.sim, self.gen), honest.num_samples
+                return Produced(ipm([honest.delta], self.sim.ipm_epsilon), honest.num_samples)
+            crafted = alie(self.estimates(global_state, round_id, honest), self.z)
+            return Produced(crafted, honest.num_samples)
+        return Produced(attack_update(self.attack, honest, self.sim, self.gen), honest.num_samples)

@@ -6,35 +6,27 @@ skips with the reason locally and FAILS under ``CI=true``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from support.scripts import SCRIPTS, load_script
 from support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "run_slither.py"
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("run_slither", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_slither"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_slither_finds_nothing_untriaged() -> None:
-    run_slither = _script()
+    run_slither = load_script("run_slither")
     require_tool(run_slither.find_slither() is not None, "slither not installed",
                  "pip install slither-analyzer==0.11.6, or bash scripts/test.sh")  # fmt: skip
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json"], capture_output=True, text=True, timeout=600
+        [sys.executable, str(SCRIPTS / "run_slither.py"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -44,7 +36,7 @@ def test_slither_finds_nothing_untriaged() -> None:
 
 
 def test_the_triage_gate_rejects_a_new_finding() -> None:
-    run_slither = _script()
+    run_slither = load_script("run_slither")
     triaged = run_slither.load_triage((ROOT / "contracts" / "slither-triage.md").read_text())
     assert all(reason for reason in triaged.values())
     known = next(iter(triaged))

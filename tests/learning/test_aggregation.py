@@ -90,6 +90,19 @@ def test_fedavg_int64_path_for_huge_sample_counts() -> None:
     assert r.update.q.tolist() == want
 
 
+def test_fedavg_is_exact_across_slabs_of_updates_and_coordinates() -> None:
+    # more updates and coordinates than one slab of the weighted sum holds, at the largest
+    # weights and values the float path takes (every partial sum just under 2^53)
+    n, d = 150, 9000
+    spec = ModelSpec("t", (TensorSpec("w", (d,)),), CodecParams("fixed", 16, 8.0))
+    q = rnd(3, n, d=d, scale=2**31 - 1)
+    q[:, :7] = 2**31 - 1
+    w = [(2**22 - 1) // n] * (n - 1) + [2**22 - 1 - (n - 1) * ((2**22 - 1) // n)]
+    r = FedAvg().aggregate(make(q, spec, samples=w))
+    sums = (q.astype(object) * np.array(w, dtype=object)[:, None]).sum(axis=0)
+    assert r.update.q.tolist() == [ref_round(int(x), sum(w)) for x in sums]
+
+
 def test_median_and_trimmed_mean_match_sorting() -> None:
     for n in (5, 6, 10):
         q = rnd(n, n)

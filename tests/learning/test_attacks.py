@@ -158,7 +158,8 @@ def _attacker(attack: str, **kw) -> tuple[Attacker, dict[str, torch.Tensor]]:  #
 def test_node_alie_is_bootstrap_mean_minus_z_std_and_reproducible() -> None:
     att, state = _attacker("alie", participants=10, sim=SimConfig(1, CFG, "alie", 3))
     assert att.z == pytest.approx(alie_z(10, 3))
-    sent, n = att.produce(state, 5)
+    produced = att.produce(state, 5, None)
+    sent, n = produced.update, produced.num_samples
     honest = att.train(state, 5)
     est = att.estimates(state, 5, honest)
     mean, std = mean_std(est)
@@ -166,16 +167,15 @@ def test_node_alie_is_bootstrap_mean_minus_z_std_and_reproducible() -> None:
     assert float(_flat(std).max()) > 0  # the replicas do differ
     for k in sent:
         assert torch.allclose(sent[k], mean[k] - att.z * std[k], atol=1e-6)
-    again, _ = _attacker("alie", participants=10, sim=SimConfig(1, CFG, "alie", 3))[0].produce(
-        state, 5
-    )
+    twin = _attacker("alie", participants=10, sim=SimConfig(1, CFG, "alie", 3))[0]
+    again = twin.produce(state, 5, None).update
     assert torch.equal(_flat(sent), _flat(again))
     assert not torch.equal(_flat(sent), _flat(honest.delta))
 
 
 def test_node_ipm_points_against_its_honest_update() -> None:
     att, state = _attacker("ipm")
-    sent, _ = att.produce(state, 1)
+    sent = att.produce(state, 1, None).update
     honest = att.train(state, 1)
     assert float(_flat(sent) @ _flat(honest.delta)) < 0
 

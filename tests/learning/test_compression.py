@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from support.tools import run_with_threads
+from support.tools import codec_rules_child, run_with_threads
 
 from flchain.config import config_from_dict
 from flchain.errors import ConfigError, UpdateFormatError
@@ -149,29 +149,7 @@ def test_task_config_names_the_codec_in_the_manifest() -> None:
         TaskManifest.from_bytes(lying.to_bytes())
 
 
-_CHILD = """
-import hashlib, sys, torch
-torch.set_num_threads(int(sys.argv[1]))
-from flchain.learning.aggregation import *
-from flchain.learning.codec import decode_update, encode_update
-from flchain.learning.models import CodecParams, ModelSpec, TensorSpec
-h = hashlib.sha256()
-for enc in ("int8", "int16"):
-    spec = ModelSpec("t", (TensorSpec("w", (40000,)), TensorSpec("b", (300,))),
-                     CodecParams(enc, 20, 64.0))
-    gen = torch.Generator().manual_seed(3)
-    ups = []
-    for i in range(7):
-        d = {"w": torch.randn(40000, generator=gen) * 0.01 * (i + 1),
-             "b": torch.randn(300, generator=gen)}
-        blob = encode_update(d, spec)
-        h.update(blob)
-        ups.append(ClientUpdate(f"p{i}", decode_update(blob, spec), 1 + 37 * i))
-    for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), MultiKrum(2), CenteredClip()]:
-        r = rule.aggregate(ups)
-        h.update(r.update.q.tobytes())
-print(h.hexdigest())
-"""
+_CHILD = codec_rules_child('[CodecParams(e, 20, 64.0) for e in ("int8", "int16")]')
 
 
 def test_same_bytes_in_separate_processes_with_1_and_2_threads() -> None:

@@ -12,6 +12,7 @@ from torch import nn
 
 from flchain.config import TaskConfig, TrainingConfig
 from flchain.errors import ConfigError
+from flchain.learning.aggregation import aggregator_from_config
 from flchain.learning.codec import decode_update, encode_update, flat_layout
 from flchain.learning.data import TensorData, federate, load_digits
 from flchain.learning.models import CodecParams, ModelSpec, build_model
@@ -20,6 +21,7 @@ from flchain.learning.scaffold import (
     Controls,
     MalformedControlState,
     decode_control,
+    decode_control_state,
     encode_control,
     flatten,
     server_control_step,
@@ -27,8 +29,8 @@ from flchain.learning.scaffold import (
     train_scaffold,
     update_spec,
 )
-from flchain.learning.server_opt import to_q
-from flchain.learning.simulation import SimConfig
+from flchain.learning.server_opt import MalformedServerState, ServerOptimizer, to_q
+from flchain.learning.simulation import SimConfig, run_federation
 from flchain.learning.training import DPConfig, TrainConfig, train_local
 
 F = 20
@@ -139,17 +141,53 @@ def test_the_state_has_one_canonical_encoding() -> None:
 
 def test_combinations_that_do_not_fit_are_refused() -> None:
     dp = {"clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5}
-    for training in (
-        TrainingConfig(algorithm="scaffold", dp=dp),
-        TrainingConfig(algorithm="scaffold", server_optimizer="fedadam", server_lr=0.01),
-    ):
-        with pytest.raises(ConfigError, match="scaffold"):
-            TaskConfig(training=training).validate()
+    with pytest.raises(ConfigError, match="scaffold"):
+        TaskConfig(training=TrainingConfig(algorithm="scaffold", dp=dp)).validate()
     TaskConfig(training=TrainingConfig(algorithm="scaffold")).validate()
     with pytest.raises(ConfigError, match="scaffold"):
         TrainConfig(scaffold=True, dp=DPConfig(1.0, 1.0))
-    with pytest.raises(ConfigError, match="scaffold"):
-        SimConfig(rounds=1, train=TrainConfig(scaffold=True), attack="sign_flip", num_attackers=1)
+    # a server optimizer steps with the Δw half (tests/node/test_committee_scaffold.py)
+    adam = TrainingConfig(algorithm="scaffold", server_optimizer="fedadam", server_lr=0.01)
+    TaskConfig(training=adam).validate()
+
+
+def test_the_state_carries_a_server_optimizers_slots() -> None:
+    _, spec, _, _ = _setup()
+    c = np.arange(spec.num_params, dtype=np.int64) - 300
+    adam = ServerOptimizer("fedadam", lr=0.01)
+    state = {"m": c * 3, "v": c * c}
+    blob = encode_control(c, spec, adam, state)
+    got, slots = decode_control_state(blob, spec, adam)
+    assert np.array_equal(got, c) and set(slots) == {"m", "v"}
+    assert all(np.array_equal(slots[k], state[k]) for k in state)
+    assert encode_control(got, spec, adam, slots) == blob
+    assert np.array_equal(decode_control(blob, spec, adam), c)
+    # c alone keeps its bytes; a stateless optimizer adds nothing to them
+    assert encode_control(c, spec, ServerOptimizer("none"), {}) == encode_control(c, spec)
+    for other in (None, ServerOptimizer("fedyogi", lr=0.01), ServerOptimizer("fedavgm")):
+        with pytest.raises(MalformedControlState):
+            decode_control_state(blob, spec, other)  # another task's state
+    with pytest.raises(MalformedControlState):
+        encode_control(c, spec, adam, {"m": c})  # v missing
+    with pytest.raises(MalformedServerState, match="v is outside"):
+        decode_control_state(encode_control(c, spec, adam, {"m": c, "v": -c - 1}), spec, adam)
+
+
+@pytest.mark.parametrize("attack", ["sign_flip", "alie", "free_rider"])
+def test_scaffold_attackers_send_scaffold_updates(attack: str) -> None:
+    """An attacker crafts from the joint Δw‖Δc a SCAFFOLD client sends, so its update is a
+    valid SCAFFOLD update the rule weighs (not a decode failure that only looks robust)."""
+    fed = federate(load_digits(), 6, "iid", seed=0)
+    model = build_model("logreg", "digits", seed=0)
+    spec = ModelSpec.from_model(model, "logreg")
+    train = TrainConfig(epochs=1, batch_size=16, lr=0.05, scaffold=True)
+    sim = SimConfig(rounds=2, train=train, attack=attack, num_attackers=2)
+    result = run_federation(model, spec, fed, aggregator_from_config("fedavg"), sim)
+    for stats in result.rounds:
+        assert len(stats.decisions) == 6
+        # decoded, then weighed: the free-riders' zeros are refused as the empty update they are
+        assert all(d.accepted or d.reason.startswith("empty update") for d in stats.decisions)
+        assert sum(d.accepted for d in stats.decisions) == (4 if attack == "free_rider" else 6)
 
 
 @pytest.mark.parametrize("encoding", ["fixed", "int16", "int8"])

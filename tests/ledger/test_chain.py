@@ -19,7 +19,7 @@ from flchain.errors import (
     TransactionFailed,
     TransactionTimeout,
 )
-from flchain.ledger.chain import Chain
+from flchain.ledger.chain import MINE_CHUNK, Chain, TxRequest
 from flchain.ledger.reverts import Panic, RevertedWithReason, UndecodedRevert
 
 
@@ -88,6 +88,29 @@ def test_events_filter_by_argument_and_block_range(
         chain.events(fixture_contract, "NoSuchEvent")
 
 
+def test_events_decode_as_web3_does(chain: Chain, fixture_contract: Contract) -> None:
+    # On a JSON-RPC node the chain decodes logs itself (web3's decoding was ~75x slower).
+    alice, bob = chain.accounts[1], chain.accounts[2]
+    first = chain.transact(fixture_contract.functions.increment(7), alice)
+    chain.transact(fixture_contract.functions.mint(50), bob)
+    chain.transact(fixture_contract.functions.transfer(alice.address, 20), bob)
+    chain.transact(fixture_contract.functions.increment(9), bob)
+    start = first["blockNumber"]
+    for name, filters in [
+        ("Incremented", {}),
+        ("Incremented", {"by": [alice.address, bob.address], "newValue": 21}),
+        ("Transferred", {"to": alice.address}),
+        ("Transferred", {"from": alice.address}),  # matches nothing
+    ]:
+        ours = chain.events(fixture_contract, name, start, argument_filters=filters)
+        web3s = fixture_contract.events[name].get_logs(argument_filters=filters, from_block=start)
+        keys = ("event", "address", "blockNumber", "blockHash", "transactionHash", "logIndex")
+        assert [({k: e[k] for k in keys}, dict(e["args"])) for e in ours] == [
+            ({k: e[k] for k in keys}, dict(e["args"])) for e in web3s
+        ]
+    assert len(chain.events(fixture_contract, "Incremented", start)) == 2
+
+
 def test_value_transfer_with_transact(chain: Chain, fixture_artifact: dict) -> None:
     contract = chain.deploy(fixture_artifact, chain.accounts[3], 0, value=12345)
     assert chain.balance(contract.address) == 12345
@@ -98,6 +121,8 @@ def test_mine(chain: Chain) -> None:
     chain.mine()
     chain.mine(3)
     assert chain.block_number == before + 4
+    chain.mine(2 * MINE_CHUNK + 3)  # in several requests, exactly as many blocks
+    assert chain.block_number == before + 4 + 2 * MINE_CHUNK + 3
     with pytest.raises(LedgerError):
         chain.mine(0)
 
@@ -260,6 +285,59 @@ def test_nonce_resync_after_another_client_used_the_account(
     chain.transact(fixture_contract.functions.increment(1), sender)  # "nonce too low" → resync
     assert chain.call(fixture_contract.functions.counter()) == 9
     assert chain.nonces.peek(sender.address) == chain.w3.eth.get_transaction_count(sender.address)
+
+
+def test_transact_all_sends_together_and_checks_every_receipt(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    senders = chain.accounts[12:16]
+    nonces = {a.address: chain.w3.eth.get_transaction_count(a.address) for a in senders}
+    amounts = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]  # three per sender, estimated together
+    txs = [
+        TxRequest(fixture_contract.functions.increment(x), senders[i % 4])
+        for i, x in enumerate(amounts)
+    ]
+    receipts = chain.transact_all(txs)
+    assert [r["status"] for r in receipts] == [1] * len(txs)
+    assert chain.call(fixture_contract.functions.counter()) == 5 + sum(amounts)
+    for i, receipt in enumerate(receipts):  # in order, with each sender's next nonce
+        tx = chain.w3.eth.get_transaction(receipt["transactionHash"])
+        assert (tx["from"], tx["nonce"]) == (senders[i % 4].address, nonces[tx["from"]] + i // 4)
+    if chain.w3.client_version.startswith("anvil/"):  # it mines what arrived together at once
+        assert len({r["blockNumber"] for r in receipts}) < len(txs)
+    follow = chain.transact(fixture_contract.functions.increment(1), senders[0])  # nonces kept
+    assert follow["status"] == 1
+
+
+def test_transact_all_raises_a_mined_failure_decoded_after_the_rest_landed(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    a, b = chain.accounts[16], chain.accounts[17]
+    txs = [
+        TxRequest(fixture_contract.functions.increment(1), a),
+        TxRequest(fixture_contract.functions.increment(2000), b, gas=200_000),  # reverts mined
+        TxRequest(fixture_contract.functions.increment(2), a),
+    ]
+    with pytest.raises(ValueTooLarge) as info:
+        chain.transact_all(txs)
+    assert info.value.error_args == {"value": 2000, "limit": 1000}
+    assert "status 0" in info.value.__notes__[0]
+    assert chain.call(fixture_contract.functions.counter()) == 5 + 1 + 2
+
+
+def test_transact_all_refuses_before_sending_when_an_estimate_reverts(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    sender = chain.accounts[18]
+    nonce = chain.w3.eth.get_transaction_count(sender.address)
+    txs = [
+        TxRequest(fixture_contract.functions.increment(1), sender),
+        TxRequest(fixture_contract.functions.increment(5000), sender),
+    ]
+    with pytest.raises(ValueTooLarge):
+        chain.transact_all(txs)
+    assert chain.w3.eth.get_transaction_count(sender.address) == nonce  # nothing was sent
+    assert chain.transact(fixture_contract.functions.increment(1), sender)["status"] == 1
 
 
 # --- concurrency, timeouts, unreachable nodes ----------------------------------------------

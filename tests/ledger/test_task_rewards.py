@@ -124,3 +124,32 @@ def test_a_claim_draws_above_its_baseline_only_from_its_round(kit: TaskKit) -> N
     assert task.logs(receipt, "RoundCreditDrawn") == [{"round": 2, "amount": 20, "left": 30}]
     task.claim(people[1], 2, 180, third.proof(bob), 150, second.proof(bob))
     assert (task.total_claimed(), task.contract.functions.rewardCreditLeft().call()) == (650, 0)
+
+
+def test_two_colluding_rounds_in_a_row_move_at_most_the_unclaimed_credits(kit: TaskKit) -> None:
+    """The documented limit of the trust bound (contracts/README.md, "Two colluding rounds in a
+    row"): a colluding round lists an accomplice with others' unclaimed credits, which its own
+    root cannot pay (its draw is capped); a second colluding round right after pays them out as
+    the accomplice's proven baseline. What still holds: nothing beyond the credited total
+    leaves, so the pool, the reserved fees and the stakes are untouched and the owners' claims
+    fail instead of being paid from elsewhere. A fix of the limit must change this test."""
+    task, people = kit.task, kit.participants[:3]
+    alice, bob, mallory = (p.address for p in people)
+    kit.play_round(people, {alice: 4_000, bob: 4_000}, 8_000)  # honest; nobody claims yet
+    _, _, first = kit.play_round(people, {alice: 4_000, bob: 4_000, mallory: 8_000}, 10)
+    with pytest.raises(E.RoundCreditExceeded) as capped:
+        task.claim(people[2], 1, 8_000, first.proof(mallory))
+    assert capped.value.error_args == {"round": 1, "amount": 8_000, "available": 10}
+    _, _, second = kit.play_round(people, {alice: 4_000, bob: 4_000, mallory: 8_010}, 10)
+    pool, fees = task.pool(), task.fees_reserved()
+    stakes = [kit.registry.stake_of(p.address) for p in people]
+
+    receipt = task.claim(people[2], 2, 8_010, second.proof(mallory), 8_000, first.proof(mallory))
+    assert task.logs(receipt, "RoundCreditDrawn") == [{"round": 2, "amount": 10, "left": 0}]
+    assert task.claimed(mallory) == 8_010
+    with pytest.raises(E.ClaimExceedsCredited) as info:
+        task.claim(people[0], 2, 4_000, second.proof(alice), 4_000, first.proof(alice))
+    assert info.value.error_args == {"amount": 4_000, "available": 10}
+    assert (task.total_claimed(), task.total_credited()) == (8_010, 8_020)
+    assert (task.pool(), task.fees_reserved()) == (pool, fees)
+    assert [kit.registry.stake_of(p.address) for p in people] == stakes

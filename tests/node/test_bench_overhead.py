@@ -3,25 +3,19 @@ a tiny federation (2 participants, digits, MLP, 2 rounds) yields a consistent sp
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+import time
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
+from support.scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_overhead.py"
+from flchain.ledger.chain import Chain
 
 
 @pytest.fixture(scope="module")
 def bench_overhead() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_overhead", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and functools.wraps look modules up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_overhead")
 
 
 class FakeClock:
@@ -64,6 +58,22 @@ def test_outer_call_absorbs_inner_and_training_opens_rounds(bench_overhead: Modu
     assert second["python"] == pytest.approx(1.0) and second["reads"] == 0.0
 
 
+def test_raw_provider_requests_are_booked_as_reads(bench_overhead: ModuleType) -> None:
+    chain = Chain.embedded(2)
+    assert chain.block_number == 0  # web3 built and cached its request function here
+    store = SimpleNamespace(put=lambda data: "", get=lambda cid: b"")
+    fed = SimpleNamespace(chain=chain, store=store, nodes=[], _row=lambda *a: None)
+    clock = bench_overhead.RoundClock(cpu={"process": time.process_time})
+    with bench_overhead.instrument(fed, clock):
+        clock.training(0)
+        for _ in range(3):
+            assert chain.block_number == 0  # eth_blockNumber, below every chain-level wrapper
+        clock.close()
+    assert clock.calls[0]["reads"] == 3
+    assert clock.rounds[0]["reads"] > 0
+    assert clock.cpu[0]["process"] >= 0
+
+
 def test_tiny_federation_split_is_consistent(bench_overhead: ModuleType) -> None:
     torch.set_num_threads(1)
     result = bench_overhead.bench(2, "embedded", 2, "mlp", 0, "digits")
@@ -80,3 +90,5 @@ def test_tiny_federation_split_is_consistent(bench_overhead: ModuleType) -> None
     assert result["overhead"] == pytest.approx((fed - mem) / fed)
     assert 0 < mem < fed
     assert 0 < result["overhead_own_train"] < 1
+    assert result["setup_s"] > 0
+    assert all(r["cpu_s"]["process"] > 0 for r in result["per_round"])

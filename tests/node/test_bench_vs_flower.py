@@ -5,24 +5,17 @@ the in-memory simulation, to within Flower's float averaging."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support.scripts import load_script
 from support.tools import require_tool
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_vs_flower.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_vs_flower", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_vs_flower")
 
 
 def test_per_round_time_skips_start_up_and_the_first_round(bench: ModuleType) -> None:

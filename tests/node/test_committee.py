@@ -24,7 +24,13 @@ from flchain.learning.codec import (
 )
 from flchain.learning.models import ModelSpec
 from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
-from flchain.protocol.committee import Reveal, RoundInputs, RoundOutcome, recompute_round
+from flchain.protocol.committee import (
+    Reveal,
+    RoundInputs,
+    RoundOutcome,
+    SharedRecomputation,
+    recompute_round,
+)
 from flchain.protocol.task import initial_model_and_manifest
 from flchain.storage import LocalStore
 from flchain.types import Address
@@ -97,6 +103,26 @@ def test_reveal_order_does_not_change_the_result(setup: tuple[LocalStore, RoundI
     assert a.report_cid == b.report_cid
     assert a.result_tuple() == b.result_tuple()
     assert a.model_cid != inputs.global_model_cid  # the honest updates moved the model
+
+
+def test_members_in_one_process_compute_equal_inputs_once(
+    setup: tuple[LocalStore, RoundInputs],
+) -> None:
+    store, inputs = setup
+    shared = SharedRecomputation()
+    first = shared(inputs, store)
+    # another member's inputs, read from the chain on its own: equal, not the same object
+    again = shared(RoundInputs(**{**inputs.__dict__, "reveals": list(inputs.reveals)}), store)
+    assert again is first
+    assert first.result_tuple() == recompute_round(inputs, store).result_tuple()
+    # anything a member read differently is computed anew
+    fewer_inputs = RoundInputs(**{**inputs.__dict__, "reveals": inputs.reveals[1:]})
+    fewer = shared(fewer_inputs, store)
+    assert fewer.result_tuple() == recompute_round(fewer_inputs, store).result_tuple()
+    assert fewer.model_cid != first.model_cid
+    poorer = shared(RoundInputs(**{**inputs.__dict__, "reward_pool": 10**18}), store)
+    assert poorer is not first and poorer.model_cid == first.model_cid
+    assert poorer.reward_total < first.reward_total
 
 
 def test_bad_updates_are_failures_in_the_report(setup: tuple[LocalStore, RoundInputs]) -> None:

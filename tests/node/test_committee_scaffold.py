@@ -1,93 +1,42 @@
 """A SCAFFOLD committee: two members recomputing independently (separate stores) attest the
 same model, server control variate and report; the variate a round stores is what the next
-round adds to; updates of the plain model spec are refused."""
+round adds to; updates of the plain model spec are refused. With a server optimizer the
+optimizer steps with the ``Δw`` half, ``c`` moves exactly as without one, and the optimizer's
+state rides in the same companion blob."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from eth_utils import to_checksum_address
+from support.committee import Member, chain_of_rounds, committee_config
 
-from flchain.config import AggregationConfig, TaskConfig, TrainingConfig
+from flchain.config import TaskConfig
 from flchain.errors import AggregationError
-from flchain.learning.codec import encode_model, encode_update, update_digest
-from flchain.learning.scaffold import CONTROL, decode_control, update_spec
-from flchain.protocol.committee import Reveal, RoundInputs, RoundOutcome, recompute_round
-from flchain.protocol.report import RoundReport
-from flchain.protocol.task import initial_model_and_manifest
-from flchain.storage import LocalStore
-from flchain.types import CID, Address
-
-TASK = Address("0x" + "77" * 20)
-HONEST = [Address(to_checksum_address(f"0x{i:040x}")) for i in range(1, 5)]
-CONFIG = TaskConfig(
-    training=TrainingConfig(algorithm="scaffold"), aggregation=AggregationConfig(rule="fedavg")
+from flchain.learning.aggregation import ClientUpdate
+from flchain.learning.codec import apply_update, decode_model, decode_update, encode_model
+from flchain.learning.scaffold import (
+    decode_control,
+    decode_control_state,
+    server_control_step,
+    split,
+    update_spec,
+    zero_control,
 )
+from flchain.learning.server_opt import server_step
+from flchain.protocol.task import server_optimizer
+from flchain.types import CID
+
+SCAFFOLD = committee_config(algorithm="scaffold")
+WITH_ADAM = committee_config(algorithm="scaffold", optimizer="fedadam")
 
 
-class Member:
-    """One committee member: its own store, fed the same public blobs."""
-
-    def __init__(self, root: Path, *, plain_updates: bool = False) -> None:
-        torch.set_num_threads(1)
-        self.model, manifest = initial_model_and_manifest(CONFIG)
-        self.manifest, self.spec = manifest, manifest.spec
-        self.store = LocalStore(root, durable=False)
-        self.initial = self.store.put(encode_model(self.model.state_dict(), self.spec))
-        self.plain_updates = plain_updates
-
-    def reveals(self, round_id: int) -> list[Reveal]:
-        gen = torch.Generator().manual_seed(round_id)
-        out = []
-        for i, who in enumerate(HONEST):
-            params = self.model.state_dict()
-            delta = {k: 0.01 * torch.randn(v.shape, generator=gen) for k, v in params.items()}
-            if self.plain_updates:
-                data = encode_update(delta, self.spec)
-            else:
-                delta |= {
-                    CONTROL + k: torch.randn(v.shape, generator=gen) for k, v in params.items()
-                }
-                data = encode_update(delta, update_spec(self.spec))
-            out.append(Reveal(who, update_digest(data), 10 + i, self.store.put(data)))
-        return out
-
-    def recompute(
-        self, round_id: int, model: CID, state: CID | None, previous: RoundReport | None = None
-    ) -> RoundOutcome:
-        inputs = RoundInputs(
-            task=TASK,
-            round_id=round_id,
-            spec=self.spec,
-            aggregator=self.manifest.aggregator(),
-            global_model_cid=model,
-            reward_pool=1000 * 10**18,
-            previous_cumulative=previous.cumulative if previous else {},
-            reveals=self.reveals(round_id),
-            max_samples=100_000,
-            server_state_cid=state,
-            scaffold=True,
-        )
-        return recompute_round(inputs, self.store)
-
-
-def _chain_of_rounds(member: Member, rounds: int) -> list[RoundOutcome]:
-    outcomes: list[RoundOutcome] = []
-    model, state, previous = member.initial, None, None
-    for r in range(rounds):
-        outcome = member.recompute(r, model, state, previous)
-        outcomes.append(outcome)
-        previous = outcome.report
-        model, state = CID(previous.model_cid), CID(previous.server_state_cid)
-    return outcomes
-
-
-def test_two_members_attest_the_same_scaffold_rounds(tmp_path: Path) -> None:
-    a = _chain_of_rounds(Member(tmp_path / "a"), 3)
-    b = _chain_of_rounds(Member(tmp_path / "b"), 3)
+@pytest.mark.parametrize("config", [SCAFFOLD, WITH_ADAM], ids=["plain", "fedadam"])
+def test_two_members_attest_the_same_scaffold_rounds(tmp_path: Path, config: TaskConfig) -> None:
+    a = chain_of_rounds(Member(tmp_path / "a", config), 3)
+    b = chain_of_rounds(Member(tmp_path / "b", config), 3)
     for x, y in zip(a, b, strict=True):
         assert x.result_tuple() == y.result_tuple()
         assert x.report.server_state_cid and x.report.server_state_cid == y.report.server_state_cid
@@ -97,8 +46,8 @@ def test_two_members_attest_the_same_scaffold_rounds(tmp_path: Path) -> None:
 
 
 def test_the_stored_variate_is_what_the_next_round_adds_to(tmp_path: Path) -> None:
-    member = Member(tmp_path / "m")
-    first, second = _chain_of_rounds(member, 2)
+    member = Member(tmp_path / "m", SCAFFOLD)
+    first, second = chain_of_rounds(member, 2)
     c1 = decode_control(member.store.get(CID(first.report.server_state_cid)), member.spec)
     c2 = decode_control(member.store.get(CID(second.report.server_state_cid)), member.spec)
     # the same round from a zero variate (as if it were lost): the model step does not depend
@@ -111,6 +60,48 @@ def test_the_stored_variate_is_what_the_next_round_adds_to(tmp_path: Path) -> No
 
 
 def test_updates_without_control_tensors_are_failures(tmp_path: Path) -> None:
-    member = Member(tmp_path / "p", plain_updates=True)
+    member = Member(tmp_path / "p", SCAFFOLD, plain_updates=True)
     with pytest.raises(AggregationError, match="0 valid update"):
         member.recompute(0, member.initial, None)
+
+
+def test_a_server_optimizer_steps_with_the_model_half_and_leaves_c_alone(tmp_path: Path) -> None:
+    adam = Member(tmp_path / "adam", WITH_ADAM)
+    plain = Member(tmp_path / "plain", SCAFFOLD)
+    with_adam, without = chain_of_rounds(adam, 2), chain_of_rounds(plain, 2)
+    optimizer = server_optimizer(adam.manifest.config)
+    assert optimizer is not None
+    # the same reveals each round: c is the same with and without the optimizer, the model not
+    for x, y in zip(with_adam, without, strict=True):
+        cx, state = decode_control_state(
+            adam.store.get(CID(x.report.server_state_cid)), adam.spec, optimizer
+        )
+        cy = decode_control(plain.store.get(CID(y.report.server_state_cid)), plain.spec)
+        assert np.array_equal(cx, cy) and cx.any()
+        assert state["m"].any() and state["v"].any()
+        assert x.model_digest != y.model_digest
+    # round 0 recomputed from the pure parts: weighted mean, split, c step, optimizer step
+    inputs = adam.inputs(0, adam.initial, None)
+    uspec = update_spec(adam.spec)
+    updates = [
+        ClientUpdate(r.participant, decode_update(adam.store.get(r.cid), uspec), r.num_samples)
+        for r in inputs.reveals
+    ]
+    dw, dc = split(inputs.aggregator.aggregate(updates, []).update, adam.spec)
+    step, state = server_step(optimizer, dw, optimizer.zero_state(adam.spec.num_params))
+    initial = decode_model(adam.store.get(adam.initial), adam.spec)
+    model = encode_model(apply_update(initial, step), adam.spec)
+    assert hashlib.sha256(model).digest() == with_adam[0].model_digest
+    c0, stored = decode_control_state(
+        adam.store.get(CID(with_adam[0].report.server_state_cid)), adam.spec, optimizer
+    )
+    bound = adam.spec.codec.bound_q
+    assert np.array_equal(c0, server_control_step(zero_control(adam.spec), dc, 1.0, bound))
+    assert all(np.array_equal(stored[k], state[k]) for k in ("m", "v"))
+
+
+def test_a_lost_optimizer_state_changes_the_result(tmp_path: Path) -> None:
+    member = Member(tmp_path / "m", WITH_ADAM)
+    first, second = chain_of_rounds(member, 2)
+    fresh = member.recompute(1, CID(first.report.model_cid), None, first.report)
+    assert fresh.model_digest != second.model_digest  # zero m, v: a different step

@@ -107,7 +107,6 @@ def test_demo_whose_rule_cannot_run_fails_fast(tmp_path: Path) -> None:
         (["--attackers", "4"], "no honest participant"),
         (["--server-optimizer", "fedyogi", "--server-lr", "5000"], "training.server_lr"),
         (["--algorithm", "scaffold", "--attackers", "1"], "--attackers 0 --free-riders 0"),
-        (["--algorithm", "scaffold", "--server-optimizer", "fedadam"], "training.server_optimizer"),
     ],
 )
 def test_bad_option_is_one_clear_line(

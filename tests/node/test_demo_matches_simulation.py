@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 from flchain_node.factory import shard_trainer
 from flchain_node.federation import Federation
@@ -22,16 +23,22 @@ from flchain.protocol.task import task_model, train_config
 DEMO = replace(KIT_DEMO, rounds=2, seed=3)
 
 
-def test_demo_and_in_memory_simulation_agree_round_by_round() -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-step", "worker-processes"])
+def test_demo_and_in_memory_simulation_agree_round_by_round(workers: int) -> None:
+    """Also with the honest participants' training run ahead in worker processes: the
+    updates, hence the models, are the same bit for bit."""
     torch.set_num_threads(1)
-    fed = Federation(DEMO)
+    fed = Federation(replace(DEMO, workers=workers))
     try:
         result = fed.run()
         chain_models = [
             decode_model(fed.store.get(row.model_cid), fed.manifest.spec) for row in result.rounds
         ]
+        served = fed.pool.served if fed.pool is not None else 0
     finally:
         fed.close()
+    # with workers, every update came from one (none fell back to training in the step)
+    assert served == (DEMO.participants * DEMO.rounds if workers else 0)
     assert [row.status for row in result.rounds] == ["finalized"] * DEMO.rounds
 
     config = DEMO.task_config()

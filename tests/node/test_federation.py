@@ -9,12 +9,14 @@ from collections.abc import Iterator
 import pytest
 import torch
 from eth_utils import to_checksum_address
-from flchain_node.federation import DemoConfig, Federation, FederationResult
+from flchain_node.federation import DemoConfig, Federation, FederationResult, settles
+from flchain_node.participant import StepReport
+from support.fedkit import assert_recomputes
 
 from flchain.ledger.contracts import (
     Committed,
     NonRevealerSlashed,
-    Result,
+    Phase,
     Revealed,
     RewardClaimed,
     RoundExpired,
@@ -22,7 +24,7 @@ from flchain.ledger.contracts import (
     RoundStatus,
     Slashed,
 )
-from flchain.protocol.committee import Reveal, RoundInputs, recompute_round
+from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import fetch_report, reward_pool
 
@@ -96,10 +98,7 @@ def test_global_model_changes_each_round_and_matches_an_independent_recomputatio
             max_samples=cfg.max_samples,
             base_round=r - 1 if r else None,  # every round is sound: each builds on the last
         )
-        outcome = recompute_round(inputs, fed.store)
-        assert outcome.model_cid == event.model_cid
-        assert outcome.report_digest == event.report_digest == record.report_digest
-        assert Result(*outcome.result_tuple()).hash() == record.result_hash
+        outcome = assert_recomputes(inputs, fed.store, event, record)
         cids.append(event.model_cid)
         previous_cumulative = dict(outcome.report.cumulative)
     assert task.model_cid() == cids[-1]
@@ -167,3 +166,16 @@ def test_claims_pay_honest_participants_what_they_were_credited(
         assert token.balance_of(who) == claimed
     assert 0 < task.total_claimed() <= task.total_credited()
     assert task.total_credited() == sum(final.values())
+
+
+def test_a_node_is_stepped_again_until_it_did_its_part_of_the_phase() -> None:
+    """The federation skips a node's step only while the round and phase are those in which
+    it already did what it owes (see ``settles``)."""
+    assert settles(StepReport(1, Phase.COMMIT, ["commit"]))
+    assert settles(StepReport(1, Phase.COMMIT, ["not-sampled"]))
+    assert not settles(StepReport(1, Phase.COMMIT, ["attest"]))  # a late vote is not its commit
+    assert settles(StepReport(1, Phase.REVEAL, ["reveal"]))
+    assert not settles(StepReport(1, Phase.REVEAL, []))  # e.g. waits for the commit phase to close
+    assert settles(StepReport(1, Phase.ATTEST, []))  # membership and its own vote are fixed
+    assert not settles(StepReport(1, Phase.EXPIRABLE, []))  # nobody expired it yet
+    assert settles(StepReport(1, Phase.EXPIRABLE, ["expire"]))

@@ -15,26 +15,37 @@ import pytest
 import torch
 from flchain_node.factory import build_participant
 from flchain_node.federation import Federation
-from support.fedkit import DEMO, Driver, SlowTrainer, fresh_node
+from flchain_node.participant import Produced
+from flchain_node.trainer import LocalTrainer
+from support.fedkit import DEMO, Driver, assert_recomputes, fresh_node
 
 from flchain.errors import ConfigError
-from flchain.learning.codec import decode_model, decode_update
-from flchain.learning.scaffold import decode_control, split, update_spec
-from flchain.ledger.contracts import Result, Revealed, RoundFinalized, RoundStatus
-from flchain.protocol.committee import recompute_round
+from flchain.learning.codec import decode_model, decode_update, encode_update
+from flchain.learning.scaffold import (
+    Controls,
+    decode_control,
+    decode_control_state,
+    split,
+    update_spec,
+)
+from flchain.ledger.contracts import Revealed, RoundFinalized, RoundStatus
 from flchain.protocol.rounds import TaskView, fetch_report, named_content
+from flchain.protocol.task import server_optimizer
 from flchain.types import CID
 
 ROUNDS = 2
 SCAFFOLD = replace(DEMO, rounds=ROUNDS, algorithm="scaffold")
 
 
-def test_a_scaffold_task_runs_and_finalizes() -> None:
+@pytest.mark.parametrize("optimizer", ["none", "fedadam"])
+def test_a_scaffold_task_runs_and_finalizes(optimizer: str) -> None:
     torch.set_num_threads(1)
-    fed = Federation(SCAFFOLD)
+    fed = Federation(replace(SCAFFOLD, server_optimizer=optimizer, server_lr=0.01))
     try:
         result = fed.run()
         task, spec = fed.deployment.task, fed.manifest.spec
+        adam = server_optimizer(fed.manifest.config)  # the optimizer's m, v ride beside c
+        assert (adam is not None) == (optimizer != "none")
         assert [row.status for row in result.rounds] == ["finalized"] * ROUNDS
         assert fed.manifest.config.training.algorithm == "scaffold"
         view = TaskView(task, fed.store, fed.manifest)
@@ -47,20 +58,19 @@ def test_a_scaffold_task_runs_and_finalizes() -> None:
                 assert dw.q.any() and dc.any()
             (event,) = task.events(RoundFinalized, round=r)
             report = fetch_report(fed.store, event)
-            control = decode_control(fed.store.get(CID(report.server_state_cid)), spec)
-            assert control.any()
+            blob = fed.store.get(CID(report.server_state_cid))
+            control, state = decode_control_state(blob, spec, adam)
+            assert control.any() and all(v.any() for v in state.values())
+            assert set(state) == ({"m", "v"} if adam else set())
             states.append(report.server_state_cid)
             inputs = view.round_inputs(r)
             assert inputs.scaffold
             assert inputs.server_state_cid == (CID(states[r - 1]) if r else None)
-            outcome = recompute_round(inputs, fed.store)
-            assert outcome.model_cid == event.model_cid
-            assert outcome.report_digest == event.report_digest
-            assert Result(*outcome.result_tuple()).hash() == record.result_hash
+            assert_recomputes(inputs, fed.store, event, record)
         assert len(set(states)) == ROUNDS
         # the nodes of round 1 trained with the variate round 0's report names
         assert np.array_equal(view.server_control(1), decode_control(
-            fed.store.get(CID(states[0])), spec))  # fmt: skip
+            fed.store.get(CID(states[0])), spec, adam))  # fmt: skip
         assert not view.server_control(0).any()
         rounds, _ = named_content(task, fed.store)
         assert sorted((r.round, r.state) for r in rounds) == list(enumerate(states))
@@ -90,7 +100,8 @@ def test_a_restarted_node_keeps_its_control_variate(tmp_path: Path) -> None:
             global_state = decode_model(
                 fed.store.get(node.view.global_model_cid(1)), fed.manifest.spec
             )
-            data, _ = node._scaffold_update(global_state, 1)
+            produced = node.source.produce(global_state, 1, node._controls(1))
+            data = encode_update(produced.update, update_spec(fed.manifest.spec))
             return "0x" + hashlib.sha256(data).hexdigest()
 
         # round 1 trains from round 0's c_i, not from the c_i⁺ it already saved for round 1
@@ -103,12 +114,25 @@ def test_a_restarted_node_keeps_its_control_variate(tmp_path: Path) -> None:
         fed.close()
 
 
+class FloatDeltasOnly:
+    """An update source that knows nothing of control variates (as a Flower client): it trains
+    the round from the global model alone."""
+
+    def __init__(self, inner: LocalTrainer) -> None:
+        self.inner = inner
+
+    def produce(
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        return self.inner.produce(global_state, round_id, None)
+
+
 def test_a_trainer_without_control_variates_is_refused_when_it_would_train() -> None:
     torch.set_num_threads(1)
     fed = Federation(replace(SCAFFOLD, rounds=1))
     try:
         task = fed.deployment.task
-        trainer = SlowTrainer(fed.nodes[0].source, task)  # type: ignore[arg-type]
+        trainer = FloatDeltasOnly(fed.nodes[0].source)  # type: ignore[arg-type]
         node = build_participant(task, fed.store, fed.accounts[0], trainer)  # builds: may attest
         with pytest.raises(ConfigError, match="cannot train with control variates"):
             node.step()

@@ -9,11 +9,10 @@ from dataclasses import replace
 
 import torch
 from flchain_node.federation import Federation
-from support.fedkit import DEMO
+from support.fedkit import DEMO, assert_recomputes
 
 from flchain.learning.server_opt import decode_state
-from flchain.ledger.contracts import Result, RoundFinalized, RoundStatus
-from flchain.protocol.committee import recompute_round
+from flchain.ledger.contracts import RoundFinalized, RoundStatus
 from flchain.protocol.rounds import TaskView, fetch_report, named_content
 from flchain.protocol.task import server_optimizer
 from flchain.types import CID
@@ -44,10 +43,7 @@ def test_a_fedadam_task_runs_and_finalizes() -> None:
             states.append(report.server_state_cid)
             inputs = view.round_inputs(r)
             assert inputs.server_state_cid == (CID(states[r - 1]) if r else None)
-            outcome = recompute_round(inputs, fed.store)
-            assert outcome.model_cid == event.model_cid
-            assert outcome.report_digest == event.report_digest
-            assert Result(*outcome.result_tuple()).hash() == record.result_hash
+            assert_recomputes(inputs, fed.store, event, record)
         assert len(set(states)) == ROUNDS
         # `flchain store gc --task` sees the states as content the task named
         rounds, _ = named_content(task, fed.store)

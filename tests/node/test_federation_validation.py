@@ -10,11 +10,11 @@ from dataclasses import replace
 import pytest
 import torch
 from flchain_node.federation import Federation
-from support.fedkit import DEMO
+from support.fedkit import DEMO, assert_recomputes
 
 from flchain.config import TaskConfig, config_from_dict
 from flchain.errors import ConfigError
-from flchain.ledger.contracts import Result, RoundFinalized
+from flchain.ledger.contracts import RoundFinalized
 from flchain.protocol.committee import recompute_round
 from flchain.protocol.rounds import TaskView, fetch_report
 from flchain.protocol.task import validation_set
@@ -39,9 +39,7 @@ def test_the_validation_set_weights_the_attested_scores() -> None:
         assert len(inputs.validation.y) == PER_CLASS * 10
         assert sorted(set(inputs.validation.y.tolist())) == list(range(10))
         (event,) = task.events(RoundFinalized, round=0)
-        outcome = recompute_round(inputs, fed.store)
-        assert outcome.report_digest == event.report_digest
-        assert Result(*outcome.result_tuple()).hash() == task.round_record(0).result_hash
+        assert_recomputes(inputs, fed.store, event, task.round_record(0))
         attested = {o.participant: o.score for o in fetch_report(fed.store, event).outcomes}
         unweighted = recompute_round(replace(inputs, validation=None), fed.store)
         assert {o.participant: o.score for o in unweighted.report.outcomes} != attested

@@ -38,6 +38,7 @@ def test_a_participant_trains_on_its_own_png_folder(
     assert sorted(trainer.data.y.tolist() + trainer.validation.y.tolist()) == labels
     assert abs(float(trainer.data.x.mean())) < 0.5  # the task's mean/std were applied
     state = decode_model(encode_model(parameter_state(model), manifest.spec), manifest.spec)
-    delta, samples = trainer.produce(state, 0)
+    produced = trainer.produce(state, 0, None)
+    delta, samples = produced.update, produced.num_samples
     assert samples == len(trainer.data)
     assert sum(float(torch.abs(d).sum()) for d in delta.values()) > 0

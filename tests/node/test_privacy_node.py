@@ -41,7 +41,7 @@ def test_node_past_its_target_epsilon_skips_without_commit_or_slash(
 
     spent = trainer()
     state = {k: v.clone() for k, v in honest.model.state_dict().items()}
-    spent.produce(state, 7)  # an earlier round: ε of one release, persisted
+    spent.produce(state, 7, None)  # an earlier round: ε of one release, persisted
     saved = json.loads(path.read_text())["privacy"]
     assert [p["round"] for p in saved] == [7]
     assert saved[0]["epsilon_total"] == saved[0]["epsilon_round"] == one

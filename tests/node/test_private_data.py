@@ -211,7 +211,8 @@ def test_a_quickstart_flower_client_trains_as_the_update_source(
         data=TABULAR / "hospital_b.csv", metrics=metrics,
     )  # fmt: skip
     state = {k: v.clone() for k, v in parameter_state(model).items()}
-    delta, samples = trainer.produce(state, 0)
+    produced = trainer.produce(state, 0, None)
+    delta, samples = produced.update, produced.num_samples
     assert samples == 112  # the client's own 80% training split of the 140 rows
     assert [(k, tuple(v.shape)) for k, v in delta.items()] == [
         (t.name, t.shape) for t in manifest.spec.tensors

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flchain_node.factory import flower_trainer
-from flchain_node.state import ControlStore
+from flchain_node.state import RoundVectors
 from flchain_node.trainer import Attacker
 from support.fedkit import DEMO
 
@@ -26,14 +26,14 @@ from flchain.protocol.task import initial_model_and_manifest
 def test_a_round_trains_from_the_variate_the_rounds_before_it_left(
     tmp_path: Path, on_disk: bool
 ) -> None:
-    store = ControlStore(tmp_path / "node.controls" if on_disk else None)
+    store = RoundVectors(tmp_path / "node.controls" if on_disk else None)
     assert not store.latest(before=5, size=4).any()
     store.save(0, np.full(4, 0.5))
     store.save(3, np.full(4, 3.5))
     assert (store.latest(before=3, size=4) == 0.5).all()  # round 3 retrained: round 0's c_i
     assert (store.latest(before=4, size=4) == 3.5).all()
     if on_disk:  # a restarted node reads the same
-        assert (ControlStore(tmp_path / "node.controls").latest(4, 4) == 3.5).all()
+        assert (RoundVectors(tmp_path / "node.controls").latest(4, 4) == 3.5).all()
         assert store.rounds() == [0, 3]
         store.save(5, np.full(4, 5.5))  # round 0's variate is no longer needed by anyone
         assert store.rounds() == [3, 5]
@@ -45,7 +45,7 @@ def test_a_round_trains_from_the_variate_the_rounds_before_it_left(
 
 
 def test_a_damaged_variate_is_refused(tmp_path: Path) -> None:
-    store = ControlStore(tmp_path)
+    store = RoundVectors(tmp_path)
     store.save(0, np.zeros(4))
     with pytest.raises(ProtocolError, match=r"float64\[5\]"):
         store.latest(before=1, size=5)

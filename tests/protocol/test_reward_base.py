@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.task import make_task_config
 
 from flchain.ledger import Chain, Result, RewardTree, TaskParameters, deploy_stack, register_all
 from flchain.ledger import contract_errors as E
@@ -25,28 +26,13 @@ CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
 def _config() -> TaskParameters:
-    return TaskParameters(
-        manifest_cid=CID,
-        manifest_digest=b"\x01" * 32,
-        model_spec_digest=b"\x02" * 32,
-        aggregation_rule=3,
-        rule_params=b"\x03" * 32,
-        committee_size=3,
-        quorum=2,
-        commit_blocks=8,
-        reveal_blocks=8,
-        attest_blocks=8,
-        max_participants=3,
-        min_reveals=2,
-        rounds=10,
-        round_budget=10_000,
-        committee_fee=10,
-        non_reveal_slash=0,
-        committee_slash=0,
-        max_samples=1_000,
-        initial_model_cid=CID,
-        initial_model_digest=b"\x04" * 32,
-    )
+    """The kit's task with real CIDs (the store reads them), 8-block phases, 3 participants,
+    ten rounds and no slashing."""
+    return make_task_config(
+        manifest_cid=CID, initial_model_cid=CID, aggregation_rule=3, commit_blocks=8,
+        reveal_blocks=8, attest_blocks=8, max_participants=3, rounds=10, committee_fee=10,
+        non_reveal_slash=0, committee_slash=0, max_samples=1_000,
+    )  # fmt: skip
 
 
 class Rounds:

@@ -109,12 +109,13 @@ def test_buffers_stay_local_and_out_of_updates(models: types.ModuleType) -> None
     global_state = decode_model(encode_model(parameter_state(model), manifest.spec), manifest.spec)
     data = TensorData(torch.randn(32, 4) * 3 + 5, torch.randint(0, 2, (32,)), 2)
     trainer = LocalTrainer(task_model(config), data, TrainConfig(batch_size=8), seed=1)
-    delta, n = trainer.produce(global_state, 0)
+    produced = trainer.produce(global_state, 0, None)
+    delta, n = produced.update, produced.num_samples
     assert sorted(delta) == sorted(names) and n == 32  # the update is parameters only
     # the node keeps its own running statistics (near its data's mean 5), round after round
     assert trainer.model.norm.running_mean.abs().sum() > 0  # type: ignore[union-attr]
     assert int(trainer.model.norm.num_batches_tracked) == 4  # type: ignore[union-attr]
-    trainer.produce(global_state, 1)
+    trainer.produce(global_state, 1, None)
     assert int(trainer.model.norm.num_batches_tracked) == 8  # type: ignore[union-attr]
 
 

@@ -20,10 +20,19 @@ from flchain_node.federation import (
     advance_clock,
     did_something,
 )
+from flchain_node.participant import Produced
 from flchain_node.trainer import LocalTrainer
 
+from flchain.learning.scaffold import Controls
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import RoundStatus, TrainingTask
+from flchain.ledger.contracts import (
+    Result,
+    RoundFinalized,
+    RoundRecord,
+    RoundStatus,
+    TrainingTask,
+)
+from flchain.protocol.committee import RoundInputs, RoundOutcome, recompute_round
 from flchain.storage import ContentStore
 
 #: Three honest participants; committee of 3 with quorum 2, so every node is a member.
@@ -87,12 +96,12 @@ class SlowTrainer:
         self.inner, self.task = inner, task
 
     def produce(
-        self, global_state: dict[str, torch.Tensor], round_id: int
-    ) -> tuple[dict[str, torch.Tensor], int]:
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
         end = self.task.round_record(round_id).commit_end
         if end > self.task.chain.block_number:  # time passes
             self.task.chain.mine(end - self.task.chain.block_number)
-        return self.inner.produce(global_state, round_id)
+        return self.inner.produce(global_state, round_id, controls)
 
 
 class Driver:
@@ -146,3 +155,15 @@ class Driver:
     def round_closed(self, round_id: int) -> Callable[[], bool]:
         task = self.fed.deployment.task
         return lambda: task.round_record(round_id).status != RoundStatus.OPEN
+
+
+def assert_recomputes(
+    inputs: RoundInputs, store: ContentStore, event: RoundFinalized, record: RoundRecord
+) -> RoundOutcome:
+    """Recompute a round from ``inputs`` as any member would, and check it is what the chain
+    finalized: the model and report named in ``event`` and the result hash ``record`` holds."""
+    outcome = recompute_round(inputs, store)
+    assert outcome.model_cid == event.model_cid
+    assert outcome.report_digest == event.report_digest == record.report_digest
+    assert Result(*outcome.result_tuple()).hash() == record.result_hash
+    return outcome

@@ -21,7 +21,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from flchain.ledger.anvil import find_anvil
 from flchain.ledger.chain import Chain
 from flchain.ledger.contracts import TrainingTask
 from support.kubo_daemon import KuboDaemon, find_ipfs, in_netns, new_swarm_key
+from support.scripts import load_script
 
 CHAIN_SUBNET, IPFS_SUBNET = "10.77.0", "10.78.0"
 CHAIN_IP = f"{CHAIN_SUBNET}.1"
@@ -42,40 +42,21 @@ SWARM_PORT = 4001
 API_PORT = 5001
 TIMEOUT = 600.0
 
-CONFIG = """\
-name = "multihost"
-[data]
-dataset = "digits"
-partition = "iid"
-[training]
-model = "mlp"
-epochs = 1
-batch_size = 16
-lr = 0.1
-[aggregation]
-rule = "median"
-params = {{}}
-[ledger]
-rounds = {rounds}
-committee_size = 3
-quorum = 2
-commit_blocks = {commit_blocks}  # closes early once all committed; long for the nodes to start
-reveal_blocks = 16
-attest_blocks = 40    # finalizes at quorum; long for a fetch that runs out of time
-max_participants = {participants}
-min_reveals = 2
-"""
+_LAUNCH = load_script("launch_federation")
+flchain = _LAUNCH.flchain
 
 
 def task_config(rounds: int, participants: int) -> str:
     """The task: digits, MLP, median, a committee of 3 with a quorum of 2. The commit phase
     gives every node time to start (seconds of imports each, all sharing the cores; it closes
-    as soon as all committed)."""
-    return CONFIG.format(rounds=rounds, participants=participants, commit_blocks=30 * participants)
-
-
-def flchain(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flchain_node.cli.app", *args]
+    as soon as all committed); the attest phase is long for a fetch that runs out of time (it
+    finalizes at quorum)."""
+    return str(
+        _LAUNCH.task_config(
+            dataset="digits", rule="median", rounds=rounds, participants=participants,
+            phase_blocks=(30 * participants, 16, 40), min_reveals=2,
+        )
+    )  # fmt: skip
 
 
 @dataclass

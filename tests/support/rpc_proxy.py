@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 #: :attr:`RPCProxy.down_for` seconds, or until :meth:`RPCProxy.up`); or answer ``http_503``
 #: without forwarding.
 Action = Literal["forward", "drop", "lose_reply", "go_down", "http_503"]
-#: Picks a request's action from its JSON-RPC method and the 1-based count of that method
-#: (called under the proxy's lock, so a stateful schedule needs no lock of its own).
+#: Picks a request's action from its JSON-RPC method (``batch:<method>`` for a batch, after its
+#: first request's method) and the 1-based count of that method (called under the proxy's
+#: lock, so a stateful schedule needs no lock of its own).
 Schedule = Callable[[str, int], Action]
 
 
@@ -105,7 +106,11 @@ class RPCProxy:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                method = str(json.loads(body).get("method"))
+                request = json.loads(body)
+                if isinstance(request, list):  # a batch: named after its first method
+                    method = f"batch:{request[0].get('method') if request else ''}"
+                else:
+                    method = str(request.get("method"))
                 with proxy._lock:
                     proxy.seen[method] += 1
                     action = proxy.decide(method, proxy.seen[method])

@@ -49,3 +49,35 @@ def run_with_threads(code: str, threads: int, *args: str) -> str:
         cwd=Path(__file__).resolve().parents[2],
     )
     return done.stdout
+
+
+def codec_rules_child(codecs: str) -> str:
+    """A child script for :func:`run_with_threads` printing one digest of seven encoded updates
+    per codec (``codecs``: a Python expression for a list of ``CodecParams``) and of what
+    every integer rule makes of them (aggregate and decisions). Top-k updates are sparsified
+    with error feedback, the residual carried from each update to the next."""
+    return f"""
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from flchain.learning.aggregation import *
+from flchain.learning.codec import decode_update, encode_update, sparsify
+from flchain.learning.models import CodecParams, ModelSpec, TensorSpec
+h = hashlib.sha256()
+for codec in {codecs}:
+    spec = ModelSpec("t", (TensorSpec("w", (40000,)), TensorSpec("b", (300,))), codec)
+    gen = torch.Generator().manual_seed(3)
+    ups, residual = [], None
+    for i in range(7):
+        d = {{"w": torch.randn(40000, generator=gen) * 0.01 * (i + 1),
+             "b": torch.randn(300, generator=gen)}}
+        if codec.encoding == "topk":
+            d, residual = sparsify(d, residual, spec)
+        blob = encode_update(d, spec)
+        h.update(blob)
+        ups.append(ClientUpdate(f"p{{i}}", decode_update(blob, spec), 1 + 37 * i))
+    for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), MultiKrum(2), CenteredClip()]:
+        r = rule.aggregate(ups)
+        h.update(r.update.q.tobytes())
+        h.update(repr([(d.participant, d.accepted, d.score) for d in r.decisions]).encode())
+print(h.hexdigest())
+"""

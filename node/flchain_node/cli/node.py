@@ -13,28 +13,24 @@ from rich.table import Table
 
 from flchain.errors import ConfigError
 from flchain.ledger.contracts import ParticipantRegistry, TrainingTask
-from flchain.storage import open_store
 from flchain_node.cli.options import (
-    ApiOpt,
     ConfirmationsOpt,
-    DevAccountOpt,
-    KeyFileOpt,
-    KeyOpt,
     PollOpt,
-    RpcOpt,
-    StoreOpt,
+    SignerOptions,
+    StoreOptions,
     TaskOpt,
     TimeoutOpt,
     command_group,
     data_dir,
     open_chain,
-    resolve_account,
+    with_option_groups,
 )
 
 app = command_group("Run a participant node for one key on one task.")
 
 
 @app.command()
+@with_option_groups
 def run(
     task: TaskOpt,
     shard: Annotated[
@@ -77,12 +73,9 @@ def run(
     timeout: TimeoutOpt = None,
     confirmations: ConfirmationsOpt = 0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads for training.")] = 1,
-    rpc_url: RpcOpt = None,
-    key: KeyOpt = None,
-    key_file: KeyFileOpt = None,
-    dev_account: DevAccountOpt = None,
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Register if needed, then train, commit, reveal, attest (when drawn) every round until
     the task completes, and claim the rewards. Safe to kill and restart at any moment."""
@@ -119,10 +112,9 @@ def run(
     if shard is not None and shards is not None and shard >= shards:
         raise ConfigError(f"--shard must be below --shards ({shards}), got {shard}")
     torch.set_num_threads(threads)  # small models: more threads only contend for the cores
-    account = resolve_account(key, key_file, dev_account)
-    chain = open_chain(rpc_url, account)
+    account, chain = signer.connect()
     training_task = TrainingTask(chain, task)
-    with open_store(store, ipfs_api) as s:
+    with where.open() as s:
         manifest = load_manifest(training_task, s)
         path = state_file(state_dir or data_dir() / "nodes", training_task, account.address)
         metrics = LocalMetrics(metrics_file(path))
@@ -162,6 +154,7 @@ def run(
     typer.echo(f"done: {json.dumps(summary.actions)}, gas {summary.gas}, claimed {summary.claimed}")
 
 
+@with_option_groups
 def status(
     task: TaskOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
@@ -176,24 +169,19 @@ def status(
     state_dir: Annotated[
         Path | None, typer.Option(help="The node's state directory (with --local).")
     ] = None,
-    rpc_url: RpcOpt = None,
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
-    key: KeyOpt = None,
-    key_file: KeyFileOpt = None,
-    dev_account: DevAccountOpt = None,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Show a task: round, phase, participants with their stakes, credited and claimed
     rewards (credited amounts need the store that holds the round reports)."""
     if local:
-        _local_status(task, state_dir, resolve_account(key, key_file, dev_account).address,
-                      as_json, rpc_url)  # fmt: skip
+        _local_status(task, state_dir, signer.account().address, as_json, signer.rpc_url)
         return
     from flchain_node.status import task_status
 
-    chain = open_chain(rpc_url)
-    with open_store(store, ipfs_api) as s:
-        info = task_status(chain, task, s)
+    with where.open() as s:
+        info = task_status(open_chain(signer.rpc_url), task, s)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -203,16 +191,23 @@ def status(
         f"finalized {info['finalized_rounds']}/{info['rounds']}  "
         f"pool {info['pool'] / 1e18:g} tokens"
     )
-    table = Table("participant", "stake", "active", "credited", "claimed", title="Participants")
+    dp = info.get("dp")
+    privacy = ("DP rounds", "ε round", "ε cumulative") if dp else ()
+    table = Table("participant", "stake", "active", "credited", "claimed", *privacy,
+                  title="Participants")  # fmt: skip
     for p in info["participants"]:
+        spent = (str(p["dp_rounds"]), f"{p['epsilon_round']:.3f}", f"{p['epsilon']:.3f}")
         table.add_row(
             p["address"],
             f"{p['stake'] / 1e18:g}",
             "yes" if p["active"] else "no",
             f"{p['credited'] / 1e18:g}",
             f"{p['claimed'] / 1e18:g}",
+            *(spent if dp else ()),
         )
     console.print(table)
+    if dp:
+        typer.echo(f"ε at δ={dp['delta']:g} as the report of round {dp['round']} records it")
 
 
 def _local_status(
@@ -276,23 +271,20 @@ def _local_status(
         Console().print(spent)
 
 
+@with_option_groups
 def claim(
     task: TaskOpt,
-    rpc_url: RpcOpt = None,
-    key: KeyOpt = None,
-    key_file: KeyFileOpt = None,
-    dev_account: DevAccountOpt = None,
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Claim every reward credited to the account so far, in one transaction."""
 
     from flchain_node.factory import build_participant
     from flchain_node.runner import NoTraining
 
-    account = resolve_account(key, key_file, dev_account)
-    chain = open_chain(rpc_url, account)
-    with open_store(store, ipfs_api) as s:
+    account, chain = signer.connect()
+    with where.open() as s:
         node = build_participant(TrainingTask(chain, task), s, account, NoTraining())
         paid = node.claim()
     typer.echo(f"claimed {paid / 1e18:g} tokens ({paid} base units)" if paid else "nothing owed")

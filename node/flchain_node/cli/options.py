@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 from eth_account.signers.local import LocalAccount
@@ -12,6 +17,7 @@ from eth_account.signers.local import LocalAccount
 from flchain.errors import ConfigError
 from flchain.ledger.accounts import DEV_MNEMONIC, load_account
 from flchain.ledger.chain import Chain
+from flchain.storage import ContentStore, open_store
 
 RpcOpt = Annotated[
     str | None,
@@ -76,6 +82,74 @@ ConfirmationsOpt = Annotated[
         "(until then a reorg that drops it has it sent again).",
     ),
 ]
+
+
+@dataclass(frozen=True)
+class SignerOptions:
+    """``--rpc-url`` and exactly one of ``--key``, ``--key-file``, ``--dev-account``: the chain
+    a command talks to and the account that signs its transactions."""
+
+    rpc_url: RpcOpt = None
+    key: KeyOpt = None
+    key_file: KeyFileOpt = None
+    dev_account: DevAccountOpt = None
+
+    def account(self) -> LocalAccount:
+        return resolve_account(self.key, self.key_file, self.dev_account)
+
+    def connect(self) -> tuple[LocalAccount, Chain]:
+        """The signing account, and the chain with that account attached."""
+        account = self.account()
+        return account, open_chain(self.rpc_url, account)
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """``--store`` or ``--ipfs-api``: the embedded store or a Kubo daemon."""
+
+    store: StoreOpt = None
+    ipfs_api: ApiOpt = None
+
+    def open(self, cid_version: int = 0) -> ContentStore:
+        return open_store(self.store, self.ipfs_api, cid_version=cid_version)
+
+
+OPTION_GROUPS = (SignerOptions, StoreOptions)
+
+
+def with_option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Let ``command`` take whole option groups (:data:`OPTION_GROUPS`) as parameters.
+
+    Typer reads one option per parameter and has no groups; so this hands Typer a signature
+    in which each group parameter is replaced by the group's fields, and gathers those back
+    into the group before calling ``command``. (Click's option decorators, as ape uses them,
+    do the same for a plain click command.)"""
+    hints = get_type_hints(command, include_extras=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, type] = {}
+    for name, param in inspect.signature(command).parameters.items():
+        hint = hints.get(name, param.annotation)
+        if hint in OPTION_GROUPS:
+            groups[name] = hint
+            fields = get_type_hints(hint, include_extras=True)
+            params += [
+                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                  annotation=fields[f.name])
+                for f in dataclasses.fields(hint)
+            ]  # fmt: skip
+        else:
+            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hint))
+
+    @functools.wraps(command)
+    def run(**options: Any) -> Any:
+        for name, group in groups.items():
+            fields = [f.name for f in dataclasses.fields(group)]
+            options[name] = group(**{field: options.pop(field) for field in fields})
+        return command(**options)
+
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
 
 
 def command_group(help: str) -> typer.Typer:

@@ -10,9 +10,15 @@ from typing import Annotated
 import typer
 
 from flchain.errors import FLChainError
-from flchain.storage import ContentStore, export_car, import_car, open_store
+from flchain.storage import export_car, import_car
 from flchain.storage.retention import DEFAULT_RETENTION, plan
-from flchain_node.cli.options import ApiOpt, RpcOpt, StoreOpt, command_group, open_chain
+from flchain_node.cli.options import (
+    RpcOpt,
+    StoreOptions,
+    command_group,
+    open_chain,
+    with_option_groups,
+)
 
 app = command_group("Content-addressed storage (IPFS CIDs): embedded store or a Kubo daemon.")
 
@@ -22,20 +28,17 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _open(store: Path | None, ipfs_api: str | None, cid_version: int = 0) -> ContentStore:
-    return open_store(store, ipfs_api, cid_version=cid_version)
-
-
 @app.command()
+@with_option_groups
 def add(
     path: Annotated[Path, typer.Argument(help="File to add ('-' for stdin).")],
     cid_version: Annotated[int, typer.Option("--cid-version", min=0, max=1)] = 0,
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Store a file and print its CID (only the CID) on stdout."""
     try:
-        with _open(store, ipfs_api, cid_version) as s:
+        with where.open(cid_version) as s:
             cid = s.put_stream(sys.stdin.buffer) if str(path) == "-" else s.put_file(path)
     except FLChainError as exc:
         raise _fail(str(exc)) from None
@@ -45,14 +48,15 @@ def add(
 
 
 @app.command()
+@with_option_groups
 def cat(
     cid: Annotated[str, typer.Argument(help="CID of the content.")],
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Write the content named CID to stdout."""
     try:
-        with _open(store, ipfs_api) as s:
+        with where.open() as s:
             data = s.get(cid)
     except FLChainError as exc:
         raise _fail(str(exc)) from None
@@ -61,18 +65,19 @@ def cat(
 
 
 @app.command("export")
+@with_option_groups
 def export(
     cid: Annotated[str, typer.Argument(help="Root CID of the DAG to export.")],
     out: Annotated[Path, typer.Argument(help="CAR file to write.")],
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Write the DAG under CID to a CARv1 file (for `ipfs dag import`)."""
     # Write beside OUT and rename: a failed export never leaves half a CAR, nor removes an
     # existing file (it used to unlink OUT on any error, even a mistyped CID).
     partial = out.parent / f".{out.name or 'export'}.partial"  # out may be "" or "/"
     try:
-        with _open(store, ipfs_api) as s:
+        with where.open() as s:
             export_car(s, cid, partial)
         partial.replace(out)
     except FLChainError as exc:
@@ -84,14 +89,15 @@ def export(
 
 
 @app.command("import")
+@with_option_groups
 def import_(
     car: Annotated[Path, typer.Argument(help="CARv1 file to read.")],
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Load a CARv1 file, verifying every block; pin and print its roots."""
     try:
-        with _open(store, ipfs_api) as s:
+        with where.open() as s:
             roots = import_car(s, car)
     except FLChainError as exc:
         raise _fail(str(exc)) from None
@@ -102,6 +108,7 @@ def import_(
 
 
 @app.command()
+@with_option_groups
 def gc(
     task: Annotated[
         str | None,
@@ -121,8 +128,8 @@ def gc(
         bool, typer.Option("--dry-run", help="Print what would be unpinned; change nothing.")
     ] = False,
     rpc_url: RpcOpt = None,
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    where: StoreOptions,
 ) -> None:
     """Remove every block no pin reaches. With --task, first unpin the task's content that is
     past retention: updates of rounds closed more than RETENTION rounds ago, older global
@@ -134,7 +141,7 @@ def gc(
     from flchain.protocol.rounds import named_content
 
     try:
-        with _open(store, ipfs_api) as s:
+        with where.open() as s:
             if task:
                 rounds, permanent = named_content(TrainingTask(open_chain(rpc_url), task), s)
                 decided = plan(s.pins(), rounds, permanent, retention)

@@ -9,27 +9,22 @@ from typing import Annotated
 import typer
 
 from flchain.config import load_config
-from flchain.storage import open_store
 from flchain_node.cli.options import (
-    ApiOpt,
     ConfirmationsOpt,
-    DevAccountOpt,
-    KeyFileOpt,
-    KeyOpt,
     PollOpt,
-    RpcOpt,
-    StoreOpt,
+    SignerOptions,
+    StoreOptions,
     TaskOpt,
     TimeoutOpt,
     command_group,
-    open_chain,
-    resolve_account,
+    with_option_groups,
 )
 
 app = command_group("Create a training task and keep its rounds moving (the task owner's side).")
 
 
 @app.command()
+@with_option_groups
 def create(
     config: Annotated[Path, typer.Argument(help="Task config (TOML); see examples/task.toml.")],
     mint_to: Annotated[
@@ -41,20 +36,16 @@ def create(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the addresses as JSON.")] = False,
-    rpc_url: RpcOpt = None,
-    key: KeyOpt = None,
-    key_file: KeyFileOpt = None,
-    dev_account: DevAccountOpt = None,
-    store: StoreOpt = None,
-    ipfs_api: ApiOpt = None,
+    *,
+    signer: SignerOptions,
+    where: StoreOptions,
 ) -> None:
     """Store the manifest and initial model, deploy token, registry and task, fund the pool."""
     from flchain_node.owner import create_task
 
     task_config = load_config(config)
-    owner = resolve_account(key, key_file, dev_account)
-    chain = open_chain(rpc_url, owner)
-    with open_store(store, ipfs_api) as s:
+    owner, chain = signer.connect()
+    with where.open() as s:
         created = create_task(chain, owner, task_config, s, mint_to=mint_to or [])
     out = created.deployment.addresses() | {
         "manifest_cid": created.manifest_cid,
@@ -68,23 +59,21 @@ def create(
 
 
 @app.command()
+@with_option_groups
 def keep(
     task: TaskOpt,
     poll: PollOpt = 0.5,
     timeout: TimeoutOpt = None,
     confirmations: ConfirmationsOpt = 0,
-    rpc_url: RpcOpt = None,
-    key: KeyOpt = None,
-    key_file: KeyFileOpt = None,
-    dev_account: DevAccountOpt = None,
+    *,
+    signer: SignerOptions,
 ) -> None:
     """Slash non-revealers and settle committees until the task completes (anyone may)."""
     from flchain.ledger.contracts import TrainingTask
     from flchain_node.owner import Keeper
     from flchain_node.runner import run_keeper
 
-    account = resolve_account(key, key_file, dev_account)
-    chain = open_chain(rpc_url, account)
+    account, chain = signer.connect()
     gas = run_keeper(
         Keeper(TrainingTask(chain, task), account, confirmations), poll=poll, timeout=timeout
     )

@@ -1,0 +1,143 @@
+"""Honest participants' local training in worker processes, ahead of their steps.
+
+In the one-process federation every participant trains inside its own step, one after the
+other, while the chain (py-evm, single-threaded) waits; on a machine with cores to spare the
+others sit idle. A :class:`TrainingPool` starts each round's training for every pooled
+participant at once in worker processes (as Flower's simulation spreads its clients over
+cores), so it runs while the main process sends the other participants' transactions; a
+node's step then takes its finished update instead of training.
+
+The work is the same: a worker runs the participant's own :class:`LocalTrainer` (a copy made
+by ``fork``, with its shard, model and seed) on the same global model bytes, with the same
+torch thread count, so the update is bit for bit the one the step would have trained. Only
+trainers whose update is a pure function of the global model and the round are pooled: plain
+:class:`LocalTrainer` (no attack), no differential privacy (its accountant lives in the node),
+no buffers carried between rounds (BatchNorm statistics) and no SCAFFOLD (control variates).
+A node whose job is missing or was made from another global model trains in its step as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from collections.abc import Mapping
+from multiprocessing.pool import AsyncResult, Pool
+
+import numpy as np
+import torch
+
+from flchain.learning.codec import decode_model
+from flchain.learning.models import ModelSpec
+from flchain.learning.scaffold import Controls
+from flchain_node.participant import Produced
+from flchain_node.trainer import LocalTrainer
+
+#: What a worker sends back: numpy arrays, which pickle as plain bytes (torch registers
+#: reductions that would move every tensor through a shared-memory file and pass its
+#: descriptor over a socket instead).
+Sent = tuple[dict[str, np.ndarray], int]
+
+# Set in the parent just before the workers fork: each worker holds a copy.
+_TRAINERS: dict[int, LocalTrainer] = {}
+_SPEC: list[ModelSpec] = []
+
+
+def poolable(source: object) -> bool:
+    """Whether ``source``'s update is a pure function of the global model and the round."""
+    return (
+        type(source) is LocalTrainer
+        and source.privacy is None
+        and not any(True for _ in source.model.buffers())
+    )
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> bytes:
+    """A digest of a model state's names and values (what a pooled job was trained from)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode() + b"\0" + state[name].detach().contiguous().numpy().tobytes())
+    return h.digest()
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _train(indices: list[int], round_id: int, model: bytes) -> list[Sent]:
+    global_state = decode_model(model, _SPEC[0])
+    sent = []
+    for i in indices:
+        produced = _TRAINERS[i].produce(global_state, round_id, None)
+        delta = produced.update
+        assert isinstance(delta, dict)  # a float delta: no control variates were passed
+        sent.append(({k: v.detach().numpy() for k, v in delta.items()}, produced.num_samples))
+    return sent
+
+
+class TrainingPool:
+    """Worker processes that train ``trainers`` (by participant index) ahead of their steps."""
+
+    def __init__(self, trainers: Mapping[int, LocalTrainer], spec: ModelSpec, workers: int) -> None:
+        _TRAINERS.clear()
+        _TRAINERS.update(trainers)
+        _SPEC[:] = [spec]
+        self.spec, self.indices = spec, sorted(trainers)
+        self.workers = workers
+        # fork: the workers start with the parent's data and models, nothing to rebuild
+        context = multiprocessing.get_context("fork")
+        self._pool: Pool = context.Pool(
+            workers, initializer=_init_worker, initargs=(torch.get_num_threads(),)
+        )
+        self._jobs: dict[tuple[int, int], tuple[bytes, AsyncResult[list[Sent]], int]] = {}
+        self._rounds: set[int] = set()
+        #: Updates handed to a step (trained by a worker rather than in the step).
+        self.served = 0
+
+    def prefetch(self, round_id: int, model: bytes) -> None:
+        """Start training round ``round_id`` from the global model ``model`` (its encoded
+        bytes) for every pooled participant; once per round."""
+        if round_id in self._rounds:
+            return
+        self._rounds.add(round_id)
+        digest = state_digest(decode_model(model, self.spec))
+        # Small jobs in step order: the first nodes' updates are ready first, and the
+        # model bytes are sent once per job rather than once per participant.
+        size = max(1, len(self.indices) // (4 * self.workers))
+        for start in range(0, len(self.indices), size):
+            chunk = self.indices[start : start + size]
+            job = self._pool.apply_async(_train, (chunk, round_id, model))
+            for position, index in enumerate(chunk):
+                self._jobs[(index, round_id)] = (digest, job, position)
+
+    def take(
+        self, index: int, round_id: int, global_state: Mapping[str, torch.Tensor]
+    ) -> Produced | None:
+        """Participant ``index``'s update for ``round_id`` if a worker trained it from
+        ``global_state``; ``None`` otherwise (the caller trains)."""
+        job = self._jobs.pop((index, round_id), None)
+        if job is None:
+            return None
+        digest, result, position = job
+        if digest != state_digest(global_state):
+            return None
+        delta, num_samples = result.get()[position]
+        self.served += 1
+        return Produced({k: torch.from_numpy(v) for k, v in delta.items()}, num_samples)
+
+    def close(self) -> None:
+        self._jobs.clear()
+        self._pool.terminate()
+        self._pool.join()
+
+
+class PooledTrainer:
+    """A participant's :class:`LocalTrainer` whose update may already be trained by a pool."""
+
+    def __init__(self, trainer: LocalTrainer, pool: TrainingPool, index: int) -> None:
+        self.trainer, self.pool, self.index = trainer, pool, index
+
+    def produce(
+        self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
+    ) -> Produced:
+        found = None if controls else self.pool.take(self.index, round_id, global_state)
+        return found or self.trainer.produce(global_state, round_id, controls)
