@@ -397,6 +397,15 @@ def _krum_order(
     return sorted(out)
 
 
+def _krum_inputs(
+    updates: Sequence[ClientUpdate],
+) -> tuple[list[np.ndarray], list[str], list[list[int]]]:
+    """What the Krum family reads: the updates' vectors, their ids and the exact pairwise
+    squared distances."""
+    x = _vectors(updates)
+    return x, [u.participant for u in updates], _sq_distances(x)
+
+
 class MultiKrum(Aggregator):
     """Multi-Krum (Blanchard et al., 2017): score each update by its squared distances to its
     ``n - f - 2`` nearest neighbours, keep the ``m`` best (default ``n - f``) and average them
@@ -417,10 +426,9 @@ class MultiKrum(Aggregator):
         return 2 * self.f + 3
 
     def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
-        x = _vectors(updates)
-        n = len(updates)
-        ids = [u.participant for u in updates]
-        order = _krum_order(_sq_distances(x), list(range(n)), self.f, ids)
+        x, ids, dist = _krum_inputs(updates)
+        n = len(ids)
+        order = _krum_order(dist, list(range(n)), self.f, ids)
         m = min(n, self.m if self.m is not None else n - self.f)
         chosen = sorted(i for _, _, i in order[:m])
         rank = {i: r for r, (_, _, i) in enumerate(order)}
@@ -468,10 +476,8 @@ class Bulyan(Aggregator):
         return 4 * self.f + 3
 
     def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
-        x = _vectors(updates)
-        n = len(updates)
-        ids = [u.participant for u in updates]
-        dist = _sq_distances(x)
+        x, ids, dist = _krum_inputs(updates)
+        n = len(ids)
         remaining, picked = list(range(n)), list[int]()
         while len(picked) < n - 2 * self.f:
             best = _krum_order(dist, remaining, self.f, ids)[0][2]

@@ -213,10 +213,15 @@ def _filters(chain: Chain, fixtures: list[Contract], start: int) -> list[dict[st
     ]
 
 
+@pytest.fixture
+def other(chain: Chain, fixture_artifact: dict[str, Any]) -> Contract:
+    """A second contract of the same kind, so logs come from two addresses."""
+    return chain.deploy(fixture_artifact, chain.accounts[0], 0)
+
+
 def test_logs_match_stock_eth_tester_for_every_filter_shape(
-    chain: Chain, tester: EmbeddedTester, fixture: Contract, fixture_artifact: dict[str, Any]
+    chain: Chain, tester: EmbeddedTester, fixture: Contract, other: Contract
 ) -> None:
-    other = chain.deploy(fixture_artifact, chain.accounts[0], 0)
     start = chain.block_number
     _emit_many(chain, [fixture, other], 30)
     filters = _filters(chain, [fixture, other], start)
@@ -235,9 +240,8 @@ def test_logs_match_stock_eth_tester_for_every_filter_shape(
 
 
 def test_logs_stay_right_across_revert_and_new_blocks(
-    chain: Chain, tester: EmbeddedTester, fixture: Contract, fixture_artifact: dict[str, Any]
+    chain: Chain, tester: EmbeddedTester, fixture: Contract, other: Contract
 ) -> None:
-    other = chain.deploy(fixture_artifact, chain.accounts[0], 0)
     start = chain.block_number
     _emit_many(chain, [fixture, other], 12)
     everything = {"fromBlock": 0, "toBlock": "latest"}
