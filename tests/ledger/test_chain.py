@@ -278,12 +278,14 @@ def test_nonce_resync_after_another_client_used_the_account(
 ) -> None:
     sender = chain.accounts[7]
     chain.transact(fixture_contract.functions.increment(1), sender)
-    # A second client (another process, say) sends with the same key behind our back.
+    # A second client (another process, say) sends with the same key behind our back. Its
+    # calls differ from ours: with equal fees, the same call at the same nonce would be the
+    # very same signed transaction, already mined, and rightly not sent twice.
     other = Chain(chain.w3, chain.accounts, label="other client")
-    other.transact(fixture_contract.functions.increment(1), sender)
-    other.transact(fixture_contract.functions.increment(1), sender)
+    other.transact(fixture_contract.functions.increment(2), sender)
+    other.transact(fixture_contract.functions.increment(2), sender)
     chain.transact(fixture_contract.functions.increment(1), sender)  # "nonce too low" → resync
-    assert chain.call(fixture_contract.functions.counter()) == 9
+    assert chain.call(fixture_contract.functions.counter()) == 11
     assert chain.nonces.peek(sender.address) == chain.w3.eth.get_transaction_count(sender.address)
 
 

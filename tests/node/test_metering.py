@@ -38,13 +38,16 @@ def test_steps_book_their_work_and_the_bytes_they_moved(fed: Federation) -> None
     assert votes  # every node sits on the committee; the round finalizes at quorum
     for report in votes:
         assert report.seconds["aggregate"] > 0
-        # the committee fetched every revealed update (its own too: the recomputation reads
-        # what was revealed, not what it remembers)
-        assert report.moved["fetch"] >= sum(sizes)
+    # the member that recomputed fetched every revealed update (its own too: the recomputation
+    # reads what was revealed, not what it remembers); members sharing this process and store
+    # take its outcome (SharedRecomputation) and fetch nothing
+    fetched = sorted(r.moved.get("fetch", 0) for r in votes)
+    assert fetched[-1] >= sum(sizes)
     final = task.events(RoundFinalized, round=0)[0]
     new = len(fed.store.get(final.model_cid)) + len(fed.store.get(final.report_cid))
     # ... and stored the new global model and the round's report (it pins what it backs)
-    assert all(report.moved["store"] == new for report in votes)
+    stored = [r.moved.get("store", 0) for r in votes]
+    assert max(stored) == new and all(size in (0, new) for size in stored)
 
 
 def test_run_node_keeps_the_work_per_round_in_the_metrics_file(
