@@ -143,8 +143,8 @@ class Attacker(LocalTrainer):
     def produce(
         self, global_state: dict[str, torch.Tensor], round_id: int, controls: Controls | None
     ) -> Produced:
-        if controls is not None:  # a node's attacks craft float deltas: SCAFFOLD rounds honest
-            return super().produce(global_state, round_id, controls)
+        if controls is not None:  # refused at construction too; a node's attacks are deltas
+            raise ConfigError("attack studies do not support training.algorithm = 'scaffold'")
         honest = self.train(global_state, round_id)
         if self.attack == "label_flip":
             return Produced(honest.delta, honest.num_samples)
