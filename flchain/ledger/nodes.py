@@ -77,6 +77,10 @@ class NodeProcess:
         self.startup_timeout = startup_timeout
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        # Throw-away files of the running node (geth's data, anvil's state cache). Ours, not
+        # the node's: a node killed mid-run cannot clean up after itself, and anvil's default
+        # cache under ~/.foundry grew by 12 GB per 1,000-participant run left behind.
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
     def find_binary(cls) -> Path | None:
@@ -94,6 +98,12 @@ class NodeProcess:
         """Runs once the node answers (e.g. to fund accounts)."""
 
     @property
+    def scratch(self) -> Path:
+        """The node's throw-away directory (exists from start to stop)."""
+        assert self._scratch is not None, "the node is not started"
+        return Path(self._scratch.name)
+
+    @property
     def url(self) -> str:
         """The JSON-RPC URL (valid once started)."""
         return f"http://127.0.0.1:{self.port}"
@@ -103,6 +113,7 @@ class NodeProcess:
         if self.binary is None or not self.binary.exists():
             raise LedgerError(f"{self.name} binary not found: {self.install_hint}")
         self.port = free_port()
+        self._scratch = tempfile.TemporaryDirectory(prefix=f"flchain-{self.name}-")
         self._process = subprocess.Popen(
             self.command(),
             stdout=subprocess.DEVNULL,
@@ -110,8 +121,8 @@ class NodeProcess:
             env=self.environment(),
             start_new_session=True,  # stop() ends the node's whole process group (npx → node)
         )
-        self._wait_ready()
         try:
+            self._wait_ready()
             self.after_start()
         except BaseException:
             self.stop()  # a node left running here would outlive the failed start
@@ -155,7 +166,6 @@ class NodeProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RPCUnavailable(
             f"{self.name} did not answer on {self.url} within {self.startup_timeout}s"
         )
@@ -174,6 +184,9 @@ class NodeProcess:
             process.wait()
         if process.stderr:
             process.stderr.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -204,6 +217,7 @@ class AnvilProcess(NodeProcess):
             "--port", str(self.port),
             "--mnemonic", DEV_MNEMONIC,
             "--accounts", str(self.accounts),
+            "--cache-path", str(self.scratch),  # the states it keeps on disk
             "--silent",
         ]  # fmt: skip
         if self.block_time:
@@ -259,19 +273,16 @@ class GethProcess(NodeProcess):
         "run `bash scripts/install_tools.sh` (builds .tools/bin/geth), or set FLCHAIN_GETH"
     )
     FUNDING = 10_000 * 10**18
-    #: The throw-away data directory of the running node (set on start).
-    _datadir: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
     def find_binary(cls) -> Path | None:
         return find_tool("FLCHAIN_GETH", ".tools/bin/geth", on_path="geth")
 
     def command(self) -> list[str]:
-        self._datadir = tempfile.TemporaryDirectory(prefix="flchain-geth-")
         return [
             str(self.binary),
             "--dev",
-            "--datadir", self._datadir.name,
+            "--datadir", str(self.scratch),
             "--http", "--http.addr", "127.0.0.1", "--http.port", str(self.port),
             "--http.api", "eth,net,web3,debug,dev,txpool",
             "--nodiscover", "--maxpeers", "0", "--ipcdisable",
@@ -307,9 +318,3 @@ class GethProcess(NodeProcess):
                 if time.monotonic() > deadline:
                     raise RPCUnavailable(f"geth on {self.url} did not mine the funding transfers")
                 time.sleep(0.05)
-
-    def stop(self) -> None:
-        super().stop()
-        if self._datadir is not None:
-            self._datadir.cleanup()
-            self._datadir = None

@@ -46,3 +46,17 @@ def test_cpu_seconds_of_a_running_node() -> None:
         later = node.cpu_seconds()
         assert later is not None and later >= first
     assert node.cpu_seconds() is None
+
+
+@pytest.mark.anvil
+def test_a_killed_node_leaves_no_files_behind() -> None:
+    """The node's disk cache lives in our scratch directory, removed on stop even when the
+    node died without cleaning up (a SIGKILLed anvil once left 12 GB under ~/.foundry)."""
+    require_tool(AnvilProcess.find_binary() is not None, "anvil not found", "npm ci")
+    with AnvilProcess(accounts=2) as node:
+        scratch = node.scratch
+        assert scratch.is_dir()
+        assert str(scratch) in node.command()  # anvil's --cache-path
+        assert node._process is not None
+        os.kill(node._process.pid, 9)
+    assert not scratch.exists()

@@ -234,7 +234,8 @@ def launched(
         url = f"http://{chain_host.ip}:{port}"
         chain_host.popen(
             [str(anvil), "--host", chain_host.ip, "--port", str(port), "--mnemonic", DEV_MNEMONIC,
-             "--accounts", str(participants + 1), "--block-time", "1", "--silent"],
+             "--accounts", str(participants + 1), "--block-time", "1", "--silent",
+             "--cache-path", str(work / "anvil-cache")],
             work / "anvil.log", env,
         )  # fmt: skip
         _wait_for_chain(chain_host.netns, url)
