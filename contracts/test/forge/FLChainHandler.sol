@@ -228,11 +228,16 @@ contract FLChainHandler is ForgeTest {
         task.closeCommitPhase();
     }
 
+    /// The current round or one up to `roundsBack` before it (fuzzed).
+    function _roundBack(uint256 roundsBack) internal view returns (uint256) {
+        uint256 round = task.currentRound();
+        return round - bound(roundsBack, 0, round);
+    }
+
     function slashNonRevealer(uint256 seed, uint256 roundsBack) external {
         address a = actorAt(seed);
         calls++;
-        uint256 round = task.currentRound();
-        round -= bound(roundsBack, 0, round);
+        uint256 round = _roundBack(roundsBack);
         uint256 before = registry.stakeOf(a);
         try task.slashNonRevealer(round, a) {
             _checkSlash(a, before);
@@ -249,8 +254,7 @@ contract FLChainHandler is ForgeTest {
     function settle(uint256 seed, uint256 roundsBack) external {
         address a = actorAt(seed);
         calls++;
-        uint256 round = task.currentRound();
-        round -= bound(roundsBack, 0, round);
+        uint256 round = _roundBack(roundsBack);
         uint256 before = registry.stakeOf(a);
         task.settleCommitteeMember(round, a);
         _checkSlash(a, before);
