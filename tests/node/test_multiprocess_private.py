@@ -123,7 +123,11 @@ def test_each_node_recorded_its_local_validation(launched: tuple) -> None:
         task = TrainingTask(Chain.connect(url, accounts=[]), address)
         trained = sorted(e.round for e in task.events(Committed) if e.account == account.address)
         final = task.events(RoundFinalized)[-1].round + 1
-        # every global model the node trained from, plus the final one, on its held-out 20%
-        assert [r["round"] for r in recorded] == [*trained, final]
+        # every global model the node trained from, plus the final one, on its held-out 20%;
+        # a node that validated a model but then missed the commit deadline (a loaded machine
+        # in CI) has that round recorded too, without a commitment
+        validated = [r["round"] for r in recorded]
+        assert validated == sorted(set(validated)) and validated[-1] == final, validated
+        assert set(trained) <= set(validated), (trained, validated)
         assert {r["samples"] for r in recorded} == {round(0.2 * rows(f))}
         assert f"round {final} local validation" in extra["logs"]
