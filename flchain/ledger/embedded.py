@@ -24,6 +24,7 @@ own matching and formatting code; ``caching=False`` switches all of it off, so t
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +33,7 @@ from typing import Any
 from eth.abc import BlockHeaderAPI, ChainAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
 from eth.constants import ZERO_ADDRESS
 from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
+from eth.exceptions import InvalidInstruction as EVMInvalidInstruction
 from eth.exceptions import Revert as EVMRevert
 from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
@@ -233,7 +235,32 @@ class _Backend(PyEVMBackend):
             else:
                 nonce = state.get_nonce(transaction["from"])
                 transaction = {**transaction, "nonce": nonce}
+                if block_number == "latest":
+                    return self._estimate_on_latest(transaction)
         return int(super().estimate_gas(transaction, block_number))
+
+    def _estimate_on_latest(self, transaction: dict[str, Any]) -> int:
+        """eth-tester's estimate at "latest" (py-evm's ``Chain.estimate_gas``: on the latest
+        block's state, in a costless block on top of it), on that state built once per latest
+        block instead of once per estimate, so its read caches stay warm across estimates
+        (a batch of transactions is estimated before any is sent). The estimator snapshots and
+        reverts the state around every run, as py-evm's costless state does once."""
+        header = self._mined_header("latest")
+        cached = self.__dict__.get("_costless")
+        if cached is None or cached[0] != header.hash or cached[1] is not self.chain:
+            vm = self.chain.get_vm(at_header=header)
+            block = vm.generate_block_from_parent_header_and_coinbase(header, header.coinbase)
+            previous = itertools.chain((header.hash,), vm.previous_hashes)
+            state = vm.build_state(vm.chaindb.db, block.header, vm.chain_context, previous)
+            cached = self._costless = (header.hash, self.chain, state)
+        unsigned = self._get_normalized_and_unsigned_evm_transaction(
+            {**transaction, "gas": 21000}, "latest"
+        )
+        spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
+        try:
+            return int(self.chain.gas_estimator(cached[2], spoofed))
+        except (EVMInvalidInstruction, EVMRevert) as exc:  # as eth-tester maps them
+            raise TesterTransactionFailed(str(exc)) from exc
 
     def trace_transaction(self, transaction_hash: bytes) -> dict[str, Any]:
         """What ``debug_traceTransaction``'s call tracer answers about a mined transaction:

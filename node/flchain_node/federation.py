@@ -251,7 +251,14 @@ class Federation:
         self.config = demo.task_config(reference)  # config errors first, then the roles'
         self.roles = demo.roles() + [REFERENCE] * demo.reference
         self.fed = federated_data(self.config.data, demo.participants)
-        self.deployment = self._deploy()
+        # On the embedded chain a phase's transactions share blocks (see _pass), and so do
+        # set-up's batches (mints, approvals, registrations: one block each, not one per
+        # transaction).
+        self.block_pass = BlockPass.on(self.chain.w3.provider)
+        if self.block_pass is not None:
+            self.deployment = self.block_pass.run([self._deploy])[0]
+        else:
+            self.deployment = self._deploy()
         sources = [self._source(i) for i in range(len(self.roles))]
         self.pool = self._pool(sources)
         # The members are in this process and read this store: a round's outcome is computed
@@ -260,8 +267,6 @@ class Federation:
         self._prefetched: set[int] = set()
         self._committees: dict[int, set[str]] = {}
         self.nodes = [self._node(i, a, sources[i]) for i, a in enumerate(self.accounts)]
-        # On the embedded chain a phase's transactions share blocks (see _pass).
-        self.block_pass = BlockPass.on(self.chain.w3.provider)
         self.role_of = {n.address: r for n, r in zip(self.nodes, self.roles, strict=True)}
 
     def _deploy(self) -> Deployment:
@@ -434,7 +439,12 @@ class Federation:
         slashes = self._slashes()
         for row in rows:  # committee settlements land a window after their round's row
             row.slashes = slashes.get(row.round, {})
-        claimed = {n.address: n.claim() for n in self.nodes}
+        # Claims are independent of each other: on the embedded chain they share a block.
+        if self.block_pass is not None:
+            claims = self.block_pass.run([n.claim for n in self.nodes])
+        else:
+            claims = [n.claim() for n in self.nodes]
+        claimed = {n.address: c for n, c in zip(self.nodes, claims, strict=True)}
         return FederationResult(
             config=self.demo,
             roles=self.role_of,
