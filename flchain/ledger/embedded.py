@@ -571,8 +571,10 @@ def make_tester(
     """A fresh eth-tester chain whose genesis funds the first ``num_accounts`` of ``mnemonic``.
 
     Gas limit ~30M per block (eth-tester's London-era default); every transaction is mined
-    into its own block at once (auto-mining), like anvil's default. ``caching=False`` gives
-    stock eth-tester read costs (for comparisons; answers are the same).
+    into its own block at once (auto-mining), like anvil's default, except while the tester
+    is ``holding`` (a ``BlockPass`` runs): then they share the next mined block.
+    ``caching=False`` gives stock eth-tester read costs (for comparisons; answers are the
+    same).
     """
     accounts = dev_accounts(num_accounts, mnemonic)
     state_overrides = {"balance": balance}
