@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 from eth.exceptions import Revert as EVMRevert
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS
@@ -48,6 +50,7 @@ from flchain.ledger.reverts import RevertedWithReason, decode_revert
 __all__ = [
     "DEV_BALANCE_WEI",
     "EMBEDDED_CHAIN_ID",
+    "BlockPass",
     "DevChain",
     "EmbeddedProvider",
     "EmbeddedTester",
@@ -167,6 +170,8 @@ class EmbeddedProvider(EthereumTesterProvider):
     def __init__(self, tester: EthereumTester | None = None, num_accounts: int = 20) -> None:
         super().__init__(tester or make_tester(num_accounts), ENDPOINTS)
         self.lock = threading.RLock()
+        #: The :class:`BlockPass` running, if any: its jobs wait in it for their blocks.
+        self.block_pass: BlockPass | None = None
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         namespace, _, endpoint = method.partition("_")
@@ -175,6 +180,12 @@ class EmbeddedProvider(EthereumTesterProvider):
             return _error(-32601, f"Method not found: {method}")
         if method == "eth_estimateGas" and len(params) > 1 and params[1] == "pending":
             params = params[:1]  # eth-tester estimates in its pending block anyway
+        while method == "eth_getTransactionReceipt" and self._held(params[0]):
+            # Like a node, no receipt before the transaction is mined; a job of the running
+            # pass waits there for its block (other callers poll, as on a node).
+            running = self.block_pass
+            if running is None or not running.park():
+                return {"jsonrpc": "2.0", "id": 0, "result": None}
         try:
             with self.lock:
                 result = delegate(self.ethereum_tester, params)
@@ -186,6 +197,147 @@ class EmbeddedProvider(EthereumTesterProvider):
                 return _error(-32000, _node_message(exc))
             return _error(3, _revert_message(data), "0x" + data.hex())
         return {"jsonrpc": "2.0", "id": 0, "result": result}
+
+    def _held(self, transaction_hash: Any) -> bool:
+        """Whether the transaction waits, unmined, in a holding chain's pending block."""
+        tester = self.ethereum_tester
+        if not isinstance(tester, EmbeddedTester) or not tester.holding:
+            return False
+        try:
+            raw = bytes(HexBytes(transaction_hash))
+        except (TypeError, ValueError):
+            return False  # eth-tester answers the malformed hash
+        with self.lock:
+            return bool(tester.pending_transaction(raw))
+
+
+T = TypeVar("T")
+
+
+class BlockPass:
+    """Runs jobs (each node's step of one phase) one after the other, in order, such that the
+    transactions they send share blocks instead of getting one block each, as on a node that
+    mines at intervals.
+
+    Each job runs in a thread of its own, but only one thread runs at a time: a job runs until
+    it finishes or asks for the receipt of a transaction it sent, then the next job runs. Once
+    every job has finished or waits, one block is mined with every transaction sent so far, in
+    the order they were sent, and the waiting jobs resume in job order. So everything happens
+    in one order fixed by the jobs (the same inputs give the same chain), and nothing is left
+    out: every transaction is signed by its sender, executed by py-evm when sent (a refused one
+    is refused at once), mined, and its receipt read and checked by its sender.
+
+    What it saves on the embedded chain: the per-block work (mining, a state per block for
+    the views) once per pass instead of once per transaction, and the views of a pass all
+    read one block, whose state (and answers) the chain keeps.
+    """
+
+    def __init__(self, provider: EmbeddedProvider) -> None:
+        tester = provider.ethereum_tester
+        if not isinstance(tester, EmbeddedTester):
+            raise LedgerError("a BlockPass needs the embedded chain's own tester (make_tester)")
+        self.provider, self.tester = provider, tester
+        # The baton: job i runs while it holds _go[i]; it hands back by releasing _back.
+        # (One semaphore per job: waking only the job whose turn it is.)
+        self._go: list[threading.Semaphore] = []
+        self._back = threading.Semaphore(0)
+        self._jobs: dict[int, int] = {}  # thread id -> job
+        self._parked: list[int] = []
+        #: Seconds each job of the last :meth:`run` spent parked (waiting for other jobs and
+        #: for its block): what its own wall time must not be charged with.
+        self.parked_seconds: list[float] = []
+        #: Blocks the last :meth:`run` mined, and the seconds that took.
+        self.blocks, self.mining_seconds = 0, 0.0
+
+    @classmethod
+    def on(cls, provider: Any) -> BlockPass | None:
+        """A pass for ``provider`` when it is an embedded chain's (None for any other)."""
+        if isinstance(provider, EmbeddedProvider) and isinstance(
+            provider.ethereum_tester, EmbeddedTester
+        ):
+            return cls(provider)
+        return None
+
+    def run(self, jobs: Sequence[Callable[[], T]]) -> list[T]:
+        """Every job's result, in order; the first job's error (in job order) is raised once
+        every job has ended."""
+        if self.provider.block_pass is not None:
+            raise LedgerError("a BlockPass is already running on this chain")
+        results: list[Any] = [None] * len(jobs)
+        errors: list[BaseException | None] = [None] * len(jobs)
+        self.parked_seconds, self.blocks, self.mining_seconds = [0.0] * len(jobs), 0, 0.0
+        self._go = [threading.Semaphore(0) for _ in jobs]
+        threads = [
+            threading.Thread(target=self._job, args=(i, job, results, errors), daemon=True)
+            for i, job in enumerate(jobs)
+        ]
+        with self.provider.lock:
+            self.tester.holding = True
+        self.provider.block_pass = self
+        try:
+            for thread in threads:
+                thread.start()
+            for i in range(len(jobs)):
+                self._hand_to(i)
+            while self._parked:
+                self._mine()
+                parked, self._parked = sorted(self._parked), []
+                for i in parked:
+                    self._hand_to(i)
+        finally:
+            self.provider.block_pass = None
+            with self.provider.lock:
+                self.tester.holding = False
+                if self.tester.backend.held():
+                    self._mine()  # sent by a job that failed before its receipt
+        for thread in threads:  # all ended (if mining failed above, parked ones never resume)
+            thread.join()
+        for error in errors:
+            if error is not None:
+                raise error
+        return results
+
+    def park(self) -> bool:
+        """Called by a job waiting for a receipt: yields to the pass until the next block is
+        mined. False when the caller is not a job of this pass (it polls instead)."""
+        job = self._jobs.get(threading.get_ident())
+        if job is None:
+            return False
+        started = time.perf_counter()
+        self._parked.append(job)
+        self._back.release()
+        self._go[job].acquire()
+        self.parked_seconds[job] += time.perf_counter() - started
+        return True
+
+    def _job(
+        self,
+        i: int,
+        job: Callable[[], Any],
+        results: list[Any],
+        errors: list[BaseException | None],
+    ) -> None:
+        self._jobs[threading.get_ident()] = i
+        self._go[i].acquire()
+        try:
+            results[i] = job()
+        except BaseException as exc:  # handed to run(), which raises it
+            errors[i] = exc
+        finally:
+            del self._jobs[threading.get_ident()]
+            self._back.release()
+
+    def _hand_to(self, i: int) -> None:
+        """Let job ``i`` run until it ends or parks."""
+        self._go[i].release()
+        self._back.acquire()
+
+    def _mine(self) -> None:
+        started = time.perf_counter()
+        with self.provider.lock:
+            self.tester.mine_blocks(1)
+        self.blocks += 1
+        self.mining_seconds += time.perf_counter() - started
 
 
 def _revert_message(data: bytes) -> str:

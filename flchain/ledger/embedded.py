@@ -24,13 +24,16 @@ own matching and formatting code; ``caching=False`` switches all of it off, so t
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from eth.abc import BlockHeaderAPI, ChainAPI, SignedTransactionAPI, StateAPI
+from eth.abc import BlockHeaderAPI, ChainAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
+from eth.constants import ZERO_ADDRESS
 from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
+from eth.exceptions import InvalidInstruction as EVMInvalidInstruction
 from eth.exceptions import Revert as EVMRevert
 from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
@@ -42,6 +45,7 @@ from eth_tester.backends.pyevm.main import (
     get_default_account_state,
 )
 from eth_tester.backends.pyevm.serializers import serialize_transaction_receipt
+from eth_tester.constants import BLOB_TX_TYPE
 from eth_tester.exceptions import BlockNotFound
 from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
 from eth_tester.utils.filters import check_if_log_matches
@@ -56,6 +60,8 @@ DEV_BALANCE_WEI = to_wei(10_000, "ether")
 #: How many block states :meth:`_Backend.call` keeps. A node reads "latest" almost always;
 #: a few more cover calls pinned to a recent block (e.g. replaying a failed transaction).
 STATE_CACHE_SIZE = 8
+#: How many call answers :meth:`_Backend.call` keeps (each keyed by block hash and call).
+CALL_CACHE_SIZE = 4096
 
 
 class _Reverted(TesterTransactionFailed):
@@ -78,6 +84,8 @@ class _Backend(PyEVMBackend):
 
     #: False: every call builds its state from scratch, as stock eth-tester does.
     caching: bool = True
+    #: True: sent transactions wait in the pending block for the next mined block.
+    holding: bool = False
     _tx_blocks: dict[bytes, int]
     _states: OrderedDict[bytes, StateAPI]
     _states_chain: ChainAPI | None = None
@@ -89,41 +97,125 @@ class _Backend(PyEVMBackend):
             index[tx.hash] = block.number
         return super().get_block_by_number(block_number, full_transaction)
 
+    def send_raw_transaction(self, raw_transaction: bytes) -> bytes:
+        if not self.holding or raw_transaction[:1] == bytes([BLOB_TX_TYPE]):
+            self._fill_pending_block()  # stock path: it appends to the block's own list
+            return bytes(super().send_raw_transaction(raw_transaction))
+        # py-evm's MiningChain.apply_transaction, except that the pending block's transaction
+        # and receipt tries are built once, when it is mined: py-evm rebuilds both (and
+        # decodes every receipt from the database) for every transaction it adds, O(n^2) in
+        # the block's size. The state and the header's gas, bloom and state root advance with
+        # each transaction as there, so reads of the pending state see it.
+        chain = self.chain
+        vm = chain.get_vm(chain.header)
+        transaction = vm.get_transaction_builder().decode(raw_transaction)
+        receipt, _ = vm.apply_transaction(chain.header, transaction)
+        header = vm.add_receipt_to_header(chain.header, receipt)
+        vm.state.persist()
+        chain.header = header.copy(state_root=vm.state.state_root)
+        self.__dict__.setdefault("_held", []).append((transaction, receipt))
+        return bytes(transaction.hash)
+
+    def held(self) -> list[tuple[SignedTransactionAPI, ReceiptAPI]]:
+        """The transactions held in the pending block and their receipts, in order."""
+        return list(self.__dict__.get("_held", []))
+
+    def mine_blocks(self, num_blocks: int = 1, coinbase: Any = ZERO_ADDRESS) -> tuple[bytes, ...]:
+        number = self.chain.header.block_number  # the pending block's
+        index = self.__dict__.setdefault("_tx_blocks", {})
+        for tx, _ in self.held():
+            index[tx.hash] = number  # its receipt is found without a scan
+        self._fill_pending_block()
+        return tuple(super().mine_blocks(num_blocks, coinbase))
+
+    def _fill_pending_block(self) -> None:
+        """Put the held transactions and receipts into the pending block (its tries)."""
+        held = self.__dict__.pop("_held", [])
+        if held:
+            chain = self.chain
+            vm = chain.get_vm(chain.header)
+            block = vm.set_block_transactions_and_withdrawals(
+                vm.get_block(), chain.header, [t for t, _ in held], [r for _, r in held]
+            )
+            chain.header = block.header
+
     def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
         number = self.__dict__.get("_tx_blocks", {}).get(transaction_hash)
         head = self.chain.get_block()
         if number is not None and number < head.number:  # the head (pending) block may change
             # after a snapshot revert the remembered block may hold something else: check
-            block = self.chain.get_canonical_block_by_number(number)
+            block, receipts = self._block_and_receipts(number)
             for index, tx in enumerate(block.transactions):
                 if tx.hash == transaction_hash:
-                    receipts = block.get_receipts(self.chain.chaindb)
                     return serialize_transaction_receipt(
                         block, receipts, tx, index, False, self.chain.get_vm()
                     )
         return super().get_transaction_receipt(transaction_hash)
 
+    def _block_and_receipts(self, number: int) -> tuple[Any, tuple[ReceiptAPI, ...]]:
+        """Canonical block ``number`` and its receipts, decoded once per block (its senders
+        ask for their receipts one by one: decoding all of them each time is O(n^2))."""
+        block_hash = self.chain.chaindb.get_canonical_block_hash(number)
+        cached = self.__dict__.get("_last_block")
+        if cached is None or cached[0] != block_hash:
+            block = self.chain.get_block_by_hash(block_hash)
+            cached = (block_hash, block, tuple(block.get_receipts(self.chain.chaindb)))
+            self._last_block = cached
+        return cached[1], cached[2]
+
     def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> bytes:
-        tx = {"gas": self._max_available_gas(), **transaction}
         # The pending block's header changes with every transaction: no stable key to cache.
         if not self.caching or block_number == "pending":
+            tx = {"gas": self._max_available_gas(), **transaction}
             unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
             spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
             computation = _execute_and_revert_transaction(self.chain, spoofed, block_number)
         else:
-            state = self._state_at(block_number)
-            # eth-tester would build a second state just to read this nonce.
-            tx.setdefault("nonce", state.get_nonce(transaction["from"]))
-            unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
-            spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
-            # The same snapshot/apply/revert py-evm uses for a failed transaction inside a
-            # block and for every step of its gas search: the state is as before afterwards
-            # (journal, warm-access sets, transient storage), only its read caches are warm.
-            snapshot = state.snapshot()
+            header = self._mined_header(block_number)
+            # A call's answer is a function of the block's state and header (both fixed by
+            # its hash) and of the call: an answer for the same call at the same block hash
+            # is the answer. (Several nodes' steps read the same facts at one block.)
+            answers: OrderedDict[Any, bytes] = self.__dict__.setdefault("_answers", OrderedDict())
             try:
-                computation = state.apply_transaction(spoofed)
-            finally:
-                state.revert(snapshot)
+                key: Any = (header.hash, frozenset(transaction.items()))
+                answer = answers.get(key)
+            except TypeError:  # an unhashable field (e.g. an access list): not remembered
+                key, answer = None, None
+            if answer is not None:
+                return answer
+            output = self._execute_call(transaction, block_number, header)
+            if key is not None:
+                answers[key] = output
+                if len(answers) > CALL_CACHE_SIZE:
+                    answers.popitem(last=False)
+            return output
+        return self._output(computation)
+
+    def _execute_call(
+        self, transaction: dict[str, Any], block_number: Any, header: BlockHeaderAPI
+    ) -> bytes:
+        """Run a call on the cached state of the mined block ``header``, with the block's gas
+        limit unless the call gives its own (as anvil does; stock eth-tester gives what is
+        left in the pending block, which changes with each transaction sent)."""
+        tx = {"gas": header.gas_limit, **transaction}
+        state = self._state_at(block_number)
+        # eth-tester would build a second state just to read this nonce.
+        tx.setdefault("nonce", state.get_nonce(transaction["from"]))
+        unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
+        spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
+        # The same snapshot/apply/revert py-evm uses for a failed transaction inside a
+        # block and for every step of its gas search: the state is as before afterwards
+        # (journal, warm-access sets, transient storage), only its read caches are warm.
+        snapshot = state.snapshot()
+        try:
+            computation = state.apply_transaction(spoofed)
+        finally:
+            state.revert(snapshot)
+        return self._output(computation)
+
+    @staticmethod
+    def _output(computation: Any) -> bytes:
+        """A call's output; its revert or failure raised as eth-tester raises them."""
         if computation.is_error:
             error = computation.error
             if isinstance(error, EVMRevert):
@@ -143,7 +235,32 @@ class _Backend(PyEVMBackend):
             else:
                 nonce = state.get_nonce(transaction["from"])
                 transaction = {**transaction, "nonce": nonce}
+                if block_number == "latest":
+                    return self._estimate_on_latest(transaction)
         return int(super().estimate_gas(transaction, block_number))
+
+    def _estimate_on_latest(self, transaction: dict[str, Any]) -> int:
+        """eth-tester's estimate at "latest" (py-evm's ``Chain.estimate_gas``: on the latest
+        block's state, in a costless block on top of it), on that state built once per latest
+        block instead of once per estimate, so its read caches stay warm across estimates
+        (a batch of transactions is estimated before any is sent). The estimator snapshots and
+        reverts the state around every run, as py-evm's costless state does once."""
+        header = self._mined_header("latest")
+        cached = self.__dict__.get("_costless")
+        if cached is None or cached[0] != header.hash or cached[1] is not self.chain:
+            vm = self.chain.get_vm(at_header=header)
+            block = vm.generate_block_from_parent_header_and_coinbase(header, header.coinbase)
+            previous = itertools.chain((header.hash,), vm.previous_hashes)
+            state = vm.build_state(vm.chaindb.db, block.header, vm.chain_context, previous)
+            cached = self._costless = (header.hash, self.chain, state)
+        unsigned = self._get_normalized_and_unsigned_evm_transaction(
+            {**transaction, "gas": 21000}, "latest"
+        )
+        spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
+        try:
+            return int(self.chain.gas_estimator(cached[2], spoofed))
+        except (EVMInvalidInstruction, EVMRevert) as exc:  # as eth-tester maps them
+            raise TesterTransactionFailed(str(exc)) from exc
 
     def trace_transaction(self, transaction_hash: bytes) -> dict[str, Any]:
         """What ``debug_traceTransaction``'s call tracer answers about a mined transaction:
@@ -309,6 +426,30 @@ class EmbeddedTester(EthereumTester):
         self._accounts: tuple[Any, tuple[str, ...]] = ((), ())
 
     @property
+    def holding(self) -> bool:
+        """True: a sent transaction is executed into the pending block and waits there for
+        :meth:`mine_blocks`, like on a node that mines at intervals (see ``BlockPass``);
+        False (the default): each is mined into a block of its own at once."""
+        return bool(self.backend.holding)
+
+    @holding.setter
+    def holding(self, enabled: bool) -> None:
+        self.backend.holding = enabled
+
+    def send_raw_transaction(self, raw_transaction_hex: str) -> Any:
+        if not self.holding:
+            return super().send_raw_transaction(raw_transaction_hex)
+        # eth-tester's own body without its auto-mining wrapper. (Its non-mining mode runs
+        # every transaction twice: once to check it, then reverted, and again when the block
+        # is mined; the backend applies it once, to the pending block.)
+        send = EthereumTester.send_raw_transaction.__wrapped__
+        return send(self, raw_transaction_hex)
+
+    def pending_transaction(self, transaction_hash: bytes) -> bool:
+        """Whether ``transaction_hash`` is held in the pending (not yet mined) block."""
+        return any(tx.hash == transaction_hash for tx, _ in self.backend.held())
+
+    @property
     def caching(self) -> bool:
         return bool(getattr(self.backend, "caching", False))
 
@@ -430,8 +571,10 @@ def make_tester(
     """A fresh eth-tester chain whose genesis funds the first ``num_accounts`` of ``mnemonic``.
 
     Gas limit ~30M per block (eth-tester's London-era default); every transaction is mined
-    into its own block at once (auto-mining), like anvil's default. ``caching=False`` gives
-    stock eth-tester read costs (for comparisons; answers are the same).
+    into its own block at once (auto-mining), like anvil's default, except while the tester
+    is ``holding`` (a ``BlockPass`` runs): then they share the next mined block.
+    ``caching=False`` gives stock eth-tester read costs (for comparisons; answers are the
+    same).
     """
     accounts = dev_accounts(num_accounts, mnemonic)
     state_overrides = {"balance": balance}

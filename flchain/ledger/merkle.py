@@ -33,7 +33,11 @@ class MerkleTreeError(LedgerError, ValueError):
 
 def leaf_hash(account: str, cumulative_amount: int) -> Digest:
     """The leaf of ``(account, cumulative_amount)``: double keccak of their ABI encoding."""
-    account, cumulative_amount = _check_entry(account, cumulative_amount)
+    return _leaf(*_check_entry(account, cumulative_amount))
+
+
+def _leaf(account: Address, cumulative_amount: int) -> Digest:
+    """:func:`leaf_hash` of an entry :func:`_check_entry` already checked."""
     return Digest(keccak(keccak(encode(_LEAF_ENCODING, [account, cumulative_amount]))))
 
 
@@ -58,7 +62,7 @@ class RewardTree:
         self._amounts: dict[Address, int] = dict(entries)
         if len(self._amounts) != len(entries):
             raise MerkleTreeError("the same account appears twice (addresses differ in case only)")
-        hashed = sorted((leaf_hash(a, v), i) for i, (a, v) in enumerate(entries))
+        hashed = sorted((_leaf(a, v), i) for i, (a, v) in enumerate(entries))
         size = 2 * len(hashed) - 1
         self._tree: list[bytes] = [b""] * size
         self._tree_index: dict[Address, int] = {}

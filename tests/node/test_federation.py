@@ -168,6 +168,31 @@ def test_claims_pay_honest_participants_what_they_were_credited(
     assert task.total_credited() == sum(final.values())
 
 
+def test_each_rounds_commits_and_reveals_share_a_block_in_node_order(
+    run: tuple[Federation, FederationResult],
+) -> None:
+    """On the embedded chain a phase's transactions of all nodes are mined together (see
+    ``Federation._pass``), each sent by its own node in node order; the claims share one too.
+    (A committee member steps alone when its vote finalizes a round, and may then commit to
+    the next round alone: at most one block more per member.)"""
+    fed, _ = run
+    task, order = fed.deployment.task, [n.address for n in fed.nodes]
+    members = fed.config.ledger.committee_size
+    for event in ("Committed", "Revealed"):
+        logs = fed.chain.events(task.contract, event)
+        for round_id in range(ROUNDS):
+            blocks: dict[int, list[str]] = {}
+            for log in sorted(logs, key=lambda log: log["transactionIndex"]):
+                if log["args"]["round"] == round_id:
+                    sender = to_checksum_address(log["args"]["account"])
+                    blocks.setdefault(log["blockNumber"], []).append(sender)
+            assert len(blocks) <= 1 + members < sum(map(len, blocks.values())), (event, round_id)
+            for senders in blocks.values():
+                assert senders == sorted(senders, key=order.index)
+    claims = fed.chain.events(task.contract, "RewardClaimed")
+    assert len(claims) >= 4 and len({log["blockNumber"] for log in claims}) == 1
+
+
 def test_a_node_is_stepped_again_until_it_did_its_part_of_the_phase() -> None:
     """The federation skips a node's step only while the round and phase are those in which
     it already did what it owes (see ``settles``)."""
