@@ -165,7 +165,8 @@ def send_together(fed: Federation) -> Outbox:
     book = fed._book
 
     def flush_then_book(pending: dict[str, Any], step: Any) -> None:
-        outbox.flush()  # sends on the first booking of a pass; nothing left after that
+        if len(outbox):  # the first booking of a pass sends; nothing is left after that
+            outbox.flush()
         book(pending, step)
 
     fed._book = flush_then_book  # type: ignore[method-assign]
