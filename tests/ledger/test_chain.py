@@ -365,6 +365,21 @@ def test_transact_each_gives_every_transaction_its_own_outcome(
     assert chain.w3.eth.get_transaction_count(c.address) == nonce  # never sent
     assert chain.call(fixture_contract.functions.counter()) == 5 + 1 + 2
     assert chain.transact(fixture_contract.functions.increment(1), b)["status"] == 1  # nonces kept
+    # receipts polled together read as web3 reads each one
+    for receipt in (outcomes[0], outcomes[3]):
+        assert receipt == chain.w3.eth.get_transaction_receipt(receipt["transactionHash"])  # type: ignore[index]
+
+
+def test_transact_each_times_out_a_transaction_that_is_never_mined(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    skip_without_test_controls(chain)
+    chain.set_automine(False)
+    txs = [TxRequest(fixture_contract.functions.increment(1), chain.accounts[12], gas=100_000)]
+    (outcome,) = chain.transact_each(txs, timeout=0.3)
+    assert isinstance(outcome, TransactionTimeout) and "no receipt" in str(outcome)
+    chain.mine()
+    assert chain.call(fixture_contract.functions.counter()) == 5 + 1  # sent all the same
 
 
 def test_an_outbox_sends_on_flush_and_every_sender_hears_before_a_failure_is_raised(
