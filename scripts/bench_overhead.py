@@ -55,7 +55,7 @@ from flchain_node.federation import DemoConfig, Federation, RoundRow
 
 from flchain.errors import FLChainError
 from flchain.learning.simulation import SimConfig, run_federation
-from flchain.ledger.chain import Chain
+from flchain.ledger.chain import Chain, Outbox
 from flchain.ledger.nodes import AnvilProcess, GethProcess, NodeProcess
 from flchain.protocol.task import federated_data, initial_model_and_manifest, train_config
 
@@ -151,13 +151,40 @@ def _patched(module: ModuleType, name: str, value: Any) -> Iterator[None]:
         setattr(module, name, original)
 
 
-def instrument(fed: Federation, clock: RoundClock) -> contextlib.ExitStack:
-    """Wrap ``fed``'s chain, store, nodes and runner so ``clock`` sees every part of a round.
+def send_together(fed: Federation) -> Outbox:
+    """Let ``fed``'s nodes send a phase's commits (reveals) together: each node queues its
+    transaction in one :class:`Outbox`, flushed after every pass over the nodes, before the
+    pass's steps are booked (so their gas is) and before the keeper reads the chain.
+
+    ``Federation.run`` is another branch's; until it flushes an outbox itself, the driver hooks
+    the booking of a pass's steps, the first thing ``run`` does after stepping every node.
+    """
+    outbox = Outbox(fed.chain)
+    for node in fed.nodes:
+        node.outbox = outbox
+    book = fed._book
+
+    def flush_then_book(pending: dict[str, Any], step: Any) -> None:
+        if len(outbox):  # the first booking of a pass sends; nothing is left after that
+            outbox.flush()
+        book(pending, step)
+
+    fed._book = flush_then_book  # type: ignore[method-assign]
+    return outbox
+
+
+def instrument(
+    fed: Federation, clock: RoundClock, outbox: Outbox | None = None
+) -> contextlib.ExitStack:
+    """Wrap ``fed``'s chain, store, nodes and runner (and the ``outbox`` its nodes send
+    through) so ``clock`` sees every part of a round.
 
     Instance attributes shadow methods, so only this federation is affected; the two
     module-level codec functions the node calls are patched until the returned stack closes.
     """
     chain, store = fed.chain, fed.store
+    if outbox is not None:
+        outbox.flush = clock.wrap(outbox.flush, "tx")  # type: ignore[method-assign]
     for node in fed.nodes:
         produce = node.source.produce
 
@@ -219,10 +246,11 @@ def in_memory(demo: DemoConfig) -> list[float]:
 
 
 def on_chain(
-    demo: DemoConfig, chain: Chain, node: NodeProcess | None = None
+    demo: DemoConfig, chain: Chain, node: NodeProcess | None = None, *, together: bool = True
 ) -> tuple[RoundClock, list[RoundRow]]:
     """The per-round split and the runner's rows of one federation on ``chain`` (served by
-    ``node``, whose CPU time is then measured per round beside this process's)."""
+    ``node``, whose CPU time is then measured per round beside this process's); with
+    ``together``, a phase's commits (reveals) go out together (:func:`send_together`)."""
     cpu: dict[str, Callable[[], float | None]] = {"process": time.process_time}
     if node is not None:
         cpu["node"] = node.cpu_seconds
@@ -239,7 +267,8 @@ def on_chain(
         fed = Federation(demo, chain=chain, work_dir=Path(work))
         clock.setup_s = time.perf_counter() - started
         try:
-            with instrument(fed, clock):
+            outbox = send_together(fed) if together else None
+            with instrument(fed, clock, outbox):
                 fed.run(on_round=seen)
         finally:
             fed.close()
@@ -252,18 +281,26 @@ def _steady(values: list[float]) -> float:
 
 
 def bench(
-    participants: int, backend: str, rounds: int, model: str, seed: int, dataset: str = "mnist"
+    participants: int,
+    backend: str,
+    rounds: int,
+    model: str,
+    seed: int,
+    dataset: str = "mnist",
+    *,
+    together: bool = True,
 ) -> dict[str, Any]:
     """One size on one backend: in-memory baseline, then the federation; steady-state means
     (per round), the overhead and every round's figures."""
     demo = demo_config(participants, rounds, model, seed, dataset)
     baseline = in_memory(demo)
     if backend == "embedded":
-        clock, rows = on_chain(demo, Chain.embedded(num_accounts=participants + 1))
+        chain = Chain.embedded(num_accounts=participants + 1)
+        clock, rows = on_chain(demo, chain, together=together)
     else:
         with NODES[backend](accounts=participants + 1) as node:
             chain = Chain.connect(node.url, num_accounts=participants + 1)
-            clock, rows = on_chain(demo, chain, node)
+            clock, rows = on_chain(demo, chain, node, together=together)
     split = clock.rounds
     steady = {k: _steady([r[k] for r in split]) for k in (*PARTS, "wall")}
     memory = _steady(baseline)
@@ -275,6 +312,7 @@ def bench(
         "model": model,
         "dataset": dataset,
         "rounds": rounds,
+        "sends": "together" if together else "one by one",
         "steady_rounds": max(1, rounds - 1),
         "federation_s": steady["wall"],
         "in_memory_s": memory,
@@ -358,6 +396,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest)")
     parser.add_argument(
+        "--one-by-one",
+        action="store_true",
+        help="each node sends its commit and reveal alone and waits for the receipt "
+        "(as before the outbox); default: a phase's go out together",
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, help="also write every result here (after each run)"
     )
     args = parser.parse_args()
@@ -370,7 +414,10 @@ def main() -> None:
     for n in args.sizes:
         for backend in args.backends:
             try:
-                result = bench(n, backend, args.rounds, args.model, args.seed, args.dataset)
+                result = bench(
+                    n, backend, args.rounds, args.model, args.seed, args.dataset,
+                    together=not args.one_by_one,
+                )  # fmt: skip
             except FLChainError as exc:  # one failed configuration should not lose the others
                 result = {"participants": n, "backend": backend, "model": args.model}
                 result["error"] = f"{type(exc).__name__}: {exc}"

@@ -19,14 +19,15 @@ The HTTP transport (retries, answer checks) is :mod:`flchain.ledger.transport`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -37,6 +38,7 @@ from eth_tester import EthereumTester
 from eth_utils import keccak
 from hexbytes import HexBytes
 from web3 import Web3
+from web3._utils.method_formatters import receipt_formatter  # as get_transaction_receipt's
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.datastructures import AttributeDict
@@ -370,17 +372,63 @@ class Chain:
             for start in range(0, len(txs), SEND_BATCH):
                 part = slice(start, start + SEND_BATCH)
                 built += self._build_batch(batch, txs[part])
-                sent, problem = self._send_batch(batch, built[part], txs[part])
-                hashes += sent
-                refused = refused or problem
-        receipts = [self.wait_for_receipt(h, timeout) for h in hashes]
+                for sent in self._send_batch(batch, built[part], txs[part]):
+                    if isinstance(sent, Exception):
+                        refused = refused or sent  # a sender's refusal comes before its held ones
+                    else:
+                        hashes.append(sent)
+        receipts: list[TxReceipt] = []
+        for receipt in self._receipts(batch, hashes, timeout):
+            if isinstance(receipt, Exception):
+                raise receipt  # e.g. a timeout: as waiting for each in turn raised it
+            receipts.append(receipt)
         if refused is not None:
             refused.add_note(f"{len(hashes)} of the {len(txs)} transactions were mined")
             raise refused
-        for t, tx, receipt in zip(txs, built, receipts, strict=True):
-            if receipt["status"] == 0:
-                raise self._mined_failure(t.fn, tx, receipt)
+        for t, tx, mined in zip(txs, built, receipts, strict=True):
+            if mined["status"] == 0:
+                raise self._mined_failure(t.fn, tx, mined)
         return receipts
+
+    def transact_each(
+        self, txs: Sequence[TxRequest], *, timeout: float | None = None
+    ) -> list[TxReceipt | Exception]:
+        """Like :meth:`transact_all`, but each transaction stands alone: its outcome is its
+        receipt or what :meth:`transact` would have raised for it (a refused estimate or send,
+        a mined revert, a timeout), and a failure does not hold back the others.
+
+        For transactions of many senders that do not depend on one another, e.g. the commits
+        of one round's participants in a one-process federation (see :class:`Outbox`). Only
+        :class:`~flchain.errors.FLChainError` is an outcome; anything else is raised.
+        """
+        batch = getattr(self.w3.provider, "batch", None)
+        if batch is None:  # the embedded chain mines each send at once: one by one
+            one_by_one = functools.partial(self.transact, timeout=timeout)
+            return [_outcome(one_by_one, t.fn, t.sender, gas=t.gas, value=t.value) for t in txs]
+        outcomes: list[TxReceipt | Exception] = []
+        for start in range(0, len(txs), SEND_BATCH):
+            part = txs[start : start + SEND_BATCH]
+            # Estimates one by one (a refused one is that transaction's outcome): batched
+            # sends of the protocol's own transactions have fixed gas and take none.
+            built: list[TxParams | Exception] = [
+                _outcome(self._build, t.fn, t.sender, t.gas, t.value) for t in part
+            ]
+            ready = {i: b for i, b in enumerate(built) if not isinstance(b, Exception)}
+            sent = self._send_batch(batch, list(ready.values()), [part[i] for i in ready])
+            hashes = dict(zip(ready, sent, strict=True))
+            awaited = {i: h for i, h in hashes.items() if not isinstance(h, Exception)}
+            receipts = self._receipts(batch, list(awaited.values()), timeout)
+            receipt_of = dict(zip(awaited, receipts, strict=True))
+            for i, (t, tx) in enumerate(zip(part, built, strict=True)):
+                one = tx if isinstance(tx, Exception) else hashes[i]
+                if isinstance(one, Exception):
+                    outcomes.append(one)
+                    continue
+                receipt = receipt_of[i]
+                if not isinstance(receipt, Exception) and receipt["status"] == 0:
+                    receipt = self._mined_failure(t.fn, tx, receipt)  # type: ignore[arg-type]
+                outcomes.append(receipt)
+        return outcomes
 
     def _build_batch(self, batch: Any, txs: Sequence[TxRequest]) -> list[TxParams]:
         """:meth:`_build` for each of ``txs``, their gas estimates taken in one batch."""
@@ -401,9 +449,12 @@ class Chain:
 
     def _send_batch(
         self, batch: Any, built: Sequence[TxParams], txs: Sequence[TxRequest]
-    ) -> tuple[list[HexBytes], Exception | None]:
-        """Sign ``built`` with consecutive nonces per sender and send them in one batch; the
-        hashes the node took (up to the first refusal) and that refusal, if any."""
+    ) -> list[HexBytes | Exception]:
+        """Sign ``built`` with consecutive nonces per sender and send them in one batch; per
+        transaction the hash the node took, or why it did not take it (its refusal, or that
+        an earlier one of its sender was refused)."""
+        if not built:
+            return []
         signed = []
         for tx, t in zip(built, txs, strict=True):
             with self.nonces.lease(t.sender.address) as lease:
@@ -418,22 +469,26 @@ class Chain:
                 self.nonces.forget(t.sender.address)
             exc.add_note(f"{len(signed)} transactions may have been sent")
             raise
-        hashes: list[HexBytes] = []
-        first: Exception | None = None
+        sent: list[HexBytes | Exception] = []
         broken: set[str] = set()  # senders with a refused transaction in this batch
         for answer, one, t in zip(answers, signed, txs, strict=True):
             problem: Exception | None = None
             if "error" in answer:
                 problem = self._batch_refusal(answer, one, t)
-            if problem is not None or t.sender.address in broken:
+            if problem is None and t.sender.address in broken:
+                problem = TransactionFailed(
+                    f"{_describe(t.fn)} not sent: an earlier transaction of {t.sender.address} "
+                    "in its batch was refused"
+                )
+            if problem is not None:
                 # Its nonce was not taken, so the node holds the sender's later ones of this
                 # batch without mining them: they are not waited for; the nonce is re-read.
                 broken.add(t.sender.address)
                 self.nonces.forget(t.sender.address)
-                first = first or problem
+                sent.append(problem)
             else:
-                hashes.append(HexBytes(one.hash))
-        return hashes, first
+                sent.append(HexBytes(one.hash))
+        return sent
 
     def _batch_refusal(
         self, answer: Mapping[str, Any], signed: SignedTransaction, t: TxRequest
@@ -455,6 +510,49 @@ class Chain:
         if clash is None:
             return None
         return TransactionFailed(f"{self.label} refused {_describe(t.fn)}: {clash}")
+
+    def _receipts(
+        self, batch: Any, hashes: Sequence[HexBytes], timeout: float | None
+    ) -> list[TxReceipt | Exception]:
+        """:meth:`wait_for_receipt` for many transactions at once: each poll asks for every
+        receipt still missing in one batch request (at 1,000 participants a phase's receipts
+        were 1,000 round trips); a receipt missing at the deadline is a
+        :class:`TransactionTimeout`. ``batch`` is the provider's, or ``None`` (one by one)."""
+        if batch is None:
+            return [_outcome(self.wait_for_receipt, h, timeout) for h in hashes]
+        timeout = self.receipt_timeout if timeout is None else timeout
+        deadline, delay = time.monotonic() + timeout, 0.005
+        found: dict[int, TxReceipt | Exception] = {}
+        while True:
+            missing = [i for i in range(len(hashes)) if i not in found]
+            for start in range(0, len(missing), SEND_BATCH):
+                part = missing[start : start + SEND_BATCH]
+                calls = [("eth_getTransactionReceipt", [hashes[i].to_0x_hex()]) for i in part]
+                for i, answer in zip(part, batch(calls), strict=True):
+                    if answer.get("result") is not None:
+                        found[i] = _outcome(self._receipt_from, answer["result"])
+            missing = [i for i in missing if i not in found]
+            if not missing:
+                return [found[i] for i in range(len(hashes))]
+            if time.monotonic() >= deadline:
+                for i in missing:
+                    found[i] = TransactionTimeout(
+                        f"no receipt for transaction {hashes[i].to_0x_hex()} on {self.label} "
+                        f"after {timeout:g}s (is the node mining?)"
+                    )
+                return [found[i] for i in range(len(hashes))]
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.25)
+
+    def _receipt_from(self, raw: Mapping[str, Any]) -> TxReceipt:
+        """A receipt from its JSON-RPC form, as web3's ``get_transaction_receipt`` formats it."""
+        try:
+            receipt = AttributeDict.recursive(receipt_formatter(dict(raw)))
+        except (TypeError, ValueError) as exc:  # web3 could not format a field
+            raise BadRPCResponse(f"{self.label} sent a malformed receipt: {exc}") from exc
+        if not isinstance(receipt.get("status"), int):
+            raise BadRPCResponse(f"{self.label} sent a receipt without a status")
+        return cast(TxReceipt, receipt)
 
     def wait_for_receipt(self, tx_hash: HexBytes | str, timeout: float | None = None) -> TxReceipt:
         """Poll for ``tx_hash``'s receipt; :class:`TransactionTimeout` after ``timeout`` s."""
@@ -712,6 +810,58 @@ class Chain:
             error = TransactionFailed(message)
         error.add_note(f"mined in transaction {tx_hash}, block {block}, with status 0")
         return error
+
+
+#: What a queued transaction's sender does with its outcome (see :class:`Outbox`).
+Outcome = Callable[[TxReceipt | Exception], None]
+
+
+class Outbox:
+    """Transactions of many senders held back and sent together (:meth:`Chain.transact_each`).
+
+    In the one-process federation each node's step sent its commit (or reveal) alone and
+    waited for its receipt: on anvil one block per transaction, and its cost per block grows
+    with the chain's state (1.2 ms of anvil CPU per commit at 100 participants, 7.6 at 1,000;
+    sent together, 1.3). A node given an outbox queues the transaction with what to do with
+    its outcome; the driver :meth:`flush`-es once it has stepped every node of a phase, before
+    it reads the chain again (a queued transaction is not on the chain until then).
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self._queued: list[tuple[TxRequest, Outcome]] = []
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def add(self, tx: TxRequest, done: Outcome) -> None:
+        """Queue ``tx``; ``done`` gets its receipt (or failure) at the next :meth:`flush`."""
+        self._queued.append((tx, done))
+
+    def flush(self) -> int:
+        """Send everything queued and hand each outcome to its ``done``; returns how many were
+        sent. The first exception a ``done`` raises is raised once every ``done`` has run."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return 0
+        outcomes = self.chain.transact_each([tx for tx, _ in queued])
+        first: Exception | None = None
+        for (_, done), outcome in zip(queued, outcomes, strict=True):
+            try:
+                done(outcome)
+            except Exception as exc:  # every sender hears its outcome before one is raised
+                first = first or exc
+        if first is not None:
+            raise first
+        return len(queued)
+
+
+def _outcome(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``run(*args, **kwargs)``, or the :class:`FLChainError` it raised (as a value)."""
+    try:
+        return run(*args, **kwargs)
+    except FLChainError as exc:
+        return exc
 
 
 class _EventCodec:

@@ -27,7 +27,7 @@ from flchain.errors import ContractGone
 from flchain.ledger.abi import CommitmentFlag as CommitmentFlag
 from flchain.ledger.abi import Event as Event
 from flchain.ledger.abi import plain
-from flchain.ledger.chain import Chain
+from flchain.ledger.chain import Chain, TxRequest
 
 # The generated ABI mirror (every enum, struct and event) is part of this module's API.
 from flchain.ledger.contract_types import *  # noqa: F403
@@ -442,8 +442,15 @@ class TrainingTask(ContractWrapper):
         """Commit with the fixed :data:`COMMIT_GAS` (no estimate; a revert is still raised as
         its custom error, found by replaying the mined transaction) on a chain with the gas
         schedule it was measured on (:attr:`Chain.prague_gas`), else with an estimate."""
+        return self._transact(self.commit_request(sender, commitment))
+
+    def commit_request(self, sender: LocalAccount, commitment: bytes) -> TxRequest:
+        """:meth:`commit` as a request, to send with others (:meth:`Chain.transact_each`)."""
         fn = self.contract.functions.commit(commitment)
-        return self.chain.transact(fn, sender, gas=COMMIT_GAS if self.chain.prague_gas else None)
+        return TxRequest(fn, sender, COMMIT_GAS if self.chain.prague_gas else None)
+
+    def _transact(self, request: TxRequest) -> TxReceipt:
+        return self.chain.transact(request.fn, request.sender, gas=request.gas)
 
     def close_commit_phase(self, sender: LocalAccount) -> TxReceipt:
         return self._send(sender, "closeCommitPhase")
@@ -453,9 +460,15 @@ class TrainingTask(ContractWrapper):
     ) -> TxReceipt:
         """Reveal with the fixed :data:`REVEAL_GAS` (estimated for an unusually long CID, or on
         a chain with another gas schedule: see :attr:`Chain.prague_gas`)."""
+        return self._transact(self.reveal_request(sender, digest, num_samples, salt, cid))
+
+    def reveal_request(
+        self, sender: LocalAccount, digest: bytes, num_samples: int, salt: bytes, cid: str
+    ) -> TxRequest:
+        """:meth:`reveal` as a request, to send with others (:meth:`Chain.transact_each`)."""
         fn = self.contract.functions.reveal(digest, num_samples, salt, cid)
         fixed = len(cid.encode()) <= REVEAL_FIXED_GAS_MAX_CID and self.chain.prague_gas
-        return self.chain.transact(fn, sender, gas=REVEAL_GAS if fixed else None)
+        return TxRequest(fn, sender, REVEAL_GAS if fixed else None)
 
     def attest(self, sender: LocalAccount, round_id: int, result: Result) -> TxReceipt:
         # Any vote may turn out to be the one that reaches quorum and finalizes (~285k gas),

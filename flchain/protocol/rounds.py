@@ -9,7 +9,9 @@ from, what the contributors' pool is, where a round's events can start — is wr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -56,6 +58,64 @@ def fetch_report(store: ContentStore, event: RoundFinalized) -> RoundReport:
     if report.digest() != event.report_digest:
         raise ProtocolError(f"report of round {event.round} does not match its digest")
     return report
+
+
+class VerifiedReports:
+    """Round reports this process has fetched and checked, by their sha-256 digest, each with
+    its reward tree built on first use.
+
+    In the one-process federation every node reads the previous round's report (the model it
+    trains from) and, at the end, its reward tree (for its claim proof): 1,000 nodes fetched,
+    parsed and checked the same 1,000-outcome report, and built the same 1,000-leaf tree, each
+    on its own (O(n) apiece, O(n^2) a round). A digest names exactly one report (its canonical
+    bytes hash to it; :meth:`put` computes it), so the report found here under the digest a
+    round's on-chain record names is the one that round finalized, on any chain and from any
+    store: each node still reads that digest, and the root it checks a tree against, from the
+    chain itself. Only the fetch, the parse and the tree building are shared. Holds the
+    ``capacity`` most recently used reports.
+    """
+
+    def __init__(self, capacity: int = 16) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._reports: OrderedDict[bytes, RoundReport] = OrderedDict()
+        self._trees: dict[bytes, RewardTree] = {}
+
+    def __len__(self) -> int:
+        return len(self._reports)
+
+    def get(self, digest: bytes) -> RoundReport | None:
+        """The report whose digest is ``digest``, if this process has checked it."""
+        report = self._reports.get(bytes(digest))
+        if report is not None:
+            self._reports.move_to_end(bytes(digest))
+        return report
+
+    def put(self, report: RoundReport) -> bytes:
+        """Remember ``report`` under its own digest (returned)."""
+        digest = report.digest()
+        self._reports[digest] = report
+        self._reports.move_to_end(digest)
+        while len(self._reports) > self.capacity:
+            old, _ = self._reports.popitem(last=False)
+            self._trees.pop(old, None)
+        return digest
+
+    def tree(self, digest: bytes) -> RewardTree:
+        """The reward tree of the cumulative credits of the report under ``digest`` (built
+        once); raises :class:`MerkleTreeError` for credits that make no tree, and ``KeyError``
+        for a digest not held here."""
+        digest = bytes(digest)
+        tree = self._trees.get(digest)
+        if tree is None:
+            report = self._reports[digest]
+            tree = self._trees[digest] = RewardTree(report.cumulative)
+        return tree
+
+
+#: The reports and reward trees every :class:`TaskView` of this process shares by default.
+SHARED_REPORTS = VerifiedReports()
 
 
 def round_start_bound(params: TaskParameters, record: RoundRecord) -> int:
@@ -136,14 +196,23 @@ class ClaimBaseline:
     proof: Sequence[bytes] = ()
 
 
-def soundness_error(report: RoundReport, record: RoundRecord, base: RewardBase) -> str | None:
+def soundness_error(
+    report: RoundReport,
+    record: RoundRecord,
+    base: RewardBase,
+    tree: Callable[[], RewardTree] | None = None,
+) -> str | None:
     """Why a finalized round's credits are not a sound extension of ``base`` (what an honest
     committee would have built on), or ``None``: the report must match the chain's reward root
-    and total, name ``base`` as its base, lose no one's credit and add exactly its total."""
+    and total, name ``base`` as its base, lose no one's credit and add exactly its total.
+    ``tree``: where to get the tree of the report's credits (default: build it)."""
     if report.reward_total != record.reward_total:
         return f"its report credits {report.reward_total}, the chain {record.reward_total}"
     try:
-        root = RewardTree(report.cumulative).root if report.cumulative else ZERO_ROOT
+        if not report.cumulative:
+            root = ZERO_ROOT
+        else:
+            root = (tree or (lambda: RewardTree(report.cumulative)))().root
     except MerkleTreeError as exc:
         return f"its credits make no reward tree: {exc}"
     if bytes(root) != bytes(record.reward_root):
@@ -162,15 +231,25 @@ class TaskView:
     round's record; only the one ``RoundFinalized`` event that names a report's CID is read,
     from the block after that round's reveal phase ended (:func:`finalized_bound`). So claims,
     ``flchain status`` and node steps cost the same at any chain height.
+
+    Reports and reward trees come from ``reports`` (default: the process's
+    :data:`SHARED_REPORTS`) when it holds the digest the round's on-chain record names, and go
+    there once fetched and checked: views of one process fetch each report and build each tree
+    once. Every use of a report reads that record again, so a view follows the chain (a reset
+    chain, a round finalized anew) rather than what it saw before.
     """
 
     def __init__(
-        self, task: TrainingTask, store: ContentStore, manifest: TaskManifest | None = None
+        self,
+        task: TrainingTask,
+        store: ContentStore,
+        manifest: TaskManifest | None = None,
+        reports: VerifiedReports | None = None,
     ) -> None:
         self.task, self.store = task, store
         self.params = task.config()  # immutable once deployed
         self._manifest = manifest
-        self._reports: dict[int, RoundReport] = {}
+        self.reports = SHARED_REPORTS if reports is None else reports
         # Closed rounds never change: the finalized ones below `_scanned`, and the base each
         # finalized round leaves to the rounds after it.
         self._finalized: list[int] = []
@@ -204,31 +283,46 @@ class TaskView:
             return self.report_of(latest)
         # Asked about an earlier round (rare): walk back over the closed rounds' records.
         for round_id in range(before - 1, -1, -1):
-            if round_id in self._reports:
-                return self._reports[round_id]
             record = self.task.round_record(round_id)
             if record.status == RoundStatus.FINALIZED:
-                return self._fetch(round_id, record)
+                return self._report(round_id, record)
         return None
 
     def report_of(self, round_id: int) -> RoundReport:
         """The report of finalized round ``round_id``."""
-        if round_id not in self._reports:
-            record = self.task.round_record(round_id)
-            if record.status != RoundStatus.FINALIZED:
-                raise ProtocolError(f"round {round_id} has not been finalized")
-            self._fetch(round_id, record)
-        return self._reports[round_id]
+        return self._report(round_id, self._finalized_record(round_id))
 
-    def _fetch(self, round_id: int, record: RoundRecord) -> RoundReport:
-        """Fetch and verify the report of finalized round ``round_id``: its CID is only in the
-        round's ``RoundFinalized`` event, searched for from where the round's votes began."""
+    def reward_tree(self, round_id: int) -> RewardTree:
+        """The reward tree of finalized round ``round_id``'s report (built once per process;
+        :class:`MerkleTreeError` when its credits make none). Whether it is the tree of the
+        on-chain root is the caller's check (a claim's proof is checked by the contract)."""
+        record = self._finalized_record(round_id)
+        self._report(round_id, record)
+        return self.reports.tree(record.report_digest)
+
+    def _finalized_record(self, round_id: int) -> RoundRecord:
+        record = self.task.round_record(round_id)
+        if record.status != RoundStatus.FINALIZED:
+            raise ProtocolError(f"round {round_id} has not been finalized")
+        return record
+
+    def _report(self, round_id: int, record: RoundRecord) -> RoundReport:
+        """The report the record of finalized round ``round_id`` names by digest: from
+        :attr:`reports`, else fetched and verified (its CID is only in the round's
+        ``RoundFinalized`` event, searched for from where the round's votes began)."""
+        known = self.reports.get(record.report_digest)
+        if known is not None:
+            return known
         since = finalized_bound(record)
         events = self.task.events(RoundFinalized, round=round_id, from_block=since)
         if not events:
             raise ProtocolError(f"no RoundFinalized event of round {round_id} since block {since}")
-        self._reports[round_id] = fetch_report(self.store, events[-1])
-        return self._reports[round_id]
+        report = fetch_report(self.store, events[-1])
+        # the event and the record of one finalization name one digest; checked all the same,
+        # as the cache is keyed by the record's
+        if self.reports.put(report) != bytes(record.report_digest):
+            raise ProtocolError(f"report of round {round_id} does not match its record's digest")
+        return report
 
     def finalized_before(self, round_id: int) -> list[int]:
         """The finalized rounds before ``round_id`` (all closed), oldest first."""
@@ -249,8 +343,10 @@ class TaskView:
             if r in self._base_after:
                 base = self._base_after[r]
                 continue
-            report = self.report_of(r)
-            error = soundness_error(report, self.task.round_record(r), base)
+            record = self.task.round_record(r)
+            report = self._report(r, record)
+            tree = functools.partial(self.reports.tree, record.report_digest)
+            error = soundness_error(report, record, base, tree)
             if error is None:
                 base = RewardBase(r, report.cumulative, dp_rounds=report.dp_rounds)
             else:
@@ -268,7 +364,7 @@ class TaskView:
         if previous is None or amount <= claimed:
             return ClaimBaseline()
         try:
-            tree = RewardTree(previous.cumulative)
+            tree = self.reward_tree(previous.round)
         except MerkleTreeError:
             return ClaimBaseline()  # a malformed report proves nothing
         if bytes(tree.root) != bytes(self.task.round_record(previous.round).reward_root):

@@ -19,7 +19,7 @@ from flchain.errors import (
     TransactionFailed,
     TransactionTimeout,
 )
-from flchain.ledger.chain import MINE_CHUNK, Chain, TxRequest
+from flchain.ledger.chain import MINE_CHUNK, Chain, Outbox, TxRequest
 from flchain.ledger.reverts import Panic, RevertedWithReason, UndecodedRevert
 
 
@@ -340,6 +340,71 @@ def test_transact_all_refuses_before_sending_when_an_estimate_reverts(
         chain.transact_all(txs)
     assert chain.w3.eth.get_transaction_count(sender.address) == nonce  # nothing was sent
     assert chain.transact(fixture_contract.functions.increment(1), sender)["status"] == 1
+
+
+def test_transact_each_gives_every_transaction_its_own_outcome(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    a, b, c = chain.accounts[12], chain.accounts[13], chain.accounts[14]
+    nonce = chain.w3.eth.get_transaction_count(c.address)
+    txs = [
+        TxRequest(fixture_contract.functions.increment(1), a),
+        TxRequest(fixture_contract.functions.increment(2000), b, gas=200_000),  # reverts mined
+        TxRequest(fixture_contract.functions.increment(5000), c),  # its estimate reverts
+        TxRequest(fixture_contract.functions.increment(2), a),
+    ]
+    outcomes = chain.transact_each(txs)
+    assert [type(o).__name__ for o in outcomes] == [
+        "AttributeDict", "ValueTooLarge", "ValueTooLarge", "AttributeDict"
+    ]  # fmt: skip
+    assert outcomes[0]["status"] == outcomes[3]["status"] == 1  # type: ignore[index]
+    mined, refused = outcomes[1], outcomes[2]
+    assert isinstance(mined, ValueTooLarge) and mined.error_args["value"] == 2000
+    assert "status 0" in mined.__notes__[0]  # sent and mined: its nonce is used
+    assert isinstance(refused, ValueTooLarge) and refused.error_args["value"] == 5000
+    assert chain.w3.eth.get_transaction_count(c.address) == nonce  # never sent
+    assert chain.call(fixture_contract.functions.counter()) == 5 + 1 + 2
+    assert chain.transact(fixture_contract.functions.increment(1), b)["status"] == 1  # nonces kept
+    # receipts polled together read as web3 reads each one
+    for receipt in (outcomes[0], outcomes[3]):
+        assert receipt == chain.w3.eth.get_transaction_receipt(receipt["transactionHash"])  # type: ignore[index]
+
+
+def test_transact_each_times_out_a_transaction_that_is_never_mined(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    skip_without_test_controls(chain)
+    chain.set_automine(False)
+    txs = [TxRequest(fixture_contract.functions.increment(1), chain.accounts[12], gas=100_000)]
+    (outcome,) = chain.transact_each(txs, timeout=0.3)
+    assert isinstance(outcome, TransactionTimeout) and "no receipt" in str(outcome)
+    chain.mine()
+    assert chain.call(fixture_contract.functions.counter()) == 5 + 1  # sent all the same
+
+
+def test_an_outbox_sends_on_flush_and_every_sender_hears_before_a_failure_is_raised(
+    chain: Chain, fixture_contract: Contract
+) -> None:
+    a, b, c = chain.accounts[15], chain.accounts[16], chain.accounts[17]
+    outbox, heard = Outbox(chain), {}
+
+    def hear(name: str) -> Callable[[Any], None]:
+        return lambda outcome: heard.__setitem__(name, outcome)
+
+    def refuse(outcome: Any) -> None:  # a sender that cannot live with its failure
+        heard["b"] = outcome
+        raise outcome
+
+    outbox.add(TxRequest(fixture_contract.functions.increment(1), a, gas=100_000), hear("a"))
+    outbox.add(TxRequest(fixture_contract.functions.increment(2000), b, gas=200_000), refuse)
+    outbox.add(TxRequest(fixture_contract.functions.increment(2), c, gas=100_000), hear("c"))
+    assert len(outbox) == 3 and chain.call(fixture_contract.functions.counter()) == 5  # held
+    with pytest.raises(ValueTooLarge):
+        outbox.flush()
+    assert heard["a"]["status"] == heard["c"]["status"] == 1  # both heard, though b raised
+    assert isinstance(heard["b"], ValueTooLarge)
+    assert chain.call(fixture_contract.functions.counter()) == 5 + 1 + 2
+    assert len(outbox) == 0 and outbox.flush() == 0
 
 
 # --- concurrency, timeouts, unreachable nodes ----------------------------------------------
