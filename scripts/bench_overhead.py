@@ -151,26 +151,12 @@ def _patched(module: ModuleType, name: str, value: Any) -> Iterator[None]:
         setattr(module, name, original)
 
 
-def send_together(fed: Federation) -> Outbox:
-    """Let ``fed``'s nodes send a phase's commits (reveals) together: each node queues its
-    transaction in one :class:`Outbox`, flushed after every pass over the nodes, before the
-    pass's steps are booked (so their gas is) and before the keeper reads the chain.
-
-    ``Federation.run`` is another branch's; until it flushes an outbox itself, the driver hooks
-    the booking of a pass's steps, the first thing ``run`` does after stepping every node.
-    """
-    outbox = Outbox(fed.chain)
+def one_by_one(fed: Federation) -> None:
+    """Let ``fed``'s nodes send each commit (reveal) alone and wait for its receipt, as before
+    the federation sent a phase's together through its outbox."""
+    fed.outbox = None
     for node in fed.nodes:
-        node.outbox = outbox
-    book = fed._book
-
-    def flush_then_book(pending: dict[str, Any], step: Any) -> None:
-        if len(outbox):  # the first booking of a pass sends; nothing is left after that
-            outbox.flush()
-        book(pending, step)
-
-    fed._book = flush_then_book  # type: ignore[method-assign]
-    return outbox
+        node.outbox = None
 
 
 def instrument(
@@ -250,7 +236,7 @@ def on_chain(
 ) -> tuple[RoundClock, list[RoundRow]]:
     """The per-round split and the runner's rows of one federation on ``chain`` (served by
     ``node``, whose CPU time is then measured per round beside this process's); with
-    ``together``, a phase's commits (reveals) go out together (:func:`send_together`)."""
+    ``together`` (the federation's way), a phase's commits (reveals) go out together."""
     cpu: dict[str, Callable[[], float | None]] = {"process": time.process_time}
     if node is not None:
         cpu["node"] = node.cpu_seconds
@@ -267,8 +253,9 @@ def on_chain(
         fed = Federation(demo, chain=chain, work_dir=Path(work))
         clock.setup_s = time.perf_counter() - started
         try:
-            outbox = send_together(fed) if together else None
-            with instrument(fed, clock, outbox):
+            if not together:
+                one_by_one(fed)
+            with instrument(fed, clock, fed.outbox):
                 fed.run(on_round=seen)
         finally:
             fed.close()

@@ -25,6 +25,7 @@ from flchain.learning.codec import decode_model
 from flchain.learning.data import FederatedData
 from flchain.learning.local_data import load_local
 from flchain.learning.training import client_seed
+from flchain.ledger.chain import Outbox
 from flchain.ledger.contracts import TrainingTask
 from flchain.protocol.committee import recompute_round
 from flchain.protocol.manifest import TaskManifest
@@ -199,8 +200,10 @@ def build_participant(
     attest: bool = True,
     confirmations: int = 0,
     recompute: Recompute = recompute_round,
+    outbox: Outbox | None = None,
 ) -> ParticipantNode:
-    """A participant node; with ``state_path`` it resumes from (and persists to) that file."""
+    """A participant node; with ``state_path`` it resumes from (and persists to) that file;
+    with ``outbox`` it queues its commits and reveals there (see :class:`ParticipantNode`)."""
     state = (
         NodeState.load(
             state_path,
@@ -214,5 +217,5 @@ def build_participant(
     )
     return ParticipantNode(
         task, store, account, source, state=state, manifest=manifest, reveal=reveal,
-        attest=attest, confirmations=confirmations, recompute=recompute,
+        attest=attest, confirmations=confirmations, recompute=recompute, outbox=outbox,
     )  # fmt: skip

@@ -31,7 +31,7 @@ from flchain.learning.models import build_model
 from flchain.learning.simulation import SimConfig, reference_train_config
 from flchain.learning.training import client_seed, evaluate
 from flchain.learning.validation import validation_slice
-from flchain.ledger.chain import Chain
+from flchain.ledger.chain import Chain, Outbox
 from flchain.ledger.contracts import (
     Committed,
     CommitteeMemberSettled,
@@ -259,6 +259,11 @@ class Federation:
             self.deployment = self.block_pass.run([self._deploy])[0]
         else:
             self.deployment = self._deploy()
+        # On a JSON-RPC chain a phase's commits (reveals) go out together instead: each node
+        # queues its transaction here, and the pass over the nodes ends with one flush (one
+        # JSON-RPC batch; the node mines many per block). A list of node steps run one by one
+        # would wait for one receipt, and on anvil one block, per transaction.
+        self.outbox = Outbox(self.chain) if self.block_pass is None else None
         sources = [self._source(i) for i in range(len(self.roles))]
         self.pool = self._pool(sources)
         # The members are in this process and read this store: a round's outcome is computed
@@ -363,6 +368,7 @@ class Federation:
             reveal=not dropout,
             attest=not dropout,
             recompute=self.recomputation,
+            outbox=self.outbox,
         )
 
     def _reference_trainer(self) -> LocalTrainer:
@@ -410,6 +416,8 @@ class Federation:
                     if upcoming > step.round and task.phase() == Phase.COMMIT:
                         self._prefetch(upcoming)
                 steps.append(step)
+            if self.outbox is not None:
+                self.outbox.flush()  # before the steps are booked (their gas) or the chain read
             for step in steps:
                 self._book(pending, step)
             acted = any(map(did_something, steps)) | self._keeper(pending)

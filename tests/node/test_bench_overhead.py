@@ -11,7 +11,9 @@ import torch
 from flchain_node.federation import Federation
 from support.fedkit import DEMO
 from support.scripts import load_script
+from support.tools import require_tool
 
+from flchain.ledger.anvil import AnvilProcess, find_anvil
 from flchain.ledger.chain import Chain
 
 
@@ -97,28 +99,30 @@ def test_tiny_federation_split_is_consistent(bench_overhead: ModuleType) -> None
     assert all(r["cpu_s"]["process"] > 0 for r in result["per_round"])
 
 
-def test_sent_together_a_phase_goes_out_in_one_flush_with_its_gas_booked(
-    bench_overhead: ModuleType,
-) -> None:
-    fed = Federation(DEMO)  # 3 participants, 1 round
+@pytest.mark.anvil
+def test_on_a_json_rpc_chain_a_phase_goes_out_in_one_flush_with_its_gas_booked() -> None:
+    require_tool(find_anvil() is not None, "anvil binary not found", "npm ci")
+    accounts = DEMO.participants + 1
     flushed: list[int] = []
-    try:
-        outbox = bench_overhead.send_together(fed)
-        flush = outbox.flush
+    with AnvilProcess(accounts=accounts) as anvil:
+        fed = Federation(DEMO, chain=Chain.connect(anvil.url, num_accounts=accounts))
+        try:
+            outbox = fed.outbox
+            assert outbox is not None and all(n.outbox is outbox for n in fed.nodes)
+            flush = outbox.flush
 
-        def counted() -> int:
-            flushed.append(len(outbox))
-            return flush()
+            def counted() -> int:
+                flushed.append(len(outbox))
+                return flush()
 
-        outbox.flush = counted
-        result = fed.run()
-    finally:
-        fed.close()
-    (row,) = result.rounds
-    assert row.status == "finalized"
-    assert [n for n in flushed if n] == [3, 3]  # the commits, then the reveals
-    assert row.gas["commit"] > 0 and row.gas["reveal"] > 0  # booked by the flush
-    for node in fed.nodes:
-        mine = node.state.rounds[0]
-        assert mine.committed and mine.revealed and 0 < mine.commit_block < mine.reveal_block
-    assert all(result.claimed.values())  # paid from the shared reward tree
+            outbox.flush = counted  # type: ignore[method-assign]
+            result = fed.run()
+        finally:
+            fed.close()
+    assert [r.status for r in result.rounds] == ["finalized"] * DEMO.rounds
+    # per round the commits, then the reveals (the dropout commits but does not reveal)
+    n = DEMO.participants
+    assert [k for k in flushed if k] == [n, n - DEMO.dropouts] * DEMO.rounds
+    for row in result.rounds:
+        assert row.gas["commit"] > 0 and row.gas["reveal"] > 0  # booked by the flush
+    assert any(result.claimed.values())  # paid from the shared reward tree
