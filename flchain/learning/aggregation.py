@@ -821,10 +821,12 @@ class FLTrust(CenteredClip):
     """FLTrust (Cao, Fang, Liu & Gong, NDSS 2021): the task owner's own update, trained on a
     small root data set, is the reference direction ``g₀``; scores and aggregate follow it.
 
-    The reference account (``aggregation.reference_account`` in the task manifest, the owner's
-    participant address) commits and reveals like any participant, so commit-reveal hides
-    ``g₀`` from attackers until every update is fixed. Its update is used only as ``g₀``: it
-    is not averaged in and scores 0 (it earns nothing).
+    The reference account (``aggregation.reference_account`` in the task manifest) must be the
+    task's owner as the chain records it: creating the task, loading its manifest and building
+    a round's inputs refuse any other (:meth:`TaskManifest.check_owner`), since whoever sends
+    ``g₀`` steers every round's aggregate and pay. It commits and reveals like any
+    participant, so commit-reveal hides ``g₀`` from attackers until every update is fixed.
+    Its update is used only as ``g₀``: it is not averaged in and scores 0 (it earns nothing).
 
     For every other update ``gᵢ`` that passes the screens of :class:`CenteredClip` (near-copy,
     norm, too central, opposed; ``screens=0`` skips them, as in the paper):
