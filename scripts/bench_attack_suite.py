@@ -226,7 +226,11 @@ def execute(  # type: ignore[no-untyped-def]
             if d.participant in shares and total:
                 shares[d.participant] += d.score / total / len(res.rounds)
         att_ok += [d.accepted for d in r.decisions if d.participant in bad]
-        honest_ok += [d.accepted for d in r.decisions if d.participant not in bad]
+        # the owner's reference update is no honest client's (v4 counted it: its "~1 honest
+        # update in 10 rejected" was the reference, never averaged in by design)
+        honest_ok += [
+            d.accepted for d in r.decisions if d.participant not in bad and d.participant in shares
+        ]
     return {
         **out,
         "model": model_name,

@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -852,14 +853,48 @@ class FLTrust(CenteredClip):
     name = "fltrust"
     rule_id = 9
 
-    def __init__(self, reference: str = "", screens: int = 1, **clip: Any) -> None:
+    def __init__(
+        self,
+        reference: str = "",
+        screens: int = 1,
+        cap: int = 0,
+        power: int = 1,
+        weigh: int = 0,
+        crowd: int = 0,
+        **clip: Any,
+    ) -> None:
         super().__init__(**clip)
-        if screens not in (0, 1):
-            raise ConfigError(f"{self.name}.screens must be 0 or 1, got {screens}")
+        if screens not in (0, 1) or cap not in (0, 1) or weigh not in (0, 1):
+            raise ConfigError(
+                f"{self.name}: screens, cap and weigh must be 0 or 1, got {screens}, {cap}, {weigh}"
+            )
+        if power not in (1, 2, 3, 4) or crowd not in (0, 1, 2, 3):
+            raise ConfigError(
+                f"{self.name}: power must be 1 to 4 and crowd 0 to 3, got {power}, {crowd}"
+            )
         self.reference, self.screens = reference, int(screens)
+        self.cap, self.power, self.weigh = int(cap), int(power), int(weigh)
+        self.crowd = int(crowd)
 
     def params(self) -> dict[str, int | float]:
-        return super().params() | {"screens": self.screens}
+        pay = {"cap": self.cap, "power": self.power, "weigh": self.weigh, "crowd": self.crowd}
+        return super().params() | {"screens": self.screens} | pay
+
+    def _pay(self, trust: Sequence[int]) -> list[int]:
+        """Each accepted update's pay from its trust, relative to the round's (lower) median
+        trust ``m``: ``TS`` at or above ``m`` (``m`` with ``cap``), ``⌊TSᵖ / mᵖ⁻¹⌋`` below it
+        (``p = power``). Exact integers. ``power`` > 1 pays an update that agrees with
+        ``g₀`` markedly less than the round's typical one (a boosted backdoor, a crafted update
+        offset from the benign mean) disproportionately less; ``cap`` stops paying agreement
+        beyond the typical, which a client whose data resemble the owner's root set gets by
+        luck, not by work."""
+        m = _lower_median(trust)
+        if m == 0:
+            return list(trust)
+        return [
+            (m if self.cap else ts) if ts >= m else ts**self.power // m ** (self.power - 1)
+            for ts in trust
+        ]
 
     def _is_reference(self, participant: str) -> bool:
         # addresses arrive checksummed from the committee, lower-case from a hand-written config
@@ -901,10 +936,55 @@ class FLTrust(CenteredClip):
             trust.append(ts)
         if not trust:
             return np.zeros_like(g0, dtype=np.int64), verdicts
-        mean = _exact_weighted_mean(vectors, trust)
+        kept = [i for i in alive if verdicts[others[i].participant][0]]
+        pay = self._pay(trust)
+        weights = pay if self.weigh else trust  # with weigh a zero pay leaves the aggregate
+        used = [k for k, w in enumerate(weights) if w]
+        mean = _exact_weighted_mean([vectors[k] for k in used], [weights[k] for k in used])
         # a rescaled update can be longer per coordinate than any input; the step must fit
         # the codec like every other rule's
-        return np.clip(mean, -spec.codec.bound_q, spec.codec.bound_q), verdicts
+        v = np.clip(mean, -spec.codec.bound_q, spec.codec.bound_q)
+        if self.crowd:
+            xs = [others[i].update.q for i in kept]
+            pay = self._crowd(pay, trust, xs, [sq[i] for i in kept], v)
+        m = _lower_median(trust)
+        for k, (i, ts, paid) in enumerate(zip(kept, trust, pay, strict=True)):
+            if paid != ts:
+                why = f"trust {ts} (round median {m}): paid {paid}"
+                verdicts[others[i].participant] = (bool(weights[k]), paid, why)
+        return v, verdicts
+
+    def _crowd(
+        self,
+        pay: Sequence[int],
+        trust: Sequence[int],
+        xs: Sequence[np.ndarray],
+        sqs: Sequence[int],
+        v: np.ndarray,
+    ) -> list[int]:
+        """``pay`` times ``min(1, ρᵢ/ρₘ)^crowd``, where ``ρᵢ = TSᵢ / Cᵢ`` is how much an
+        update agrees with the owner's ``g₀`` relative to how much it agrees with the round's
+        aggregate ``v`` (``Cᵢ = ⌊10⁶·cos(xᵢ, v)⌋``) and ``ρₘ`` the round's lower median (exact
+        fractions). A crafted update built from the other updates' statistics (ALIE plus
+        honest-sized noise) agrees with the crowd it was computed from more than with ``g₀``,
+        which it never saw; an honest update's two agreements move together. An update with
+        ``Cᵢ <= 0`` keeps its pay (it follows the owner, not the crowd)."""
+        vv = _exact_dot(v, v)
+        crowd = [
+            self.SCALE * _exact_dot(x, v) // math.isqrt(s * vv) if s * vv else 0
+            for x, s in zip(xs, sqs, strict=True)
+        ]
+        ratios = sorted(Fraction(t, c) for t, c in zip(trust, crowd, strict=True) if c > 0)
+        if not ratios:
+            return list(pay)
+        rm = ratios[(len(ratios) - 1) // 2]
+        out = []
+        for p, t, c in zip(pay, trust, crowd, strict=True):
+            if c > 0 and Fraction(t, c) < rm:
+                num, den = t * rm.denominator, c * rm.numerator
+                p = p * num**self.crowd // den**self.crowd
+            out.append(p)
+        return out
 
 
 def _exact_weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
