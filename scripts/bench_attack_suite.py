@@ -42,19 +42,28 @@ after the first ``--validation`` ones so the two never overlap) and sends the re
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import benchkit
+import numpy as np
 import torch
 from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
-from flchain.learning.aggregation import RULES, aggregator_from_config
+from flchain.learning.aggregation import (
+    RULES,
+    FLTrust,
+    aggregator_from_config,
+    cosine_score,
+    crowd_pay,
+)
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import REFERENCE_ID, SimConfig, participant_id, run_federation
@@ -180,6 +189,107 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     return out
 
 
+class RecordingFLTrust(FLTrust):
+    """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ``
+    (its score: the pay options stay off), its exact agreement with the round's aggregate
+    ``Cᵢ`` (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). A pay rule
+    that leaves the aggregate alone (``cap``, ``power``, ``crowd``) then gives the same runs,
+    so ``--rescore`` computes its rewards from the log exactly (per-tensor trust: in floats)."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.cap or self.power != 1 or self.weigh or self.crowd:
+            raise SystemExit("--record logs plain fltrust: no pay options")
+        self.log: list[list[dict]] = []
+
+    def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
+        v, verdicts = super()._combine(updates, spec)
+        ref = [u for u in updates if self._is_reference(u.participant)]
+        if not ref:
+            self.log.append([])
+            return v, verdicts
+        g0 = ref[0].update.q.astype(np.float64)
+        cuts = np.cumsum([0] + [t.numel for t in spec.tensors])
+        parts = list(itertools.pairwise(int(c) for c in cuts))
+
+        def cos(a: np.ndarray, b: np.ndarray) -> float:
+            d = float(np.linalg.norm(a) * np.linalg.norm(b))
+            return float(a @ b) / d if d else 0.0
+
+        entries = []
+        for u in updates:
+            if u is ref[0]:
+                continue
+            x = u.update.q
+            xf = x.astype(np.float64)
+            ok, score, _ = verdicts[u.participant]
+            entries.append(
+                {
+                    "p": u.participant,
+                    "accepted": ok,
+                    "trust": score,
+                    "agree": cosine_score(x, v),
+                    "tensors": [round(cos(xf[a:b], g0[a:b]), 6) for a, b in parts],
+                }
+            )
+        self.log.append(entries)
+        return v, verdicts
+
+
+def rescored_pay(log: list[dict], variant: dict[str, float]) -> list[int]:
+    """One round's pay under ``variant`` (``cap``, ``power``, ``crowd``: the rule's own
+    :meth:`FLTrust._pay` and :func:`crowd_pay` on the logged integers; ``tensor=k``: trust
+    from tensor ``k``'s cosine with ``g₀`` alone, a tried idea, in floats)."""
+    kept = [e for e in log if e["accepted"] and e["trust"] > 0]
+    if "tensor" in variant:
+        k = int(variant["tensor"])
+        by = {e["p"]: max(0, int(1e6 * e["tensors"][k])) for e in kept}
+        return [by.get(e["p"], 0) for e in log]
+    rule = FLTrust(cap=int(variant.get("cap", 0)), power=int(variant.get("power", 1)))
+    trust = [e["trust"] for e in kept]
+    pay = rule._pay(trust) if trust else []
+    if variant.get("crowd"):
+        pay = crowd_pay(pay, trust, [e["agree"] for e in kept], int(variant["crowd"]))
+    by = {e["p"]: p for e, p in zip(kept, pay, strict=True)}
+    return [by.get(e["p"], 0) for e in log]
+
+
+def rescore(results: list[dict], variants: Sequence[dict[str, float]]) -> list[dict]:
+    """The logged runs again under each pay ``variant``: same accuracy and aggregate, the
+    clients' reward shares recomputed (every round pays the same pool, split by pay)."""
+    out = []
+    for r in results:
+        if "trust_log" not in r:
+            continue
+        for variant in variants:
+            shares = dict.fromkeys(r["client_shares"], 0.0)
+            rounds = r["trust_log"]
+            for log in rounds:
+                pay = rescored_pay(log, variant)
+                total = sum(pay)
+                for e, p in zip(log, pay, strict=True):
+                    if total:
+                        shares[e["p"]] += p / total / len(rounds)
+            bad = {participant_id(i) for i in range(r["attackers"])}
+            params = {**r["params"], **variant}
+            label = r["label"].replace("fltrust()", f"fltrust({_params_text(params)})")
+            out.append(
+                {
+                    **r,
+                    "label": label,
+                    "rule": f"fltrust({_params_text(params)})",  # a row of its own
+                    "params": params,
+                    "client_shares": shares,
+                    "reward_share": sum(shares[p] for p in bad),
+                }
+            )
+    return out
+
+
+def _params_text(params: dict[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in params.items())
+
+
 def execute(  # type: ignore[no-untyped-def]
     run: Run,
     fed,
@@ -189,6 +299,7 @@ def execute(  # type: ignore[no-untyped-def]
     jitter: float = 0.01,
     validation: int = 0,
     root: int = 0,
+    record: bool = False,
 ) -> dict:
     cfg = replace(cfg, scaffold=run.algorithm == "scaffold")
     model = build_model(model_name, "mnist", seed=run.seed)
@@ -209,6 +320,8 @@ def execute(  # type: ignore[no-untyped-def]
     try:
         owned = run.rule == "fltrust"
         rule = aggregator_from_config(run.rule, run.params, REFERENCE_ID if owned else "")
+        if record and owned:
+            rule = RecordingFLTrust(reference=REFERENCE_ID, **run.params)
         val = validation_slice(fed.test, validation)
         ref = validation_slice(fed.test, root, validation) if owned else None
         res = run_federation(model, spec, fed, rule, sim, validation=val, root=ref)
@@ -246,6 +359,7 @@ def execute(  # type: ignore[no-untyped-def]
         if run.attack == "backdoor"
         else None,
         "seconds": time.perf_counter() - t,
+        **({"trust_log": rule.log} if isinstance(rule, RecordingFLTrust) else {}),
     }
 
 
@@ -296,6 +410,19 @@ def main(argv: list[str] | None = None) -> int:
         help="give the rules a public validation set: the first K test samples of each class",
     )
     ap.add_argument(
+        "--record",
+        action="store_true",
+        help="fltrust: log each round's exact trust and agreement with the aggregate",
+    )
+    ap.add_argument(
+        "--rescore",
+        action="append",
+        default=[],
+        metavar="K=V,K=V",
+        help="with --merge: the recorded runs' rewards under an fltrust pay variant "
+        "(cap, power, crowd; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
+    )
+    ap.add_argument(
         "--before",
         metavar="JSON",
         help="with --merge: a before/after table against the same runs in this file",
@@ -305,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         results = benchkit.saved_results(args.merge)
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
+        if args.rescore:
+            variants = [
+                {k: float(v) for k, _, v in (kv.partition("=") for kv in spec.split(","))}
+                for spec in args.rescore
+            ]
+            results = results + rescore(results, variants)
         if args.before:
             with open(args.before) as fh:
                 print_compare(json.load(fh)["results"], results)
@@ -349,7 +482,17 @@ def main(argv: list[str] | None = None) -> int:
     for i, run in enumerate(todo, 1):
         fed = feds[run.partition, run.seed]
         results.append(
-            execute(run, fed, args.model, args.rounds, cfg, args.jitter, args.validation, args.root)
+            execute(
+                run,
+                fed,
+                args.model,
+                args.rounds,
+                cfg,
+                args.jitter,
+                args.validation,
+                args.root,
+                args.record,
+            )
         )
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]

@@ -962,29 +962,45 @@ class FLTrust(CenteredClip):
         sqs: Sequence[int],
         v: np.ndarray,
     ) -> list[int]:
-        """``pay`` times ``min(1, ρᵢ/ρₘ)^crowd``, where ``ρᵢ = TSᵢ / Cᵢ`` is how much an
-        update agrees with the owner's ``g₀`` relative to how much it agrees with the round's
-        aggregate ``v`` (``Cᵢ = ⌊10⁶·cos(xᵢ, v)⌋``) and ``ρₘ`` the round's lower median (exact
-        fractions). A crafted update built from the other updates' statistics (ALIE plus
-        honest-sized noise) agrees with the crowd it was computed from more than with ``g₀``,
-        which it never saw; an honest update's two agreements move together. An update with
-        ``Cᵢ <= 0`` keeps its pay (it follows the owner, not the crowd)."""
+        """:func:`crowd_pay` with each update's agreement with the aggregate ``v``,
+        ``Cᵢ = ⌊10⁶·cos(xᵢ, v)⌋`` in exact integers."""
         vv = _exact_dot(v, v)
-        crowd = [
-            self.SCALE * _exact_dot(x, v) // math.isqrt(s * vv) if s * vv else 0
-            for x, s in zip(xs, sqs, strict=True)
-        ]
-        ratios = sorted(Fraction(t, c) for t, c in zip(trust, crowd, strict=True) if c > 0)
-        if not ratios:
-            return list(pay)
-        rm = ratios[(len(ratios) - 1) // 2]
-        out = []
-        for p, t, c in zip(pay, trust, crowd, strict=True):
-            if c > 0 and Fraction(t, c) < rm:
-                num, den = t * rm.denominator, c * rm.numerator
-                p = p * num**self.crowd // den**self.crowd
-            out.append(p)
-        return out
+        agree = [cosine_score(x, v, s, vv) for x, s in zip(xs, sqs, strict=True)]
+        return crowd_pay(pay, trust, agree, self.crowd)
+
+
+def cosine_score(
+    x: np.ndarray, y: np.ndarray, sq_x: int | None = None, sq_y: int | None = None
+) -> int:
+    """``⌊10⁶·cos(x, y)⌋`` of integer vectors in exact integers (negative when they oppose;
+    0 when one is zero); ``sq_x``, ``sq_y`` are the squared lengths when already known."""
+    sx = _exact_dot(x, x) if sq_x is None else sq_x
+    sy = _exact_dot(y, y) if sq_y is None else sq_y
+    den = math.isqrt(sx * sy)
+    return CenteredClip.SCALE * _exact_dot(x, y) // den if den else 0
+
+
+def crowd_pay(
+    pay: Sequence[int], trust: Sequence[int], agree: Sequence[int], power: int
+) -> list[int]:
+    """``pay`` times ``min(1, ρᵢ/ρₘ)^power``, where ``ρᵢ = TSᵢ / Cᵢ`` is how much an update
+    agrees with the owner's ``g₀`` relative to how much it agrees with the round's aggregate
+    (``Cᵢ``, same scale as the trust ``TSᵢ``) and ``ρₘ`` the round's lower median (exact
+    fractions). A crafted update built from the other updates' statistics (ALIE plus
+    honest-sized noise) agrees with the crowd it was computed from more than with ``g₀``,
+    which it never saw; an honest update's two agreements move together. An update with
+    ``Cᵢ <= 0`` keeps its pay (it follows the owner, not the crowd)."""
+    ratios = sorted(Fraction(t, c) for t, c in zip(trust, agree, strict=True) if c > 0)
+    if not ratios:
+        return list(pay)
+    rm = ratios[(len(ratios) - 1) // 2]
+    out = []
+    for p, t, c in zip(pay, trust, agree, strict=True):
+        if c > 0 and Fraction(t, c) < rm:
+            num, den = t * rm.denominator, c * rm.numerator
+            p = p * num**power // den**power
+        out.append(p)
+    return out
 
 
 def _exact_weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
