@@ -110,9 +110,14 @@ class Run:
 
 
 def _shown_rule(run: dict) -> str:
-    """A saved run's rule as tables name it: with the algorithm when it is not plain FedAvg."""
+    """A saved run's rule as tables name it: with the parameters given on the command line
+    (``--param``, ``--rescore``; so variants get rows of their own) and the algorithm when it
+    is not plain FedAvg."""
     algorithm = run.get("algorithm", "fedavg")  # runs saved before the option were fedavg
-    return run["rule"] if algorithm == "fedavg" else f"{run['rule']} ({algorithm})"
+    sized = sized_params(run["rule"], 1) if run["rule"] in RULES else {}
+    extra = {k: v for k, v in run.get("params", {}).items() if k not in sized}
+    rule = f"{run['rule']}({_params_text(extra)})" if extra else run["rule"]
+    return rule if algorithm == "fedavg" else f"{rule} ({algorithm})"
 
 
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
@@ -190,16 +195,15 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
 
 
 class RecordingFLTrust(FLTrust):
-    """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ``
-    (its score: the pay options stay off), its exact agreement with the round's aggregate
-    ``Cᵢ`` (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). A pay rule
-    that leaves the aggregate alone (``cap``, ``power``, ``crowd``) then gives the same runs,
-    so ``--rescore`` computes its rewards from the log exactly (per-tensor trust: in floats)."""
+    """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ`` (0
+    when rejected), its exact agreement with the round's aggregate ``Cᵢ``
+    (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). Pay options that
+    leave the aggregate alone (``cap``, ``crowd``; ``power`` unless ``weigh``) then give the
+    same run, so ``--rescore`` computes their rewards from the log exactly (per-tensor trust:
+    in floats)."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if self.cap or self.power != 1 or self.weigh or self.crowd:
-            raise SystemExit("--record logs plain fltrust: no pay options")
         self.log: list[list[dict]] = []
 
     def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
@@ -208,7 +212,8 @@ class RecordingFLTrust(FLTrust):
         if not ref:
             self.log.append([])
             return v, verdicts
-        g0 = ref[0].update.q.astype(np.float64)
+        g0 = ref[0].update.q
+        g0f = g0.astype(np.float64)
         cuts = np.cumsum([0] + [t.numel for t in spec.tensors])
         parts = list(itertools.pairwise(int(c) for c in cuts))
 
@@ -222,34 +227,35 @@ class RecordingFLTrust(FLTrust):
                 continue
             x = u.update.q
             xf = x.astype(np.float64)
-            ok, score, _ = verdicts[u.participant]
+            ok, _, why = verdicts[u.participant]
+            ok = ok or why.startswith("trust ")  # weigh: a zero weight, still in the pay round
             entries.append(
                 {
                     "p": u.participant,
                     "accepted": ok,
-                    "trust": score,
+                    "trust": max(0, cosine_score(x, g0)) if ok else 0,
                     "agree": cosine_score(x, v),
-                    "tensors": [round(cos(xf[a:b], g0[a:b]), 6) for a, b in parts],
+                    "tensors": [round(cos(xf[a:b], g0f[a:b]), 6) for a, b in parts],
                 }
             )
         self.log.append(entries)
         return v, verdicts
 
 
-def rescored_pay(log: list[dict], variant: dict[str, float]) -> list[int]:
-    """One round's pay under ``variant`` (``cap``, ``power``, ``crowd``: the rule's own
-    :meth:`FLTrust._pay` and :func:`crowd_pay` on the logged integers; ``tensor=k``: trust
-    from tensor ``k``'s cosine with ``g₀`` alone, a tried idea, in floats)."""
+def rescored_pay(log: list[dict], params: dict[str, float]) -> list[int]:
+    """One round's pay under the fltrust ``params`` (``cap``, ``power``, ``crowd``: the rule's
+    own :meth:`FLTrust._pay` and :func:`crowd_pay` on the logged integers; ``tensor=k``:
+    trust from tensor ``k``'s cosine with ``g₀`` alone, a tried idea, in floats)."""
     kept = [e for e in log if e["accepted"] and e["trust"] > 0]
-    if "tensor" in variant:
-        k = int(variant["tensor"])
+    if "tensor" in params:
+        k = int(params["tensor"])
         by = {e["p"]: max(0, int(1e6 * e["tensors"][k])) for e in kept}
         return [by.get(e["p"], 0) for e in log]
-    rule = FLTrust(cap=int(variant.get("cap", 0)), power=int(variant.get("power", 1)))
+    rule = FLTrust(cap=int(params.get("cap", 0)), power=int(params.get("power", 1)))
     trust = [e["trust"] for e in kept]
     pay = rule._pay(trust) if trust else []
-    if variant.get("crowd"):
-        pay = crowd_pay(pay, trust, [e["agree"] for e in kept], int(variant["crowd"]))
+    if params.get("crowd"):
+        pay = crowd_pay(pay, trust, [e["agree"] for e in kept], int(params["crowd"]))
     by = {e["p"]: p for e, p in zip(kept, pay, strict=True)}
     return [by.get(e["p"], 0) for e in log]
 
@@ -262,22 +268,25 @@ def rescore(results: list[dict], variants: Sequence[dict[str, float]]) -> list[d
         if "trust_log" not in r:
             continue
         for variant in variants:
+            params = {**r["params"], **variant}
+            if r["params"].get("weigh") and params.get("power") != r["params"].get("power"):
+                raise SystemExit(f"{r['label']}: with weigh, power sets the aggregate")
             shares = dict.fromkeys(r["client_shares"], 0.0)
             rounds = r["trust_log"]
             for log in rounds:
-                pay = rescored_pay(log, variant)
+                pay = rescored_pay(log, params)
                 total = sum(pay)
                 for e, p in zip(log, pay, strict=True):
                     if total:
                         shares[e["p"]] += p / total / len(rounds)
             bad = {participant_id(i) for i in range(r["attackers"])}
-            params = {**r["params"], **variant}
-            label = r["label"].replace("fltrust()", f"fltrust({_params_text(params)})")
+            label = r["label"].replace(
+                f"fltrust({_params_text(r['params'])})", f"fltrust({_params_text(params)})"
+            )
             out.append(
                 {
                     **r,
                     "label": label,
-                    "rule": f"fltrust({_params_text(params)})",  # a row of its own
                     "params": params,
                     "client_shares": shares,
                     "reward_share": sum(shares[p] for p in bad),
@@ -719,8 +728,7 @@ def print_v2(results: list[dict]) -> None:
             key = r["partition"], r["rule"], json.dumps(r["params"]), r.get("algorithm", "fedavg")
             cg.setdefault(key, []).append(r)
     for (part, rule, params, algorithm), rs in cg.items():
-        p = ",".join(f"{k}={v:g}" for k, v in json.loads(params).items())
-        shown = _shown_rule({"rule": f"{rule}({p})", "algorithm": algorithm})
+        shown = _shown_rule({"rule": rule, "params": json.loads(params), "algorithm": algorithm})
         print(
             f"| {part} | {shown} | {_mean([r['final'] for r in rs]):.2%} | "
             f"{_mean([r['hon_min'] for r in rs]):.2f} | {_mean([r['hon_med'] for r in rs]):.2f} | "

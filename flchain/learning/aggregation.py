@@ -880,19 +880,22 @@ class FLTrust(CenteredClip):
         pay = {"cap": self.cap, "power": self.power, "weigh": self.weigh, "crowd": self.crowd}
         return super().params() | {"screens": self.screens} | pay
 
-    def _pay(self, trust: Sequence[int]) -> list[int]:
+    def _pay(self, trust: Sequence[int], cap: bool | None = None) -> list[int]:
         """Each accepted update's pay from its trust, relative to the round's (lower) median
-        trust ``m``: ``TS`` at or above ``m`` (``m`` with ``cap``), ``⌊TSᵖ / mᵖ⁻¹⌋`` below it
-        (``p = power``). Exact integers. ``power`` > 1 pays an update that agrees with
-        ``g₀`` markedly less than the round's typical one (a boosted backdoor, a crafted update
-        offset from the benign mean) disproportionately less; ``cap`` stops paying agreement
-        beyond the typical, which a client whose data resemble the owner's root set gets by
-        luck, not by work."""
+        trust ``m``: ``TS`` at or above ``m`` (``m`` with ``cap``, default the rule's),
+        ``⌊TSᵖ / mᵖ⁻¹⌋`` below it (``p = power``). Exact integers. ``power`` > 1 pays an
+        update that agrees with ``g₀`` markedly less than the round's typical one (a boosted
+        backdoor, a crafted update offset from the benign mean) disproportionately less;
+        ``cap`` stops paying agreement beyond the typical, which a client whose data resemble
+        the owner's root set gets by luck, not by work. With ``weigh`` the same without the
+        cap is the update's weight in the aggregate (the cap is about pay only: above the
+        median, more agreement with ``g₀`` still means a better update to average in)."""
         m = _lower_median(trust)
         if m == 0:
             return list(trust)
+        top = self.cap if cap is None else cap
         return [
-            (m if self.cap else ts) if ts >= m else ts**self.power // m ** (self.power - 1)
+            (m if top else ts) if ts >= m else ts**self.power // m ** (self.power - 1)
             for ts in trust
         ]
 
@@ -938,7 +941,8 @@ class FLTrust(CenteredClip):
             return np.zeros_like(g0, dtype=np.int64), verdicts
         kept = [i for i in alive if verdicts[others[i].participant][0]]
         pay = self._pay(trust)
-        weights = pay if self.weigh else trust  # with weigh a zero pay leaves the aggregate
+        # with weigh a zero weight leaves the aggregate
+        weights = self._pay(trust, cap=False) if self.weigh else trust
         used = [k for k, w in enumerate(weights) if w]
         mean = _exact_weighted_mean([vectors[k] for k in used], [weights[k] for k in used])
         # a rescaled update can be longer per coordinate than any input; the step must fit

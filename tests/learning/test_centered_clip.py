@@ -282,12 +282,13 @@ def test_fltrust_pays_trust_relative_to_the_rounds_median(
     want = {
         p: (m if cap else t) if t >= m else t**power // m ** (power - 1) for p, t in trust.items()
     }
-    if weigh:
+    weight = {p: t if t >= m else t**power // m ** (power - 1) for p, t in trust.items()}
+    if weigh:  # weights: the pay without the cap
         ref = [int(t) for t in ups[-1].update.q]
         n0 = math.isqrt(sum(a * a for a in ref))
         num, den = [0] * D, 0
         for u in ups[:-1]:
-            w = want.get(u.participant, 0)
+            w = weight.get(u.participant, 0)
             x = [int(t) for t in u.update.q]
             nx = math.isqrt(sum(a * a for a in x))
             num = [s + w * round(a * (n0 / nx)) for s, a in zip(num, x, strict=True)]
@@ -295,7 +296,6 @@ def test_fltrust_pays_trust_relative_to_the_rounds_median(
         assert r.update.q.tolist() == [(2 * t + den) // (2 * den) for t in num]
     else:  # pay only: the aggregate is FLTrust's
         assert r.update.q.tolist() == base.update.q.tolist()
-    weight = dict(want)  # with weigh, the aggregate's weights: the pay before crowd
     if crowd:
         v = [int(t) for t in r.update.q]
         vv = sum(a * a for a in v)
