@@ -844,6 +844,13 @@ class FLTrust(CenteredClip):
     back to plain :class:`CenteredClip` with the same parameters, and every decision's reason
     says so. Needs no forward pass, so it covers every model, the CNN included.
 
+    Pay options, all off by default (:meth:`_pay`, :func:`crowd_pay`): ``power`` pays trust
+    below the round's median disproportionately less, ``cap`` pays no more than the median,
+    ``weigh`` uses the (uncapped) pay as the aggregate's weight, ``crowd`` pays less to an
+    update that agrees with the round's aggregate much more than with ``g₀``. Each one that
+    pays attackers less pays the least-paid honest client less too
+    (``benchmarks/results/attack_suite_v5.md``).
+
     Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
     honest client whose skewed data points away from ``g₀`` earns less (measured in
     ``benchmarks/results/attack_suite_v4.md``); a crafted update close to the benign mean
