@@ -42,19 +42,28 @@ after the first ``--validation`` ones so the two never overlap) and sends the re
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import benchkit
+import numpy as np
 import torch
 from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
-from flchain.learning.aggregation import RULES, aggregator_from_config
+from flchain.learning.aggregation import (
+    RULES,
+    FLTrust,
+    aggregator_from_config,
+    cosine_score,
+    crowd_pay,
+)
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import REFERENCE_ID, SimConfig, participant_id, run_federation
@@ -101,9 +110,14 @@ class Run:
 
 
 def _shown_rule(run: dict) -> str:
-    """A saved run's rule as tables name it: with the algorithm when it is not plain FedAvg."""
+    """A saved run's rule as tables name it: with the parameters given on the command line
+    (``--param``, ``--rescore``; so variants get rows of their own) and the algorithm when it
+    is not plain FedAvg."""
     algorithm = run.get("algorithm", "fedavg")  # runs saved before the option were fedavg
-    return run["rule"] if algorithm == "fedavg" else f"{run['rule']} ({algorithm})"
+    sized = sized_params(run["rule"], 1) if run["rule"] in RULES else {}
+    extra = {k: v for k, v in run.get("params", {}).items() if k not in sized}
+    rule = f"{run['rule']}({_params_text(extra)})" if extra else run["rule"]
+    return rule if algorithm == "fedavg" else f"{rule} ({algorithm})"
 
 
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
@@ -180,6 +194,111 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     return out
 
 
+class RecordingFLTrust(FLTrust):
+    """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ`` (0
+    when rejected), its exact agreement with the round's aggregate ``Cᵢ``
+    (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). Pay options that
+    leave the aggregate alone (``cap``, ``crowd``; ``power`` unless ``weigh``) then give the
+    same run, so ``--rescore`` computes their rewards from the log exactly (per-tensor trust:
+    in floats)."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.log: list[list[dict]] = []
+
+    def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
+        v, verdicts = super()._combine(updates, spec)
+        ref = [u for u in updates if self._is_reference(u.participant)]
+        if not ref:
+            self.log.append([])
+            return v, verdicts
+        g0 = ref[0].update.q
+        g0f = g0.astype(np.float64)
+        cuts = np.cumsum([0] + [t.numel for t in spec.tensors])
+        parts = list(itertools.pairwise(int(c) for c in cuts))
+
+        def cos(a: np.ndarray, b: np.ndarray) -> float:
+            d = float(np.linalg.norm(a) * np.linalg.norm(b))
+            return float(a @ b) / d if d else 0.0
+
+        entries = []
+        for u in updates:
+            if u is ref[0]:
+                continue
+            x = u.update.q
+            xf = x.astype(np.float64)
+            ok, _, why = verdicts[u.participant]
+            ok = ok or why.startswith("trust ")  # weigh: a zero weight, still in the pay round
+            entries.append(
+                {
+                    "p": u.participant,
+                    "accepted": ok,
+                    "trust": max(0, cosine_score(x, g0)) if ok else 0,
+                    "agree": cosine_score(x, v),
+                    "tensors": [round(cos(xf[a:b], g0f[a:b]), 6) for a, b in parts],
+                }
+            )
+        self.log.append(entries)
+        return v, verdicts
+
+
+def rescored_pay(log: list[dict], params: dict[str, float]) -> list[int]:
+    """One round's pay under the fltrust ``params`` (``cap``, ``power``, ``crowd``: the rule's
+    own :meth:`FLTrust._pay` and :func:`crowd_pay` on the logged integers; ``tensor=k``:
+    trust from tensor ``k``'s cosine with ``g₀`` alone, a tried idea, in floats)."""
+    kept = [e for e in log if e["accepted"] and e["trust"] > 0]
+    if "tensor" in params:
+        k = int(params["tensor"])
+        by = {e["p"]: max(0, int(1e6 * e["tensors"][k])) for e in kept}
+        return [by.get(e["p"], 0) for e in log]
+    rule = FLTrust(cap=int(params.get("cap", 0)), power=int(params.get("power", 1)))
+    trust = [e["trust"] for e in kept]
+    pay = rule._pay(trust) if trust else []
+    if params.get("crowd"):
+        pay = crowd_pay(pay, trust, [e["agree"] for e in kept], int(params["crowd"]))
+    by = {e["p"]: p for e, p in zip(kept, pay, strict=True)}
+    return [by.get(e["p"], 0) for e in log]
+
+
+def rescore(results: list[dict], variants: Sequence[dict[str, float]]) -> list[dict]:
+    """The logged runs again under each pay ``variant``: same accuracy and aggregate, the
+    clients' reward shares recomputed (every round pays the same pool, split by pay)."""
+    out = []
+    for r in results:
+        if "trust_log" not in r:
+            continue
+        for variant in variants:
+            params = {**r["params"], **variant}
+            if r["params"].get("weigh") and params.get("power") != r["params"].get("power"):
+                raise SystemExit(f"{r['label']}: with weigh, power sets the aggregate")
+            shares = dict.fromkeys(r["client_shares"], 0.0)
+            rounds = r["trust_log"]
+            for log in rounds:
+                pay = rescored_pay(log, params)
+                total = sum(pay)
+                for e, p in zip(log, pay, strict=True):
+                    if total:
+                        shares[e["p"]] += p / total / len(rounds)
+            bad = {participant_id(i) for i in range(r["attackers"])}
+            label = r["label"].replace(
+                f"fltrust({_params_text(r['params'])})", f"fltrust({_params_text(params)})"
+            )
+            out.append(
+                {
+                    **r,
+                    "label": label,
+                    "params": params,
+                    "client_shares": shares,
+                    "reward_share": sum(shares[p] for p in bad),
+                }
+            )
+    return out
+
+
+def _params_text(params: dict[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in params.items())
+
+
 def execute(  # type: ignore[no-untyped-def]
     run: Run,
     fed,
@@ -189,6 +308,7 @@ def execute(  # type: ignore[no-untyped-def]
     jitter: float = 0.01,
     validation: int = 0,
     root: int = 0,
+    record: bool = False,
 ) -> dict:
     cfg = replace(cfg, scaffold=run.algorithm == "scaffold")
     model = build_model(model_name, "mnist", seed=run.seed)
@@ -209,6 +329,8 @@ def execute(  # type: ignore[no-untyped-def]
     try:
         owned = run.rule == "fltrust"
         rule = aggregator_from_config(run.rule, run.params, REFERENCE_ID if owned else "")
+        if record and owned:
+            rule = RecordingFLTrust(reference=REFERENCE_ID, **run.params)
         val = validation_slice(fed.test, validation)
         ref = validation_slice(fed.test, root, validation) if owned else None
         res = run_federation(model, spec, fed, rule, sim, validation=val, root=ref)
@@ -226,7 +348,11 @@ def execute(  # type: ignore[no-untyped-def]
             if d.participant in shares and total:
                 shares[d.participant] += d.score / total / len(res.rounds)
         att_ok += [d.accepted for d in r.decisions if d.participant in bad]
-        honest_ok += [d.accepted for d in r.decisions if d.participant not in bad]
+        # the owner's reference update is no honest client's (v4 counted it: its "~1 honest
+        # update in 10 rejected" was the reference, never averaged in by design)
+        honest_ok += [
+            d.accepted for d in r.decisions if d.participant not in bad and d.participant in shares
+        ]
     return {
         **out,
         "model": model_name,
@@ -242,6 +368,7 @@ def execute(  # type: ignore[no-untyped-def]
         if run.attack == "backdoor"
         else None,
         "seconds": time.perf_counter() - t,
+        **({"trust_log": rule.log} if isinstance(rule, RecordingFLTrust) else {}),
     }
 
 
@@ -292,6 +419,19 @@ def main(argv: list[str] | None = None) -> int:
         help="give the rules a public validation set: the first K test samples of each class",
     )
     ap.add_argument(
+        "--record",
+        action="store_true",
+        help="fltrust: log each round's exact trust and agreement with the aggregate",
+    )
+    ap.add_argument(
+        "--rescore",
+        action="append",
+        default=[],
+        metavar="K=V,K=V",
+        help="with --merge: the recorded runs' rewards under an fltrust pay variant "
+        "(cap, power, crowd; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
+    )
+    ap.add_argument(
         "--before",
         metavar="JSON",
         help="with --merge: a before/after table against the same runs in this file",
@@ -301,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         results = benchkit.saved_results(args.merge)
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
+        if args.rescore:
+            variants = [
+                {k: float(v) for k, _, v in (kv.partition("=") for kv in spec.split(","))}
+                for spec in args.rescore
+            ]
+            results = results + rescore(results, variants)
         if args.before:
             with open(args.before) as fh:
                 print_compare(json.load(fh)["results"], results)
@@ -345,7 +491,17 @@ def main(argv: list[str] | None = None) -> int:
     for i, run in enumerate(todo, 1):
         fed = feds[run.partition, run.seed]
         results.append(
-            execute(run, fed, args.model, args.rounds, cfg, args.jitter, args.validation, args.root)
+            execute(
+                run,
+                fed,
+                args.model,
+                args.rounds,
+                cfg,
+                args.jitter,
+                args.validation,
+                args.root,
+                args.record,
+            )
         )
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
@@ -572,8 +728,7 @@ def print_v2(results: list[dict]) -> None:
             key = r["partition"], r["rule"], json.dumps(r["params"]), r.get("algorithm", "fedavg")
             cg.setdefault(key, []).append(r)
     for (part, rule, params, algorithm), rs in cg.items():
-        p = ",".join(f"{k}={v:g}" for k, v in json.loads(params).items())
-        shown = _shown_rule({"rule": f"{rule}({p})", "algorithm": algorithm})
+        shown = _shown_rule({"rule": rule, "params": json.loads(params), "algorithm": algorithm})
         print(
             f"| {part} | {shown} | {_mean([r['final'] for r in rs]):.2%} | "
             f"{_mean([r['hon_min'] for r in rs]):.2f} | {_mean([r['hon_med'] for r in rs]):.2f} | "

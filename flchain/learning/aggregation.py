@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -821,10 +822,12 @@ class FLTrust(CenteredClip):
     """FLTrust (Cao, Fang, Liu & Gong, NDSS 2021): the task owner's own update, trained on a
     small root data set, is the reference direction ``g₀``; scores and aggregate follow it.
 
-    The reference account (``aggregation.reference_account`` in the task manifest, the owner's
-    participant address) commits and reveals like any participant, so commit-reveal hides
-    ``g₀`` from attackers until every update is fixed. Its update is used only as ``g₀``: it
-    is not averaged in and scores 0 (it earns nothing).
+    The reference account (``aggregation.reference_account`` in the task manifest) must be the
+    task's owner as the chain records it: creating the task, loading its manifest and building
+    a round's inputs refuse any other (:meth:`TaskManifest.check_owner`), since whoever sends
+    ``g₀`` steers every round's aggregate and pay. It commits and reveals like any
+    participant, so commit-reveal hides ``g₀`` from attackers until every update is fixed.
+    Its update is used only as ``g₀``: it is not averaged in and scores 0 (it earns nothing).
 
     For every other update ``gᵢ`` that passes the screens of :class:`CenteredClip` (near-copy,
     norm, too central, opposed; ``screens=0`` skips them, as in the paper):
@@ -841,6 +844,13 @@ class FLTrust(CenteredClip):
     back to plain :class:`CenteredClip` with the same parameters, and every decision's reason
     says so. Needs no forward pass, so it covers every model, the CNN included.
 
+    Pay options, all off by default (:meth:`_pay`, :func:`crowd_pay`): ``power`` pays trust
+    below the round's median disproportionately less, ``cap`` pays no more than the median,
+    ``weigh`` uses the (uncapped) pay as the aggregate's weight, ``crowd`` pays less to an
+    update that agrees with the round's aggregate much more than with ``g₀``. Each one that
+    pays attackers less pays the least-paid honest client less too
+    (``benchmarks/results/attack_suite_v5.md``).
+
     Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
     honest client whose skewed data points away from ``g₀`` earns less (measured in
     ``benchmarks/results/attack_suite_v4.md``); a crafted update close to the benign mean
@@ -850,14 +860,51 @@ class FLTrust(CenteredClip):
     name = "fltrust"
     rule_id = 9
 
-    def __init__(self, reference: str = "", screens: int = 1, **clip: Any) -> None:
+    def __init__(
+        self,
+        reference: str = "",
+        screens: int = 1,
+        cap: int = 0,
+        power: int = 1,
+        weigh: int = 0,
+        crowd: int = 0,
+        **clip: Any,
+    ) -> None:
         super().__init__(**clip)
-        if screens not in (0, 1):
-            raise ConfigError(f"{self.name}.screens must be 0 or 1, got {screens}")
+        if screens not in (0, 1) or cap not in (0, 1) or weigh not in (0, 1):
+            raise ConfigError(
+                f"{self.name}: screens, cap and weigh must be 0 or 1, got {screens}, {cap}, {weigh}"
+            )
+        if power not in (1, 2, 3, 4) or crowd not in (0, 1, 2, 3):
+            raise ConfigError(
+                f"{self.name}: power must be 1 to 4 and crowd 0 to 3, got {power}, {crowd}"
+            )
         self.reference, self.screens = reference, int(screens)
+        self.cap, self.power, self.weigh = int(cap), int(power), int(weigh)
+        self.crowd = int(crowd)
 
     def params(self) -> dict[str, int | float]:
-        return super().params() | {"screens": self.screens}
+        pay = {"cap": self.cap, "power": self.power, "weigh": self.weigh, "crowd": self.crowd}
+        return super().params() | {"screens": self.screens} | pay
+
+    def _pay(self, trust: Sequence[int], cap: bool | None = None) -> list[int]:
+        """Each accepted update's pay from its trust, relative to the round's (lower) median
+        trust ``m``: ``TS`` at or above ``m`` (``m`` with ``cap``, default the rule's),
+        ``⌊TSᵖ / mᵖ⁻¹⌋`` below it (``p = power``). Exact integers. ``power`` > 1 pays an
+        update that agrees with ``g₀`` markedly less than the round's typical one (a boosted
+        backdoor, a crafted update offset from the benign mean) disproportionately less;
+        ``cap`` stops paying agreement beyond the typical, which a client whose data resemble
+        the owner's root set gets by luck, not by work. With ``weigh`` the same without the
+        cap is the update's weight in the aggregate (the cap is about pay only: above the
+        median, more agreement with ``g₀`` still means a better update to average in)."""
+        m = _lower_median(trust)
+        if m == 0:
+            return list(trust)
+        top = self.cap if cap is None else cap
+        return [
+            (m if top else ts) if ts >= m else ts**self.power // m ** (self.power - 1)
+            for ts in trust
+        ]
 
     def _is_reference(self, participant: str) -> bool:
         # addresses arrive checksummed from the committee, lower-case from a hand-written config
@@ -899,10 +946,72 @@ class FLTrust(CenteredClip):
             trust.append(ts)
         if not trust:
             return np.zeros_like(g0, dtype=np.int64), verdicts
-        mean = _exact_weighted_mean(vectors, trust)
+        kept = [i for i in alive if verdicts[others[i].participant][0]]
+        pay = self._pay(trust)
+        # with weigh a zero weight leaves the aggregate
+        weights = self._pay(trust, cap=False) if self.weigh else trust
+        used = [k for k, w in enumerate(weights) if w]
+        mean = _exact_weighted_mean([vectors[k] for k in used], [weights[k] for k in used])
         # a rescaled update can be longer per coordinate than any input; the step must fit
         # the codec like every other rule's
-        return np.clip(mean, -spec.codec.bound_q, spec.codec.bound_q), verdicts
+        v = np.clip(mean, -spec.codec.bound_q, spec.codec.bound_q)
+        if self.crowd:
+            xs = [others[i].update.q for i in kept]
+            pay = self._crowd(pay, trust, xs, [sq[i] for i in kept], v)
+        m = _lower_median(trust)
+        for k, (i, ts, paid) in enumerate(zip(kept, trust, pay, strict=True)):
+            if paid != ts:
+                why = f"trust {ts} (round median {m}): paid {paid}"
+                verdicts[others[i].participant] = (bool(weights[k]), paid, why)
+        return v, verdicts
+
+    def _crowd(
+        self,
+        pay: Sequence[int],
+        trust: Sequence[int],
+        xs: Sequence[np.ndarray],
+        sqs: Sequence[int],
+        v: np.ndarray,
+    ) -> list[int]:
+        """:func:`crowd_pay` with each update's agreement with the aggregate ``v``,
+        ``Cᵢ = ⌊10⁶·cos(xᵢ, v)⌋`` in exact integers."""
+        vv = _exact_dot(v, v)
+        agree = [cosine_score(x, v, s, vv) for x, s in zip(xs, sqs, strict=True)]
+        return crowd_pay(pay, trust, agree, self.crowd)
+
+
+def cosine_score(
+    x: np.ndarray, y: np.ndarray, sq_x: int | None = None, sq_y: int | None = None
+) -> int:
+    """``⌊10⁶·cos(x, y)⌋`` of integer vectors in exact integers (negative when they oppose;
+    0 when one is zero); ``sq_x``, ``sq_y`` are the squared lengths when already known."""
+    sx = _exact_dot(x, x) if sq_x is None else sq_x
+    sy = _exact_dot(y, y) if sq_y is None else sq_y
+    den = math.isqrt(sx * sy)
+    return CenteredClip.SCALE * _exact_dot(x, y) // den if den else 0
+
+
+def crowd_pay(
+    pay: Sequence[int], trust: Sequence[int], agree: Sequence[int], power: int
+) -> list[int]:
+    """``pay`` times ``min(1, ρᵢ/ρₘ)^power``, where ``ρᵢ = TSᵢ / Cᵢ`` is how much an update
+    agrees with the owner's ``g₀`` relative to how much it agrees with the round's aggregate
+    (``Cᵢ``, same scale as the trust ``TSᵢ``) and ``ρₘ`` the round's lower median (exact
+    fractions). A crafted update built from the other updates' statistics (ALIE plus
+    honest-sized noise) agrees with the crowd it was computed from more than with ``g₀``,
+    which it never saw; an honest update's two agreements move together. An update with
+    ``Cᵢ <= 0`` keeps its pay (it follows the owner, not the crowd)."""
+    ratios = sorted(Fraction(t, c) for t, c in zip(trust, agree, strict=True) if c > 0)
+    if not ratios:
+        return list(pay)
+    rm = ratios[(len(ratios) - 1) // 2]
+    out = []
+    for p, t, c in zip(pay, trust, agree, strict=True):
+        if c > 0 and Fraction(t, c) < rm:
+            num, den = t * rm.denominator, c * rm.numerator
+            p = p * num**power // den**power
+        out.append(p)
+    return out
 
 
 def _exact_weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:

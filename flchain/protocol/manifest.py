@@ -40,9 +40,24 @@ class TaskManifest:
     def digest(self) -> bytes:
         return hashlib.sha256(self.to_bytes()).digest()
 
-    def aggregator(self) -> Aggregator:
+    def aggregator(self, owner: str = "") -> Aggregator:
+        """The task's rule. ``owner`` is the task's owner as the chain records it: under
+        ``fltrust`` the reference update must come from it (see :meth:`check_owner`)."""
         agg = self.config.aggregation
+        if owner:
+            self.check_owner(owner)
         return aggregator_from_config(agg.rule, agg.params, agg.reference_account)
+
+    def check_owner(self, owner: str) -> None:
+        """Refuse a manifest whose ``aggregation.reference_account`` is not ``owner``, the
+        task's owner on-chain. The reference update steers every round's aggregate and pay;
+        only the owner, who already sets the task's data and budget, may send it."""
+        ref = self.config.aggregation.reference_account
+        if ref and ref.lower() != owner.lower():
+            raise ConfigError(
+                f"aggregation.reference_account {ref} is not the task's owner {owner}: "
+                "fltrust takes its reference update from the task owner only"
+            )
 
     @classmethod
     def from_bytes(cls, data: bytes, *, expected_digest: bytes | None = None) -> TaskManifest:

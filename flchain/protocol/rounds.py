@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flchain.errors import ContentNotFound, ProtocolError
+from flchain.learning.aggregation import Aggregator
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.learning.scaffold import decode_control, zero_control
 from flchain.learning.validation import ValidationSet
@@ -42,13 +43,16 @@ from flchain.types import CID, Address, to_address
 
 
 def load_manifest(task: TrainingTask, store: ContentStore) -> TaskManifest:
-    """Fetch the task manifest named on-chain and check it against the recorded digests."""
+    """Fetch the task manifest named on-chain and check it against the recorded digests and,
+    under ``fltrust``, its reference account against the task's owner."""
     params = task.config()
     manifest = TaskManifest.from_bytes(
         store.get(params.manifest_cid), expected_digest=params.manifest_digest
     )
     if manifest.spec.digest() != params.model_spec_digest:
         raise ProtocolError("the manifest's model spec does not match the task's spec digest")
+    if manifest.config.aggregation.reference_account:
+        manifest.check_owner(task.owner())
     return manifest
 
 
@@ -410,7 +414,7 @@ class TaskView:
             task=to_address(self.task.address),
             round_id=round_id,
             spec=self.manifest.spec,
-            aggregator=self.manifest.aggregator(),
+            aggregator=self._aggregator(),
             global_model_cid=self.global_model_cid(round_id),
             reward_pool=reward_pool(self.params, record),
             previous_cumulative=base.cumulative,
@@ -429,6 +433,14 @@ class TaskView:
             dp=bool(self.manifest.config.training.dp),
             previous_dp_rounds=base.dp_rounds,
         )
+
+    def _aggregator(self) -> Aggregator:
+        """The task's rule; a reference account (``fltrust``) is checked against the owner
+        the chain records now, so a manifest handed in rather than loaded is checked too, and
+        a member refuses to recompute rather than follow a reference the owner never was."""
+        if self.manifest.config.aggregation.reference_account:
+            return self.manifest.aggregator(owner=self.task.owner())
+        return self.manifest.aggregator()
 
     def server_control(self, round_id: int) -> np.ndarray:
         """SCAFFOLD's server control variate ``c`` that round ``round_id`` trains with (fixed

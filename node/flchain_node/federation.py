@@ -238,7 +238,7 @@ class Federation:
         work_dir: Path | None = None,
     ) -> None:
         self.demo = demo
-        accounts = demo.participants + demo.reference + 1  # the owner, participants, reference
+        accounts = demo.participants + 1  # the owner, participants
         self.chain = chain or Chain.embedded(num_accounts=accounts)
         if len(self.chain.accounts) < accounts:
             raise ConfigError(f"the chain has {len(self.chain.accounts)} accounts; need {accounts}")
@@ -246,8 +246,11 @@ class Federation:
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flchain-demo-"))
         self.store = store or LocalStore(self.work_dir / "store", durable=False)
         self.owner: LocalAccount = self.chain.accounts[0]
-        self.accounts: list[LocalAccount] = list(self.chain.accounts[1:accounts])
-        reference = self.accounts[-1].address if demo.reference else ""
+        # fltrust: the owner's own node sends the reference update (the protocol refuses a
+        # reference account that is not the task's owner), so it registers like the others
+        owner_node = [self.owner] if demo.reference else []
+        self.accounts: list[LocalAccount] = list(self.chain.accounts[1:accounts]) + owner_node
+        reference = self.owner.address if demo.reference else ""
         self.config = demo.task_config(reference)  # config errors first, then the roles'
         self.roles = demo.roles() + [REFERENCE] * demo.reference
         self.fed = federated_data(self.config.data, demo.participants)

@@ -61,6 +61,7 @@ def create_task(
     """
     config.validate()
     model, manifest = initial_model_and_manifest(config)
+    manifest.check_owner(owner.address)  # nodes would refuse the task: say so before deploying
     initial = encode_model(parameter_state(model), manifest.spec)
     manifest_cid = store.put(manifest.to_bytes())
     initial_cid = store.put(initial)

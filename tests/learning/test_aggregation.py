@@ -72,6 +72,8 @@ ALL_RULES = [
     CenteredClip(bucket=3, iters=2, tau=0.05),
     FLTrust(reference="p03"),
     FLTrust(reference="p03", screens=0),
+    FLTrust(reference="p03", cap=1, power=3, weigh=1),
+    FLTrust(reference="p03", cap=1, crowd=2),
 ]
 
 
@@ -260,7 +262,9 @@ ups = [ClientUpdate(f"p{i}", Update(spec, q[i]), 1 + 37 * i) for i in order]
 h = hashlib.sha256()
 for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(2), Bulyan(1),
              NormBoundedMean(3.0), CenteredClip(), CenteredClip(bucket=3, tau=1.0),
-             FLTrust(reference="p4"), FLTrust(reference="p4", screens=0), FLTrust(reference="p")]:
+             FLTrust(reference="p4"), FLTrust(reference="p4", screens=0), FLTrust(reference="p"),
+             FLTrust(reference="p4", cap=1, power=3, weigh=1), FLTrust(reference="p4", power=2),
+             FLTrust(reference="p4", cap=1, crowd=2)]:
     r = rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
     h.update(encode_model(apply_update(state, r.update), spec))  # the next global model

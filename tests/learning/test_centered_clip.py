@@ -258,6 +258,75 @@ def test_fltrust_keeps_the_centered_clip_screens() -> None:
     assert min(d.score for d in bare.decisions[:3]) >= max(d.score for d in bare.decisions[3:10])
 
 
+@pytest.mark.parametrize(
+    ("cap", "power", "weigh", "crowd"),
+    [(0, 2, 0, 0), (1, 1, 0, 0), (1, 3, 0, 0), (1, 3, 1, 0), (0, 1, 0, 2), (1, 2, 1, 1)],
+)
+def test_fltrust_pays_trust_relative_to_the_rounds_median(
+    cap: int, power: int, weigh: int, crowd: int
+) -> None:
+    """Pay ``TS`` (``m`` with ``cap``) at or above the median trust ``m``, ``⌊TSᵖ/mᵖ⁻¹⌋``
+    below; with ``weigh`` the pay is also the aggregate's weight; with ``crowd`` the pay is
+    then scaled by ``min(1, ρᵢ/ρₘ)^crowd``, ``ρ = trust / agreement with the aggregate``.
+    Recomputed with Python ints and fractions."""
+    rows = honest(9, seed=21, spread=(0.5, 2.0))
+    rng = np.random.default_rng(22)
+    g0 = np.mean(rows, axis=0) * 0.5 + rng.normal(0, 400, D)
+    ups = with_owner(rows, g0)
+    base = FLTrust(reference=OWNER, screens=0).aggregate(ups)
+    rule = FLTrust(reference=OWNER, screens=0, cap=cap, power=power, weigh=weigh, crowd=crowd)
+    r = rule.aggregate(ups)
+    trust = {d.participant: d.score for d in base.decisions if d.accepted}
+    m = sorted(trust.values())[(len(trust) - 1) // 2]
+    assert len(trust) >= 5 and len(set(trust.values())) == len(trust)  # a real spread
+    want = {
+        p: (m if cap else t) if t >= m else t**power // m ** (power - 1) for p, t in trust.items()
+    }
+    weight = {p: t if t >= m else t**power // m ** (power - 1) for p, t in trust.items()}
+    if weigh:  # weights: the pay without the cap
+        ref = [int(t) for t in ups[-1].update.q]
+        n0 = math.isqrt(sum(a * a for a in ref))
+        num, den = [0] * D, 0
+        for u in ups[:-1]:
+            w = weight.get(u.participant, 0)
+            x = [int(t) for t in u.update.q]
+            nx = math.isqrt(sum(a * a for a in x))
+            num = [s + w * round(a * (n0 / nx)) for s, a in zip(num, x, strict=True)]
+            den += w
+        assert r.update.q.tolist() == [(2 * t + den) // (2 * den) for t in num]
+    else:  # pay only: the aggregate is FLTrust's
+        assert r.update.q.tolist() == base.update.q.tolist()
+    if crowd:
+        v = [int(t) for t in r.update.q]
+        vv = sum(a * a for a in v)
+        agree = {}
+        for u in ups[:-1]:
+            x = [int(t) for t in u.update.q]
+            dot = sum(a * b for a, b in zip(x, v, strict=True))
+            agree[u.participant] = 10**6 * dot // math.isqrt(sum(a * a for a in x) * vv)
+        rho = {p: Fraction(t, agree[p]) for p, t in trust.items() if agree[p] > 0}
+        rm = sorted(rho.values())[(len(rho) - 1) // 2]
+        for p, q in rho.items():
+            if q < rm:
+                f = q / rm
+                want[p] = want[p] * f.numerator**crowd // f.denominator**crowd
+    by_id = {d.participant: d for d in r.decisions}
+    for p in trust:
+        assert by_id[p].score == want[p], p
+        assert by_id[p].accepted == bool(not weigh or weight[p])
+    assert want != trust  # the options changed the pay
+    assert by_id[OWNER].score == 0 and not by_id[OWNER].accepted
+
+
+def test_fltrust_pay_options_are_checked() -> None:
+    for bad in ({"cap": 2}, {"power": 0}, {"power": 5}, {"weigh": -1}, {"crowd": 4}):
+        with pytest.raises(ConfigError, match="fltrust"):
+            FLTrust(reference=OWNER, **bad)
+    assert FLTrust(cap=1, power=3).params() | {"cap": 1, "power": 3, "weigh": 0, "crowd": 0} == (
+        FLTrust(cap=1, power=3).params()
+    )
+
+
 def test_fltrust_falls_back_to_centered_clip_without_a_usable_reference() -> None:
     rows = honest(8, seed=14)
     plain = CenteredClip().aggregate(make(rows))
