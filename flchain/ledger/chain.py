@@ -65,6 +65,7 @@ from flchain.ledger.accounts import dev_accounts
 from flchain.ledger.devchain import EmbeddedProvider, make_tester
 from flchain.ledger.nonces import ALREADY_KNOWN, NONCE_MISMATCH, NonceManager
 from flchain.ledger.reverts import (
+    UndecodedRevert,
     decode_revert,
     revert_data,
     rpc_message,
@@ -696,13 +697,17 @@ class Chain:
                     # Hardhat in auto-mine mode mines a reverting transaction and reports the
                     # revert as the send's error: its nonce is used up all the same.
                     receipt = self._receipt_if_mined(signed.hash)
-                    if receipt is not None:
-                        lease.consume()
-                        exc.add_note(
-                            f"mined in transaction {signed.hash.to_0x_hex()}, block "
-                            f"{receipt['blockNumber']}, with status {receipt['status']}"
-                        )
-                    raise
+                    if receipt is None:
+                        raise
+                    lease.consume()
+                    error = _say_gas(exc, fn, receipt, tx["gas"]) if fn is not None else exc
+                    error.add_note(
+                        f"mined in transaction {signed.hash.to_0x_hex()}, block "
+                        f"{receipt['blockNumber']}, with status {receipt['status']}"
+                    )
+                    if error is exc:
+                        raise
+                    raise error from exc
                 if refused is None:
                     lease.consume()
                     return HexBytes(signed.hash)
@@ -788,12 +793,17 @@ class Chain:
         transaction in it: on an automining chain only this one), then on the state before."""
         tx_hash = receipt["transactionHash"].to_0x_hex()
         block = receipt["blockNumber"]
-        traced = self._traced_revert(tx_hash)
+        error = _say_gas(self._mined_revert(fn, tx, receipt), fn, receipt, tx["gas"])
+        error.add_note(f"mined in transaction {tx_hash}, block {block}, with status 0")
+        return error
+
+    def _mined_revert(self, fn: ContractCall, tx: TxParams, receipt: TxReceipt) -> Exception:
+        """:meth:`_mined_failure`'s error, from the node's trace or a replay."""
+        block = receipt["blockNumber"]
+        traced = self._traced_revert(receipt["transactionHash"].to_0x_hex())
         if traced:
             abi = fn.contract_abi if isinstance(fn, ContractFunction) else fn.abi
-            decoded = decode_revert(traced, abi, context=f"{_describe(fn)}: ")
-            decoded.add_note(f"mined in transaction {tx_hash}, block {block}, with status 0")
-            return decoded
+            return decode_revert(traced, abi, context=f"{_describe(fn)}: ")
         replay = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
         try:
             # First on the block's own state and number: a replay before it would see
@@ -808,8 +818,17 @@ class Chain:
             why = "out of gas" if used >= limit else "replaying it did not fail"
             message = f"{_describe(fn)}: failed on-chain ({why}, gas {used}/{limit})"
             error = TransactionFailed(message)
-        error.add_note(f"mined in transaction {tx_hash}, block {block}, with status 0")
         return error
+
+
+def _say_gas(error: Exception, fn: ContractCall, receipt: TxReceipt, limit: Any) -> Exception:
+    """``error`` of a mined transaction; a revert without data (which is also what an inner
+    call that ran out of gas leaves) re-made to say the gas it used of its limit."""
+    if isinstance(error, UndecodedRevert) and not error.data:
+        return UndecodedRevert(
+            b"", context=f"{_describe(fn)} (gas {receipt['gasUsed']} of {limit}): "
+        )
+    return error
 
 
 #: What a queued transaction's sender does with its outcome (see :class:`Outbox`).

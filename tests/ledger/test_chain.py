@@ -188,6 +188,13 @@ def test_require_string_and_panic_and_bare_revert(chain: Chain, fixture_contract
     with pytest.raises(UndecodedRevert) as bare:
         chain.transact(fixture_contract.functions.bareRevert(), sender)
     assert bare.value.data == b""
+    with pytest.raises(UndecodedRevert) as mined:  # fixed gas: mined, status 0
+        chain.transact(fixture_contract.functions.bareRevert(), sender, gas=100_000)
+    # no revert data, as an inner call out of gas leaves: a mined one's message says the gas
+    # (Hardhat's automine reports the revert on send instead)
+    assert mined.value.data == b""
+    if any("with status 0" in note for note in getattr(mined.value, "__notes__", [])):
+        assert "of 100000): reverted" in str(mined.value), mined.value
     assert chain.call(fixture_contract.functions.requireSmall(3)) == 3
 
 
