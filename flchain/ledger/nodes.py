@@ -114,14 +114,14 @@ class NodeProcess:
             raise LedgerError(f"{self.name} binary not found: {self.install_hint}")
         self.port = free_port()
         self._scratch = tempfile.TemporaryDirectory(prefix=f"flchain-{self.name}-")
-        self._process = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=self.environment(),
-            start_new_session=True,  # stop() ends the node's whole process group (npx → node)
-        )
         try:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=self.environment(),
+                start_new_session=True,  # stop() ends the node's process group (npx → node)
+            )
             self._wait_ready()
             self.after_start()
         except BaseException:
@@ -171,19 +171,18 @@ class NodeProcess:
         )
 
     def stop(self) -> None:
-        """Terminate the node (kill it if it lingers)."""
-        if self._process is None:
-            return
+        """Terminate the node (kill it if it lingers) and remove its scratch directory."""
         process, self._process = self._process, None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 15)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait()
+            if process.stderr:
+                process.stderr.close()
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None

@@ -4,6 +4,7 @@ after it started, and its CPU time can be read while it runs."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from support.tools import require_tool
@@ -60,3 +61,22 @@ def test_a_killed_node_leaves_no_files_behind() -> None:
         assert node._process is not None
         os.kill(node._process.pid, 9)
     assert not scratch.exists()
+
+
+class Unstartable(AnvilProcess):
+    """An "anvil" that cannot be executed; remembers the scratch directory it was given."""
+
+    given: Path | None = None
+
+    def command(self) -> list[str]:
+        self.given = self.scratch
+        return super().command()
+
+
+def test_a_node_that_cannot_start_leaves_no_files_behind(tmp_path: Path) -> None:
+    binary = tmp_path / "anvil"
+    binary.write_text("not a program")  # not executable: Popen raises
+    node = Unstartable(accounts=2, binary=binary)
+    with pytest.raises(PermissionError):
+        node.start()
+    assert node.given is not None and not node.given.exists()
