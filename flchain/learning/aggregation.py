@@ -259,7 +259,9 @@ class Aggregator(ABC):
                 f"{self.name} needs at least {self.min_inputs()} usable updates, got {len(usable)}"
             )
         spec = usable[0].update.spec
-        q, verdicts = self._combine_validated(usable, spec, validation)
+        q, verdicts = self._combine(usable, spec)
+        if validation is not None:
+            self._rescore(q, usable, verdicts, spec, validation)
         q = q.astype(np.int32)
         q.flags.writeable = False
         decisions = [Decision(p, False, 0, r) for p, r in rejected.items()]
@@ -268,14 +270,17 @@ class Aggregator(ABC):
             Update(spec, q), tuple(sorted(decisions, key=lambda d: d.participant))
         )
 
-    def _combine_validated(
+    def _rescore(
         self,
+        aggregate: np.ndarray,
         updates: Sequence[ClientUpdate],
+        verdicts: dict[str, tuple[bool, int, str]],
         spec: ModelSpec,
-        validation: RoundValidation | None,
-    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
-        """:meth:`_combine` with the round's validation data; rules that use it override."""
-        return self._combine(updates, spec)
+        validation: RoundValidation,
+    ) -> None:
+        """Adjust :meth:`_combine`'s ``verdicts`` (in place) with the round's validation data;
+        rules that score on it override. Scores only: the aggregate is already fixed."""
+        return None  # most rules do not use validation data
 
     @abstractmethod
     def _combine(
@@ -706,15 +711,16 @@ class CenteredClip(Aggregator):
         ]
         return centered_clip(means, start, self.iters, self._tau(spec))
 
-    def _combine_validated(
+    def _rescore(
         self,
+        v: np.ndarray,
         updates: Sequence[ClientUpdate],
+        verdicts: dict[str, tuple[bool, int, str]],
         spec: ModelSpec,
-        validation: RoundValidation | None,
-    ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
-        v, verdicts = self._combine(updates, spec)
-        if validation is None:
-            return v, verdicts
+        validation: RoundValidation,
+    ) -> None:
+        """Pay less to an accepted update whose half-weight step from the aggregate raises the
+        validation loss above the round's median (the class docstring)."""
         check_supported(spec)
         g = validation.global_q
         if g.shape != v.shape:
@@ -729,7 +735,7 @@ class CenteredClip(Aggregator):
             if verdicts[u.participant][0]
         }
         if not loss:
-            return v, verdicts
+            return
         ref = _lower_median(list(loss.values()))
         for p, lp in loss.items():
             score = verdicts[p][1]
@@ -740,7 +746,6 @@ class CenteredClip(Aggregator):
                     f"validation loss {1000 * lp // (unit * size)} vs median "
                     f"{1000 * ref // (unit * size)} (milli-margins per sample, at half weight)",
                 )
-        return v, verdicts
 
     def _screen(
         self, updates: Sequence[ClientUpdate], spec: ModelSpec

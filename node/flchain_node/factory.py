@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from eth_account.signers.local import LocalAccount
 from torch import nn
+from typing_extensions import Unpack
 
 from flchain.config import TaskConfig
 from flchain.errors import ConfigError
@@ -25,9 +26,7 @@ from flchain.learning.codec import decode_model
 from flchain.learning.data import FederatedData
 from flchain.learning.local_data import load_local
 from flchain.learning.training import client_seed
-from flchain.ledger.chain import Outbox
 from flchain.ledger.contracts import TrainingTask
-from flchain.protocol.committee import recompute_round
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.task import (
     check_model_layout,
@@ -40,7 +39,7 @@ from flchain.storage import ContentStore
 from flchain.targets import one_line
 from flchain_node.flower import FlowerTrainer
 from flchain_node.local import LocalMetrics, Log, PrivateTrainer
-from flchain_node.participant import ParticipantNode, Recompute, UpdateSource
+from flchain_node.participant import NodeOptions, ParticipantNode, UpdateSource
 from flchain_node.state import NodeState
 from flchain_node.trainer import LocalTrainer
 
@@ -195,15 +194,10 @@ def build_participant(
     source: UpdateSource,
     *,
     state_path: Path | None = None,
-    manifest: TaskManifest | None = None,
-    reveal: bool = True,
-    attest: bool = True,
-    confirmations: int = 0,
-    recompute: Recompute = recompute_round,
-    outbox: Outbox | None = None,
+    **options: Unpack[NodeOptions],
 ) -> ParticipantNode:
-    """A participant node; with ``state_path`` it resumes from (and persists to) that file;
-    with ``outbox`` it queues its commits and reveals there (see :class:`ParticipantNode`)."""
+    """A participant node; with ``state_path`` it resumes from (and persists to) that file. The
+    other ``options`` go to :class:`ParticipantNode` as they are."""
     state = (
         NodeState.load(
             state_path,
@@ -215,7 +209,4 @@ def build_participant(
         if state_path is not None
         else None
     )
-    return ParticipantNode(
-        task, store, account, source, state=state, manifest=manifest, reveal=reveal,
-        attest=attest, confirmations=confirmations, recompute=recompute, outbox=outbox,
-    )  # fmt: skip
+    return ParticipantNode(task, store, account, source, state=state, **options)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import numpy as np
 import torch
@@ -70,6 +70,18 @@ class Produced:
 #: :func:`recompute_round`, or a :class:`~flchain.protocol.committee.SharedRecomputation` for
 #: members that share one process and store.
 Recompute = Callable[[RoundInputs, ContentStore], RoundOutcome]
+
+
+class NodeOptions(TypedDict, total=False):
+    """The keyword options of :class:`ParticipantNode` that builders pass through unchanged
+    (documented on the class)."""
+
+    manifest: TaskManifest | None
+    reveal: bool
+    attest: bool
+    confirmations: int
+    recompute: Recompute
+    outbox: Outbox | None
 
 
 class UpdateSource(Protocol):
