@@ -323,6 +323,7 @@ def bench(
                 "cpu_s": cpu,
                 "runner_seconds": row.seconds,  # as the nodes booked them, for cross-checks
                 "gas": sum(row.gas.values()),
+                "gas_by_action": dict(row.gas),
             }
             for row, part, calls, cpu, base in zip(
                 rows, split, clock.calls, clock.cpu, baseline, strict=False

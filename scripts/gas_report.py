@@ -10,32 +10,46 @@ issue 2:
   under the previous root as its baseline, issue 13); a claimer that claims every round proves
   nothing more and is shown too.
 
+On another backend (``--backend anvil`` or ``geth``, a real node process) the same calls run
+on that node's EVM: gas is a property of the fork the chain runs, not of the client, so this
+is how the contracts' cost under a newer fork's pricing is measured (geth 1.17's ``--dev``
+chain runs Amsterdam, whose EIP-8037 prices every new storage slot at ~118k gas instead of
+20k; anvil and the embedded chain run Prague).
+
 Usage::
 
     python scripts/gas_report.py                 # table
     python scripts/gas_report.py --json          # JSON
     python scripts/gas_report.py --sizes 5 20    # fewer sizes (quicker)
+    python scripts/gas_report.py --backend geth  # the same on geth --dev (Amsterdam)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from flchain.ledger import Chain, Result, RewardTree, TaskParameters, deploy_stack, register_all
+from flchain.ledger.nodes import AnvilProcess, GethProcess, NodeProcess
 from flchain.protocol.commitment import commitment
 
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # 59 characters
 COMMIT_REVEAL_TARGET = 100_000
 FINALIZE_RATIO_TARGET = 1.1
 CLAIM_SPREAD_TARGET = 0.10
+NODES: dict[str, type[NodeProcess]] = {"anvil": AnvilProcess, "geth": GethProcess}
+
+#: A fresh chain view with ``n`` funded accounts (a stack is deployed on it per measurement).
+OpenChain = Callable[[int], Chain]
 
 
 def config(participants: int, rounds: int) -> TaskParameters:
@@ -67,8 +81,8 @@ def config(participants: int, rounds: int) -> TaskParameters:
 class Bench:
     """A deployed stack with ``n`` registered participants and gas bookkeeping per call."""
 
-    def __init__(self, n: int, rounds: int) -> None:
-        self.chain = Chain.embedded(n + 1)
+    def __init__(self, n: int, rounds: int, open_chain: OpenChain) -> None:
+        self.chain = open_chain(n + 1)
         admin, self.people = self.chain.accounts[0], self.chain.accounts[1:]
         self.stack = deploy_stack(
             self.chain,
@@ -136,8 +150,8 @@ class Bench:
         self.task.expire_round(self.stack.admin)
 
 
-def measure_size(n: int) -> dict[str, Any]:
-    bench = Bench(n, rounds=3)
+def measure_size(n: int, open_chain: OpenChain) -> dict[str, Any]:
+    bench = Bench(n, rounds=3, open_chain=open_chain)
     bench.skip_to_fresh_round()
     first = bench.play_round(bench.people, "first round")
     steady = bench.play_round(bench.people, "steady")
@@ -166,10 +180,10 @@ def measure_size(n: int) -> dict[str, Any]:
     }
 
 
-def measure_claims(rounds: int = 50, n: int = 5) -> dict[str, int]:
+def measure_claims(open_chain: OpenChain, rounds: int = 50, n: int = 5) -> dict[str, int]:
     """Claim gas covering 1 round (claimed right after round 0) vs ``rounds`` rounds (with the
     previous root's proof), and of a claimer that claims after every round (no second proof)."""
-    bench = Bench(n, rounds=rounds + 1)
+    bench = Bench(n, rounds=rounds + 1, open_chain=open_chain)
     bench.skip_to_fresh_round()
     early, late, regular = bench.people[0], bench.people[1], bench.people[3]
     first_round = bench.task.current_round()
@@ -207,9 +221,11 @@ def measure_claims(rounds: int = 50, n: int = 5) -> dict[str, int]:
     }
 
 
-def report(sizes: list[int], claim_rounds: int) -> dict[str, Any]:
-    results = [measure_size(n) for n in sizes]
-    claims = measure_claims(claim_rounds)
+def report(
+    sizes: list[int], claim_rounds: int, open_chain: OpenChain = Chain.embedded
+) -> dict[str, Any]:
+    results = [measure_size(n, open_chain) for n in sizes]
+    claims = measure_claims(open_chain, claim_rounds)
     smallest, largest = results[0], results[-1]
     fin = "attest, finalizing"
     finalize_ratio = largest["gas"][fin] / smallest["gas"][fin]
@@ -266,10 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 20, 100])
     parser.add_argument("--claim-rounds", type=int, default=50)
+    parser.add_argument("--backend", choices=["embedded", *NODES], default="embedded")
     args = parser.parse_args(argv)
     if min(args.sizes) < 2 or args.claim_rounds < 2:
         parser.error("need at least 2 participants and 2 claim rounds")
-    data = report(sorted(args.sizes), args.claim_rounds)
+    with contextlib.ExitStack() as stack:
+        open_chain: OpenChain = Chain.embedded
+        if args.backend != "embedded":
+            node = stack.enter_context(NODES[args.backend](accounts=max(args.sizes) + 1))
+            open_chain = lambda n: Chain.connect(node.url, num_accounts=n)  # noqa: E731
+        data = report(sorted(args.sizes), args.claim_rounds, open_chain)
+        data["backend"] = args.backend
     if args.json:
         json.dump(data, sys.stdout, indent=2)
         print()
