@@ -60,9 +60,11 @@ from flchain.errors import FLChainError
 from flchain.learning.aggregation import (
     RULES,
     FLTrust,
+    Standing,
     aggregator_from_config,
     cosine_score,
     crowd_pay,
+    remembered_pay,
 )
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
@@ -157,13 +159,13 @@ def plan() -> list[Run]:
     return runs
 
 
-def plan_v2(rules: tuple[str, ...] = V2_RULES) -> list[Run]:
+def plan_v2(rules: tuple[str, ...] = V2_RULES, seeds: Sequence[int] = V2_SEEDS) -> list[Run]:
     """Issue 14's grid: IID and Dirichlet(0.5), 1-3 attackers of 10, seeds 0-2 (seed-major,
     so a cut-short run has whole seeds), the v2 attacks x ``rules`` (the three robust rules
     and centered_clip; v4: centered_clip and fltrust), plus free-riders and copycats; each
     clean run just before its attacked runs."""
     runs: list[Run] = []
-    for seed in V2_SEEDS:
+    for seed in seeds:
         for partition in ("iid", "dirichlet"):
             for f in V2_ATTACKERS:
                 for rule in rules:
@@ -198,9 +200,9 @@ class RecordingFLTrust(FLTrust):
     """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ`` (0
     when rejected), its exact agreement with the round's aggregate ``Cᵢ``
     (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). Pay options that
-    leave the aggregate alone (``cap``, ``crowd``; ``power`` unless ``weigh``) then give the
-    same run, so ``--rescore`` computes their rewards from the log exactly (per-tensor trust:
-    in floats)."""
+    leave the aggregate alone (``cap``, ``crowd``, ``memory``; ``power`` unless ``weigh``)
+    then give the same run, so ``--rescore`` computes their rewards from the log exactly
+    (``memory`` round after round; per-tensor trust: in floats)."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -242,22 +244,39 @@ class RecordingFLTrust(FLTrust):
         return v, verdicts
 
 
-def rescored_pay(log: list[dict], params: dict[str, float]) -> list[int]:
-    """One round's pay under the fltrust ``params`` (``cap``, ``power``, ``crowd``: the rule's
-    own :meth:`FLTrust._pay` and :func:`crowd_pay` on the logged integers; ``tensor=k``:
-    trust from tensor ``k``'s cosine with ``g₀`` alone, a tried idea, in floats)."""
+def rescored_pay(
+    log: list[dict], params: dict[str, float], standing: dict[str, Standing]
+) -> tuple[list[int], dict[str, Standing]]:
+    """One round's pay under the fltrust ``params`` (``cap``, ``power``, ``crowd``,
+    ``memory``: the rule's own :meth:`FLTrust._pay`, :func:`crowd_pay` and
+    :func:`remembered_pay` on the logged integers, ``memory`` from and to ``standing``, the
+    clients' evidence over the run's earlier rounds; ``tensor=k``: trust from tensor ``k``'s
+    cosine with ``g₀`` alone, a tried idea, in floats)."""
     kept = [e for e in log if e["accepted"] and e["trust"] > 0]
     if "tensor" in params:
         k = int(params["tensor"])
         by = {e["p"]: max(0, int(1e6 * e["tensors"][k])) for e in kept}
-        return [by.get(e["p"], 0) for e in log]
+        return [by.get(e["p"], 0) for e in log], standing
     rule = FLTrust(cap=int(params.get("cap", 0)), power=int(params.get("power", 1)))
     trust = [e["trust"] for e in kept]
     pay = rule._pay(trust) if trust else []
     if params.get("crowd"):
         pay = crowd_pay(pay, trust, [e["agree"] for e in kept], int(params["crowd"]))
+    if params.get("memory"):  # the rule weighs the accepted updates: with weigh, weight > 0
+        weights = rule._pay(trust, cap=False) if params.get("weigh") and trust else trust
+        mine = [k for k, w in enumerate(weights) if w]
+        paid, standing = remembered_pay(
+            [kept[k]["p"] for k in mine],
+            [pay[k] for k in mine],
+            [trust[k] for k in mine],
+            [kept[k]["agree"] for k in mine],
+            standing,
+            int(params["memory"]),
+        )
+        for k, x in zip(mine, paid, strict=True):
+            pay[k] = x
     by = {e["p"]: p for e, p in zip(kept, pay, strict=True)}
-    return [by.get(e["p"], 0) for e in log]
+    return [by.get(e["p"], 0) for e in log], standing
 
 
 def rescore(results: list[dict], variants: Sequence[dict[str, float]]) -> list[dict]:
@@ -273,8 +292,9 @@ def rescore(results: list[dict], variants: Sequence[dict[str, float]]) -> list[d
                 raise SystemExit(f"{r['label']}: with weigh, power sets the aggregate")
             shares = dict.fromkeys(r["client_shares"], 0.0)
             rounds = r["trust_log"]
+            standing: dict[str, Standing] = {}
             for log in rounds:
-                pay = rescored_pay(log, params)
+                pay, standing = rescored_pay(log, params, standing)
                 total = sum(pay)
                 for e, p in zip(log, pay, strict=True):
                     if total:
@@ -399,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of saved runs")
     ap.add_argument("--suite", default="v1", choices=("v1", "v2", "v4"), help="issue 6 or issue 14")
     ap.add_argument(
+        "--seeds",
+        default=",".join(map(str, V2_SEEDS)),
+        help="v2/v4: the seeds, comma-separated (e.g. 3,4,5: held out from the 0-2 a variant "
+        "was chosen on)",
+    )
+    ap.add_argument(
         "--root",
         type=int,
         default=10,
@@ -429,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="K=V,K=V",
         help="with --merge: the recorded runs' rewards under an fltrust pay variant "
-        "(cap, power, crowd; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
+        "(cap, power, crowd, memory; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
     )
     ap.add_argument(
         "--before",
@@ -453,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         (print_tables if args.suite == "v1" else print_v2)(results)
         return 0
-    suite = {"v1": plan, "v2": plan_v2, "v4": lambda: plan_v2(V4_RULES)}[args.suite]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    suite = {
+        "v1": plan,
+        "v2": lambda: plan_v2(seeds=seeds),
+        "v4": lambda: plan_v2(V4_RULES, seeds),
+    }[args.suite]
     runs = [
         replace(run, algorithm=algorithm)
         for run in suite()

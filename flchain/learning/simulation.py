@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from flchain.errors import ConfigError, UpdateFormatError
-from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure
+from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure, Standing
 from flchain.learning.attacks import (
     COLLUDING,
     Attack,
@@ -284,6 +284,7 @@ def run_federation(
     scaffold = config.train.scaffold
     uspec = update_spec(spec) if scaffold else spec
     server_c = zero_control(spec)
+    standing: Mapping[str, Standing] = {}  # a rule with memory: each client's evidence so far
     client_c = {i: np.zeros(spec.num_params) for i in range(len(fed.clients))} if scaffold else {}
     if scaffold and spec.codec.encoding == "topk":  # as the task config refuses it
         raise ConfigError('scaffold cannot be combined with codec "topk"')
@@ -373,10 +374,15 @@ def run_federation(
                 updates.append(ClientUpdate(pid, decode_update(blob, uspec), n))
             except UpdateFormatError as exc:
                 failures.append(Failure(pid, str(exc)))
-        if val_set is None:  # no keyword then: rules that override aggregate() keep working
+        checked = None
+        if val_set is not None:
+            checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
+        if aggregator.remembers:  # the evidence the previous round's report would keep
+            agg = aggregator.aggregate(updates, failures, validation=checked, standing=standing)
+            standing = agg.standing
+        elif checked is None:  # no keyword then: rules that override aggregate() keep working
             agg = aggregator.aggregate(updates, failures)
         else:
-            checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
             agg = aggregator.aggregate(updates, failures, validation=checked)
         step = agg.update
         if scaffold:
