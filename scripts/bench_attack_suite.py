@@ -49,6 +49,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from typing import Any
 
 import benchkit
@@ -58,6 +59,7 @@ from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import (
+    MEMORY_SLACK,
     RULES,
     FLTrust,
     Standing,
@@ -250,8 +252,9 @@ def rescored_pay(
     """One round's pay under the fltrust ``params`` (``cap``, ``power``, ``crowd``,
     ``memory``: the rule's own :meth:`FLTrust._pay`, :func:`crowd_pay` and
     :func:`remembered_pay` on the logged integers, ``memory`` from and to ``standing``, the
-    clients' evidence over the run's earlier rounds; ``tensor=k``: trust from tensor ``k``'s
-    cosine with ``g₀`` alone, a tried idea, in floats)."""
+    clients' evidence over the run's earlier rounds; ``slack=s``: memory's slack other than
+    the rule's 1.5, a tried variant; ``tensor=k``: trust from tensor ``k``'s cosine with
+    ``g₀`` alone, a tried idea, in floats)."""
     kept = [e for e in log if e["accepted"] and e["trust"] > 0]
     if "tensor" in params:
         k = int(params["tensor"])
@@ -272,6 +275,7 @@ def rescored_pay(
             [kept[k]["agree"] for k in mine],
             standing,
             int(params["memory"]),
+            Fraction(str(params.get("slack", MEMORY_SLACK))),
         )
         for k, x in zip(mine, paid, strict=True):
             pay[k] = x
@@ -458,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         "(cap, power, crowd, memory; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
     )
     ap.add_argument(
+        "--summary",
+        action="store_true",
+        help="with --merge: one row per rule variant (issue 14's open cells: backdoor and "
+        "ALIE at 20-30%%, the honest spread of the clean runs)",
+    )
+    ap.add_argument(
         "--before",
         metavar="JSON",
         help="with --merge: a before/after table against the same runs in this file",
@@ -473,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
                 for spec in args.rescore
             ]
             results = results + rescore(results, variants)
+        if args.summary:
+            print_summary(results)
+            return 0
         if args.before:
             with open(args.before) as fh:
                 print_compare(json.load(fh)["results"], results)
@@ -769,6 +782,41 @@ def print_v2(results: list[dict]) -> None:
         )
     for r in errors:
         print(f"error: {r['label']}: {r.get('error')}")
+
+
+def print_summary(results: list[dict]) -> None:
+    """One row per rule variant: the attackers' per-capita ratio, mean [worst seed], for the
+    backdoor at 30 %, ALIE at 20 and 30 % (Dirichlet / IID), and the clean runs' least-paid
+    honest client (mean [worst seed]) and Gini. Seeds counted per cell."""
+    rows = [r for r in rows_v2(results) if r["final"] is not None]
+    variants = list(dict.fromkeys(_shown_rule(r) for r in rows))
+    cells = [("backdoor", 3), ("alie", 2), ("alie", 3)]
+    head = [f"{a} {10 * f} % Dir / IID" for a, f in cells]
+    print(f"| rule | {' | '.join(head)} | clean: honest min [worst] / Gini, Dir | same, IID |")
+    print("|---|" + "---|" * (len(cells) + 2))
+
+    def stat(rs: list[dict], key: str, worst: Callable[[list[float]], float]) -> str:
+        v = [r[key] for r in rs if r[key] is not None]
+        return f"{_mean(v):.2f} [{worst(v):.2f}] ({len(v)})" if v else "—"
+
+    for rule in variants:
+        mine = [r for r in rows if _shown_rule(r) == rule]
+        out = []
+        for attack, f in cells:
+            parts = []
+            for part in ("dirichlet", "iid"):
+                rs = [
+                    r
+                    for r in mine
+                    if r["attack"] == attack and r["attackers"] == f and r["partition"] == part
+                ]
+                parts.append(stat(rs, "ratio", max))
+            out.append(" / ".join(parts))
+        for part in ("dirichlet", "iid"):
+            rs = [r for r in mine if r["attack"] is None and r["partition"] == part]
+            gini_text = f"{_mean([r['gini'] for r in rs]):.3f}" if rs else "—"
+            out.append(f"{stat(rs, 'hon_min', min)} / {gini_text}")
+        print(f"| {rule} | {' | '.join(out)} |")
 
 
 def print_compare(before: list[dict], after: list[dict]) -> None:
