@@ -80,6 +80,12 @@ class Standing(NamedTuple):
     balance: int
 
 
+#: A rule's verdicts: participant -> (accepted, score, reason).
+Verdicts = dict[str, tuple[bool, int, str]]
+#: Every participant's evidence from earlier rounds (see :class:`Standing`).
+Standings = Mapping[str, Standing]
+
+
 @dataclass(frozen=True)
 class AggregateResult:
     """The aggregate update and one decision per participant, sorted by participant id;
@@ -283,23 +289,20 @@ class Aggregator(ABC):
         q, verdicts = self._combine_validated(usable, spec, validation)
         q = q.astype(np.int32)
         q.flags.writeable = False
-        verdicts, after = self._remember(usable, q, verdicts, standing or {})
+        after: dict[str, Standing] = {}
+        if self.remembers:
+            verdicts, after = self._remember(usable, q, verdicts, standing or {})
         decisions = [Decision(p, False, 0, r) for p, r in rejected.items()]
         decisions += [Decision(u.participant, *verdicts[u.participant]) for u in usable]
         return AggregateResult(
             Update(spec, q), tuple(sorted(decisions, key=lambda d: d.participant)), after
         )
 
-    def _remember(
-        self,
-        updates: Sequence[ClientUpdate],
-        v: np.ndarray,
-        verdicts: dict[str, tuple[bool, int, str]],
-        standing: Mapping[str, Standing],
-    ) -> tuple[dict[str, tuple[bool, int, str]], dict[str, Standing]]:
-        """The verdicts with pay adjusted by the participants' evidence over rounds, and the
-        evidence after this round; rules without memory change nothing and keep none."""
-        return verdicts, {}
+    def _remember(self, *args: Any, **kwargs: Any) -> tuple[Verdicts, dict[str, Standing]]:
+        """Rules that :attr:`remember <remembers>`: given the usable updates, the aggregate,
+        the verdicts and the earlier standing, the verdicts with pay adjusted by the
+        participants' evidence over rounds, and the evidence after this round."""
+        raise NotImplementedError
 
     def _combine_validated(
         self,
@@ -936,14 +939,12 @@ class FLTrust(CenteredClip):
         self,
         updates: Sequence[ClientUpdate],
         v: np.ndarray,
-        verdicts: dict[str, tuple[bool, int, str]],
-        standing: Mapping[str, Standing],
-    ) -> tuple[dict[str, tuple[bool, int, str]], dict[str, Standing]]:
+        verdicts: Verdicts,
+        standing: Standings,
+    ) -> tuple[Verdicts, dict[str, Standing]]:
         """:func:`remembered_pay` on the accepted updates (exact trust and agreement with the
         aggregate ``v``, as the rule computes them). A round without a usable reference
         update adds no evidence and keeps everyone's standing."""
-        if not self.memory:
-            return verdicts, {}
         ref = [u for u in updates if self._is_reference(u.participant)]
         if not ref:
             return verdicts, dict(standing)
@@ -952,11 +953,10 @@ class FLTrust(CenteredClip):
         trust = [cosine_score(u.update.q, g0) for u in paid]
         agree = [cosine_score(u.update.q, v, sq_y=vv) for u in paid]
         who = [u.participant for u in paid]
-        pay, after = remembered_pay(
-            who, [verdicts[p][1] for p in who], trust, agree, standing, self.memory
-        )
+        before = [verdicts[p][1] for p in who]
+        pay, after = remembered_pay(who, before, trust, agree, standing, self.memory)
         out = dict(verdicts)
-        for p, was, now in zip(who, [verdicts[p][1] for p in who], pay, strict=True):
+        for p, was, now in zip(who, before, pay, strict=True):
             if now != was:
                 s = after[p]
                 why = f"standing {s.balance} in {s.rounds} rounds: paid {now} of {was}"
