@@ -1092,10 +1092,11 @@ def crowd_pay(
 
 
 #: ``memory``'s slack: a participant is paid less once its balance of rounds above minus
-#: below the round's median crowd ratio is lower than ``-MEMORY_SLACK·√rounds``. An honest
-#: client whose ratio is above or below the median by chance has a balance of about 0 ± √rounds
-#: (a fair coin), so 1.5 standard deviations; a crafted update offset from the benign mean is
-#: below in (nearly) every round, so its balance is ``-rounds``.
+#: below the round's median crowd ratio is lower than ``-MEMORY_SLACK·√rounds``: 1.5 standard
+#: deviations of a fair coin's balance; a crafted update offset from the benign mean is below
+#: in (nearly) every round, so its balance is ``-rounds``. Honest clients are not fair coins
+#: (their local data stay the same, so their place persists: about twice the spread, 20-27 %
+#: past the slack in clean 20-round runs; ``benchmarks/results/attack_suite_v6.md``).
 MEMORY_SLACK = Fraction(3, 2)
 
 
@@ -1118,9 +1119,11 @@ def remembered_pay(
 
     A noisy crafted update (ALIE plus honest-sized noise) is statistically honest in any one
     round — its offset is a few percent of cosine — but the offset is systematic, so it is
-    below the median round after round, while an honest client's place is a coin toss from
-    round to round. Updates with ``Cᵢ <= 0`` add no evidence (they follow the owner, not the
-    crowd) and keep their pay; participants absent this round keep their standing.
+    below the median round after round. An honest client's place moves from round to round,
+    but less than a coin's: one whose data sit persistently below the crowd is marked down
+    too, the more the longer the task runs (see :data:`MEMORY_SLACK`). Updates with
+    ``Cᵢ <= 0`` add no evidence (they follow the owner, not the crowd) and keep their pay;
+    participants absent this round keep their standing.
     Exact integers: the slack is ``⌊1.5·√n·10⁶⌋`` by integer square root (``slack`` other
     than 1.5 is for the benchmark's measurements; ``slack²·10¹²`` must be an integer)."""
     after = dict(standing)
