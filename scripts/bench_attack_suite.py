@@ -101,6 +101,8 @@ class Run:
     #: Local training: "fedavg" (plain SGD) or "scaffold" (control variates; every update is
     #: the joint Δw‖Δc, attackers craft from it and the rule weighs it whole).
     algorithm: str = "fedavg"
+    #: ALIE/IPM colluders craft in every ``every``-th round, honest in the others.
+    every: int = 1
 
     @property
     def label(self) -> str:
@@ -108,6 +110,8 @@ class Run:
         what = f"{self.attack} {self.attackers}/{N_CLIENTS}" if self.attack else "clean"
         if self.omniscient and self.attack in ("alie", "ipm"):
             what = "omniscient " + what
+        if self.every > 1 and self.attack in ("alie", "ipm"):
+            what += f" every {self.every} rounds"
         seed = f" seed {self.seed}" if self.seed else ""
         algorithm = f" {self.algorithm}" if self.algorithm != "fedavg" else ""
         return f"{self.partition} {self.rule}({p}){algorithm} {what}{seed}"
@@ -345,6 +349,7 @@ def execute(  # type: ignore[no-untyped-def]
         seed=run.seed,
         omniscient=run.omniscient,
         collusion_jitter=jitter,
+        attack_every=run.every if run.attack in ("alie", "ipm") else 1,
     )
     bad = {participant_id(i) for i in range(run.attackers)}
     sizes = [len(c) for c in fed.clients]
@@ -442,6 +447,13 @@ def main(argv: list[str] | None = None) -> int:
         help="ALIE/IPM colluders' noise, in benign stds (1.0: as noisy as an honest update)",
     )
     ap.add_argument(
+        "--attack-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="ALIE/IPM colluders craft only in every K-th round (honest in the others)",
+    )
+    ap.add_argument(
         "--validation",
         type=int,
         default=0,
@@ -503,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         for run in suite()
         for algorithm in args.algorithms.split(",")
     ]
+    if args.attack_every > 1:
+        runs = [replace(r, every=args.attack_every) for r in runs]
     if args.param:  # e.g. fltrust's screens=0: the runs get it in their parameters and labels
         extra = {k: float(v) for k, _, v in (p.partition("=") for p in args.param)}
         runs = [replace(r, params={**r.params, **extra}) for r in runs]

@@ -132,6 +132,10 @@ class SimConfig:
     #: Top-k codecs: whether clients feed back what they did not send (a node always does;
     #: off, the rest of each update is dropped).
     error_feedback: bool = True
+    #: Colluding attacks (ALIE, IPM) only: the colluders craft their updates in every
+    #: ``attack_every``-th round and send their honest ones in the others: an attacker that
+    #: tends its standing under a rule with memory (``fltrust``'s ``memory``).
+    attack_every: int = 1
 
     def __post_init__(self) -> None:
         if self.attack is not None:
@@ -144,6 +148,8 @@ class SimConfig:
             raise ConfigError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
         if self.client_fraction < 1 and self.attack is not None:
             raise ConfigError("client_fraction < 1 is not supported with attacks")
+        if self.attack_every < 1 or (self.attack_every > 1 and self.attack not in COLLUDING):
+            raise ConfigError("attack_every must be >= 1, and above 1 only for alie and ipm")
         if not 0 < self.backdoor_fraction <= 1 or (
             self.backdoor_boost is not None and not self.backdoor_boost > 0
         ):
@@ -334,7 +340,8 @@ def run_federation(
                 with contextlib.suppress(UpdateFormatError):
                     sent[i], residual[i] = sparsify(trained[i].delta, residual.get(i), spec)
         attackers = range(config.num_attackers)
-        if config.attack in COLLUDING and config.num_attackers:
+        crafting = rnd % config.attack_every == 0  # else the colluders send honest updates
+        if config.attack in COLLUDING and config.num_attackers and crafting:
             z = config.alie_z
             if z is None and config.attack == "alie":
                 z = alie_z(len(fed.clients), config.num_attackers)
@@ -352,7 +359,7 @@ def run_federation(
         elif config.attack == "backdoor":
             for i in attackers:
                 sent[i] = boost(trained[i].delta, gamma)
-        elif config.attack is not None:
+        elif config.attack is not None and config.attack not in COLLUDING:
             victim = trained[honest_first].delta if honest_first in trained else None
             for i in attackers:
                 sent[i] = attack_update(config.attack, trained[i], config, gen, victim)

@@ -108,3 +108,16 @@ def test_a_rule_with_memory_reads_each_rounds_standing_from_the_last(fed) -> Non
     }  # the honest, paid every round; the sign flips never weighed
     plain = _run(fed, FLTrust(reference=REFERENCE_ID), "sign_flip", 2, rounds=3, root=root)
     assert res.accuracies == plain.accuracies  # memory is about pay only
+
+
+def test_intermittent_colluders_send_honest_updates_between_attacks(fed) -> None:  # type: ignore[no-untyped-def]
+    model = build_model("mlp", "digits")
+    spec = ModelSpec.from_model(model, "mlp:digits")
+    every = SimConfig(2, CFG, "alie", 2, omniscient=True, collusion_jitter=1.0, attack_every=2)
+    res = run_federation(model, spec, fed, FedAvg(), every)
+    clean = _run(fed, FedAvg(), rounds=2)
+    always = _run(fed, FedAvg(), "alie", 2, rounds=2)
+    assert res.accuracies[0] == clean.accuracies[0] != always.accuracies[0]  # round 1: honest
+    assert res.accuracies[1] != clean.accuracies[1]  # round 2: crafted
+    with pytest.raises(ConfigError, match="attack_every"):
+        SimConfig(2, CFG, "sign_flip", 2, attack_every=2)
