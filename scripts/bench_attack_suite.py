@@ -474,6 +474,14 @@ def main(argv: list[str] | None = None) -> int:
         "(cap, power, crowd, memory; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
     )
     ap.add_argument(
+        "--crafting-rounds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --merge of logged --attack-every K runs: the colluders' pay ratio in the "
+        "whole run and in the rounds they crafted, per --rescore variant",
+    )
+    ap.add_argument(
         "--summary",
         action="store_true",
         help="with --merge: one row per rule variant (issue 14's open cells: backdoor and "
@@ -489,12 +497,14 @@ def main(argv: list[str] | None = None) -> int:
         results = benchkit.saved_results(args.merge)
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
-        if args.rescore:
-            variants = [
-                {k: float(v) for k, _, v in (kv.partition("=") for kv in spec.split(","))}
-                for spec in args.rescore
-            ]
-            results = results + rescore(results, variants)
+        variants = [
+            {k: float(v) for k, _, v in (kv.partition("=") for kv in spec.split(","))}
+            for spec in args.rescore
+        ]
+        if args.crafting_rounds:  # rescores the saved runs itself, round by round
+            print_crafting_rounds(results, args.crafting_rounds, variants)
+            return 0
+        results = results + rescore(results, variants)
         if args.summary:
             print_summary(results)
             return 0
@@ -831,6 +841,43 @@ def print_summary(results: list[dict]) -> None:
             gini_text = f"{_mean([r['gini'] for r in rs]):.3f}" if rs else "—"
             out.append(f"{stat(rs, 'hon_min', min)} / {gini_text}")
         print(f"| {rule} | {' | '.join(out)} |")
+
+
+def crafting_ratios(run: dict, params: dict[str, float], every: int) -> tuple[float, float]:
+    """A logged run's attackers' per-capita pay over the honest per-capita under the pay
+    ``params``, over the whole run and over the rounds the colluders crafted (every
+    ``every``-th; honest updates in the others)."""
+    bad = {participant_id(i) for i in range(run["attackers"])}
+    standing: dict[str, Standing] = {}
+    whole, crafted = [0.0, 0.0], [0.0, 0.0]  # attackers', honest clients' per-capita shares
+    for rnd, log in enumerate(run["trust_log"], 1):
+        pay, standing = rescored_pay(log, {**run["params"], **params}, standing)
+        total = sum(pay)
+        for e, p in zip(log, pay, strict=True):
+            k = 0 if e["p"] in bad else 1
+            share = p / total / (len(bad) if k == 0 else len(log) - len(bad)) if total else 0.0
+            whole[k] += share
+            crafted[k] += share if rnd % every == 0 else 0.0
+    return whole[0] / whole[1], crafted[0] / crafted[1]
+
+
+def print_crafting_rounds(results: list[dict], every: int, variants: list[dict]) -> None:
+    """The colluders' ratio, mean [worst seed], whole run / crafting rounds, per variant."""
+    runs = [r for r in results if r["attack"] in ("alie", "ipm") and "trust_log" in r]
+    cells = [(p, f) for p in ("dirichlet", "iid") for f in sorted({r["attackers"] for r in runs})]
+    head = " | ".join(f"{p} {10 * f} %: whole run / crafting rounds" for p, f in cells)
+    print(f"| pay | {head} |\n|---|" + "---|" * len(cells))
+    for variant in [{}, *variants]:
+        out = []
+        for part, f in cells:
+            xs = [
+                crafting_ratios(r, variant, every)
+                for r in runs
+                if r["partition"] == part and r["attackers"] == f
+            ]
+            w, c = [a for a, _ in xs], [b for _, b in xs]
+            out.append(f"{_mean(w):.2f} [{max(w):.2f}] / {_mean(c):.2f} [{max(c):.2f}]")
+        print(f"| {_params_text(variant) or 'as run'} | {' | '.join(out)} |")
 
 
 def print_compare(before: list[dict], after: list[dict]) -> None:
