@@ -49,6 +49,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from typing import Any
 
 import benchkit
@@ -58,11 +59,14 @@ from flchain_node.cli.demo import rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import (
+    MEMORY_SLACK,
     RULES,
     FLTrust,
+    Standing,
     aggregator_from_config,
     cosine_score,
     crowd_pay,
+    remembered_pay,
 )
 from flchain.learning.data import federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
@@ -97,6 +101,8 @@ class Run:
     #: Local training: "fedavg" (plain SGD) or "scaffold" (control variates; every update is
     #: the joint Δw‖Δc, attackers craft from it and the rule weighs it whole).
     algorithm: str = "fedavg"
+    #: ALIE/IPM colluders craft in every ``every``-th round, honest in the others.
+    every: int = 1
 
     @property
     def label(self) -> str:
@@ -104,6 +110,8 @@ class Run:
         what = f"{self.attack} {self.attackers}/{N_CLIENTS}" if self.attack else "clean"
         if self.omniscient and self.attack in ("alie", "ipm"):
             what = "omniscient " + what
+        if self.every > 1 and self.attack in ("alie", "ipm"):
+            what += f" every {self.every} rounds"
         seed = f" seed {self.seed}" if self.seed else ""
         algorithm = f" {self.algorithm}" if self.algorithm != "fedavg" else ""
         return f"{self.partition} {self.rule}({p}){algorithm} {what}{seed}"
@@ -157,13 +165,13 @@ def plan() -> list[Run]:
     return runs
 
 
-def plan_v2(rules: tuple[str, ...] = V2_RULES) -> list[Run]:
+def plan_v2(rules: tuple[str, ...] = V2_RULES, seeds: Sequence[int] = V2_SEEDS) -> list[Run]:
     """Issue 14's grid: IID and Dirichlet(0.5), 1-3 attackers of 10, seeds 0-2 (seed-major,
     so a cut-short run has whole seeds), the v2 attacks x ``rules`` (the three robust rules
     and centered_clip; v4: centered_clip and fltrust), plus free-riders and copycats; each
     clean run just before its attacked runs."""
     runs: list[Run] = []
-    for seed in V2_SEEDS:
+    for seed in seeds:
         for partition in ("iid", "dirichlet"):
             for f in V2_ATTACKERS:
                 for rule in rules:
@@ -198,9 +206,9 @@ class RecordingFLTrust(FLTrust):
     """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ`` (0
     when rejected), its exact agreement with the round's aggregate ``Cᵢ``
     (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). Pay options that
-    leave the aggregate alone (``cap``, ``crowd``; ``power`` unless ``weigh``) then give the
-    same run, so ``--rescore`` computes their rewards from the log exactly (per-tensor trust:
-    in floats)."""
+    leave the aggregate alone (``cap``, ``crowd``, ``memory``; ``power`` unless ``weigh``)
+    then give the same run, so ``--rescore`` computes their rewards from the log exactly
+    (``memory`` round after round; per-tensor trust: in floats)."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -242,22 +250,41 @@ class RecordingFLTrust(FLTrust):
         return v, verdicts
 
 
-def rescored_pay(log: list[dict], params: dict[str, float]) -> list[int]:
-    """One round's pay under the fltrust ``params`` (``cap``, ``power``, ``crowd``: the rule's
-    own :meth:`FLTrust._pay` and :func:`crowd_pay` on the logged integers; ``tensor=k``:
-    trust from tensor ``k``'s cosine with ``g₀`` alone, a tried idea, in floats)."""
+def rescored_pay(
+    log: list[dict], params: dict[str, float], standing: dict[str, Standing]
+) -> tuple[list[int], dict[str, Standing]]:
+    """One round's pay under the fltrust ``params`` (``cap``, ``power``, ``crowd``,
+    ``memory``: the rule's own :meth:`FLTrust._pay`, :func:`crowd_pay` and
+    :func:`remembered_pay` on the logged integers, ``memory`` from and to ``standing``, the
+    clients' evidence over the run's earlier rounds; ``slack=s``: memory's slack other than
+    the rule's 1.5, a tried variant; ``tensor=k``: trust from tensor ``k``'s cosine with
+    ``g₀`` alone, a tried idea, in floats)."""
     kept = [e for e in log if e["accepted"] and e["trust"] > 0]
     if "tensor" in params:
         k = int(params["tensor"])
         by = {e["p"]: max(0, int(1e6 * e["tensors"][k])) for e in kept}
-        return [by.get(e["p"], 0) for e in log]
+        return [by.get(e["p"], 0) for e in log], standing
     rule = FLTrust(cap=int(params.get("cap", 0)), power=int(params.get("power", 1)))
     trust = [e["trust"] for e in kept]
     pay = rule._pay(trust) if trust else []
     if params.get("crowd"):
         pay = crowd_pay(pay, trust, [e["agree"] for e in kept], int(params["crowd"]))
+    if params.get("memory"):  # the rule weighs the accepted updates: with weigh, weight > 0
+        weights = rule._pay(trust, cap=False) if params.get("weigh") and trust else trust
+        mine = [k for k, w in enumerate(weights) if w]
+        paid, standing = remembered_pay(
+            [kept[k]["p"] for k in mine],
+            [pay[k] for k in mine],
+            [trust[k] for k in mine],
+            [kept[k]["agree"] for k in mine],
+            standing,
+            int(params["memory"]),
+            Fraction(str(params.get("slack", MEMORY_SLACK))),
+        )
+        for k, x in zip(mine, paid, strict=True):
+            pay[k] = x
     by = {e["p"]: p for e, p in zip(kept, pay, strict=True)}
-    return [by.get(e["p"], 0) for e in log]
+    return [by.get(e["p"], 0) for e in log], standing
 
 
 def rescore(results: list[dict], variants: Sequence[dict[str, float]]) -> list[dict]:
@@ -273,8 +300,9 @@ def rescore(results: list[dict], variants: Sequence[dict[str, float]]) -> list[d
                 raise SystemExit(f"{r['label']}: with weigh, power sets the aggregate")
             shares = dict.fromkeys(r["client_shares"], 0.0)
             rounds = r["trust_log"]
+            standing: dict[str, Standing] = {}
             for log in rounds:
-                pay = rescored_pay(log, params)
+                pay, standing = rescored_pay(log, params, standing)
                 total = sum(pay)
                 for e, p in zip(log, pay, strict=True):
                     if total:
@@ -321,6 +349,7 @@ def execute(  # type: ignore[no-untyped-def]
         seed=run.seed,
         omniscient=run.omniscient,
         collusion_jitter=jitter,
+        attack_every=run.every if run.attack in ("alie", "ipm") else 1,
     )
     bad = {participant_id(i) for i in range(run.attackers)}
     sizes = [len(c) for c in fed.clients]
@@ -399,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of saved runs")
     ap.add_argument("--suite", default="v1", choices=("v1", "v2", "v4"), help="issue 6 or issue 14")
     ap.add_argument(
+        "--seeds",
+        default=",".join(map(str, V2_SEEDS)),
+        help="v2/v4: the seeds, comma-separated (e.g. 3,4,5: held out from the 0-2 a variant "
+        "was chosen on)",
+    )
+    ap.add_argument(
         "--root",
         type=int,
         default=10,
@@ -410,6 +445,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.01,
         help="ALIE/IPM colluders' noise, in benign stds (1.0: as noisy as an honest update)",
+    )
+    ap.add_argument(
+        "--attack-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="ALIE/IPM colluders craft only in every K-th round (honest in the others)",
     )
     ap.add_argument(
         "--validation",
@@ -429,7 +471,21 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="K=V,K=V",
         help="with --merge: the recorded runs' rewards under an fltrust pay variant "
-        "(cap, power, crowd; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
+        "(cap, power, crowd, memory; tensor=K: one tensor's trust), e.g. --rescore cap=1,crowd=2",
+    )
+    ap.add_argument(
+        "--crafting-rounds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --merge of logged --attack-every K runs: the colluders' pay ratio in the "
+        "whole run and in the rounds they crafted, per --rescore variant",
+    )
+    ap.add_argument(
+        "--summary",
+        action="store_true",
+        help="with --merge: one row per rule variant (issue 14's open cells: backdoor and "
+        "ALIE at 20-30%%, the honest spread of the clean runs)",
     )
     ap.add_argument(
         "--before",
@@ -441,24 +497,36 @@ def main(argv: list[str] | None = None) -> int:
         results = benchkit.saved_results(args.merge)
         # a run repeated in several files (e.g. a clean run shared by two subsets) counts once
         results = list({r["label"]: r for r in reversed(results)}.values())[::-1]
-        if args.rescore:
-            variants = [
-                {k: float(v) for k, _, v in (kv.partition("=") for kv in spec.split(","))}
-                for spec in args.rescore
-            ]
-            results = results + rescore(results, variants)
+        variants = [
+            {k: float(v) for k, _, v in (kv.partition("=") for kv in spec.split(","))}
+            for spec in args.rescore
+        ]
+        if args.crafting_rounds:  # rescores the saved runs itself, round by round
+            print_crafting_rounds(results, args.crafting_rounds, variants)
+            return 0
+        results = results + rescore(results, variants)
+        if args.summary:
+            print_summary(results)
+            return 0
         if args.before:
             with open(args.before) as fh:
                 print_compare(json.load(fh)["results"], results)
             return 0
         (print_tables if args.suite == "v1" else print_v2)(results)
         return 0
-    suite = {"v1": plan, "v2": plan_v2, "v4": lambda: plan_v2(V4_RULES)}[args.suite]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    suite = {
+        "v1": plan,
+        "v2": lambda: plan_v2(seeds=seeds),
+        "v4": lambda: plan_v2(V4_RULES, seeds),
+    }[args.suite]
     runs = [
         replace(run, algorithm=algorithm)
         for run in suite()
         for algorithm in args.algorithms.split(",")
     ]
+    if args.attack_every > 1:
+        runs = [replace(r, every=args.attack_every) for r in runs]
     if args.param:  # e.g. fltrust's screens=0: the runs get it in their parameters and labels
         extra = {k: float(v) for k, _, v in (p.partition("=") for p in args.param)}
         runs = [replace(r, params={**r.params, **extra}) for r in runs]
@@ -738,6 +806,78 @@ def print_v2(results: list[dict]) -> None:
         )
     for r in errors:
         print(f"error: {r['label']}: {r.get('error')}")
+
+
+def print_summary(results: list[dict]) -> None:
+    """One row per rule variant: the attackers' per-capita ratio, mean [worst seed], for the
+    backdoor at 30 %, ALIE at 20 and 30 % (Dirichlet / IID), and the clean runs' least-paid
+    honest client (mean [worst seed]) and Gini. Seeds counted per cell."""
+    rows = [r for r in rows_v2(results) if r["final"] is not None]
+    variants = list(dict.fromkeys(_shown_rule(r) for r in rows))
+    cells = [("backdoor", 3), ("alie", 2), ("alie", 3)]
+    head = [f"{a} {10 * f} % Dir / IID" for a, f in cells]
+    print(f"| rule | {' | '.join(head)} | clean: honest min [worst] / Gini, Dir | same, IID |")
+    print("|---|" + "---|" * (len(cells) + 2))
+
+    def stat(rs: list[dict], key: str, worst: Callable[[list[float]], float]) -> str:
+        v = [r[key] for r in rs if r[key] is not None]
+        return f"{_mean(v):.2f} [{worst(v):.2f}] ({len(v)})" if v else "—"
+
+    for rule in variants:
+        mine = [r for r in rows if _shown_rule(r) == rule]
+        out = []
+        for attack, f in cells:
+            parts = []
+            for part in ("dirichlet", "iid"):
+                rs = [
+                    r
+                    for r in mine
+                    if r["attack"] == attack and r["attackers"] == f and r["partition"] == part
+                ]
+                parts.append(stat(rs, "ratio", max))
+            out.append(" / ".join(parts))
+        for part in ("dirichlet", "iid"):
+            rs = [r for r in mine if r["attack"] is None and r["partition"] == part]
+            gini_text = f"{_mean([r['gini'] for r in rs]):.3f}" if rs else "—"
+            out.append(f"{stat(rs, 'hon_min', min)} / {gini_text}")
+        print(f"| {rule} | {' | '.join(out)} |")
+
+
+def crafting_ratios(run: dict, params: dict[str, float], every: int) -> tuple[float, float]:
+    """A logged run's attackers' per-capita pay over the honest per-capita under the pay
+    ``params``, over the whole run and over the rounds the colluders crafted (every
+    ``every``-th; honest updates in the others)."""
+    bad = {participant_id(i) for i in range(run["attackers"])}
+    standing: dict[str, Standing] = {}
+    whole, crafted = [0.0, 0.0], [0.0, 0.0]  # attackers', honest clients' per-capita shares
+    for rnd, log in enumerate(run["trust_log"], 1):
+        pay, standing = rescored_pay(log, {**run["params"], **params}, standing)
+        total = sum(pay)
+        for e, p in zip(log, pay, strict=True):
+            k = 0 if e["p"] in bad else 1
+            share = p / total / (len(bad) if k == 0 else len(log) - len(bad)) if total else 0.0
+            whole[k] += share
+            crafted[k] += share if rnd % every == 0 else 0.0
+    return whole[0] / whole[1], crafted[0] / crafted[1]
+
+
+def print_crafting_rounds(results: list[dict], every: int, variants: list[dict]) -> None:
+    """The colluders' ratio, mean [worst seed], whole run / crafting rounds, per variant."""
+    runs = [r for r in results if r["attack"] in ("alie", "ipm") and "trust_log" in r]
+    cells = [(p, f) for p in ("dirichlet", "iid") for f in sorted({r["attackers"] for r in runs})]
+    head = " | ".join(f"{p} {10 * f} %: whole run / crafting rounds" for p, f in cells)
+    print(f"| pay | {head} |\n|---|" + "---|" * len(cells))
+    for variant in [{}, *variants]:
+        out = []
+        for part, f in cells:
+            xs = [
+                crafting_ratios(r, variant, every)
+                for r in runs
+                if r["partition"] == part and r["attackers"] == f
+            ]
+            w, c = [a for a, _ in xs], [b for _, b in xs]
+            out.append(f"{_mean(w):.2f} [{max(w):.2f}] / {_mean(c):.2f} [{max(c):.2f}]")
+        print(f"| {_params_text(variant) or 'as run'} | {' | '.join(out)} |")
 
 
 def print_compare(before: list[dict], after: list[dict]) -> None:

@@ -25,9 +25,9 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -71,12 +71,30 @@ class Decision:
     reason: str
 
 
+class Standing(NamedTuple):
+    """A participant's evidence from earlier rounds, as a rule with memory (``fltrust``'s
+    ``memory``) keeps it in the round report: in how many rounds its update was weighed
+    against the round's median, and how many of those it was above minus below."""
+
+    rounds: int
+    balance: int
+
+
+#: A rule's verdicts: participant -> (accepted, score, reason).
+Verdicts = dict[str, tuple[bool, int, str]]
+#: Every participant's evidence from earlier rounds (see :class:`Standing`).
+Standings = Mapping[str, Standing]
+
+
 @dataclass(frozen=True)
 class AggregateResult:
-    """The aggregate update and one decision per participant, sorted by participant id."""
+    """The aggregate update and one decision per participant, sorted by participant id;
+    ``standing``: every participant's evidence after this round, for a rule with memory
+    (empty for rules without)."""
 
     update: Update
     decisions: tuple[Decision, ...]
+    standing: Mapping[str, Standing] = field(default_factory=dict)
 
     def report(self) -> list[dict[str, Any]]:
         """The decisions as JSON-ready dicts (for the round report)."""
@@ -223,15 +241,24 @@ class Aggregator(ABC):
         """The fewest valid updates the rule can aggregate."""
         return 1
 
+    @property
+    def remembers(self) -> bool:
+        """Whether the rule's pay depends on earlier rounds (then give :meth:`aggregate` the
+        ``standing`` of the round report it builds on)."""
+        return False
+
     def aggregate(
         self,
         updates: Sequence[ClientUpdate],
         failures: Sequence[Failure] = (),
         validation: RoundValidation | None = None,
+        standing: Mapping[str, Standing] | None = None,
     ) -> AggregateResult:
         """Aggregate one round. ``validation`` (the task's public validation set and the
         round's global model) lets a rule that uses it score updates on held-out data; rules
-        that do not ignore it.
+        that do not ignore it. ``standing`` (the previous round report's, for a rule that
+        :attr:`remembers`) is each participant's evidence from earlier rounds; the result
+        carries it forward.
 
         Raises :class:`~flchain.errors.AggregationError` when fewer than :meth:`min_inputs`
         usable updates remain, when the updates use different specs, or when a participant
@@ -264,17 +291,26 @@ class Aggregator(ABC):
             self._rescore(q, usable, verdicts, spec, validation)
         q = q.astype(np.int32)
         q.flags.writeable = False
+        after: dict[str, Standing] = {}
+        if self.remembers:
+            verdicts, after = self._remember(usable, q, verdicts, standing or {})
         decisions = [Decision(p, False, 0, r) for p, r in rejected.items()]
         decisions += [Decision(u.participant, *verdicts[u.participant]) for u in usable]
         return AggregateResult(
-            Update(spec, q), tuple(sorted(decisions, key=lambda d: d.participant))
+            Update(spec, q), tuple(sorted(decisions, key=lambda d: d.participant)), after
         )
+
+    def _remember(self, *args: Any, **kwargs: Any) -> tuple[Verdicts, dict[str, Standing]]:
+        """Rules that :attr:`remember <remembers>`: given the usable updates, the aggregate,
+        the verdicts and the earlier standing, the verdicts with pay adjusted by the
+        participants' evidence over rounds, and the evidence after this round."""
+        raise NotImplementedError
 
     def _rescore(
         self,
         aggregate: np.ndarray,
         updates: Sequence[ClientUpdate],
-        verdicts: dict[str, tuple[bool, int, str]],
+        verdicts: Verdicts,
         spec: ModelSpec,
         validation: RoundValidation,
     ) -> None:
@@ -854,7 +890,10 @@ class FLTrust(CenteredClip):
     ``weigh`` uses the (uncapped) pay as the aggregate's weight, ``crowd`` pays less to an
     update that agrees with the round's aggregate much more than with ``g₀``. Each one that
     pays attackers less pays the least-paid honest client less too
-    (``benchmarks/results/attack_suite_v5.md``).
+    (``benchmarks/results/attack_suite_v5.md``). ``memory`` (:func:`remembered_pay`) pays
+    less to a participant whose crowd ratio has been below the round's median in
+    significantly more of its rounds than above, from the evidence the previous round
+    report keeps (``benchmarks/results/attack_suite_v6.md``).
 
     Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
     honest client whose skewed data points away from ``g₀`` earns less (measured in
@@ -873,6 +912,7 @@ class FLTrust(CenteredClip):
         power: int = 1,
         weigh: int = 0,
         crowd: int = 0,
+        memory: int = 0,
         **clip: Any,
     ) -> None:
         super().__init__(**clip)
@@ -886,11 +926,48 @@ class FLTrust(CenteredClip):
             )
         self.reference, self.screens = reference, int(screens)
         self.cap, self.power, self.weigh = int(cap), int(power), int(weigh)
-        self.crowd = int(crowd)
+        if memory not in (0, 1, 2, 3, 4):
+            raise ConfigError(f"{self.name}: memory must be 0 to 4, got {memory}")
+        self.crowd, self.memory = int(crowd), int(memory)
 
     def params(self) -> dict[str, int | float]:
         pay = {"cap": self.cap, "power": self.power, "weigh": self.weigh, "crowd": self.crowd}
-        return super().params() | {"screens": self.screens} | pay
+        # memory=0 stays out, so the parameters of tasks without it are what they were
+        mem = {"memory": self.memory} if self.memory else {}
+        return super().params() | {"screens": self.screens} | pay | mem
+
+    @property
+    def remembers(self) -> bool:
+        return self.memory > 0
+
+    def _remember(
+        self,
+        updates: Sequence[ClientUpdate],
+        v: np.ndarray,
+        verdicts: Verdicts,
+        standing: Standings,
+    ) -> tuple[Verdicts, dict[str, Standing]]:
+        """:func:`remembered_pay` on the accepted updates (exact trust and agreement with the
+        aggregate ``v``, as the rule computes them). A round without a usable reference
+        update adds no evidence and keeps everyone's standing."""
+        ref = [u for u in updates if self._is_reference(u.participant)]
+        if not ref:
+            return verdicts, dict(standing)
+        g0, vv = ref[0].update.q, _exact_dot(v, v)
+        paid = [u for u in updates if u is not ref[0] and verdicts[u.participant][0]]
+        trust = [cosine_score(u.update.q, g0) for u in paid]
+        agree = [cosine_score(u.update.q, v, sq_y=vv) for u in paid]
+        who = [u.participant for u in paid]
+        before = [verdicts[p][1] for p in who]
+        pay, after = remembered_pay(who, before, trust, agree, standing, self.memory)
+        out = dict(verdicts)
+        for p, was, now in zip(who, before, pay, strict=True):
+            if now != was:
+                s = after[p]
+                why = f"standing {s.balance} in {s.rounds} rounds: paid {now} of {was}"
+                reason = verdicts[p][2]
+                out[p] = (True, now, f"{reason}; {why}" if reason else why)
+        return out, after
 
     def _pay(self, trust: Sequence[int], cap: bool | None = None) -> list[int]:
         """Each accepted update's pay from its trust, relative to the round's (lower) median
@@ -1017,6 +1094,64 @@ def crowd_pay(
             p = p * num**power // den**power
         out.append(p)
     return out
+
+
+#: ``memory``'s slack: a participant is paid less once its balance of rounds above minus
+#: below the round's median crowd ratio is lower than ``-MEMORY_SLACK·√rounds``: 1.5 standard
+#: deviations of a fair coin's balance; a crafted update offset from the benign mean is below
+#: in (nearly) every round, so its balance is ``-rounds``. Honest clients are not fair coins
+#: (their local data stay the same, so their place persists: about twice the spread, 20-27 %
+#: past the slack in clean 20-round runs; ``benchmarks/results/attack_suite_v6.md``).
+MEMORY_SLACK = Fraction(3, 2)
+
+
+def remembered_pay(
+    participants: Sequence[str],
+    pay: Sequence[int],
+    trust: Sequence[int],
+    agree: Sequence[int],
+    standing: Mapping[str, Standing],
+    memory: int,
+    slack: Fraction = MEMORY_SLACK,
+) -> tuple[list[int], dict[str, Standing]]:
+    """Pay by evidence accumulated over rounds: each paid update's crowd ratio
+    ``ρᵢ = TSᵢ / Cᵢ`` (trust over agreement with the round's aggregate, as in
+    :func:`crowd_pay`) is compared with the round's lower median ``ρₘ``, and the
+    participant's :class:`Standing` gains a round and ``+1`` (above), ``-1`` (below) or 0.
+    With ``n`` rounds and balance ``b`` after this one, the excess ``e = -b - 1.5·√n``
+    (:data:`MEMORY_SLACK`) scales this round's pay by ``max(0, 1 - e/memory)`` when positive:
+    ``memory`` is how many rounds below the median beyond the slack take the pay to zero.
+
+    A noisy crafted update (ALIE plus honest-sized noise) is statistically honest in any one
+    round — its offset is a few percent of cosine — but the offset is systematic, so it is
+    below the median round after round. An honest client's place moves from round to round,
+    but less than a coin's: one whose data sit persistently below the crowd is marked down
+    too, the more the longer the task runs (see :data:`MEMORY_SLACK`). Updates with
+    ``Cᵢ <= 0`` add no evidence (they follow the owner, not the crowd) and keep their pay;
+    participants absent this round keep their standing.
+    Exact integers: the slack is ``⌊1.5·√n·10⁶⌋`` by integer square root (``slack`` other
+    than 1.5 is for the benchmark's measurements; ``slack²·10¹²`` must be an integer)."""
+    after = dict(standing)
+    ratios = [Fraction(t, c) if c > 0 else None for t, c in zip(trust, agree, strict=True)]
+    known = sorted(r for r in ratios if r is not None)
+    if not known:
+        return list(pay), after
+    rm, scale = known[(len(known) - 1) // 2], CenteredClip.SCALE
+    slack_sq = Fraction(slack) ** 2 * scale**2  # an integer: 9/4 · 10¹²
+    if slack_sq.denominator != 1:
+        raise ValueError(f"slack {slack}: slack² · 10¹² must be an integer")
+    out = []
+    for p, x, r in zip(participants, pay, ratios, strict=True):
+        if r is None:
+            out.append(x)
+            continue
+        old = after.get(p, Standing(0, 0))
+        s = after[p] = Standing(old.rounds + 1, old.balance + (r > rm) - (r < rm))
+        excess = -s.balance * scale - math.isqrt(slack_sq.numerator * s.rounds)
+        if excess > 0:
+            x = x * max(0, memory * scale - excess) // (memory * scale)
+        out.append(x)
+    return out, after
 
 
 def _exact_weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:

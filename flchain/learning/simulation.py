@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from flchain.errors import ConfigError, UpdateFormatError
-from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure
+from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure, Standing
 from flchain.learning.attacks import (
     COLLUDING,
     Attack,
@@ -132,6 +132,10 @@ class SimConfig:
     #: Top-k codecs: whether clients feed back what they did not send (a node always does;
     #: off, the rest of each update is dropped).
     error_feedback: bool = True
+    #: Colluding attacks (ALIE, IPM) only: the colluders craft their updates in every
+    #: ``attack_every``-th round and send their honest ones in the others: an attacker that
+    #: tends its standing under a rule with memory (``fltrust``'s ``memory``).
+    attack_every: int = 1
 
     def __post_init__(self) -> None:
         if self.attack is not None:
@@ -144,6 +148,8 @@ class SimConfig:
             raise ConfigError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
         if self.client_fraction < 1 and self.attack is not None:
             raise ConfigError("client_fraction < 1 is not supported with attacks")
+        if self.attack_every < 1 or (self.attack_every > 1 and self.attack not in COLLUDING):
+            raise ConfigError("attack_every must be >= 1, and above 1 only for alie and ipm")
         if not 0 < self.backdoor_fraction <= 1 or (
             self.backdoor_boost is not None and not self.backdoor_boost > 0
         ):
@@ -284,6 +290,7 @@ def run_federation(
     scaffold = config.train.scaffold
     uspec = update_spec(spec) if scaffold else spec
     server_c = zero_control(spec)
+    standing: Mapping[str, Standing] = {}  # a rule with memory: each client's evidence so far
     client_c = {i: np.zeros(spec.num_params) for i in range(len(fed.clients))} if scaffold else {}
     if scaffold and spec.codec.encoding == "topk":  # as the task config refuses it
         raise ConfigError('scaffold cannot be combined with codec "topk"')
@@ -333,7 +340,8 @@ def run_federation(
                 with contextlib.suppress(UpdateFormatError):
                     sent[i], residual[i] = sparsify(trained[i].delta, residual.get(i), spec)
         attackers = range(config.num_attackers)
-        if config.attack in COLLUDING and config.num_attackers:
+        crafting = rnd % config.attack_every == 0  # else the colluders send honest updates
+        if config.attack in COLLUDING and config.num_attackers and crafting:
             z = config.alie_z
             if z is None and config.attack == "alie":
                 z = alie_z(len(fed.clients), config.num_attackers)
@@ -351,7 +359,7 @@ def run_federation(
         elif config.attack == "backdoor":
             for i in attackers:
                 sent[i] = boost(trained[i].delta, gamma)
-        elif config.attack is not None:
+        elif config.attack is not None and config.attack not in COLLUDING:
             victim = trained[honest_first].delta if honest_first in trained else None
             for i in attackers:
                 sent[i] = attack_update(config.attack, trained[i], config, gen, victim)
@@ -373,10 +381,15 @@ def run_federation(
                 updates.append(ClientUpdate(pid, decode_update(blob, uspec), n))
             except UpdateFormatError as exc:
                 failures.append(Failure(pid, str(exc)))
-        if val_set is None:  # no keyword then: rules that override aggregate() keep working
+        checked = None
+        if val_set is not None:
+            checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
+        if aggregator.remembers:  # the evidence the previous round's report would keep
+            agg = aggregator.aggregate(updates, failures, validation=checked, standing=standing)
+            standing = agg.standing
+        elif checked is None:  # no keyword then: rules that override aggregate() keep working
             agg = aggregator.aggregate(updates, failures)
         else:
-            checked = RoundValidation(val_set, fixed_model(model.state_dict(), spec))
             agg = aggregator.aggregate(updates, failures, validation=checked)
         step = agg.update
         if scaffold:

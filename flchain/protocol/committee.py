@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, UpdateFormatError
-from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure
+from flchain.learning.aggregation import Aggregator, ClientUpdate, Failure, Standing
 from flchain.learning.codec import (
     Update,
     apply_update,
@@ -121,6 +121,9 @@ class RoundInputs:
     #: extending the counts of the report ``previous_cumulative`` comes from.
     dp: bool = False
     previous_dp_rounds: Mapping[Address, int] = field(default_factory=dict)
+    #: Rules with memory: the evidence per participant that the report
+    #: ``previous_cumulative`` comes from keeps (``RoundReport.standing``).
+    previous_standing: Mapping[Address, Standing] = field(default_factory=dict)
 
     @property
     def update_spec(self) -> ModelSpec:
@@ -164,10 +167,17 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
             f"round {inputs.round_id}: {len(updates)} valid update(s), "
             f"{inputs.aggregator.name} needs {inputs.aggregator.min_inputs()}"
         )
-    if inputs.validation is None:  # no keyword then: rules that override aggregate() still work
-        aggregate = inputs.aggregator.aggregate(updates, failures)
-    else:  # the set scores model updates: a task with one is not a SCAFFOLD task (config)
+    checked = None
+    if inputs.validation is not None:  # it scores model updates: no SCAFFOLD task has one
         checked = RoundValidation(inputs.validation, fixed_model(global_state, spec))
+    if inputs.aggregator.remembers:  # pay reads the evidence the base report keeps
+        standing = {str(p): s for p, s in inputs.previous_standing.items()}
+        aggregate = inputs.aggregator.aggregate(
+            updates, failures, validation=checked, standing=standing
+        )
+    elif checked is None:  # no keyword then: rules that override aggregate() still work
+        aggregate = inputs.aggregator.aggregate(updates, failures)
+    else:
         aggregate = inputs.aggregator.aggregate(updates, failures, validation=checked)
     if inputs.scaffold:
         step, state_cid = _scaffold_step(inputs, aggregate.update, store)
@@ -212,6 +222,7 @@ def recompute_round(inputs: RoundInputs, store: ContentStore) -> RoundOutcome:
         base_round=inputs.base_round,
         base_note=inputs.base_note,
         dp_rounds=_dp_rounds(inputs, outcomes),
+        standing={Address(p): s for p, s in sorted(aggregate.standing.items())},
     )
     report_bytes = report.to_bytes()
     return RoundOutcome(

@@ -14,6 +14,7 @@ from typing import Any
 
 from flchain import safejson
 from flchain.errors import ProtocolError
+from flchain.learning.aggregation import Standing
 from flchain.learning.privacy import PrivacySpend, epsilon_of
 from flchain.learning.training import DPConfig
 from flchain.types import Address
@@ -58,6 +59,11 @@ class RoundReport:
     #: member writes the same bytes; ε follows from them and the manifest's DP parameters
     #: (:meth:`privacy`). Empty, and then left out of the bytes, for tasks without DP.
     dp_rounds: dict[Address, int] = field(default_factory=dict)
+    #: Rules with memory (``fltrust``'s ``memory``): per participant, its evidence over the
+    #: finalized rounds this report's credits build on and this one (rounds weighed, balance
+    #: above minus below the median), which the next round's pay reads. Integers, so every
+    #: member writes the same bytes; empty, and then left out of the bytes, for other rules.
+    standing: dict[Address, Standing] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes (the report digest is the sha-256 of these)."""
@@ -67,6 +73,8 @@ class RoundReport:
             del data["server_state_cid"]
         if not self.dp_rounds:  # the same for tasks without DP
             del data["dp_rounds"]
+        if not self.standing:  # and for rules without memory
+            del data["standing"]
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def digest(self) -> bytes:
@@ -79,7 +87,12 @@ class RoundReport:
             if not isinstance(raw, dict):
                 raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
             outcomes = tuple(UpdateOutcome(**o) for o in raw.pop("outcomes"))
-            report = cls(outcomes=outcomes, **raw)
+            standing = raw.pop("standing", {})
+            wrong_standing = _standing_error(standing)
+            if wrong_standing:
+                raise ValueError(wrong_standing)
+            standing = {k: Standing(*v) for k, v in standing.items()}
+            report = cls(outcomes=outcomes, standing=standing, **raw)
         except (ValueError, TypeError, KeyError) as exc:
             raise ProtocolError(f"malformed round report: {exc}") from exc
         wrong = next(filter(None, map(safejson.wrong_field, (report, *report.outcomes))), None)
@@ -112,6 +125,22 @@ class RoundReport:
             )
             for who, rounds in sorted(self.dp_rounds.items())
         }
+
+
+def _standing_error(standing: object) -> str | None:
+    """Why ``standing`` is not a map of addresses to ``[rounds, balance]`` with
+    ``rounds >= 1`` and ``|balance| <= rounds``, or ``None``."""
+    if isinstance(standing, dict) and all(
+        isinstance(k, str)
+        and isinstance(v, list)
+        and len(v) == 2
+        and all(type(x) is int for x in v)
+        and abs(v[1]) <= v[0]
+        and v[0] >= 1
+        for k, v in standing.items()
+    ):
+        return None
+    return "standing must map addresses to [rounds >= 1, balance within ±rounds]"
 
 
 def _counts_error(name: str, counts: object, *, negative: bool) -> str | None:

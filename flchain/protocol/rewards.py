@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
+from flchain.learning.aggregation import Standing
 from flchain.types import Address
 
 
@@ -50,4 +51,29 @@ def extension_error(
     grown = sum(cumulative.values()) - sum(base.values())
     if grown != reward_total:
         return f"credits grew by {grown}, not by the reward total {reward_total}"
+    return None
+
+
+def standing_error(
+    base: Mapping[Address, Standing],
+    standing: Mapping[Address, Standing],
+    weighed: Collection[Address],
+) -> str | None:
+    """Why ``standing`` is not ``base`` plus at most one round of evidence for each of
+    ``weighed`` (the round's accepted participants), or ``None`` when it is: nobody of ``base``
+    vanishes, and a participant's standing either stays or gains one round with its balance
+    moved by at most one. So a colluding committee can bend the evidence of its own round, as
+    an honest one could have recorded it, and no more: the pay of later rounds, which reads
+    the evidence, stays within what one round can change."""
+    for who in sorted(base):
+        if who not in standing:
+            return f"{who}'s standing dropped"
+    for who, new in sorted(standing.items()):
+        old = base.get(who, Standing(0, 0))
+        if new == old:
+            continue
+        if new.rounds != old.rounds + 1 or abs(new.balance - old.balance) > 1:
+            return f"{who}'s standing went from {list(old)} to {list(new)}: more than one round"
+        if who not in weighed:
+            return f"{who}'s standing moved, but its update was not accepted"
     return None

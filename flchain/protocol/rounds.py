@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flchain.errors import ContentNotFound, ProtocolError
-from flchain.learning.aggregation import Aggregator
+from flchain.learning.aggregation import Aggregator, Standing
 from flchain.learning.sampling import is_sampled, sampling_seed
 from flchain.learning.scaffold import decode_control, zero_control
 from flchain.learning.validation import ValidationSet
@@ -35,7 +35,7 @@ from flchain.ledger.merkle import MerkleTreeError, RewardTree
 from flchain.protocol.committee import ZERO_ROOT, Reveal, RoundInputs
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
-from flchain.protocol.rewards import extension_error
+from flchain.protocol.rewards import extension_error, standing_error
 from flchain.protocol.task import server_optimizer, validation_set
 from flchain.storage import ContentStore
 from flchain.storage.retention import RoundContent
@@ -190,6 +190,9 @@ class RewardBase:
     note: str = ""
     #: DP tasks: the revealed-round counts of the same report (see ``RoundReport.dp_rounds``).
     dp_rounds: Mapping[Address, int] = field(default_factory=dict)
+    #: Rules with memory: the evidence per participant of the same report
+    #: (``RoundReport.standing``).
+    standing: Mapping[Address, Standing] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,8 @@ def soundness_error(
 ) -> str | None:
     """Why a finalized round's credits are not a sound extension of ``base`` (what an honest
     committee would have built on), or ``None``: the report must match the chain's reward root
-    and total, name ``base`` as its base, lose no one's credit and add exactly its total.
+    and total, name ``base`` as its base, lose no one's credit and add exactly its total, and
+    (rules with memory) move each accepted participant's standing by at most one round.
     ``tree``: where to get the tree of the report's credits (default: build it)."""
     if report.reward_total != record.reward_total:
         return f"its report credits {report.reward_total}, the chain {record.reward_total}"
@@ -223,7 +227,11 @@ def soundness_error(
         return "its reward root is not the tree of its report's credits"
     if report.base_round != base.round:
         return f"it built on round {report.base_round}, not on round {base.round}"
-    return extension_error(base.cumulative, report.cumulative, report.reward_total)
+    error = extension_error(base.cumulative, report.cumulative, report.reward_total)
+    if error is None:  # rules with memory: the evidence later rounds pay by
+        accepted = {to_address(o.participant) for o in report.outcomes if o.accepted}
+        error = standing_error(base.standing, report.standing, accepted)
+    return error
 
 
 class TaskView:
@@ -352,10 +360,11 @@ class TaskView:
             tree = functools.partial(self.reports.tree, record.report_digest)
             error = soundness_error(report, record, base, tree)
             if error is None:
-                base = RewardBase(r, report.cumulative, dp_rounds=report.dp_rounds)
+                base = RewardBase(r, report.cumulative, dp_rounds=report.dp_rounds,
+                                  standing=report.standing)  # fmt: skip
             else:
                 note = f"round {r} left out: {error}"
-                base = RewardBase(base.round, base.cumulative, note, base.dp_rounds)
+                base = RewardBase(base.round, base.cumulative, note, base.dp_rounds, base.standing)
             self._base_after[r] = base
         return base
 
@@ -432,6 +441,7 @@ class TaskView:
             validation=self.validation,
             dp=bool(self.manifest.config.training.dp),
             previous_dp_rounds=base.dp_rounds,
+            previous_standing=base.standing,
         )
 
     def _aggregator(self) -> Aggregator:

@@ -14,6 +14,7 @@ from flchain.errors import AggregationError, ConfigError
 from flchain.learning.aggregation import (
     RULES,
     AggregateResult,
+    Aggregator,
     Bulyan,
     CenteredClip,
     ClientUpdate,
@@ -24,6 +25,7 @@ from flchain.learning.aggregation import (
     Krum,
     MultiKrum,
     NormBoundedMean,
+    Standing,
     TrimmedMean,
     aggregator_from_config,
     gram,
@@ -57,7 +59,8 @@ def ref_round(num: int, den: int) -> int:
 
 
 def result_bytes(r: AggregateResult) -> bytes:
-    return encode_update(r.update, r.update.spec) + json.dumps(r.report()).encode()
+    standing = json.dumps(sorted(r.standing.items())).encode()
+    return encode_update(r.update, r.update.spec) + json.dumps(r.report()).encode() + standing
 
 
 ALL_RULES = [
@@ -74,7 +77,24 @@ ALL_RULES = [
     FLTrust(reference="p03", screens=0),
     FLTrust(reference="p03", cap=1, power=3, weigh=1),
     FLTrust(reference="p03", cap=1, crowd=2),
+    FLTrust(reference="p03", memory=2),
+    FLTrust(reference="p03", screens=0, power=2, weigh=1, cap=1, crowd=2, memory=3),
 ]
+#: Evidence from earlier rounds, for the rules with memory (and one participant not in any round).
+STANDING = {
+    "p00": Standing(5, -5),
+    "p01": Standing(2, 2),
+    "p06": Standing(9, -3),
+    "x": Standing(1, 0),
+}
+
+
+def result_of(rule: Aggregator, ups: list[ClientUpdate], fails: list[Failure]) -> AggregateResult:
+    return (
+        rule.aggregate(ups, fails, standing=STANDING)
+        if rule.remembers
+        else rule.aggregate(ups, fails)
+    )
 
 
 def test_fedavg_is_the_exact_rounded_weighted_mean() -> None:
@@ -241,8 +261,8 @@ def test_every_rule_is_independent_of_arrival_order(seed: int, perm: list[int]) 
     shuffled = [ups[i] for i in perm]
     fails = [Failure("x1", "missing"), Failure("x0", "bad")]
     for rule in ALL_RULES:
-        a = rule.aggregate(ups, fails)
-        b = rule.aggregate(shuffled, fails[::-1])
+        a = result_of(rule, ups, fails)
+        b = result_of(rule, shuffled, fails[::-1])
         assert result_bytes(a) == result_bytes(b), rule.name
 
 
@@ -260,13 +280,16 @@ q = rng.integers(-spec.codec.bound_q, spec.codec.bound_q + 1, (9, 70000)).astype
 order = rng.permutation(9) if sys.argv[1] == "2" else range(9)
 ups = [ClientUpdate(f"p{i}", Update(spec, q[i]), 1 + 37 * i) for i in order]
 h = hashlib.sha256()
+standing = {"p1": Standing(5, -5), "p2": Standing(2, 2), "p7": Standing(9, -3), "x": Standing(1, 0)}
 for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(2), Bulyan(1),
              NormBoundedMean(3.0), CenteredClip(), CenteredClip(bucket=3, tau=1.0),
              FLTrust(reference="p4"), FLTrust(reference="p4", screens=0), FLTrust(reference="p"),
              FLTrust(reference="p4", cap=1, power=3, weigh=1), FLTrust(reference="p4", power=2),
-             FLTrust(reference="p4", cap=1, crowd=2)]:
-    r = rule.aggregate(ups)
+             FLTrust(reference="p4", cap=1, crowd=2), FLTrust(reference="p4", memory=1),
+             FLTrust(reference="p4", power=2, weigh=1, cap=1, crowd=2, memory=3)]:
+    r = rule.aggregate(ups, standing=standing) if rule.remembers else rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
+    h.update(json.dumps(sorted(r.standing.items())).encode())  # what the next round reads
     h.update(encode_model(apply_update(state, r.update), spec))  # the next global model
 print(h.hexdigest())
 """

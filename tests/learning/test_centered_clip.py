@@ -20,6 +20,7 @@ from flchain.learning.aggregation import (
     Decision,
     Failure,
     FLTrust,
+    Standing,
     _exact_dot,
     _keyed_permutation,
     _round_seed,
@@ -318,13 +319,93 @@ def test_fltrust_pays_trust_relative_to_the_rounds_median(
     assert by_id[OWNER].score == 0 and not by_id[OWNER].accepted
 
 
+def _cos(x: list[int], y: list[int]) -> int:
+    """⌊10⁶·cos(x, y)⌋ with Python ints (the documented trust and agreement)."""
+    dot = sum(a * b for a, b in zip(x, y, strict=True))
+    return 10**6 * dot // math.isqrt(sum(a * a for a in x) * sum(b * b for b in y))
+
+
+def crowd_round(seed: int) -> list[ClientUpdate]:
+    """Nine updates and the owner's ``g₀``; ``p00`` is the crowd's mean plus honest-sized
+    noise, turned a little away from the owner's own noise: in any one round a plausible
+    update, but one whose trust-to-agreement ratio is below the median every round."""
+    rows = honest(9, seed=seed, spread=(0.6, 1.4))
+    rng = np.random.default_rng(seed + 1000)
+    own = rng.normal(0, 400, D)
+    g0 = np.mean(rows[1:], axis=0) * 0.5 + own
+    rows[0] = np.mean(rows[1:], axis=0) + rng.normal(0, 1000, D) - 0.8 * own
+    return with_owner(rows, g0)
+
+
+@pytest.mark.parametrize("memory", [1, 3])
+def test_fltrust_memory_pays_by_the_evidence_of_earlier_rounds(memory: int) -> None:
+    """Each paid update's crowd ratio ``ρ = TS/C`` against the round's lower median adds a
+    round and +1/−1/0 to its standing; the pay is scaled by ``max(0, 1 − e/memory)`` with
+    ``e = −balance − 1.5·√rounds`` when positive. Recomputed over six rounds with Python
+    ints and fractions, the standing threaded from round to round as the report keeps it."""
+    rule = FLTrust(reference=OWNER, screens=0, memory=memory)
+    plain = FLTrust(reference=OWNER, screens=0)
+    assert rule.remembers and not plain.remembers
+    standing: dict[str, Standing] = {}
+    want_standing: dict[str, Standing] = {}
+    cut = []
+    for rnd in range(6):
+        ups = crowd_round(40 + rnd)
+        base = plain.aggregate(ups)
+        r = rule.aggregate(ups, standing=standing)
+        assert r.update.q.tolist() == base.update.q.tolist()  # pay only
+        assert not base.standing  # rules without memory keep none
+        g0, v = [int(t) for t in ups[-1].update.q], [int(t) for t in r.update.q]
+        paid = [d for d in base.decisions if d.accepted]
+        rho = {}
+        for u in ups[:-1]:
+            if any(d.participant == u.participant for d in paid):
+                x = [int(t) for t in u.update.q]
+                rho[u.participant] = Fraction(_cos(x, g0), _cos(x, v))
+        rm = sorted(rho.values())[(len(rho) - 1) // 2]
+        by_id = {d.participant: d for d in r.decisions}
+        for d in paid:
+            old = want_standing.get(d.participant, Standing(0, 0))
+            q = rho[d.participant]
+            s = Standing(old.rounds + 1, old.balance + (q > rm) - (q < rm))
+            want_standing[d.participant] = s
+            slack = math.isqrt(9 * s.rounds * 10**12 // 4)  # ⌊1.5·√rounds·10⁶⌋
+            assert abs(slack - 1.5e6 * math.sqrt(s.rounds)) <= 1
+            excess = -s.balance * 10**6 - slack  # in millionths of a round
+            want = d.score
+            if excess > 0:
+                want = d.score * max(0, memory * 10**6 - excess) // (memory * 10**6)
+            assert by_id[d.participant].score == want, (rnd, d.participant)
+        assert r.standing == want_standing
+        standing = dict(r.standing)
+        cut.append(by_id["p00"].score / max(d.score for d in paid))
+    assert standing["p00"] == Standing(6, -6)  # below the median every round
+    assert all(abs(s.balance) < 6 for p, s in standing.items() if p != "p00")
+    assert cut[0] > 0.5 and cut[-1] < cut[0]  # little evidence at first, more later
+    if memory == 1:
+        assert cut[-1] == 0
+
+
+def test_fltrust_memory_keeps_the_standing_of_the_absent_and_of_rounds_without_g0() -> None:
+    rule = FLTrust(reference=OWNER, screens=0, memory=2)
+    before = {"p00": Standing(4, -4), "gone": Standing(3, 1)}
+    r = rule.aggregate(crowd_round(7), standing=before)
+    assert r.standing["gone"] == Standing(3, 1)  # absent this round: kept as it was
+    assert r.standing["p00"].rounds == 5
+    assert set(r.standing) == {"gone"} | {d.participant for d in r.decisions if d.accepted}
+    ups = [u for u in crowd_round(7) if u.participant != OWNER]  # the owner did not reveal
+    assert rule.aggregate(ups, standing=before).standing == before
+    assert FLTrust(reference=OWNER).aggregate(crowd_round(7), standing=before).standing == {}
+
+
 def test_fltrust_pay_options_are_checked() -> None:
-    for bad in ({"cap": 2}, {"power": 0}, {"power": 5}, {"weigh": -1}, {"crowd": 4}):
+    for bad in ({"cap": 2}, {"power": 0}, {"power": 5}, {"weigh": -1}, {"crowd": 4}, {"memory": 5}):
         with pytest.raises(ConfigError, match="fltrust"):
             FLTrust(reference=OWNER, **bad)
     assert FLTrust(cap=1, power=3).params() | {"cap": 1, "power": 3, "weigh": 0, "crowd": 0} == (
         FLTrust(cap=1, power=3).params()
     )
+    assert "memory" not in FLTrust().params() and FLTrust(memory=2).params()["memory"] == 2
 
 
 def test_fltrust_falls_back_to_centered_clip_without_a_usable_reference() -> None:

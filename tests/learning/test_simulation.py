@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from flchain.errors import ConfigError
-from flchain.learning.aggregation import CenteredClip, FedAvg, FLTrust, TrimmedMean
+from flchain.learning.aggregation import CenteredClip, FedAvg, FLTrust, Standing, TrimmedMean
 from flchain.learning.data import federate, load_digits
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import (
@@ -82,3 +82,42 @@ def test_the_owner_root_update_steers_fltrust_and_earns_nothing(fed) -> None:  #
     plain = _run(fed, CenteredClip(), "sign_flip", 2, rounds=2)
     assert bare.accuracies == plain.accuracies
     assert all("fallback" in d.reason for d in bare.rounds[0].decisions)
+
+
+class _Remembering(FLTrust):
+    """``fltrust`` with memory that notes the standing each round gets and leaves."""
+
+    def __init__(self) -> None:
+        super().__init__(reference=REFERENCE_ID, memory=1)
+        self.seen: list[tuple[dict[str, Standing], dict[str, Standing]]] = []
+
+    def aggregate(self, updates, failures=(), validation=None, standing=None):  # type: ignore[no-untyped-def]
+        r = super().aggregate(updates, failures, validation, standing)
+        self.seen.append((dict(standing or {}), dict(r.standing)))
+        return r
+
+
+def test_a_rule_with_memory_reads_each_rounds_standing_from_the_last(fed) -> None:  # type: ignore[no-untyped-def]
+    root = fed.test.subset(list(range(60)))
+    rule = _Remembering()
+    res = _run(fed, rule, "sign_flip", 2, rounds=3, root=root)
+    got, left = zip(*rule.seen, strict=True)
+    assert got[0] == {} and list(got[1:]) == list(left[:-1])
+    assert {p for p, s in left[-1].items() if s.rounds == 3} == {
+        participant_id(i) for i in range(2, 8)
+    }  # the honest, paid every round; the sign flips never weighed
+    plain = _run(fed, FLTrust(reference=REFERENCE_ID), "sign_flip", 2, rounds=3, root=root)
+    assert res.accuracies == plain.accuracies  # memory is about pay only
+
+
+def test_intermittent_colluders_send_honest_updates_between_attacks(fed) -> None:  # type: ignore[no-untyped-def]
+    model = build_model("mlp", "digits")
+    spec = ModelSpec.from_model(model, "mlp:digits")
+    every = SimConfig(2, CFG, "alie", 2, omniscient=True, collusion_jitter=1.0, attack_every=2)
+    res = run_federation(model, spec, fed, FedAvg(), every)
+    clean = _run(fed, FedAvg(), rounds=2)
+    always = _run(fed, FedAvg(), "alie", 2, rounds=2)
+    assert res.accuracies[0] == clean.accuracies[0] != always.accuracies[0]  # round 1: honest
+    assert res.accuracies[1] != clean.accuracies[1]  # round 2: crafted
+    with pytest.raises(ConfigError, match="attack_every"):
+        SimConfig(2, CFG, "sign_flip", 2, attack_every=2)

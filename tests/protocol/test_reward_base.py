@@ -12,12 +12,13 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from support.task import make_task_config
 
+from flchain.learning.aggregation import Standing
 from flchain.ledger import Chain, Result, RewardTree, TaskParameters, deploy_stack, register_all
 from flchain.ledger import contract_errors as E
 from flchain.ledger.contracts import TrainingTask
 from flchain.protocol.commitment import commitment
-from flchain.protocol.report import RoundReport
-from flchain.protocol.rewards import extension_error
+from flchain.protocol.report import RoundReport, UpdateOutcome
+from flchain.protocol.rewards import extension_error, standing_error
 from flchain.protocol.rounds import RewardBase, TaskView
 from flchain.storage import LocalStore
 from flchain.types import Address
@@ -56,9 +57,16 @@ class Rounds:
         self.store = store
 
     def finalize(
-        self, cumulative: dict[Address, int], reward_total: int, base_round: int | None
+        self,
+        cumulative: dict[Address, int],
+        reward_total: int,
+        base_round: int | None,
+        standing: dict[Address, Standing] | None = None,
     ) -> int:
+        """Finalize a report with these credits and (a rule with memory) this standing, every
+        participant of the credits accepted."""
         round_id = self.task.current_round()
+        outcomes = tuple(UpdateOutcome(p, CID, "0x00", 10, True, 1, 0) for p in sorted(cumulative))
         report = RoundReport(
             task=self.task.address,
             round=round_id,
@@ -66,11 +74,12 @@ class Rounds:
             previous_model_cid=CID,
             model_cid=CID,
             model_digest="0x" + "00" * 32,
-            outcomes=(),
+            outcomes=outcomes,
             reward_total=reward_total,
             cumulative=cumulative,
             reward_root="0x" + RewardTree(cumulative).root.hex(),
             base_round=base_round,
+            standing=standing or {},
         )
         secrets = {}
         for p in self.people:
@@ -144,6 +153,39 @@ def test_a_colluding_rounds_credits_are_left_out_and_later_rounds_build_on(
     base = view.reward_base(4)
     assert (base.round, base.cumulative) == (r2, second)
     assert base.note == f"round {r3} left out: it built on round {r0}, not on round {r2}"
+
+
+def test_standing_error_allows_one_round_of_evidence_for_the_accepted_only() -> None:
+    a, b, c = (Address("0x" + x * 20) for x in ("aa", "bb", "cc"))
+    base = {a: Standing(2, -2), b: Standing(1, 1)}
+    assert standing_error(base, {a: Standing(3, -3), b: Standing(1, 1)}, {a, b}) is None
+    assert standing_error(base, base | {c: Standing(1, 0)}, {c}) is None
+    assert "dropped" in (standing_error(base, {a: Standing(3, -1)}, {a}) or "")
+    assert "more than one round" in (standing_error(base, base | {a: Standing(4, -4)}, {a}) or "")
+    assert "more than one round" in (standing_error(base, base | {b: Standing(2, 3)}, {b}) or "")
+    assert "more than one round" in (standing_error(base, base | {b: Standing(1, 0)}, {b}) or "")
+    assert "not accepted" in (standing_error(base, base | {c: Standing(1, -1)}, {a, b}) or "")
+
+
+def test_a_round_that_rewrites_the_standing_is_left_out(rounds: Rounds) -> None:
+    """A colluding committee that marks honest participants down in the evidence later rounds
+    pay by has its round left out, as one that rewrites credits has."""
+    alice, bob, _ = (Address(p.address) for p in rounds.people)
+    view = TaskView(rounds.task, rounds.store)
+    first = {alice: Standing(1, 1), bob: Standing(1, -1)}
+    r0 = rounds.finalize({alice: 100, bob: 100}, 200, None, first)
+    assert view.reward_base(1).standing == first
+    r1 = rounds.finalize({alice: 150, bob: 150}, 100, r0, {alice: Standing(9, -9), bob: first[bob]})
+    base = view.reward_base(2)
+    assert (base.round, base.standing) == (r0, first)
+    assert base.note == (
+        f"round {r1} left out: {alice}'s standing went from [1, 1] to [9, -9]: more than one round"
+    )
+    second = {alice: Standing(2, 0), bob: Standing(2, -2)}
+    r2 = rounds.finalize({alice: 150, bob: 150}, 100, r0, second)
+    assert TaskView(rounds.task, rounds.store).reward_base(3) == RewardBase(
+        r2, {alice: 150, bob: 150}, standing=second
+    )
 
 
 def test_a_claim_proves_the_previous_roots_credit_when_above_what_was_claimed(
