@@ -68,7 +68,7 @@ from flchain.learning.aggregation import (
     crowd_pay,
     remembered_pay,
 )
-from flchain.learning.data import federate, load_mnist5k
+from flchain.learning.data import FederatedData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
 from flchain.learning.simulation import REFERENCE_ID, SimConfig, participant_id, run_federation
 from flchain.learning.training import TrainConfig
@@ -327,17 +327,11 @@ def _params_text(params: dict[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in params.items())
 
 
-def execute(  # type: ignore[no-untyped-def]
-    run: Run,
-    fed,
-    model_name: str,
-    rounds: int,
-    cfg: TrainConfig,
-    jitter: float = 0.01,
-    validation: int = 0,
-    root: int = 0,
-    record: bool = False,
-) -> dict:
+def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainConfig) -> dict:
+    """One run of the suite; ``args``: the command line's --model, --rounds, --jitter,
+    --validation, --root and --record."""
+    model_name, rounds, jitter = args.model, args.rounds, args.jitter
+    validation, root, record = args.validation, args.root, args.record
     cfg = replace(cfg, scaffold=run.algorithm == "scaffold")
     model = build_model(model_name, "mnist", seed=run.seed)
     spec = ModelSpec.from_model(model, model_name)
@@ -558,19 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for i, run in enumerate(todo, 1):
         fed = feds[run.partition, run.seed]
-        results.append(
-            execute(
-                run,
-                fed,
-                args.model,
-                args.rounds,
-                cfg,
-                args.jitter,
-                args.validation,
-                args.root,
-                args.record,
-            )
-        )
+        results.append(execute(run, fed, args, cfg))
         r = results[-1]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
         print(f"[{i}/{len(todo)}] {run.label}: {acc} ({r['seconds']:.0f}s)", file=sys.stderr)
