@@ -306,12 +306,9 @@ class Federation:
                 rounds=1, train=honest.config, attack=self.demo.attack,
                 num_attackers=self.demo.attackers,
             )  # fmt: skip
-            source = Attacker(
-                honest.model, honest.data, honest.config, honest.seed, self.demo.attack, sim,
-                participants=self.demo.participants,
-            )  # fmt: skip
+            source = Attacker(honest, self.demo.attack, sim, participants=self.demo.participants)
         elif role == "free_rider":
-            source = Attacker(honest.model, honest.data, honest.config, honest.seed, "free_rider")
+            source = Attacker(honest, "free_rider")
         return source
 
     def _pool(self, sources: list[UpdateSource]) -> TrainingPool | None:

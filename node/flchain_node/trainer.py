@@ -82,8 +82,9 @@ class LocalTrainer:
 
 
 class Attacker(LocalTrainer):
-    """Trains honestly, then sends what ``attack`` makes of it (see
-    :func:`flchain.learning.simulation.attack_update`); label-flip poisons the data instead.
+    """Trains as ``honest`` would (its model, data, config and seed), then sends what
+    ``attack`` makes of it (see :func:`flchain.learning.simulation.attack_update`); label-flip
+    poisons the data instead.
 
     ``alie`` and ``ipm`` need the statistics of benign updates, but one node cannot see the
     others' before the reveal, and attackers here do not talk to each other. So each estimates
@@ -97,16 +98,14 @@ class Attacker(LocalTrainer):
 
     def __init__(
         self,
-        model: nn.Module,
-        data: TensorData,
-        config: TrainConfig,
-        seed: int,
+        honest: LocalTrainer,
         attack: str,
         sim: SimConfig | None = None,
         *,
         participants: int | None = None,
         replicas: int = 4,
     ) -> None:
+        model, data, config, seed = honest.model, honest.data, honest.config, honest.seed
         if config.scaffold:
             raise ConfigError("attack studies do not support training.algorithm = 'scaffold'")
         if attack == "label_flip":

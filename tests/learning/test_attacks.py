@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from flchain_node.trainer import Attacker
+from flchain_node.trainer import Attacker, LocalTrainer
 from scipy.stats import norm
 
 from flchain.errors import ConfigError
@@ -152,7 +152,7 @@ def _attacker(attack: str, **kw) -> tuple[Attacker, dict[str, torch.Tensor]]:  #
     model = build_model("mlp", "digits")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(epochs=1, batch_size=16, lr=0.1)
-    return Attacker(model, fed.clients[0], cfg, seed=7, attack=attack, **kw), state
+    return Attacker(LocalTrainer(model, fed.clients[0], cfg, seed=7), attack, **kw), state
 
 
 def test_node_alie_is_bootstrap_mean_minus_z_std_and_reproducible() -> None:

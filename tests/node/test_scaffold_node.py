@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flchain_node.factory import flower_trainer
 from flchain_node.state import RoundVectors
-from flchain_node.trainer import Attacker
+from flchain_node.trainer import Attacker, LocalTrainer
 from support.fedkit import DEMO
 
 from flchain.config import TaskConfig, TrainingConfig
@@ -61,6 +61,7 @@ def test_trainers_that_cannot_send_control_variates_are_refused() -> None:
         flower_trainer(manifest, "pkg.mod:fn", encode_model(model.state_dict(), manifest.spec))
     data = federate(load_digits(), 2, "iid", seed=0).clients[0]
     with pytest.raises(ConfigError, match="scaffold"):
-        Attacker(build_model("mlp", "digits"), data, TrainConfig(scaffold=True), 0, "sign_flip")
+        honest = LocalTrainer(build_model("mlp", "digits"), data, TrainConfig(scaffold=True), 0)
+        Attacker(honest, "sign_flip")
     with pytest.raises(ConfigError, match="--attackers 0 --free-riders 0"):
         replace(DEMO, algorithm="scaffold", free_riders=1).roles()
