@@ -31,11 +31,16 @@ from typing import Any, ClassVar, cast
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_abi.exceptions import DecodingError
+from eth_abi.codec import ABICodec
+from eth_abi.exceptions import DecodingError, EncodingError
+from eth_abi.grammar import ABIType, TupleType
+from eth_abi.grammar import parse as parse_abi_type
 from eth_account.datastructures import SignedTransaction
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester
-from eth_utils import keccak
+from eth_typing import HexStr
+from eth_utils import function_abi_to_4byte_selector, keccak
+from eth_utils.abi import get_abi_input_types, get_abi_output_types
 from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.method_formatters import receipt_formatter  # as get_transaction_receipt's
@@ -247,8 +252,15 @@ class Chain:
     ) -> Any:
         """Run ``fn`` with ``eth_call`` and return its decoded result (reverts raise)."""
         params: TxParams = {"from": sender.address} if sender else {}
+        codec = _CallCodec.of(fn) if not fn.kwargs else None
         try:
-            return fn.call(params, block_identifier=block)
+            if codec is None:
+                return fn.call(params, block_identifier=block)
+            data = codec.calldata(self.w3.codec, fn.args)
+            if data is None:  # arguments web3 would first normalize (e.g. hex for bytes)
+                return fn.call(params, block_identifier=block)
+            call: TxParams = {**params, "to": fn.address, "data": data}
+            return codec.result(self.w3.codec, self.w3.eth.call(call, block))
         except (ContractLogicError, Web3RPCError) as exc:
             raise self._decoded(exc, fn) from exc
         except BadFunctionCallOutput as exc:
@@ -953,6 +965,63 @@ class _EventCodec:
                 "blockNumber": int(raw["blockNumber"], 16),
             }
         )
+
+
+class _CallCodec:
+    """One contract function's calldata and return value with eth-abi directly, for
+    :meth:`Chain.call`: what web3's ``fn.call()`` sends and returns (arguments in the ABI's
+    order, addresses checksummed, arrays as lists, structs as tuples, one output unwrapped),
+    without its per-call ABI search and its normalizer passes over every argument and output
+    value (~0.3 ms of a view call's ~0.7 ms on the embedded chain, most of it for a value the
+    backend answers from its cache; a one-process federation makes ~370 calls a round at 50
+    participants)."""
+
+    #: id of an ABI element -> (the element, kept alive so the id is not reused; its codec)
+    _cache: ClassVar[dict[int, tuple[Mapping[str, Any], _CallCodec]]] = {}
+
+    def __init__(self, abi: Mapping[str, Any]) -> None:
+        self.selector = function_abi_to_4byte_selector(abi)  # type: ignore[arg-type]
+        self.inputs = get_abi_input_types(abi)  # type: ignore[arg-type]
+        self.outputs = get_abi_output_types(abi)  # type: ignore[arg-type]
+        self._kinds = [parse_abi_type(kind) for kind in self.outputs]
+
+    @classmethod
+    def of(cls, fn: ContractFunction) -> _CallCodec | None:
+        """The codec of ``fn``'s ABI element (None for anything but a function: web3's)."""
+        abi = fn.abi
+        known = cls._cache.get(id(abi))
+        if known is not None and known[0] is abi:
+            return known[1]
+        if abi.get("type") != "function":
+            return None
+        codec = cls(abi)
+        cls._cache[id(abi)] = (abi, codec)
+        return codec
+
+    def calldata(self, codec: ABICodec, args: Sequence[Any]) -> HexStr | None:
+        """``args`` encoded after the selector; None when ``codec`` refuses them as given."""
+        try:
+            return HexStr("0x" + (self.selector + codec.encode(self.inputs, args)).hex())
+        except (EncodingError, TypeError, ValueError):
+            return None
+
+    def result(self, codec: ABICodec, raw: bytes) -> Any:
+        """The decoded return value; an undecodable one raises as web3's call does."""
+        try:
+            values = codec.decode(self.outputs, raw)
+        except DecodingError as exc:
+            raise BadFunctionCallOutput(f"could not decode {raw!r} as {self.outputs}") from exc
+        plain = [_as_web3(kind, v) for kind, v in zip(self._kinds, values, strict=True)]
+        return plain[0] if len(plain) == 1 else plain
+
+
+def _as_web3(kind: ABIType, value: Any) -> Any:
+    """An eth-abi value of ``kind`` as web3's return normalizers leave it."""
+    if kind.is_array:
+        return [_as_web3(kind.item_type, v) for v in value]
+    if isinstance(kind, TupleType):
+        return tuple(_as_web3(k, v) for k, v in zip(kind.components, value, strict=True))
+    return Web3.to_checksum_address(value) if getattr(kind, "base", "") == "address" else value
 
 
 #: Indexed argument types whose topic is their ABI encoding (dynamic ones are hashed).

@@ -47,3 +47,40 @@ def test_a_narrow_function_revert_decodes_into_the_contract_error(kit: TaskKit) 
         "error",
         "event",
     }
+
+
+def test_chain_call_returns_what_web3_returns(kit: TaskKit) -> None:
+    """Every argument-free view of the three contracts, and the task's views a node reads
+    with arguments, mid-round: the same values and containers as web3's ``fn.call()``
+    (addresses checksummed, arrays as lists, structs as tuples, several outputs as a list)."""
+    people = kit.participants[:4]
+    updates = kit.commit_all(people)
+    kit.to_reveal_phase()
+    kit.reveal_all(people, updates)
+    alice = people[0].address
+    calls = [
+        (wrapper, e["name"], ())
+        for wrapper in (kit.task, kit.registry, kit.token)
+        for e in wrapper.contract.abi
+        if e["type"] == "function"
+        and e["stateMutability"] in ("view", "pure")
+        and not e["inputs"]
+    ]
+    calls += [
+        (kit.task, "roundRecord", (0,)),
+        (kit.task, "committeeIndices", (0,)),
+        (kit.task, "stepView", (alice,)),
+        (kit.task, "commitmentOf", (alice,)),
+        (kit.registry, "participant", (alice,)),
+        (kit.token, "balanceOf", (alice,)),
+    ]
+    shapes = set()
+    for wrapper, name, args in calls:
+        fn = wrapper.functions[name](*args)
+        ours, web3s = kit.chain.call(fn), fn.call()
+        assert ours == web3s and type(ours) is type(web3s), name
+        shapes.add(type(ours).__name__)
+    assert {"list", "tuple", "str", "int", "bytes", "bool"} <= shapes
+    assert kit.chain.call(kit.task.functions["committeeIndices"](0))  # the round's committee
+    domain = kit.chain.call(kit.token.functions["eip712Domain"]())
+    assert domain[4] == kit.token.address  # a checksummed address inside several outputs
