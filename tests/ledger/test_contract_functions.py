@@ -62,9 +62,7 @@ def test_chain_call_returns_what_web3_returns(kit: TaskKit) -> None:
         (wrapper, e["name"], ())
         for wrapper in (kit.task, kit.registry, kit.token)
         for e in wrapper.contract.abi
-        if e["type"] == "function"
-        and e["stateMutability"] in ("view", "pure")
-        and not e["inputs"]
+        if e["type"] == "function" and e["stateMutability"] in ("view", "pure") and not e["inputs"]
     ]
     calls += [
         (kit.task, "roundRecord", (0,)),
