@@ -23,6 +23,7 @@ import functools
 import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -984,8 +985,10 @@ class _CallCodec:
     backend answers from its cache; a one-process federation makes ~370 calls a round at 50
     participants)."""
 
-    #: id of an ABI element -> (the element, kept alive so the id is not reused; its codec)
-    _cache: ClassVar[dict[int, tuple[Mapping[str, Any], _CallCodec]]] = {}
+    #: id of an ABI element -> (the element, kept alive so the id is not reused; its codec),
+    #: least recently used first: each wrapper of a contract loads its own ABI's elements.
+    _cache: ClassVar[OrderedDict[int, tuple[Mapping[str, Any], _CallCodec]]] = OrderedDict()
+    _CACHE_SIZE: ClassVar[int] = 1024
 
     def __init__(self, abi: Mapping[str, Any]) -> None:
         self.selector = function_abi_to_4byte_selector(abi)  # type: ignore[arg-type]
@@ -999,11 +1002,14 @@ class _CallCodec:
         abi = fn.abi
         known = cls._cache.get(id(abi))
         if known is not None and known[0] is abi:
+            cls._cache.move_to_end(id(abi))
             return known[1]
         if abi.get("type") != "function":
             return None
         codec = cls(abi)
         cls._cache[id(abi)] = (abi, codec)
+        while len(cls._cache) > cls._CACHE_SIZE:
+            cls._cache.popitem(last=False)
         return codec
 
     def calldata(self, codec: ABICodec, args: Sequence[Any]) -> HexStr | None:

@@ -82,3 +82,20 @@ def test_chain_call_returns_what_web3_returns(kit: TaskKit) -> None:
     assert kit.chain.call(kit.task.functions["committeeIndices"](0))  # the round's committee
     domain = kit.chain.call(kit.token.functions["eip712Domain"]())
     assert domain[4] == kit.token.address  # a checksummed address inside several outputs
+
+
+def test_call_codecs_are_kept_for_the_latest_abis_only(
+    kit: TaskKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every wrapper loads its own copy of its contract's ABI: the codecs of many wrappers'
+    functions do not pile up (a 1,000-participant federation makes a registry wrapper per
+    node), and a wrapper whose codec was dropped builds it again."""
+    from flchain.ledger.chain import _CallCodec
+    from flchain.ledger.contracts import ParticipantRegistry
+
+    monkeypatch.setattr(_CallCodec, "_CACHE_SIZE", 8)
+    wrappers = [ParticipantRegistry(kit.chain, kit.registry.address) for _ in range(12)]
+    for wrapper in wrappers:
+        assert wrapper.min_stake() == kit.min_stake
+    assert len(_CallCodec._cache) <= 8
+    assert wrappers[0].min_stake() == kit.min_stake  # dropped first, built again
