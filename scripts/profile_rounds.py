@@ -68,6 +68,9 @@ KINDS = [
     ("put@storage/", "store reads/writes"),
     ("get@storage/", "store reads/writes"),
     ("get_block@storage/", "store reads/writes"),
+    ("_read_block@storage/", "store reads/writes"),  # also in the store's reader threads
+    ("update_digest", "update digest (sha-256)"),
+    ("extract_transaction_sender", "sender recovery (signature check on send)"),
 ]
 
 
