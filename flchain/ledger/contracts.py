@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
+from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
@@ -71,6 +72,33 @@ REVEAL_GAS = 120_000
 REVEAL_FIXED_GAS_MAX_CID = 128
 
 
+class FunctionTable:
+    """A contract's functions by name, each bound to a web3 contract whose ABI holds only that
+    function's entries and every non-function entry (errors, events, constructor).
+
+    web3 checks the whole ABI for colliding selectors and searches it for the function on every
+    call it encodes, twice a call: a selector hash per function of the contract (~60 for
+    ``TrainingTask``), a tenth of a one-process federation round. With one function in the ABI
+    that is one hash; the function found, its encoding, and the custom errors a revert decodes
+    into (``fn.contract_abi`` still lists them) are the same.
+    """
+
+    def __init__(self, contract: Contract) -> None:
+        self.contract = contract
+        self._by_name: dict[str, ContractFunction] = {}
+
+    def __getitem__(self, name: str) -> ContractFunction:
+        fn = self._by_name.get(name)
+        if fn is None:
+            abi = self.contract.abi
+            entries = [e for e in abi if e["type"] != "function" or e.get("name") == name]
+            if len(entries) == sum(e["type"] != "function" for e in abi):
+                return self.contract.functions[name]  # web3's error naming what exists
+            narrow = self.contract.w3.eth.contract(address=self.contract.address, abi=entries)
+            fn = self._by_name[name] = narrow.functions[name]
+        return fn
+
+
 class ContractWrapper:
     """Shared plumbing: a :class:`Chain`, the web3 contract and its artifact name."""
 
@@ -79,6 +107,8 @@ class ContractWrapper:
     def __init__(self, chain: Chain, address: str) -> None:
         self.chain = chain
         self.contract: Contract = chain.contract(self.artifact, address)
+        #: The contract's functions, as ``contract.functions`` but looked up in one step.
+        self.functions = FunctionTable(self.contract)
 
     @classmethod
     def deploy(cls, chain: Chain, sender: LocalAccount, *args: Any) -> Self:
@@ -101,12 +131,12 @@ class ContractWrapper:
 
     def _call(self, fn: str, *args: Any) -> Any:
         try:
-            return self.chain.call(self.contract.functions[fn](*args))
+            return self.chain.call(self.functions[fn](*args))
         except ContractGone as exc:  # name the contract: "TrainingTask contract gone at 0x…"
             raise ContractGone(f"{type(self).__name__} {exc}") from exc.__cause__
 
     def _send(self, sender: LocalAccount, fn: str, *args: Any) -> TxReceipt:
-        return self.chain.transact(self.contract.functions[fn](*args), sender)
+        return self.chain.transact(self.functions[fn](*args), sender)
 
     def events(
         self, kind: type[_E], from_block: int = 0, to_block: int | str = "latest", **filters: Any
@@ -446,7 +476,7 @@ class TrainingTask(ContractWrapper):
 
     def commit_request(self, sender: LocalAccount, commitment: bytes) -> TxRequest:
         """:meth:`commit` as a request, to send with others (:meth:`Chain.transact_each`)."""
-        fn = self.contract.functions.commit(commitment)
+        fn = self.functions["commit"](commitment)
         return TxRequest(fn, sender, COMMIT_GAS if self.chain.prague_gas else None)
 
     def _transact(self, request: TxRequest) -> TxReceipt:
@@ -466,14 +496,14 @@ class TrainingTask(ContractWrapper):
         self, sender: LocalAccount, digest: bytes, num_samples: int, salt: bytes, cid: str
     ) -> TxRequest:
         """:meth:`reveal` as a request, to send with others (:meth:`Chain.transact_each`)."""
-        fn = self.contract.functions.reveal(digest, num_samples, salt, cid)
+        fn = self.functions["reveal"](digest, num_samples, salt, cid)
         fixed = len(cid.encode()) <= REVEAL_FIXED_GAS_MAX_CID and self.chain.prague_gas
         return TxRequest(fn, sender, REVEAL_GAS if fixed else None)
 
     def attest(self, sender: LocalAccount, round_id: int, result: Result) -> TxReceipt:
         # Any vote may turn out to be the one that reaches quorum and finalizes (~285k gas),
         # when other votes land first in the same block: never send less than that.
-        fn = self.contract.functions.attest(round_id, result.as_tuple())
+        fn = self.functions["attest"](round_id, result.as_tuple())
         return self.chain.transact(fn, sender, min_gas=ATTEST_MIN_GAS)
 
     def expire_round(self, sender: LocalAccount) -> TxReceipt:

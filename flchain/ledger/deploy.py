@@ -159,7 +159,7 @@ def deploy_stack(
         token.approve(admin, task.address, funding)
         task.fund(admin, funding)
     each = 10 * min_stake if mint_amount is None else mint_amount
-    mint = token.contract.functions.mint
+    mint = token.functions["mint"]
     chain.transact_all([TxRequest(mint(to_checksum_address(a), each), admin) for a in mint_to])
     if start:
         task.start(admin)
@@ -176,9 +176,9 @@ def register_all(
     # Three batches, each estimated once the one before it is mined: a registration needs
     # its account admitted and its approval in place.
     if registry.allowlist_enabled():
-        allow = registry.contract.functions.setAllowed
+        allow = registry.functions["setAllowed"]
         chain.transact_all([TxRequest(allow(a.address, True), deployment.admin) for a in accounts])
-    approve = token.contract.functions.approve(registry.address, amount)
+    approve = token.functions["approve"](registry.address, amount)
     chain.transact_all([TxRequest(approve, a) for a in accounts])
-    register = registry.contract.functions.register(amount)
+    register = registry.functions["register"](amount)
     chain.transact_all([TxRequest(register, a) for a in accounts])

@@ -24,8 +24,10 @@ own matching and formatting code; ``caching=False`` switches all of it off, so t
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -99,22 +101,63 @@ class _Backend(PyEVMBackend):
 
     def send_raw_transaction(self, raw_transaction: bytes) -> bytes:
         if not self.holding or raw_transaction[:1] == bytes([BLOB_TX_TYPE]):
+            self._settle()
             self._fill_pending_block()  # stock path: it appends to the block's own list
             return bytes(super().send_raw_transaction(raw_transaction))
         # py-evm's MiningChain.apply_transaction, except that the pending block's transaction
         # and receipt tries are built once, when it is mined: py-evm rebuilds both (and
         # decodes every receipt from the database) for every transaction it adds, O(n^2) in
-        # the block's size. The state and the header's gas, bloom and state root advance with
-        # each transaction as there, so reads of the pending state see it.
+        # the block's size. And as py-evm imports a block (VM.apply_all_transactions), one VM
+        # state runs all of the block's transactions and its state root is computed once, not
+        # after each (a trie update of every account and slot touched, and a fresh state with
+        # cold caches for the next transaction): the header's gas and bloom advance with each
+        # transaction, its state root when something reads the pending state (_settle).
         chain = self.chain
-        vm = chain.get_vm(chain.header)
+        held = self.__dict__.setdefault("_held", [])
+        open_block = self.__dict__.get("_open")
+        if open_block is None or open_block[0] is not chain or open_block[1] is not chain.header:
+            self._settle()
+            open_block = (chain, chain.header, chain.get_vm(chain.header), chain.header, len(held))
+        vm = open_block[2]
         transaction = vm.get_transaction_builder().decode(raw_transaction)
-        receipt, _ = vm.apply_transaction(chain.header, transaction)
-        header = vm.add_receipt_to_header(chain.header, receipt)
+        # A refusal (nonce, balance, gas) is raised here, before the state is touched.
+        vm.validate_transaction_against_header(chain.header, transaction)
+        vm.state.validate_transaction(transaction)
+        try:
+            receipt, _ = vm.apply_transaction(chain.header, transaction)
+        except BaseException:
+            # Failed while running (not expected once validated): rebuild the pending block
+            # without it, as a fresh VM per transaction would have left it.
+            self.__dict__.pop("_open", None)
+            self._replay(*open_block[3:])
+            raise
+        chain.header = vm.add_receipt_to_header(chain.header, receipt)
+        self._open = (chain, chain.header, vm, *open_block[3:])
+        held.append((transaction, receipt))
+        return bytes(transaction.hash)
+
+    def _settle(self) -> None:
+        """Give the pending header the state root of the transactions held so far (see
+        :meth:`send_raw_transaction`); every read of the pending state and every change to
+        the chain comes here first."""
+        open_block = self.__dict__.pop("_open", None)
+        if open_block is None:
+            return
+        chain, header, vm = open_block[:3]
+        if chain is self.chain and chain.header is header:
+            vm.state.persist()
+            chain.header = header.copy(state_root=vm.state.state_root)
+
+    def _replay(self, base: BlockHeaderAPI, first: int) -> None:
+        """The pending block from ``base`` (its state root settled) with the transactions
+        held from position ``first`` on, applied again and settled."""
+        chain = self.chain
+        vm, header = chain.get_vm(base), base
+        for transaction, _ in self.held()[first:]:
+            receipt, _ = vm.apply_transaction(header, transaction)
+            header = vm.add_receipt_to_header(header, receipt)
         vm.state.persist()
         chain.header = header.copy(state_root=vm.state.state_root)
-        self.__dict__.setdefault("_held", []).append((transaction, receipt))
-        return bytes(transaction.hash)
 
     def held(self) -> list[tuple[SignedTransactionAPI, ReceiptAPI]]:
         """The transactions held in the pending block and their receipts, in order."""
@@ -336,6 +379,37 @@ class _Backend(PyEVMBackend):
         header: BlockHeaderAPI = self.chain.chaindb.get_canonical_block_header_by_number(number)
         return header
 
+
+def _settling(method: Callable[..., Any], block_at: int | None) -> Callable[..., Any]:
+    """``method`` of :class:`_Backend`, run after :meth:`_Backend._settle` (with ``block_at``:
+    only when its ``block_number`` argument, the ``block_at``-th, names the pending block)."""
+
+    @functools.wraps(method)
+    def settled(self: _Backend, *args: Any, **kwargs: Any) -> Any:
+        if block_at is None:
+            self._settle()
+        else:
+            given = args[block_at] if len(args) > block_at else kwargs.get("block_number")
+            if given == "pending":
+                self._settle()
+        return method(self, *args, **kwargs)
+
+    return settled
+
+
+#: Backend methods that read the state at a block number (the position of their
+#: ``block_number`` argument): the pending block's needs its state root.
+_READS_AT = {
+    "call": 1, "estimate_gas": 1, "get_balance": 1, "get_base_fee": 0, "get_block_by_number": 0,
+    "get_code": 1, "get_nonce": 1, "get_storage": 2, "send_signed_transaction": 1,
+}  # fmt: skip
+#: Backend methods that change or reset the chain (or mine): the held state is settled first.
+_CHANGES = (
+    "add_account", "apply_withdrawals", "mine_blocks", "reset_to_genesis",
+    "revert_to_snapshot", "send_transaction", "take_snapshot", "time_travel",
+)  # fmt: skip
+for _name in (*_READS_AT, *_CHANGES):
+    setattr(_Backend, _name, _settling(getattr(_Backend, _name), _READS_AT.get(_name)))
 
 #: A posting-list key: ("address", address) or (topic position, topic).
 _Key = tuple[Any, bytes]

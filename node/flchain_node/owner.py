@@ -106,6 +106,12 @@ class Keeper:
     settled: dict[int, int] = field(default_factory=dict)
     #: Round -> block at which its non-revealers were dealt with (its reveal phase closed).
     swept: dict[int, int] = field(default_factory=dict)
+    #: Round -> its record and attest deadline, once the round closed (a later round started):
+    #: they no longer change, so a step reads only the current round's (the keeper steps
+    #: several times a round, each over every round not settled yet).
+    _closed: dict[int, tuple[RoundRecord, int]] = field(default_factory=dict, repr=False)
+    #: The highest block a step saw: a chain below it was reset, and what was read is forgotten.
+    _seen: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.confirmations < 0:
@@ -117,16 +123,19 @@ class Keeper:
         params = task.config()
         gas: dict[str, int] = {}
         current = task.current_round()
+        if block < self._seen:
+            self._closed.clear()
+        self._seen = block
         # Every round not yet settled for good, however long ago it closed (an expired round
         # may close before its reveal deadline and must still be looked at later).
         for r in [r for r in range(current + 1) if not self._final(self.settled, r, block)]:
-            record = task.round_record(r)
+            record = self._record(r, current)
             closed = record.status != RoundStatus.OPEN or r < current
             due = record.reveal_end and block > record.reveal_end
             if due and not self._final(self.swept, r, block):
                 self._sweep(r, record, params, gas)
                 self.swept.setdefault(r, block)
-            if closed and r in self.swept and block > task.attest_deadline(r):
+            if closed and r in self.swept and block > self._attest_deadline(r):
                 for member in task.committee(r):
                     self._try(gas, "settle", lambda m=member, r=r: task.settle_committee_member(
                         self.account, r, m
@@ -135,6 +144,22 @@ class Keeper:
             elif closed and not record.reveal_end:
                 self.settled.setdefault(r, block)  # never opened for reveals: nothing to do
         return gas
+
+    def _record(self, r: int, current: int) -> RoundRecord:
+        """Round ``r``'s record; a closed round's (``r < current``) is read once, with its
+        attest deadline. Not on a chain that may reorg (``confirmations > 0``), where a closed
+        round can be rewritten at the same height: there it is read every step."""
+        known = self._closed.get(r)
+        if known is not None:
+            return known[0]
+        record = self.task.round_record(r)
+        if r < current and self.confirmations == 0:
+            self._closed[r] = (record, self.task.attest_deadline(r))
+        return record
+
+    def _attest_deadline(self, r: int) -> int:
+        known = self._closed.get(r)
+        return known[1] if known is not None else self.task.attest_deadline(r)
 
     def _final(self, done: dict[int, int], r: int, block: int) -> bool:
         """Whether round ``r``'s action is ``confirmations`` deep; forgets it if the chain

@@ -89,7 +89,7 @@ def test_events_filter_by_argument_and_block_range(
 
 
 def test_events_decode_as_web3_does(chain: Chain, fixture_contract: Contract) -> None:
-    # On a JSON-RPC node the chain decodes logs itself (web3's decoding was ~75x slower).
+    # The chain decodes logs itself (web3's decoding was ~75x slower on a JSON-RPC node).
     alice, bob = chain.accounts[1], chain.accounts[2]
     first = chain.transact(fixture_contract.functions.increment(7), alice)
     chain.transact(fixture_contract.functions.mint(50), bob)

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from web3.contract import Contract
+from web3.exceptions import Web3RPCError
 from web3.types import TxReceipt
 
-from flchain.errors import ContractRevert, LedgerError
+from flchain.errors import ContractRevert, LedgerError, TransactionFailed
 from flchain.ledger.chain import Chain
 from flchain.ledger.devchain import BlockPass, EmbeddedProvider
 from flchain.ledger.embedded import make_tester
@@ -121,3 +122,71 @@ def test_passes_do_not_nest_and_need_the_embedded_tester(chain: Chain) -> None:
         running.run([lambda: running.run([])])
     assert BlockPass.on(object()) is None
     assert isinstance(chain.w3.provider, EmbeddedProvider)
+
+
+def test_a_shared_block_has_the_state_root_py_evm_computes(chain: Chain, fixture: Contract) -> None:
+    """The held transactions run on one state whose root is computed when something reads
+    the pending state or the block is mined: reads of "pending" see every held transaction,
+    one refused mid-block changes nothing, and py-evm's own block import (which re-executes
+    the block from its parent's state and checks the root) accepts the mined block."""
+    tester = chain.w3.provider.ethereum_tester
+    start = chain.call(fixture.functions.counter())
+    senders = chain.accounts[1:4]
+
+    def job(i: int) -> Any:
+        sent = chain.send(fixture.functions.increment(i + 1), senders[i], gas=100_000)
+        pending = chain.call(fixture.functions.counter(), block="pending")
+        count = chain.w3.eth.get_transaction_count(senders[i].address, "pending")
+        if i == 1:  # a transaction refused when sent (its nonce is used): no effect
+            used = {"to": fixture.address, "value": 1, "gas": 21_000, "nonce": count - 1}
+            stale = senders[i].sign_transaction(
+                {**used, "chainId": chain.chain_id, "gasPrice": 10**10}
+            )
+            with pytest.raises(Web3RPCError, match="nonce"):
+                chain.w3.eth.send_raw_transaction(stale.raw_transaction)
+        chain.wait_for_receipt(sent)
+        return pending, count
+
+    seen = block_pass(chain).run([lambda i=i: job(i) for i in range(3)])
+    assert [p for p, _ in seen] == [start + 1, start + 3, start + 6]
+    assert chain.call(fixture.functions.counter()) == start + 6
+    backend = tester.backend
+    block = backend.chain.get_canonical_block_by_number(chain.block_number)
+    assert len(block.transactions) == 3
+    backend.chain.import_block(block)  # re-executed from the parent state: the root must match
+
+
+def test_a_transaction_failing_while_it_runs_leaves_the_others(
+    chain: Chain, fixture: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error inside py-evm after a transaction was validated (none is expected: a fault
+    injected here) drops only that transaction: the block is rebuilt from the held ones."""
+    backend = chain.w3.provider.ethereum_tester.backend
+    state_class = type(backend.chain.get_vm().state)
+    # the faulty sender's nonce is known before the pass: no pending read settles the block
+    chain.transact(fixture.functions.increment(1), chain.accounts[2], gas=100_000)
+    start = chain.call(fixture.functions.counter())
+    run = state_class.apply_transaction
+    faults = [RuntimeError("injected fault")]
+
+    def faulty(self: Any, transaction: Any) -> Any:
+        if faults:  # once: the transactions applied again after it run as before
+            raise faults.pop()
+        return run(self, transaction)
+
+    def job(i: int) -> int:
+        if i == 1:
+            monkeypatch.setattr(state_class, "apply_transaction", faulty)
+            with pytest.raises(TransactionFailed, match="injected fault"):
+                chain.send(fixture.functions.increment(10), chain.accounts[2], gas=100_000)
+            monkeypatch.setattr(state_class, "apply_transaction", run)
+            return int(chain.call(fixture.functions.counter(), block="pending"))
+        chain.transact(fixture.functions.increment(1), chain.accounts[i + 1], gas=100_000)
+        return 0
+
+    seen = block_pass(chain).run([lambda i=i: job(i) for i in range(3)])
+    assert seen[1] == start + 1  # the first job's increment held, the faulty one gone
+    assert chain.call(fixture.functions.counter()) == start + 2
+    block = backend.chain.get_canonical_block_by_number(chain.block_number)
+    assert len(block.transactions) == 2
+    backend.chain.import_block(block)

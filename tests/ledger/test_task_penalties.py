@@ -319,3 +319,37 @@ def test_keeper_without_confirmations_trusts_its_first_slash(kit: TaskKit) -> No
     chain.mine(1)
     assert keeper.step() == {}  # the dropped slash is not looked for again
     assert task.events(NonRevealerSlashed, round=0) == []
+
+
+def test_keeper_reads_a_closed_round_once_and_again_after_a_reset(
+    kit: TaskKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flchain_node.owner import Keeper
+
+    task, chain = kit.task, kit.chain
+    people = _round_with_reveals(kit, 4, 4)
+    kit.to_attest_phase()
+    voters = kit.finalize(0, kit.result({people[0].address: 1}, 1))  # round 1 opens
+    reads: list[int] = []
+    read = task.round_record
+    monkeypatch.setattr(task, "round_record", lambda r: reads.append(r) or read(r))
+    keeper = Keeper(task, kit.outsider)
+    for _ in range(3):
+        keeper.step()
+        chain.mine(1)
+    assert reads.count(0) == 1  # closed: its record no longer changes
+    assert reads.count(1) == 3  # the open round is read every step
+    kit.past_attest_deadline(0)
+    before = chain.snapshot()
+    chain.mine(1)
+    assert keeper.step().get("settle", 0) > 0  # the cached record still settles round 0
+    settled = {e.member for e in task.events(CommitteeMemberSettled, round=0)}
+    assert settled == {v.address for v in kit.members(0)}
+    assert {v.address for v in voters} <= settled
+    chain.revert(before)  # the chain now ends below the block the keeper last saw
+    assert task.events(CommitteeMemberSettled, round=0) == []
+    assert keeper.step() == {}  # at the deadline: not yet due
+    assert reads.count(0) == 2  # what it read is forgotten and read again
+    chain.mine(1)
+    assert keeper.step().get("settle", 0) > 0
+    assert {e.member for e in task.events(CommitteeMemberSettled, round=0)} == settled
