@@ -3,15 +3,18 @@ blocks; every transaction is still signed, mined and its receipt checked by its 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from eth_tester.backends.pyevm.main import PyEVMBackend
 from web3.contract import Contract
 from web3.exceptions import Web3RPCError
 from web3.types import TxReceipt
 
 from flchain.errors import ContractRevert, LedgerError, TransactionFailed
+from flchain.ledger import embedded
 from flchain.ledger.chain import Chain
 from flchain.ledger.devchain import BlockPass, EmbeddedProvider
 from flchain.ledger.embedded import make_tester
@@ -190,3 +193,17 @@ def test_a_transaction_failing_while_it_runs_leaves_the_others(
     block = backend.chain.get_canonical_block_by_number(chain.block_number)
     assert len(block.transactions) == 2
     backend.chain.import_block(block)
+
+
+def test_every_backend_read_at_a_block_settles_the_pending_state_first() -> None:
+    """The held transactions' state root is computed only when something reads the pending
+    state (``embedded._settling``): every eth-tester backend method that takes a block number
+    must be on that list, at the right argument, or an eth-tester upgrade could add a read
+    that sees a pending block without its state root."""
+    takes_block = {
+        name: list(inspect.signature(fn).parameters).index("block_number") - 1  # minus self
+        for name, fn in inspect.getmembers(PyEVMBackend, inspect.isfunction)
+        if not name.startswith("_") and "block_number" in inspect.signature(fn).parameters
+    }
+    assert takes_block, "eth-tester's backend no longer names a block_number parameter"
+    assert takes_block == embedded._READS_AT
