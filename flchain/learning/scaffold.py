@@ -48,11 +48,12 @@ over; participants, who need only ``c``, download the optimizer's state with it.
 A participant updates ``c_i`` with the quantized ``Δc_i`` it sends (:func:`train_scaffold`),
 so the server's ``c`` and the participants' ``c_i`` move by the same fixed-point amounts (the
 participant adds them in float64, exact to its rounding), and quantization error does not
-accumulate between ``c`` and the mean of the ``c_i``. A node advances ``c_i`` when it trains,
-whether or not the round later finalizes or the rule accepts its update (it cannot know at
-commit time); in such a round ``c`` does not take its ``Δc_i``, so ``c`` and the mean of the
-``c_i`` drift apart by that participant's share. The paper assumes every sampled client's
-update is applied.
+accumulate between ``c`` and the mean of the ``c_i``. A node saves ``c_i⁺`` when it trains
+(before it commits, so a restart retrains the same bytes) but trains the next round from it
+only if the round finalized with its update accepted; otherwise ``c`` never took that
+``Δc_i``, and the node trains from the ``c_i`` before it, as the paper's unsampled client
+keeps its own. The simulation does the same. One approximation is left: a rule that clips
+(``centered_clip``) takes in a clipped ``Δc_i`` while the node keeps the whole one.
 """
 
 from __future__ import annotations

@@ -300,6 +300,7 @@ def run_federation(
         t0 = time.perf_counter()
         trained: dict[int, TrainResult] = {}
         controlled: dict[int, Update] = {}  # SCAFFOLD: what each client sends (Δw and Δc)
+        new_c: dict[int, np.ndarray] = {}  # SCAFFOLD: c_i⁺, kept once the update is accepted
         # honest clients first so the copycat's victim exists; every attacker has trained
         # before any attacker crafts its update, so colluders can pool their honest updates
         drawn = sampled_clients(len(fed.clients), config, rnd)
@@ -323,7 +324,7 @@ def run_federation(
                 seed = training_seed(client_seed(config.seed, i), rnd - 1)
                 controls = Controls(spec, client_c[i], server_c)
                 run = train_scaffold(model, data, config.train, seed, controls)
-                client_c[i] = run.client_control
+                new_c[i] = run.client_control
                 # attackers craft from what a client sends, the joint Δw‖Δc (so a sign flip
                 # flips Δc too and colluders pool both halves); honest clients send run.update
                 joint = run.update.to_tensors()
@@ -392,7 +393,9 @@ def run_federation(
         else:
             agg = aggregator.aggregate(updates, failures, validation=checked)
         step = agg.update
-        if scaffold:
+        if scaffold:  # as a node does: c_i moves only by a Δc_i that c takes in
+            accepted = {d.participant for d in agg.decisions if d.accepted}
+            client_c.update((i, c) for i, c in new_c.items() if participant_id(i) in accepted)
             step, delta_c = split(step, spec)
             bound_q = spec.codec.bound_q
             server_c = server_control_step(server_c, delta_c, config.client_fraction, bound_q)

@@ -413,11 +413,25 @@ class ParticipantNode:
         """SCAFFOLD: this node's ``c_i`` (as the rounds before ``round_id`` left it) and the
         server's ``c`` (named by the latest finalized report)."""
         spec = self.manifest.spec
+        # c_i moves only by a Δc_i the server's c took in: the vector of a round that expired,
+        # or whose report did not accept this node's update, is dropped and the one that
+        # round trained from is used (the paper's unsampled client keeps its c_i)
+        for earlier in reversed([r for r in self.controls.rounds() if r < round_id]):
+            if self._accepted(earlier):
+                break
+            self.controls.discard(earlier)
         return Controls(
             spec,
             self.controls.latest(before=round_id, size=spec.num_params),
             self.view.server_control(round_id),
         )
+
+    def _accepted(self, round_id: int) -> bool:
+        """Whether closed round ``round_id`` finalized with this node's update accepted."""
+        if self.task.round_record(round_id).status != RoundStatus.FINALIZED:
+            return False
+        outcomes = self.view.report_of(round_id).outcomes
+        return any(o.participant == self.address and o.accepted for o in outcomes)
 
     def _reveal(self, view: StepView, report: StepReport) -> None:
         mine = self.state.rounds.get(view.round)

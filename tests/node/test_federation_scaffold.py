@@ -138,3 +138,35 @@ def test_a_trainer_without_control_variates_is_refused_when_it_would_train() -> 
             node.step()
     finally:
         fed.close()
+
+
+def test_c_i_moves_only_by_a_delta_c_the_server_took_in() -> None:
+    """A node whose round-0 update never reached the aggregate (it did not reveal) trains
+    round 1 from its c_i before round 0, zero, not from the c_i⁺ it saved: the server's c has
+    no Δc_i of it. A node whose update was accepted trains from its round-0 c_i⁺."""
+    torch.set_num_threads(1)
+    fed = Federation(SCAFFOLD)
+    try:
+        silent, counted = fed.nodes[0], fed.nodes[1]
+        silent.will_reveal = False
+        driver = Driver(fed)
+        driver.finish_round(0)
+        task = fed.deployment.task
+        assert task.round_record(0).status == RoundStatus.FINALIZED
+        report = fed.nodes[1].report_of(0)
+        accepted = {o.participant for o in report.outcomes if o.accepted}
+        assert silent.address not in accepted and counted.address in accepted
+        assert silent.controls.rounds() == counted.controls.rounds() == [0]
+        saved = counted.controls.latest(before=1, size=fed.manifest.spec.num_params)
+        assert saved.any()
+
+        assert not silent._controls(1).client.any()
+        assert silent.controls.rounds() == []  # round 0's c_i⁺ was dropped
+        assert np.array_equal(counted._controls(1).client, saved)
+        assert counted.controls.rounds() == [0]
+        silent.will_reveal = True
+        driver.finish_round(1)
+        assert task.round_record(1).status == RoundStatus.FINALIZED
+        assert silent.controls.rounds() == [1]
+    finally:
+        fed.close()
