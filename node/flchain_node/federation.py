@@ -46,7 +46,7 @@ from flchain.ledger.devchain import BlockPass
 from flchain.protocol.committee import SharedRecomputation
 from flchain.protocol.rounds import round_start_bound
 from flchain.protocol.task import federated_data, train_config
-from flchain.storage import ContentStore, LocalStore
+from flchain.storage import CachedStore, ContentStore, LocalStore
 from flchain_node.factory import build_participant, shard_trainer, task_model
 from flchain_node.owner import Keeper, create_task
 from flchain_node.participant import ParticipantNode, StepReport, UpdateSource
@@ -244,7 +244,9 @@ class Federation:
             raise ConfigError(f"the chain has {len(self.chain.accounts)} accounts; need {accounts}")
         self._own_dir = work_dir is None and store is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flchain-demo-"))
-        self.store = store or LocalStore(self.work_dir / "store", durable=False)
+        # Every node, the owner and the committee share this store in this one process: what
+        # one put or got is served to the others from memory (see CachedStore).
+        self.store = CachedStore(store or LocalStore(self.work_dir / "store", durable=False))
         self.owner: LocalAccount = self.chain.accounts[0]
         # fltrust: the owner's own node sends the reference update (the protocol refuses a
         # reference account that is not the task's owner), so it registers like the others

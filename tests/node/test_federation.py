@@ -27,6 +27,7 @@ from flchain.ledger.contracts import (
 from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import fetch_report, reward_pool
+from flchain.storage import CachedStore
 
 ROUNDS = 3
 DEMO = DemoConfig(
@@ -204,3 +205,15 @@ def test_a_node_is_stepped_again_until_it_did_its_part_of_the_phase() -> None:
     assert settles(StepReport(1, Phase.ATTEST, []))  # membership and its own vote are fixed
     assert not settles(StepReport(1, Phase.EXPIRABLE, []))  # nobody expired it yet
     assert settles(StepReport(1, Phase.EXPIRABLE, ["expire"]))
+
+
+def test_the_process_reads_back_from_memory_what_it_stored(
+    run: tuple[Federation, FederationResult],
+) -> None:
+    """The nodes, committee and owner share one store in one process: each global model,
+    update and report is read from disk by no one (every one was put by this process), but
+    got many times (each node its round's model, the committee every update)."""
+    fed, _ = run
+    assert isinstance(fed.store, CachedStore)
+    assert fed.store.misses == 0
+    assert fed.store.hits >= ROUNDS * (len(fed.nodes) + DEMO.participants - DEMO.dropouts)
