@@ -399,6 +399,11 @@ class TrainingTask(ContractWrapper):
         """Everything a participant node needs for one step, in one call (see :class:`StepView`)."""
         return StepView.from_tuple(self._call("stepView", to_checksum_address(account)))
 
+    def step_views(self, accounts: Sequence[str]) -> list[StepView]:
+        """:meth:`step_view` of each of ``accounts``, all read at one block in one call."""
+        addresses = [to_checksum_address(a) for a in accounts]
+        return [StepView.from_tuple(v) for v in self._call("stepViews", addresses)]
+
     def effective_quorum(self, commits: int) -> int:
         return int(self._call("effectiveQuorum", commits))
 

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -477,10 +478,16 @@ class Federation:
         transactions sharing blocks (see :class:`~flchain.ledger.devchain.BlockPass`); the
         same steps in the same order as one by one, with one block for the whole phase
         instead of one per transaction (and the same block, so the same state, for all their
-        reads). Each step's chain time leaves out the time it waited for the others."""
+        reads). Each step's chain time leaves out the time it waited for the others.
+
+        The nodes' step views are read in one call (``stepViews``) instead of one each: no
+        block is mined before every job has run up to its first receipt wait, so the block
+        that call reads is the latest block at each node's step (which each node checks)."""
         assert self.block_pass is not None
         due = [i for i in range(len(self.nodes)) if settled.get(i) != now]
-        steps = self.block_pass.run([self.nodes[i].step for i in due])
+        views = self.deployment.task.step_views([self.nodes[i].address for i in due])
+        jobs = [partial(self.nodes[i].step, view) for i, view in zip(due, views, strict=True)]
+        steps = self.block_pass.run(jobs)
         for i, step, parked in zip(due, steps, self.block_pass.parked_seconds, strict=True):
             if "chain" in step.seconds:
                 step.seconds["chain"] = max(0.0, step.seconds["chain"] - parked)

@@ -4,11 +4,13 @@ and recomputes what it needs independently of the nodes that ran the rounds."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
-from eth_utils import to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from flchain_node.federation import DemoConfig, Federation, FederationResult, settles
 from flchain_node.participant import StepReport
 from support.fedkit import assert_recomputes
@@ -217,3 +219,30 @@ def test_the_process_reads_back_from_memory_what_it_stored(
     assert isinstance(fed.store, CachedStore)
     assert fed.store.misses == 0
     assert fed.store.hits >= ROUNDS * (len(fed.nodes) + DEMO.participants - DEMO.dropouts)
+
+
+def test_a_commit_or_reveal_pass_reads_its_nodes_step_views_in_one_evm_call() -> None:
+    """py-evm executes one ``stepViews`` per commit or reveal pass over all due nodes, not
+    one ``stepView`` per node and pass: those only for the steps outside a pass (committee
+    members in the attest phase)."""
+    torch.set_num_threads(1)
+    demo = DemoConfig.honest_fedavg(6, 2, dataset="digits", epochs=1)
+    fed = Federation(demo)
+    backend = fed.chain.w3.provider.ethereum_tester.backend
+    executed: Counter[bytes] = Counter()
+    execute = backend._execute_call
+
+    def counted(transaction: dict[str, Any], *args: Any) -> bytes:
+        executed[bytes(transaction.get("data", b""))[:4]] += 1
+        return execute(transaction, *args)
+
+    backend._execute_call = counted
+    try:
+        result = fed.run()
+    finally:
+        fed.close()
+    assert [r.status for r in result.rounds] == ["finalized"] * 2
+    single = executed[function_signature_to_4byte_selector("stepView(address)")]
+    batched = executed[function_signature_to_4byte_selector("stepViews(address[])")]
+    assert 2 * demo.rounds <= batched <= 4 * demo.rounds  # a commit and a reveal pass a round
+    assert single <= demo.rounds * fed.config.ledger.committee_size
