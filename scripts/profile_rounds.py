@@ -102,7 +102,10 @@ class Sampler:
             if self.active:
                 for ident, frame in list(sys._current_frames().items()):
                     if ident != me:
-                        self._book(frame)
+                        try:
+                            self._book(frame)
+                        except AttributeError:  # a thread's frames torn down mid-walk
+                            continue
 
     def _book(self, frame: FrameType | None) -> None:
         stack: list[tuple[str, str]] = []
