@@ -543,13 +543,9 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         uint256 round = _current.round;
         (Phase p, uint256 deadline) = (phase(), attestDeadline(round));
         uint256[] memory members = committeeIndices(round);
-        uint256[] memory previousMembers;
-        RoundStatus previousStatus;
-        uint256 previousDeadline;
-        if (round > 0) {
-            previousMembers = committeeIndices(round - 1);
-            (previousStatus, previousDeadline) = (_records[round - 1].status, attestDeadline(round - 1));
-        }
+        uint256 previous = round > 0 ? round - 1 : 0; // round 0 has none: its fields stay unset
+        uint256[] memory previousMembers = committeeIndices(previous);
+        (RoundStatus previousStatus, uint256 previousDeadline) = (_records[previous].status, attestDeadline(previous));
         views = new StepView[](accounts.length);
         for (uint256 i = 0; i < accounts.length; ++i) {
             (address account, StepView memory v) = (accounts[i], views[i]);
@@ -560,7 +556,7 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
             if (round == 0) continue;
             (v.previousStatus, v.previousAttestDeadline) = (previousStatus, previousDeadline);
             (v.previousMember, v.previousVote) =
-                (_inCommittee(c, round - 1, previousMembers), _votes[round - 1][account]);
+                (_inCommittee(c, previous, previousMembers), _votes[previous][account]);
         }
     }
 
