@@ -485,6 +485,8 @@ class Federation:
         that call reads is the latest block at each node's step (which each node checks)."""
         assert self.block_pass is not None
         due = [i for i in range(len(self.nodes)) if settled.get(i) != now]
+        if not due:  # everyone did its part of the phase (it waits for its deadline)
+            return []
         views = self.deployment.task.step_views([self.nodes[i].address for i in due])
         jobs = [partial(self.nodes[i].step, view) for i, view in zip(due, views, strict=True)]
         steps = self.block_pass.run(jobs)
