@@ -15,6 +15,7 @@ from flchain_node.federation import DemoConfig, Federation, FederationResult, se
 from flchain_node.participant import StepReport
 from support.fedkit import assert_recomputes
 
+from flchain.errors import ProtocolError
 from flchain.ledger.contracts import (
     Committed,
     NonRevealerSlashed,
@@ -246,3 +247,21 @@ def test_a_commit_or_reveal_pass_reads_its_nodes_step_views_in_one_evm_call() ->
     batched = executed[function_signature_to_4byte_selector("stepViews(address[])")]
     assert batched == 2 * demo.rounds  # a commit and a reveal pass a round, no empty one
     assert single <= demo.rounds * fed.config.ledger.committee_size
+
+
+def test_a_node_refuses_a_step_view_of_an_earlier_block() -> None:
+    """A view handed to a node must be of the latest block: one read before a block was mined
+    is refused; the current one is acted on like the node's own read."""
+    torch.set_num_threads(1)
+    fed = Federation(DemoConfig.honest_fedavg(2, 1, dataset="digits", epochs=1))
+    try:
+        task, node = fed.deployment.task, fed.nodes[0]
+        stale = task.step_view(node.address)
+        fed.chain.mine(1)
+        with pytest.raises(ProtocolError, match="latest block"):
+            node.step(stale)
+        assert node.state.rounds == {}  # nothing done on the stale view
+        step = node.step(task.step_view(node.address))
+        assert (step.phase, step.actions) == (Phase.COMMIT, ["commit"])
+    finally:
+        fed.close()
