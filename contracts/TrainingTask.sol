@@ -535,9 +535,34 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
             (isCommitteeMember(round - 1, account), _votes[round - 1][account], attestDeadline(round - 1));
     }
 
+    /// @notice {stepView} of each of `accounts`, all read at one block in one call (for a process
+    /// that runs many participants' nodes). The facts the accounts share (round, phase, deadlines,
+    /// the committees) are read once.
+    /// @param accounts The participants.
+    function stepViews(address[] calldata accounts) external view returns (StepView[] memory views) {
+        uint256 round = _current.round;
+        (Phase p, uint256 deadline) = (phase(), attestDeadline(round));
+        uint256[] memory members = committeeIndices(round);
+        uint256 previous = round > 0 ? round - 1 : 0; // round 0 has none: its fields stay unset
+        uint256[] memory previousMembers = committeeIndices(previous);
+        (RoundStatus previousStatus, uint256 previousDeadline) = (_records[previous].status, attestDeadline(previous));
+        views = new StepView[](accounts.length);
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            (address account, StepView memory v) = (accounts[i], views[i]);
+            (v.blockNumber, v.round, v.phase, v.attestDeadline) = (block.number, round, p, deadline);
+            v.active = registry.isActive(account);
+            Commitment memory c = _commitments[account];
+            (v.commitment, v.member, v.vote) = (c, _inCommittee(c, round, members), _votes[round][account]);
+            if (round == 0) continue;
+            (v.previousStatus, v.previousAttestDeadline) = (previousStatus, previousDeadline);
+            (v.previousMember, v.previousVote) =
+                (_inCommittee(c, previous, previousMembers), _votes[previous][account]);
+        }
+    }
+
     /// @notice The commit indices on the committee of `round`, in permuted order (empty until the
     /// seed is fixed). Members are `min(committeeSize, commits)` distinct indices.
-    function committeeIndices(uint256 round) external view returns (uint256[] memory indices) {
+    function committeeIndices(uint256 round) public view returns (uint256[] memory indices) {
         (uint96 seed, uint24 commits) = _seedOf(round);
         if (seed == 0) return indices;
         indices = new uint256[](_effectiveCommittee(commits));
@@ -719,6 +744,15 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     function _isMember(uint96 seed, uint256 commits, uint256 index) private view returns (bool) {
         if (commits <= _committeeSize) return true;
         return CommitteeSampler.position(seed, commits, index) < _committeeSize;
+    }
+
+    /// @dev {isCommitteeMember} for commitment `c` given the committee's `indices` of `round`.
+    function _inCommittee(Commitment memory c, uint256 round, uint256[] memory indices) private pure returns (bool) {
+        if (c.flags & _COMMITTED == 0 || c.round != round) return false;
+        for (uint256 i = 0; i < indices.length; ++i) {
+            if (indices[i] == c.index) return true;
+        }
+        return false;
     }
 
     function _effectiveCommittee(uint256 commits) private view returns (uint256) {

@@ -11,6 +11,7 @@ sample lands near where the running thread is rather than where it next releases
 the sampling still costs ~10-20 % of the round (the table's rounds are slower than unsampled).
 
     nice -n 10 python scripts/profile_rounds.py 50 3 --json split-50.json
+    nice -n 10 python scripts/profile_rounds.py 10 3 --model cnn --json split-cnn-10.json
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ class Sampler:
             if self.active:
                 for ident, frame in list(sys._current_frames().items()):
                     if ident != me:
-                        self._book(frame)
+                        try:
+                            self._book(frame)
+                        except AttributeError:  # a thread's frames torn down mid-walk
+                            continue
 
     def _book(self, frame: FrameType | None) -> None:
         stack: list[tuple[str, str]] = []
@@ -120,13 +124,13 @@ class Sampler:
         self.kinds[kind] += 1
 
 
-def profile(participants: int, rounds: int) -> dict[str, Any]:
+def profile(participants: int, rounds: int, model: str = "mlp") -> dict[str, Any]:
     if rounds < 2:
         raise SystemExit("need 2 rounds or more: the first is left out")
     torch.set_num_threads(1)
     sys.setswitchinterval(0.0002)
     sampler = Sampler()
-    fed = Federation(DemoConfig.honest_fedavg(participants, rounds))
+    fed = Federation(DemoConfig.honest_fedavg(participants, rounds, model=model))
     walls: list[float] = []
     cpus: list[float] = []
 
@@ -150,6 +154,7 @@ def profile(participants: int, rounds: int) -> dict[str, Any]:
     return {
         "participants": participants,
         "rounds": rounds,
+        "model": model,
         "per_round_wall": per_round,
         "per_round_cpu": (cpus[-1] - cpus[0]) / (rounds - 1),
         "samples": samples,
@@ -162,9 +167,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("participants", type=int)
     parser.add_argument("rounds", type=int)
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = profile(args.participants, args.rounds)
+    result = profile(args.participants, args.rounds, args.model)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"per round after the first: {result['per_round_wall']:.3f} s wall, "

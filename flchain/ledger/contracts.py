@@ -57,8 +57,15 @@ _E = TypeVar("_E", bound=Event)
 # --- wrappers -------------------------------------------------------------------------------------
 
 
-#: Gas floor of an attestation: a finalizing vote costs ~285k whatever the participant count.
+#: Gas floor of an attestation sent with an estimate (a CID longer than
+#: :data:`FIXED_GAS_MAX_CID`, or a chain with another gas schedule): a finalizing vote costs
+#: ~285k whatever the participant count.
 ATTEST_MIN_GAS = 400_000
+#: Fixed gas limit of an attestation, sent without an estimate: any vote may turn out to be
+#: the finalizing one, whose cost has a ceiling (O(1) storage: the round record and the model
+#: CID, at most five slots for a CID of :data:`FIXED_GAS_MAX_CID` bytes).
+#: tests/ledger/test_task_fixed_gas.py checks the worst case fits.
+ATTEST_GAS = 600_000
 #: Fixed gas limits of commit and reveal, sent without an ``eth_estimateGas`` round trip: both
 #: touch O(1) storage, so their cost has a ceiling. Commit's worst case is one that settles the
 #: account's previous commitment (a non-reveal or committee-silence slash through the
@@ -68,8 +75,9 @@ ATTEST_MIN_GAS = 400_000
 #: is refunded, so the margin costs nothing but block space.
 COMMIT_GAS = 150_000
 REVEAL_GAS = 120_000
-#: Longer CIDs (not produced by FLChain's stores) fall back to an estimate.
-REVEAL_FIXED_GAS_MAX_CID = 128
+#: Reveals and attestations naming longer CIDs (not produced by FLChain's stores) fall back
+#: to an estimate.
+FIXED_GAS_MAX_CID = 128
 
 
 class FunctionTable:
@@ -399,6 +407,11 @@ class TrainingTask(ContractWrapper):
         """Everything a participant node needs for one step, in one call (see :class:`StepView`)."""
         return StepView.from_tuple(self._call("stepView", to_checksum_address(account)))
 
+    def step_views(self, accounts: Sequence[str]) -> list[StepView]:
+        """:meth:`step_view` of each of ``accounts``, all read at one block in one call."""
+        addresses = [to_checksum_address(a) for a in accounts]
+        return [StepView.from_tuple(v) for v in self._call("stepViews", addresses)]
+
     def effective_quorum(self, commits: int) -> int:
         return int(self._call("effectiveQuorum", commits))
 
@@ -497,13 +510,19 @@ class TrainingTask(ContractWrapper):
     ) -> TxRequest:
         """:meth:`reveal` as a request, to send with others (:meth:`Chain.transact_each`)."""
         fn = self.functions["reveal"](digest, num_samples, salt, cid)
-        fixed = len(cid.encode()) <= REVEAL_FIXED_GAS_MAX_CID and self.chain.prague_gas
+        fixed = len(cid.encode()) <= FIXED_GAS_MAX_CID and self.chain.prague_gas
         return TxRequest(fn, sender, REVEAL_GAS if fixed else None)
 
     def attest(self, sender: LocalAccount, round_id: int, result: Result) -> TxReceipt:
-        # Any vote may turn out to be the one that reaches quorum and finalizes (~285k gas),
-        # when other votes land first in the same block: never send less than that.
+        """Attest with the fixed :data:`ATTEST_GAS` (no estimate: three runs of the vote
+        become one; a revert is still raised as its custom error), or, for a CID longer than
+        :data:`FIXED_GAS_MAX_CID` or on a chain with another gas schedule, with an estimate
+        floored at a finalizing vote's cost: any vote may turn out to be the one that reaches
+        quorum when other votes land first in the same block."""
         fn = self.functions["attest"](round_id, result.as_tuple())
+        cids = (result.model_cid, result.report_cid)
+        if self.chain.prague_gas and all(len(c.encode()) <= FIXED_GAS_MAX_CID for c in cids):
+            return self.chain.transact(fn, sender, gas=ATTEST_GAS)
         return self.chain.transact(fn, sender, min_gas=ATTEST_MIN_GAS)
 
     def expire_round(self, sender: LocalAccount) -> TxReceipt:

@@ -85,6 +85,14 @@ def _node_message(exc: BaseException) -> str:
     return text
 
 
+def _block_number(tester: EthereumTester, params: Any) -> int:
+    """``eth_blockNumber``; the stock endpoint serialises the whole latest block to read it
+    (a node polls it every step: at 50 participants a block of ~50 transactions each time)."""
+    if isinstance(tester, EmbeddedTester):
+        return tester.latest_block_number()
+    return int(tester.get_block_by_number("latest")["number"])
+
+
 def _evm_mine(tester: EthereumTester, params: Any) -> str:
     tester.mine_blocks(1)  # hardhat/anvil mine one block; a timestamp argument is ignored
     return "0x0"
@@ -120,6 +128,7 @@ def _revert(tester: EthereumTester, params: Any) -> bool:
 #: The stock endpoints plus the anvil/hardhat test methods ``Chain`` relies on.
 ENDPOINTS: dict[str, dict[str, Callable[..., Any]]] = {
     **API_ENDPOINTS,
+    "eth": {**API_ENDPOINTS["eth"], "blockNumber": _block_number},
     "evm": {
         **API_ENDPOINTS["evm"],
         "mine": _evm_mine,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flchain.storage.base import DEFAULT_MAX_SIZE, ContentStore
+from flchain.storage.base import DEFAULT_MAX_SIZE, ContentStore, DelegatingStore
+from flchain.storage.cached import CachedStore
 from flchain.storage.car import export_car, import_car
 from flchain.storage.kubo import KuboStore
 from flchain.storage.local import LocalStore, default_store_dir
@@ -17,7 +18,9 @@ from flchain.storage.unixfs import cid_for, parse_cid
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "CachedStore",
     "ContentStore",
+    "DelegatingStore",
     "KuboStore",
     "LocalStore",
     "cid_for",

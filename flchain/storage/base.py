@@ -93,3 +93,48 @@ class ContentStore(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class DelegatingStore(ContentStore):
+    """A store that forwards everything to ``inner``: the base of wrappers that change only
+    a few methods (a subclass overrides ``put`` and ``get``, say, and inherits the rest)."""
+
+    def __init__(self, inner: ContentStore) -> None:
+        self.inner = inner
+        self.max_size, self.cid_version = inner.max_size, inner.cid_version
+
+    def put(self, data: bytes, *, pin: bool = True) -> CID:
+        return self.inner.put(data, pin=pin)
+
+    def get(self, cid: CID | str) -> bytes:
+        return self.inner.get(cid)
+
+    def has(self, cid: CID | str) -> bool:
+        return self.inner.has(cid)
+
+    def pin(self, cid: CID | str) -> None:
+        self.inner.pin(cid)
+
+    def unpin(self, cid: CID | str) -> None:
+        self.inner.unpin(cid)
+
+    def pins(self) -> list[CID]:
+        return self.inner.pins()
+
+    def gc(self) -> int:
+        return self.inner.gc()
+
+    def get_block(self, cid: CID | str) -> bytes:
+        return self.inner.get_block(cid)
+
+    def put_block(self, cid: CID | str, block: bytes) -> None:
+        self.inner.put_block(cid, block)
+
+    def put_file(self, path: Path, *, pin: bool = True) -> CID:
+        return self.inner.put_file(path, pin=pin)
+
+    def put_stream(self, stream: BinaryIO, *, pin: bool = True) -> CID:
+        return self.inner.put_stream(stream, pin=pin)
+
+    def close(self) -> None:
+        self.inner.close()

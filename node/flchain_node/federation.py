@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from flchain.ledger.devchain import BlockPass
 from flchain.protocol.committee import SharedRecomputation
 from flchain.protocol.rounds import round_start_bound
 from flchain.protocol.task import federated_data, train_config
-from flchain.storage import ContentStore, LocalStore
+from flchain.storage import CachedStore, ContentStore, LocalStore
 from flchain_node.factory import build_participant, shard_trainer, task_model
 from flchain_node.owner import Keeper, create_task
 from flchain_node.participant import ParticipantNode, StepReport, UpdateSource
@@ -244,7 +245,9 @@ class Federation:
             raise ConfigError(f"the chain has {len(self.chain.accounts)} accounts; need {accounts}")
         self._own_dir = work_dir is None and store is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flchain-demo-"))
-        self.store = store or LocalStore(self.work_dir / "store", durable=False)
+        # Every node, the owner and the committee share this store in this one process: what
+        # one put or got is served to the others from memory (see CachedStore).
+        self.store = CachedStore(store or LocalStore(self.work_dir / "store", durable=False))
         self.owner: LocalAccount = self.chain.accounts[0]
         # fltrust: the owner's own node sends the reference update (the protocol refuses a
         # reference account that is not the task's owner), so it registers like the others
@@ -475,10 +478,18 @@ class Federation:
         transactions sharing blocks (see :class:`~flchain.ledger.devchain.BlockPass`); the
         same steps in the same order as one by one, with one block for the whole phase
         instead of one per transaction (and the same block, so the same state, for all their
-        reads). Each step's chain time leaves out the time it waited for the others."""
+        reads). Each step's chain time leaves out the time it waited for the others.
+
+        The nodes' step views are read in one call (``stepViews``) instead of one each: no
+        block is mined before every job has run up to its first receipt wait, so the block
+        that call reads is the latest block at each node's step (which each node checks)."""
         assert self.block_pass is not None
         due = [i for i in range(len(self.nodes)) if settled.get(i) != now]
-        steps = self.block_pass.run([self.nodes[i].step for i in due])
+        if not due:  # everyone did its part of the phase (it waits for its deadline)
+            return []
+        views = self.deployment.task.step_views([self.nodes[i].address for i in due])
+        jobs = [partial(self.nodes[i].step, view) for i, view in zip(due, views, strict=True)]
+        steps = self.block_pass.run(jobs)
         for i, step, parked in zip(due, steps, self.block_pass.parked_seconds, strict=True):
             if "chain" in step.seconds:
                 step.seconds["chain"] = max(0.0, step.seconds["chain"] - parked)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import BinaryIO
 
 from flchain.storage import ContentStore
+from flchain.storage.base import DelegatingStore
 from flchain.types import CID
 
 
@@ -38,7 +37,7 @@ class StoreTally:
         )
 
 
-class MeteredStore(ContentStore):
+class MeteredStore(DelegatingStore):
     """``inner`` with every ``put`` and ``get`` timed and its bytes counted in :attr:`tally`.
 
     Only the content the node asked for is counted (an update's bytes, once per get): what a
@@ -46,8 +45,7 @@ class MeteredStore(ContentStore):
     """
 
     def __init__(self, inner: ContentStore) -> None:
-        self.inner = inner
-        self.max_size, self.cid_version = inner.max_size, inner.cid_version
+        super().__init__(inner)
         self.tally = StoreTally()
 
     def put(self, data: bytes, *, pin: bool = True) -> CID:
@@ -67,36 +65,6 @@ class MeteredStore(ContentStore):
             self.tally.fetch_seconds += time.perf_counter() - started
         self.tally.fetch_bytes += len(data)
         return data
-
-    def has(self, cid: CID | str) -> bool:
-        return self.inner.has(cid)
-
-    def pin(self, cid: CID | str) -> None:
-        self.inner.pin(cid)
-
-    def unpin(self, cid: CID | str) -> None:
-        self.inner.unpin(cid)
-
-    def pins(self) -> list[CID]:
-        return self.inner.pins()
-
-    def gc(self) -> int:
-        return self.inner.gc()
-
-    def get_block(self, cid: CID | str) -> bytes:
-        return self.inner.get_block(cid)
-
-    def put_block(self, cid: CID | str, block: bytes) -> None:
-        self.inner.put_block(cid, block)
-
-    def put_file(self, path: Path, *, pin: bool = True) -> CID:
-        return self.inner.put_file(path, pin=pin)
-
-    def put_stream(self, stream: BinaryIO, *, pin: bool = True) -> CID:
-        return self.inner.put_stream(stream, pin=pin)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 #: The kinds of work a step's seconds are split into (:attr:`StepReport.seconds` keys).

@@ -251,10 +251,21 @@ class ParticipantNode:
 
     # --- the round ------------------------------------------------------------------------
 
-    def step(self) -> StepReport:
-        """Do whatever this participant owes the task right now; safe to call any time."""
+    def step(self, view: StepView | None = None) -> StepReport:
+        """Do whatever this participant owes the task right now; safe to call any time.
+
+        ``view``: this node's ``stepView`` at the chain's latest block, read by a driver that
+        reads the views of the many nodes it runs in one call
+        (:meth:`~flchain.ledger.contracts.TrainingTask.step_views`); ``None`` (the default):
+        the node reads its own. A view of an earlier block is refused (ProtocolError).
+        """
         started, tally = time.perf_counter(), self.store.tally.copy()
-        report = self._step()
+        if view is not None and view.block_number != self.chain.block_number:
+            raise ProtocolError(
+                f"step view of block {view.block_number} handed to a node at block "
+                f"{self.chain.block_number}: a node acts only on the latest block"
+            )
+        report = self._step(view)
         spent = self.store.tally.since(tally)
         seconds = report.seconds
         if spent.store_seconds:
@@ -266,11 +277,11 @@ class ParticipantNode:
         seconds["chain"] = max(rest, 0.0)
         return report
 
-    def _step(self) -> StepReport:
+    def _step(self, given: StepView | None) -> StepReport:
         reorged = self._reorged()  # checked first: what was not deep enough is re-checked below
         # One call for every on-chain fact this step decides on, read at one block (was ~6-8
         # view calls a step; each costs a round trip on a JSON-RPC node).
-        view = self.task.step_view(self.address)
+        view = self.task.step_view(self.address) if given is None else given
         round_id = view.round
         report = StepReport(round_id, view.phase)
         if reorged:

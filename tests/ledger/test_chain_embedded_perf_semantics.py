@@ -334,3 +334,39 @@ def test_gas_estimates_are_the_same(
     again = both(tester, lambda: estimate(fixture.functions.mint(100), account))
     assert again < fresh - 10_000
     assert both(tester, lambda: estimate(fixture.functions.transfer(to, 1), account)) > 21_000
+
+
+def test_block_number_is_the_latest_mined_block_without_building_it(
+    chain: Chain, tester: EmbeddedTester, fixture: Contract
+) -> None:
+    """``eth_blockNumber`` answers as stock eth-tester (which builds the whole latest block
+    to read its number) after transactions, while a transaction waits in the pending block,
+    and after a snapshot revert; with the caches on, no block is built for it."""
+    built: list[Any] = []
+    stock = tester.get_block_by_number
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(args)
+        return stock(*args, **kwargs)
+
+    tester.get_block_by_number = counted  # type: ignore[method-assign]
+    try:
+        height = chain.block_number
+        assert built == []
+        snapshot = chain.snapshot()
+        chain.transact(fixture.functions.increment(1), chain.accounts[1])
+        assert both(tester, lambda: chain.block_number) == height + 1
+        tester.holding = True
+        try:
+            chain.send(fixture.functions.increment(2), chain.accounts[1], gas=100_000)
+            assert both(tester, lambda: chain.block_number) == height + 1  # held, not mined
+        finally:
+            tester.holding = False
+        chain.mine(2)  # the held transaction's block, then an empty one
+        assert both(tester, lambda: chain.block_number) == height + 3
+        chain.revert(snapshot)
+        assert both(tester, lambda: chain.block_number) == height
+        built.clear()
+        assert chain.block_number == height and built == []
+    finally:
+        del tester.get_block_by_number

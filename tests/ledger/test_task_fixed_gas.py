@@ -1,16 +1,18 @@
-"""Commit and reveal are sent with fixed gas limits (no estimate): their most expensive cases
-fit, and a revert still surfaces as the contract's custom error."""
+"""Commit, reveal and attest are sent with fixed gas limits (no estimate): their most expensive
+cases fit, and a revert still surfaces as the contract's custom error."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 
 from flchain.ledger import contract_errors as E
 from flchain.ledger.contracts import (
+    ATTEST_GAS,
     COMMIT_GAS,
-    REVEAL_FIXED_GAS_MAX_CID,
+    FIXED_GAS_MAX_CID,
     REVEAL_GAS,
     RoundStatus,
 )
@@ -51,7 +53,7 @@ def test_commit_and_reveal_worst_cases_fit_their_fixed_gas(kit: TaskKit) -> None
         updates[account.address] = upd
     kit.to_reveal_phase()
     first, rest = people[0], people[1:]
-    longest = "b" * REVEAL_FIXED_GAS_MAX_CID
+    longest = "b" * FIXED_GAS_MAX_CID
     used["reveal, fixes the seed, longest CID"] = reveal_with_fixed_gas(
         kit, first, updates[first.address], longest
     )
@@ -108,3 +110,44 @@ def test_a_fixed_gas_reveal_in_the_commit_phase_raises_commit_phase_open(kit: Ta
     upd = kit.commit(account)
     with pytest.raises(E.CommitPhaseOpen):
         kit.reveal(account, upd)
+
+
+def test_attest_worst_cases_fit_its_fixed_gas(kit: TaskKit) -> None:
+    """The longest CIDs sent with fixed gas; a vote, the finalizing vote (the model CID's slots
+    written for the first time, then overwritten a round later) and a late vote."""
+    task, people = kit.task, kit.participants[:5]
+    used: dict[str, int] = {}
+    for round_id in (0, 1):
+        updates = kit.commit_all(people)
+        kit.to_reveal_phase()
+        kit.reveal_all(people, updates)
+        kit.to_attest_phase()
+        base = kit.result({people[0].address: 10 * (round_id + 1)}, 10, tag=str(round_id))
+        longest = "c" * FIXED_GAS_MAX_CID
+        result = replace(base, model_cid=longest, report_cid=longest)
+        first, finalizing, late = kit.members(round_id)  # quorum 2 of 3
+        for member, key in ((first, "vote"), (finalizing, "finalizing vote")):
+            limit, used[f"{key}, round {round_id}"] = sent_with(
+                kit, kit.attest(member, round_id, result)
+            )
+            assert limit == ATTEST_GAS
+        assert task.round_record(round_id).status == RoundStatus.FINALIZED
+        limit, used[f"late vote, round {round_id}"] = sent_with(
+            kit, kit.attest(late, round_id, result)
+        )
+        assert limit == ATTEST_GAS
+        assert task.model_cid() == longest
+    print({k: f"{v:,}" for k, v in used.items()})
+    assert 1.5 * max(used.values()) <= ATTEST_GAS
+
+
+def test_a_fixed_gas_attest_that_reverts_raises_its_custom_error(kit: TaskKit) -> None:
+    people = kit.participants[:4]
+    updates = kit.commit_all(people)
+    kit.to_reveal_phase()
+    kit.reveal_all(people, updates)
+    kit.to_attest_phase()
+    member, result = kit.members(0)[0], kit.result({people[0].address: 10}, 10)
+    kit.attest(member, 0, result)
+    with pytest.raises(E.AlreadyAttested):
+        kit.attest(member, 0, result)

@@ -1,5 +1,6 @@
 """``stepView``: the one batched read behind a participant node's step agrees with the single
-views it replaces, in every phase, for members and non-members, and for the previous round."""
+views it replaces, in every phase, for members and non-members, and for the previous round; and
+``stepViews`` (many accounts' at once, for a one-process federation) agrees with it."""
 
 from __future__ import annotations
 
@@ -35,8 +36,14 @@ def single_views(kit: TaskKit, account: LocalAccount) -> StepView:
 
 
 def check(kit: TaskKit, accounts: list[LocalAccount]) -> list[StepView]:
+    """Each account's ``stepView`` is its single views; ``stepViews`` of all of them, and of
+    them in reverse order with one repeated, is each one's ``stepView``."""
     views = [kit.task.step_view(a.address) for a in accounts]
     assert views == [single_views(kit, a) for a in accounts]
+    addresses = [a.address for a in accounts]
+    assert kit.task.step_views(addresses) == views
+    again = [*reversed(addresses), addresses[0]]
+    assert kit.task.step_views(again) == [*reversed(views), views[0]]
     return views
 
 

@@ -4,15 +4,18 @@ and recomputes what it needs independently of the nodes that ran the rounds."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
-from eth_utils import to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from flchain_node.federation import DemoConfig, Federation, FederationResult, settles
 from flchain_node.participant import StepReport
 from support.fedkit import assert_recomputes
 
+from flchain.errors import ProtocolError
 from flchain.ledger.contracts import (
     Committed,
     NonRevealerSlashed,
@@ -27,6 +30,7 @@ from flchain.ledger.contracts import (
 from flchain.protocol.committee import Reveal, RoundInputs
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import fetch_report, reward_pool
+from flchain.storage import CachedStore
 
 ROUNDS = 3
 DEMO = DemoConfig(
@@ -204,3 +208,60 @@ def test_a_node_is_stepped_again_until_it_did_its_part_of_the_phase() -> None:
     assert settles(StepReport(1, Phase.ATTEST, []))  # membership and its own vote are fixed
     assert not settles(StepReport(1, Phase.EXPIRABLE, []))  # nobody expired it yet
     assert settles(StepReport(1, Phase.EXPIRABLE, ["expire"]))
+
+
+def test_the_process_reads_back_from_memory_what_it_stored(
+    run: tuple[Federation, FederationResult],
+) -> None:
+    """The nodes, committee and owner share one store in one process: each global model,
+    update and report is read from disk by no one (every one was put by this process), but
+    got many times (each node its round's model, the committee every update)."""
+    fed, _ = run
+    assert isinstance(fed.store, CachedStore)
+    assert fed.store.misses == 0
+    assert fed.store.hits >= ROUNDS * (len(fed.nodes) + DEMO.participants - DEMO.dropouts)
+
+
+def test_a_commit_or_reveal_pass_reads_its_nodes_step_views_in_one_evm_call() -> None:
+    """py-evm executes one ``stepViews`` per commit or reveal pass over all due nodes, not
+    one ``stepView`` per node and pass: those only for the steps outside a pass (committee
+    members in the attest phase)."""
+    torch.set_num_threads(1)
+    demo = DemoConfig.honest_fedavg(6, 2, dataset="digits", epochs=1)
+    fed = Federation(demo)
+    backend = fed.chain.w3.provider.ethereum_tester.backend
+    executed: Counter[bytes] = Counter()
+    execute = backend._execute_call
+
+    def counted(transaction: dict[str, Any], *args: Any) -> bytes:
+        executed[bytes(transaction.get("data", b""))[:4]] += 1
+        return execute(transaction, *args)
+
+    backend._execute_call = counted
+    try:
+        result = fed.run()
+    finally:
+        fed.close()
+    assert [r.status for r in result.rounds] == ["finalized"] * 2
+    single = executed[function_signature_to_4byte_selector("stepView(address)")]
+    batched = executed[function_signature_to_4byte_selector("stepViews(address[])")]
+    assert batched == 2 * demo.rounds  # a commit and a reveal pass a round, no empty one
+    assert single <= demo.rounds * fed.config.ledger.committee_size
+
+
+def test_a_node_refuses_a_step_view_of_an_earlier_block() -> None:
+    """A view handed to a node must be of the latest block: one read before a block was mined
+    is refused; the current one is acted on like the node's own read."""
+    torch.set_num_threads(1)
+    fed = Federation(DemoConfig.honest_fedavg(2, 1, dataset="digits", epochs=1))
+    try:
+        task, node = fed.deployment.task, fed.nodes[0]
+        stale = task.step_view(node.address)
+        fed.chain.mine(1)
+        with pytest.raises(ProtocolError, match="latest block"):
+            node.step(stale)
+        assert node.state.rounds == {}  # nothing done on the stale view
+        step = node.step(task.step_view(node.address))
+        assert (step.phase, step.actions) == (Phase.COMMIT, ["commit"])
+    finally:
+        fed.close()
