@@ -895,7 +895,13 @@ class FLTrust(CenteredClip):
     significantly more of its rounds than above, from the evidence the previous round
     report keeps (``benchmarks/results/attack_suite_v6.md``).
 
-    Aggregate option, off by default: ``band=b`` (percent, 0-49) clamps, coordinate by
+    Aggregate options, off by default. ``sybil=p`` (1-4; :func:`sybil_discount`) weighs an
+    update that resembles another one of the round more than the round's typical update does
+    less in the aggregate (sybils pursuing one backdoor share its direction; honest clients
+    share only what their data share); ``sybil_pay=1`` discounts its pay the same way, which
+    also pays an honest client that resembles another less, and an update crafted from the
+    benign mean plus noise (which resembles nobody in particular) relatively more.
+    ``band=b`` (percent, 0-49) clamps, coordinate by
     coordinate, every rescaled update in the aggregate into the band between the round's
     ``k``-th smallest and ``k``-th largest value of that coordinate (``k = ⌊b·n/100⌋`` of the
     ``n`` updates averaged; :func:`winsorize`) before the trust-weighted mean. Rescaling
@@ -925,12 +931,15 @@ class FLTrust(CenteredClip):
         memory: int = 0,
         band: int = 0,
         sybil: int = 0,
+        sybil_pay: int = 0,
         **clip: Any,
     ) -> None:
         super().__init__(**clip)
-        if sybil not in (0, 1, 2, 3, 4):
-            raise ConfigError(f"{self.name}: sybil must be 0 to 4, got {sybil}")
-        self.sybil = int(sybil)
+        if sybil not in (0, 1, 2, 3, 4) or sybil_pay not in (0, 1):
+            raise ConfigError(
+                f"{self.name}: sybil must be 0 to 4 and sybil_pay 0 or 1, got {sybil}, {sybil_pay}"
+            )
+        self.sybil, self.sybil_pay = int(sybil), int(sybil_pay)
         if band not in range(50):
             raise ConfigError(f"{self.name}: band must be an integer percent 0 to 49, got {band}")
         self.band = int(band)
@@ -953,7 +962,8 @@ class FLTrust(CenteredClip):
         # memory=0 stays out, so the parameters of tasks without it are what they were
         mem = {"memory": self.memory} if self.memory else {}
         # likewise band and sybil
-        new = {k: v for k, v in (("band", self.band), ("sybil", self.sybil)) if v}
+        named = (("band", self.band), ("sybil", self.sybil), ("sybil_pay", self.sybil_pay))
+        new = {k: v for k, v in named if v}
         return super().params() | {"screens": self.screens} | pay | mem | new
 
     @property
@@ -1054,7 +1064,8 @@ class FLTrust(CenteredClip):
         weights = self._pay(trust, cap=False) if self.weigh else trust
         if self.sybil:
             xs = [others[i].update.q for i in kept]
-            pay, weights = sybil_discount([pay, weights], xs, self.sybil)
+            paid, weights = sybil_discount([pay, weights], xs, self.sybil)
+            pay = paid if self.sybil_pay else pay
         used = [k for k, w in enumerate(weights) if w]
         averaged = [vectors[k] for k in used]
         if self.band:

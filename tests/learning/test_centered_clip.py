@@ -486,14 +486,17 @@ def sybil_round(seed: int) -> list[ClientUpdate]:
     return with_owner(rows, g0)
 
 
-@pytest.mark.parametrize(("power", "weigh"), [(1, 0), (2, 0), (2, 1)])
-def test_fltrust_sybil_discounts_pay_and_weight_of_the_most_alike(power: int, weigh: int) -> None:
+@pytest.mark.parametrize(("power", "weigh", "pay"), [(1, 0, 0), (2, 0, 1), (2, 1, 0), (3, 1, 1)])
+def test_fltrust_sybil_discounts_the_weight_of_the_most_alike(
+    power: int, weigh: int, pay: int
+) -> None:
     """``sᵢ = maxⱼ ⌊10⁶·cos(xᵢ, xⱼ)⌋`` over the other accepted updates, ``m`` its lower
-    median; pay and weight scaled by ``((10⁶ − sᵢ)/(10⁶ − m))^power`` above ``m``.
-    Recomputed with Python ints; the three sybils are the three most discounted."""
+    median; weight (and pay with ``sybil_pay``) scaled by ``((10⁶ − sᵢ)/(10⁶ − m))^power``
+    above ``m``. Recomputed with Python ints; the three sybils are the three most discounted."""
     ups = sybil_round(31)
     base = FLTrust(reference=OWNER, screens=0, power=2, weigh=weigh).aggregate(ups)
-    r = FLTrust(reference=OWNER, screens=0, power=2, weigh=weigh, sybil=power).aggregate(ups)
+    rule = FLTrust(reference=OWNER, screens=0, power=2, weigh=weigh, sybil=power, sybil_pay=pay)
+    r = rule.aggregate(ups)
     paid = {d.participant: d.score for d in base.decisions if d.accepted}
     assert len(paid) == 10
     trust = {
@@ -510,12 +513,12 @@ def test_fltrust_sybil_discounts_pay_and_weight_of_the_most_alike(power: int, we
         s = near[p]
         return amount * (10**6 - s) ** power // (10**6 - m) ** power if s > m else amount
 
-    want_pay = {p: discount(a, p) for p, a in paid.items()}
+    discounted = {p: discount(a, p) for p, a in paid.items()}
     want_weight = {p: discount(a, p) for p, a in weight.items()}
     by_id = {d.participant: d for d in r.decisions}
-    assert {p: by_id[p].score for p in paid} == want_pay
+    assert {p: by_id[p].score for p in paid} == (discounted if pay else paid)
     assert r.update.q.tolist() == _rescaled_mean(ups, want_weight)
-    factor = {p: Fraction(want_pay[p], paid[p]) for p in paid}
+    factor = {p: Fraction(discounted[p], paid[p]) for p in paid}
     assert set(sorted(factor, key=factor.__getitem__)[:3]) == {"p00", "p01", "p02"}
     assert max(factor[p] for p in ("p00", "p01", "p02")) < 1
 
@@ -547,7 +550,7 @@ def test_fltrust_band_clamps_every_coordinate_into_the_rounds_band() -> None:
 
 
 def test_fltrust_band_and_sybil_options_are_checked() -> None:
-    for bad in ({"band": -1}, {"band": 50}, {"sybil": 5}, {"sybil": -1}):
+    for bad in ({"band": -1}, {"band": 50}, {"sybil": 5}, {"sybil": -1}, {"sybil_pay": 2}):
         with pytest.raises(ConfigError, match="fltrust"):
             FLTrust(reference=OWNER, **bad)
     assert "band" not in FLTrust().params() and "sybil" not in FLTrust().params()
