@@ -1064,8 +1064,8 @@ class FLTrust(CenteredClip):
         weights = self._pay(trust, cap=False) if self.weigh else trust
         if self.sybil:
             xs = [others[i].update.q for i in kept]
-            paid, weights = sybil_discount([pay, weights], xs, self.sybil)
-            pay = paid if self.sybil_pay else pay
+            discounted, weights = sybil_discount([pay, weights], xs, self.sybil)
+            pay = discounted if self.sybil_pay else pay
         used = [k for k, w in enumerate(weights) if w]
         averaged = [vectors[k] for k in used]
         if self.band:
