@@ -37,6 +37,10 @@ v4 (``--suite v4``): the v2 grid for ``fltrust`` and ``centered_clip`` side by s
 owner trains on a root data set each round (``--root K``: K test samples of each class, taken
 after the first ``--validation`` ones so the two never overlap) and sends the reference update
 ``fltrust`` scores against; other rules get no owner update. ``--model cnn`` runs the CNN.
+
+v7 (``benchmarks/results/attack_suite_v7.md``): ``--attackers 4`` adds a share to the grid
+(a free-rider run with 4 clients' data absent is what a 3-copycat run loses, its victim
+included); ``--merge ... --goals`` prints one row per rule variant against every goal.
 """
 
 from __future__ import annotations
