@@ -907,7 +907,7 @@ class FLTrust(CenteredClip):
     ``n`` updates averaged; :func:`winsorize`) before the trust-weighted mean. Rescaling
     bounds an update's length, not where it puts it: a backdoor whose update is half honest
     keeps its trust and writes its trigger into weights the honest clients leave alone (a
-    pixel pattern on MNIST's always-black corner: their updates are exactly 0 there). With
+    pixel pattern on MNIST's nearly always black corner: their updates are mostly 0 there). With
     ``k`` at least the attackers' count, such a coordinate's band is the honest value. Pay
     does not change (trust is computed before); ``benchmarks/results/attack_suite_v7.md``.
 
