@@ -37,6 +37,10 @@ v4 (``--suite v4``): the v2 grid for ``fltrust`` and ``centered_clip`` side by s
 owner trains on a root data set each round (``--root K``: K test samples of each class, taken
 after the first ``--validation`` ones so the two never overlap) and sends the reference update
 ``fltrust`` scores against; other rules get no owner update. ``--model cnn`` runs the CNN.
+
+v7 (``benchmarks/results/attack_suite_v7.md``): ``--attackers 4`` adds a share to the grid
+(a free-rider run with 4 clients' data absent is what a 3-copycat run loses, its victim
+included); ``--merge ... --goals`` prints one row per rule variant against every goal.
 """
 
 from __future__ import annotations
@@ -165,7 +169,11 @@ def plan() -> list[Run]:
     return runs
 
 
-def plan_v2(rules: tuple[str, ...] = V2_RULES, seeds: Sequence[int] = V2_SEEDS) -> list[Run]:
+def plan_v2(
+    rules: tuple[str, ...] = V2_RULES,
+    seeds: Sequence[int] = V2_SEEDS,
+    shares: Sequence[int] = V2_ATTACKERS,
+) -> list[Run]:
     """Issue 14's grid: IID and Dirichlet(0.5), 1-3 attackers of 10, seeds 0-2 (seed-major,
     so a cut-short run has whole seeds), the v2 attacks x ``rules`` (the three robust rules
     and centered_clip; v4: centered_clip and fltrust), plus free-riders and copycats; each
@@ -173,7 +181,7 @@ def plan_v2(rules: tuple[str, ...] = V2_RULES, seeds: Sequence[int] = V2_SEEDS) 
     runs: list[Run] = []
     for seed in seeds:
         for partition in ("iid", "dirichlet"):
-            for f in V2_ATTACKERS:
+            for f in shares:
                 for rule in rules:
                     params = sized_params(rule, f)
                     clean = Run(partition, rule, params, None, 0, seed, True)
@@ -428,6 +436,12 @@ def main(argv: list[str] | None = None) -> int:
         "was chosen on)",
     )
     ap.add_argument(
+        "--attackers",
+        default=",".join(map(str, V2_ATTACKERS)),
+        help="v2/v4: attacker counts of the 10 clients, comma-separated (e.g. 4: a free-rider "
+        "run with 4 clients' data absent, what a 3-copycat run loses with its victim)",
+    )
+    ap.add_argument(
         "--root",
         type=int,
         default=10,
@@ -482,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
         "ALIE at 20-30%%, the honest spread of the clean runs)",
     )
     ap.add_argument(
+        "--goals",
+        action="store_true",
+        help="with --merge: one row per rule variant against every goal of issue 14 (worst "
+        "ratio, worst Δ vs own clean, trigger success, clean accuracy, honest spread)",
+    )
+    ap.add_argument(
         "--before",
         metavar="JSON",
         help="with --merge: a before/after table against the same runs in this file",
@@ -502,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.summary:
             print_summary(results)
             return 0
+        if args.goals:
+            print_goals(results)
+            return 0
         if args.before:
             with open(args.before) as fh:
                 print_compare(json.load(fh)["results"], results)
@@ -509,10 +532,11 @@ def main(argv: list[str] | None = None) -> int:
         (print_tables if args.suite == "v1" else print_v2)(results)
         return 0
     seeds = [int(x) for x in args.seeds.split(",")]
+    shares = [int(x) for x in args.attackers.split(",")]
     suite = {
         "v1": plan,
-        "v2": lambda: plan_v2(seeds=seeds),
-        "v4": lambda: plan_v2(V4_RULES, seeds),
+        "v2": lambda: plan_v2(seeds=seeds, shares=shares),
+        "v4": lambda: plan_v2(V4_RULES, seeds, shares),
     }[args.suite]
     runs = [
         replace(run, algorithm=algorithm)
@@ -823,6 +847,74 @@ def print_summary(results: list[dict]) -> None:
             gini_text = f"{_mean([r['gini'] for r in rs]):.3f}" if rs else "—"
             out.append(f"{stat(rs, 'hon_min', min)} / {gini_text}")
         print(f"| {rule} | {' | '.join(out)} |")
+
+
+def print_goals(results: list[dict]) -> None:
+    """One row per rule variant against issue 14's three goals (v7): the worst attackers' /
+    honest per-capita ratio over every attack, share and partition (and the cells above 0.5),
+    the worst Δ vs own clean over every attack at 30 % Dirichlet (and at 10-20 % or IID), the
+    backdoor's final trigger success at 20 and 30 %, mean [worst seed], clean accuracy and the
+    clean runs' least-paid honest client and Gini. Seeds counted per variant."""
+    rows = [r for r in rows_v2(results) if r["final"] is not None]
+    print(
+        "| rule | seeds | worst ratio (cell) | cells > 0.5 | worst Δ 30 % Dir (attack) | worst Δ "
+        "elsewhere | trigger 20 % Dir / IID | trigger 30 % Dir / IID | clean acc Dir / IID | "
+        "honest min [worst] / Gini, Dir | same, IID |"
+    )
+    print("|---|" + "---|" * 10)
+
+    def trig(rs: list[dict]) -> str:
+        v = [100 * r["backdoor"] for r in rs if r["backdoor"] is not None]
+        return f"{_mean(v):.0f} [{max(v):.0f}] %" if v else "—"
+
+    for rule in dict.fromkeys(_shown_rule(r) for r in rows):
+        mine = [r for r in rows if _shown_rule(r) == rule]
+        hit = [r for r in mine if r["ratio"] is not None]
+        worst = max(hit, key=lambda r: r["ratio"])
+        cell = f"{worst['attack']} {10 * worst['attackers']} % {worst['partition'][:3]}"
+        over = sorted(
+            {
+                (r["attack"], r["attackers"], r["partition"][:3])
+                for r in hit
+                if r["ratio"] > RATIO_GOAL
+            }
+        )
+        over_text = ", ".join(f"{a} {10 * f} % {p}" for a, f, p in over) or "none"
+        dl = [r for r in hit if r["delta"] is not None]
+        hard = [r for r in dl if r["attackers"] == 3 and r["partition"] == "dirichlet"]
+        w30 = min(hard, key=lambda r: r["delta"]) if hard else None
+        rest = min((r["delta"] for r in dl if r not in hard), default=None)
+        parts = {}
+        for part in ("dirichlet", "iid"):
+            cl = [r for r in mine if r["attack"] is None and r["partition"] == part]
+            acc = f"{100 * _mean([r['final'] for r in cl]):.2f}" if cl else "—"
+            hm = [r["hon_min"] for r in cl]
+            pay = f"{_mean(hm):.2f} [{min(hm):.2f}] / {_mean([r['gini'] for r in cl]):.3f}"
+            parts[part] = (acc, pay if cl else "—")
+        bd = {
+            (f, p): [
+                r
+                for r in hit
+                if r["attack"] == "backdoor" and r["attackers"] == f and r["partition"] == p
+            ]
+            for f in (2, 3)
+            for p in ("dirichlet", "iid")
+        }
+        seeds = len({r.get("seed", 0) for r in mine})
+        cols = [
+            rule,
+            str(seeds),
+            f"{worst['ratio']:.2f} ({cell})",
+            over_text,
+            f"{100 * w30['delta']:+.1f} ({w30['attack']})" if w30 else "—",
+            f"{100 * rest:+.1f}" if rest is not None else "—",
+            f"{trig(bd[2, 'dirichlet'])} / {trig(bd[2, 'iid'])}",
+            f"{trig(bd[3, 'dirichlet'])} / {trig(bd[3, 'iid'])}",
+            f"{parts['dirichlet'][0]} / {parts['iid'][0]}",
+            parts["dirichlet"][1],
+            parts["iid"][1],
+        ]
+        print("| " + " | ".join(cols) + " |")
 
 
 def crafting_ratios(run: dict, params: dict[str, float], every: int) -> tuple[float, float]:

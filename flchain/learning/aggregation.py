@@ -895,6 +895,22 @@ class FLTrust(CenteredClip):
     significantly more of its rounds than above, from the evidence the previous round
     report keeps (``benchmarks/results/attack_suite_v6.md``).
 
+    Aggregate options, off by default. ``sybil=p`` (1-4; :func:`sybil_discount`) weighs an
+    update that resembles another one of the round more than the round's typical update does
+    less in the aggregate (sybils pursuing one backdoor share its direction; honest clients
+    share only what their data share); ``sybil_pay=1`` discounts its pay the same way, which
+    also pays an honest client that resembles another less, and an update crafted from the
+    benign mean plus noise (which resembles nobody in particular) relatively more.
+    ``band=b`` (percent, 0-49) clamps, coordinate by
+    coordinate, every rescaled update in the aggregate into the band between the round's
+    ``k``-th smallest and ``k``-th largest value of that coordinate (``k = ⌊b·n/100⌋`` of the
+    ``n`` updates averaged; :func:`winsorize`) before the trust-weighted mean. Rescaling
+    bounds an update's length, not where it puts it: a backdoor whose update is half honest
+    keeps its trust and writes its trigger into weights the honest clients leave alone (a
+    pixel pattern on MNIST's nearly always black corner: their updates are mostly 0 there). With
+    ``k`` at least the attackers' count, such a coordinate's band is the honest value. Pay
+    does not change (trust is computed before); ``benchmarks/results/attack_suite_v7.md``.
+
     Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
     honest client whose skewed data points away from ``g₀`` earns less (measured in
     ``benchmarks/results/attack_suite_v4.md``); a crafted update close to the benign mean
@@ -913,9 +929,20 @@ class FLTrust(CenteredClip):
         weigh: int = 0,
         crowd: int = 0,
         memory: int = 0,
+        band: int = 0,
+        sybil: int = 0,
+        sybil_pay: int = 0,
         **clip: Any,
     ) -> None:
         super().__init__(**clip)
+        if sybil not in (0, 1, 2, 3, 4) or sybil_pay not in (0, 1):
+            raise ConfigError(
+                f"{self.name}: sybil must be 0 to 4 and sybil_pay 0 or 1, got {sybil}, {sybil_pay}"
+            )
+        self.sybil, self.sybil_pay = int(sybil), int(sybil_pay)
+        if band not in range(50):
+            raise ConfigError(f"{self.name}: band must be an integer percent 0 to 49, got {band}")
+        self.band = int(band)
         if screens not in (0, 1) or cap not in (0, 1) or weigh not in (0, 1):
             raise ConfigError(
                 f"{self.name}: screens, cap and weigh must be 0 or 1, got {screens}, {cap}, {weigh}"
@@ -934,7 +961,10 @@ class FLTrust(CenteredClip):
         pay = {"cap": self.cap, "power": self.power, "weigh": self.weigh, "crowd": self.crowd}
         # memory=0 stays out, so the parameters of tasks without it are what they were
         mem = {"memory": self.memory} if self.memory else {}
-        return super().params() | {"screens": self.screens} | pay | mem
+        # likewise band and sybil
+        named = (("band", self.band), ("sybil", self.sybil), ("sybil_pay", self.sybil_pay))
+        new = {k: v for k, v in named if v}
+        return super().params() | {"screens": self.screens} | pay | mem | new
 
     @property
     def remembers(self) -> bool:
@@ -1032,8 +1062,15 @@ class FLTrust(CenteredClip):
         pay = self._pay(trust)
         # with weigh a zero weight leaves the aggregate
         weights = self._pay(trust, cap=False) if self.weigh else trust
+        if self.sybil:
+            xs = [others[i].update.q for i in kept]
+            discounted, weights = sybil_discount([pay, weights], xs, self.sybil)
+            pay = discounted if self.sybil_pay else pay
         used = [k for k, w in enumerate(weights) if w]
-        mean = _exact_weighted_mean([vectors[k] for k in used], [weights[k] for k in used])
+        averaged = [vectors[k] for k in used]
+        if self.band:
+            averaged = winsorize(averaged, self.band * len(used) // 100)
+        mean = _exact_weighted_mean(averaged, [weights[k] for k in used])
         # a rescaled update can be longer per coordinate than any input; the step must fit
         # the codec like every other rule's
         v = np.clip(mean, -spec.codec.bound_q, spec.codec.bound_q)
@@ -1060,6 +1097,58 @@ class FLTrust(CenteredClip):
         vv = _exact_dot(v, v)
         agree = [cosine_score(x, v, s, vv) for x, s in zip(xs, sqs, strict=True)]
         return crowd_pay(pay, trust, agree, self.crowd)
+
+
+def sybil_discount(
+    amounts: Sequence[Sequence[int]], vectors: Sequence[np.ndarray], power: int
+) -> list[list[int]]:
+    """Each list in ``amounts`` (pay, aggregate weights: one entry per vector) scaled down
+    for the vectors that resemble another one of the round more than the round's typical
+    vector does: with ``sᵢ = maxⱼ ⌊10⁶·cos(xᵢ, xⱼ)⌋`` and ``m`` the lower median of the
+    ``sᵢ``, by ``((10⁶ − sᵢ)/(10⁶ − m))^power`` when ``sᵢ > m``; exact integers.
+
+    A one-round form of FoolsGold's similarity weighting (Fung, Yoon & Beschastnikh, RAID
+    2020): sybils that pursue one goal (a backdoor's trigger) send updates that share that
+    goal's direction, while honest clients, each with its own data, agree with each other
+    only as much as their data do."""
+    n = len(vectors)
+    if n < 3:  # with two, each one's nearest is the other: nothing to compare with
+        return [list(a) for a in amounts]
+    g, scale = gram(vectors), CenteredClip.SCALE
+    near = []
+    for i in range(n):
+        cos = [scale * g[i][j] // math.isqrt(g[i][i] * g[j][j]) for j in range(n) if j != i]
+        near.append(min(scale, max(cos)))
+    m = _lower_median(near)
+    out = []
+    for a in amounts:
+        out.append(
+            [
+                x * (scale - s) ** power // (scale - m) ** power if s > m else x
+                for x, s in zip(a, near, strict=True)
+            ]
+        )
+    return out
+
+
+def winsorize(vectors: Sequence[np.ndarray], k: int) -> list[np.ndarray]:
+    """Every vector clamped, coordinate by coordinate, into the band between the ``k``-th
+    smallest and the ``k``-th largest value of that coordinate (0-based ranks ``k`` and
+    ``n-1-k``; ``k`` above ``(n-1)//2`` is taken as that: the median band). Integer
+    comparisons only, on cache-sized column blocks, so the same values on every machine."""
+    n = len(vectors)
+    k = min(k, (n - 1) // 2)
+    if k <= 0:
+        return list(vectors)
+    d, b = vectors[0].shape[0], _block(n)
+    out = [np.empty(d, np.int64) for _ in range(n)]
+    for s in range(0, d, b):
+        x = np.stack([v[s : s + b] for v in vectors]).astype(np.int64)  # (n, block)
+        t = np.sort(x, axis=0)
+        x = np.clip(x, t[k], t[n - 1 - k])
+        for o, row in zip(out, x, strict=True):
+            o[s : s + b] = row
+    return out
 
 
 def cosine_score(

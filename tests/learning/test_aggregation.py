@@ -79,6 +79,10 @@ ALL_RULES = [
     FLTrust(reference="p03", cap=1, crowd=2),
     FLTrust(reference="p03", memory=2),
     FLTrust(reference="p03", screens=0, power=2, weigh=1, cap=1, crowd=2, memory=3),
+    FLTrust(reference="p03", sybil=2),
+    FLTrust(reference="p03", sybil=1, sybil_pay=1),
+    FLTrust(reference="p03", band=30),
+    FLTrust(reference="p03", screens=0, power=2, weigh=1, sybil=3, band=20, crowd=1),
 ]
 #: Evidence from earlier rounds, for the rules with memory (and one participant not in any round).
 STANDING = {
@@ -286,7 +290,10 @@ for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(
              FLTrust(reference="p4"), FLTrust(reference="p4", screens=0), FLTrust(reference="p"),
              FLTrust(reference="p4", cap=1, power=3, weigh=1), FLTrust(reference="p4", power=2),
              FLTrust(reference="p4", cap=1, crowd=2), FLTrust(reference="p4", memory=1),
-             FLTrust(reference="p4", power=2, weigh=1, cap=1, crowd=2, memory=3)]:
+             FLTrust(reference="p4", power=2, weigh=1, cap=1, crowd=2, memory=3),
+             FLTrust(reference="p4", sybil=2), FLTrust(reference="p4", band=30),
+             FLTrust(reference="p4", sybil=2, sybil_pay=1),
+             FLTrust(reference="p4", screens=0, power=2, weigh=1, sybil=3, band=20)]:
     r = rule.aggregate(ups, standing=standing) if rule.remembers else rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
     h.update(json.dumps(sorted(r.standing.items())).encode())  # what the next round reads

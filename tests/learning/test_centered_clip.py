@@ -448,3 +448,113 @@ def test_a_task_names_the_reference_account_for_fltrust_only() -> None:
     assert "reference_account" not in config_from_dict(raw).to_dict()["aggregation"]
     with pytest.raises(ConfigError):
         FLTrust(screens=2)
+
+
+def _rescaled_mean(ups: list[ClientUpdate], weight: dict[str, int], band_k: int = 0) -> list[int]:
+    """FLTrust's aggregate recomputed with Python ints: each weighted update rescaled to
+    ‖g₀‖ (round half to even, as rint), clamped coordinate by coordinate into the band of
+    ranks ``band_k`` and ``n-1-band_k`` of the weighted ones, then the rounded weighted mean."""
+    ref = [int(t) for t in ups[-1].update.q]
+    n0 = math.isqrt(sum(a * a for a in ref))
+    rows, ws = [], []
+    for u in ups[:-1]:
+        if weight.get(u.participant, 0):
+            x = [int(t) for t in u.update.q]
+            nx = math.isqrt(sum(a * a for a in x))
+            rows.append([round(a * (n0 / nx)) for a in x])
+            ws.append(weight[u.participant])
+    if band_k:
+        cols = [sorted(c) for c in zip(*rows, strict=True)]
+        lo, hi = [c[band_k] for c in cols], [c[-1 - band_k] for c in cols]
+        rows = [
+            [min(max(a, low), high) for a, low, high in zip(r, lo, hi, strict=True)] for r in rows
+        ]
+    den = sum(ws)
+    num = [sum(w * r[j] for w, r in zip(ws, rows, strict=True)) for j in range(D)]
+    return [(2 * t + den) // (2 * den) for t in num]
+
+
+def sybil_round(seed: int) -> list[ClientUpdate]:
+    """Ten updates and ``g₀``: three sybils (``p00``-``p02``) share one extra direction (a
+    backdoor's goal) on top of their own honest-looking updates."""
+    rows = honest(10, seed=seed, spread=(0.6, 1.6))
+    rng = np.random.default_rng(seed + 500)
+    goal = rng.normal(0, 1500, D)
+    for i in range(3):
+        rows[i] = rows[i] + goal
+    g0 = np.mean(rows[3:], axis=0) * 0.5 + rng.normal(0, 400, D)
+    return with_owner(rows, g0)
+
+
+@pytest.mark.parametrize(("power", "weigh", "pay"), [(1, 0, 0), (2, 0, 1), (2, 1, 0), (3, 1, 1)])
+def test_fltrust_sybil_discounts_the_weight_of_the_most_alike(
+    power: int, weigh: int, pay: int
+) -> None:
+    """``sᵢ = maxⱼ ⌊10⁶·cos(xᵢ, xⱼ)⌋`` over the other accepted updates, ``m`` its lower
+    median; weight (and pay with ``sybil_pay``) scaled by ``((10⁶ − sᵢ)/(10⁶ − m))^power``
+    above ``m``. Recomputed with Python ints; the three sybils are the three most discounted."""
+    ups = sybil_round(31)
+    base = FLTrust(reference=OWNER, screens=0, power=2, weigh=weigh).aggregate(ups)
+    rule = FLTrust(reference=OWNER, screens=0, power=2, weigh=weigh, sybil=power, sybil_pay=pay)
+    r = rule.aggregate(ups)
+    paid = {d.participant: d.score for d in base.decisions if d.accepted}
+    assert len(paid) == 10
+    trust = {
+        u.participant: _cos([int(t) for t in u.update.q], [int(t) for t in ups[-1].update.q])
+        for u in ups[:-1]
+    }
+    m_t = sorted(trust.values())[4]
+    weight = {p: t if t >= m_t else t * t // m_t for p, t in trust.items()} if weigh else trust
+    xs = {u.participant: [int(t) for t in u.update.q] for u in ups[:-1]}
+    near = {p: max(_cos(x, y) for q, y in xs.items() if q != p) for p, x in xs.items()}
+    m = sorted(near.values())[4]
+
+    def discount(amount: int, p: str) -> int:
+        s = near[p]
+        return amount * (10**6 - s) ** power // (10**6 - m) ** power if s > m else amount
+
+    discounted = {p: discount(a, p) for p, a in paid.items()}
+    want_weight = {p: discount(a, p) for p, a in weight.items()}
+    by_id = {d.participant: d for d in r.decisions}
+    assert {p: by_id[p].score for p in paid} == (discounted if pay else paid)
+    assert r.update.q.tolist() == _rescaled_mean(ups, want_weight)
+    factor = {p: Fraction(discounted[p], paid[p]) for p in paid}
+    assert set(sorted(factor, key=factor.__getitem__)[:3]) == {"p00", "p01", "p02"}
+    assert max(factor[p] for p in ("p00", "p01", "p02")) < 1
+
+
+def test_fltrust_band_clamps_every_coordinate_into_the_rounds_band() -> None:
+    """``band=b``: every rescaled update clamped, coordinate by coordinate, between the
+    ``k``-th smallest and largest (``k = ⌊b·n/100⌋``) before the weighted mean (recomputed
+    with Python ints). Weights three sybils alone move (a trigger on pixels honest data
+    leave at 0) stay at 0 once ``k`` reaches their count, and not before."""
+    rows = honest(10, seed=41)
+    trigger = slice(0, 40)
+    for i in range(10):
+        rows[i][trigger] = 0.0
+    for i in range(3):
+        rows[i][trigger] = 4000.0 + 100 * i
+    ups = with_owner(rows, np.mean(rows[3:], axis=0))
+    trust = {
+        d.participant: d.score
+        for d in FLTrust(reference=OWNER, screens=0).aggregate(ups).decisions
+        if d.accepted
+    }
+    assert len(trust) == 10
+    for band, k in ((10, 1), (20, 2), (30, 3), (49, 4)):
+        r = FLTrust(reference=OWNER, screens=0, band=band).aggregate(ups)
+        q = r.update.q.tolist()
+        assert q == _rescaled_mean(ups, trust, k), band
+        assert (max(q[trigger]) == 0) == (k >= 3), band
+        assert {d.participant: d.score for d in r.decisions if d.accepted} == trust  # pay alone
+
+
+def test_fltrust_band_and_sybil_options_are_checked() -> None:
+    for bad in ({"band": -1}, {"band": 50}, {"sybil": 5}, {"sybil": -1}, {"sybil_pay": 2}):
+        with pytest.raises(ConfigError, match="fltrust"):
+            FLTrust(reference=OWNER, **bad)
+    assert "band" not in FLTrust().params() and "sybil" not in FLTrust().params()
+    assert (
+        FLTrust(band=30, sybil=2).params() | {"band": 30, "sybil": 2}
+        == FLTrust(band=30, sybil=2).params()
+    )
