@@ -54,6 +54,15 @@ class CachedStore(DelegatingStore):
         self._keep(cid, data)
         return data
 
+    def gc(self) -> int:
+        removed = self.inner.gc()
+        # what the inner store collected is gone for this process too (``has`` and ``get``
+        # must agree); gc is rare, so memory simply starts over
+        with self._lock:
+            self._kept.clear()
+            self._size = 0
+        return removed
+
     def _keep(self, cid: CID | str, data: bytes) -> None:
         data = bytes(data)  # a copy of a mutable buffer: what is kept cannot change
         if len(data) > self.max_bytes:

@@ -14,7 +14,7 @@ from flchain_node.federation import Federation
 from support.fedkit import Driver, fresh_node
 
 from flchain.ledger.contracts import Revealed, RoundStatus
-from flchain.storage import LocalStore, unixfs
+from flchain.storage import CachedStore, LocalStore, unixfs
 
 VICTIM = 0
 
@@ -37,10 +37,19 @@ def _flip_a_byte(store: LocalStore, cid: str) -> str:
     return "update unavailable: stored bytes do not match the CID (corrupted)"
 
 
+def _disk(fed: Federation) -> LocalStore:
+    """The store on disk behind the federation's in-memory cache. The nodes of these tests
+    read it directly, as members in processes of their own would: in the one process the
+    cache still holds the bytes it verified, so damage on disk would not reach them."""
+    assert isinstance(fed.store, CachedStore) and isinstance(fed.store.inner, LocalStore)
+    return fed.store.inner
+
+
 def _everyone_revealed(fed: Federation, tmp_path: Path) -> tuple[Driver, str, Revealed]:
     """Round 0 with all three updates revealed; the driver, the victim and its reveal."""
-    assert isinstance(fed.store, LocalStore)
-    driver = Driver.restartable(fed, tmp_path)
+    store = _disk(fed)
+    nodes = {i: fresh_node(fed, i, tmp_path, store=store) for i in range(3)}
+    driver = Driver(fed, nodes, lambda i: fresh_node(fed, i, tmp_path, store=store))
     driver.run_until(lambda: fed.deployment.task.round_record(0).reveals == 3)
     victim = driver.nodes[VICTIM].address
     events = fed.deployment.task.events(Revealed, round=0)
@@ -54,7 +63,7 @@ def test_lost_or_corrupted_update_is_a_failed_reveal_and_the_round_goes_on(
 ) -> None:
     task = fed.deployment.task
     driver, victim, revealed = _everyone_revealed(fed, tmp_path)
-    expected_reason = damage(fed.store, revealed.cid)
+    expected_reason = damage(_disk(fed), revealed.cid)
 
     driver.run_until(driver.round_closed(0))
 
@@ -79,12 +88,12 @@ def test_members_with_their_own_stores_agree_on_a_damaged_update(
     """Regression: the failure reason used to quote the member's own store path, so members
     with different stores hashed different reports and could never reach a quorum."""
     _, victim, revealed = _everyone_revealed(fed, tmp_path)
-    damage(fed.store, revealed.cid)
+    damage(_disk(fed), revealed.cid)
     copy = tmp_path / "elsewhere"
-    shutil.copytree(fed.store.root, copy)  # the same blobs (and damage) at another path
+    shutil.copytree(_disk(fed).root, copy)  # the same blobs (and damage) at another path
     with LocalStore(copy, durable=False) as other:
         mine = fresh_node(fed, 1, tmp_path, store=other).recompute(0)
-        theirs = fresh_node(fed, 2, tmp_path).recompute(0)
+        theirs = fresh_node(fed, 2, tmp_path, store=_disk(fed)).recompute(0)
     assert mine.result_tuple() == theirs.result_tuple()
     (failed,) = [o for o in mine.report.outcomes if not o.accepted]
     assert failed.participant == victim

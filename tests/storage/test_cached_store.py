@@ -72,3 +72,16 @@ def test_the_least_recently_used_content_leaves_first_within_the_bound(
     _drop_blocks(local)
     with pytest.raises(ContentNotFound):
         too_big.get(cid)
+
+
+def test_what_gc_collects_is_not_served_from_memory(local: LocalStore) -> None:
+    """``has`` and ``get`` agree after a gc: content collected from the inner store is gone
+    for the process too (the federation's store faults garbage-collect a revealed update)."""
+    cached = CachedStore(local)
+    kept, dropped = cached.put(b"pinned" * 100), cached.put(b"unpinned" * 100)
+    cached.unpin(dropped)
+    assert cached.gc() > 0
+    assert not cached.has(dropped)
+    with pytest.raises(ContentNotFound):
+        cached.get(dropped)
+    assert cached.get(kept) == b"pinned" * 100  # read back from the inner store
