@@ -689,13 +689,25 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
     }
 
     /// @dev Settles what a replaced commitment of an earlier round still owes: a missing reveal,
-    /// and committee silence (only known for members that revealed; see the `_MEMBER` flag).
+    /// and committee silence (recorded for members that revealed; see the `_MEMBER` flag). A
+    /// silent member that never revealed pays the non-reveal penalty only, and the fee its
+    /// finalized round reserved for it returns to the pool: once its commitment is replaced,
+    /// nothing else can settle that member, so the fee would stay reserved for good.
     function _settleReplaced(address account, Commitment memory old) private {
-        if (old.flags & (_REVEALED | _NONREVEAL_SLASHED) == 0) {
+        bool revealed = old.flags & _REVEALED != 0;
+        if (!revealed && old.flags & _NONREVEAL_SLASHED == 0) {
             uint256 amount = _slash(account, _nonRevealSlash);
             emit NonRevealerSlashed(old.round, account, amount);
         }
-        if (old.flags & _MEMBER == 0 || old.flags & (_ATTESTED | _SILENCE_SLASHED) != 0) return;
+        if (old.flags & (_ATTESTED | _SILENCE_SLASHED) != 0) return;
+        if (!revealed) {
+            RoundRecord storage closed = _records[old.round];
+            if (closed.status == RoundStatus.Finalized && _isMember(closed.seed, closed.commits, old.index)) {
+                _releaseFee(true);
+            }
+            return;
+        }
+        if (old.flags & _MEMBER == 0) return;
         RoundRecord storage rec = _records[old.round];
         if (rec.reveals < _minReveals) return;
         uint256 attestEnd = uint256(rec.revealEnd) + _attestBlocks;

@@ -353,3 +353,35 @@ def test_keeper_reads_a_closed_round_once_and_again_after_a_reset(
     chain.mine(1)
     assert keeper.step().get("settle", 0) > 0
     assert {e.member for e in task.events(CommitteeMemberSettled, round=0)} == settled
+
+
+def test_a_member_that_never_revealed_does_not_lock_its_fee(kit: TaskKit) -> None:
+    """Every committer is on the committee here, so one that never revealed is a member too;
+    finalization reserves its fee. When its next commit replaces the commitment before anyone
+    settled it, it pays the non-reveal penalty only and the fee goes back to the pool (it used
+    to stay reserved for good: nothing could settle it once the commitment was gone)."""
+    kit = kit.with_task(committee_size=4, quorum=3)
+    task, registry = kit.task, kit.registry
+    people = _round_with_reveals(kit, 4, 3)
+    dropout = people[3]
+    kit.to_attest_phase()
+    assert set(kit.members(0)) == set(people)
+    voters = [m for m in kit.members(0) if m != dropout]
+    result = kit.result({people[0].address: 1}, 1)
+    for member in voters:
+        kit.attest(member, 0, result)
+    assert task.round_record(0).status == RoundStatus.FINALIZED
+    assert task.fees_reserved() == 4 * 100
+    kit.mine_to(task.attest_deadline(0))
+    kit.token.approve(dropout, registry.address, 30)
+    registry.add_stake(dropout, 30)  # back to the minimum after its coming non-reveal slash
+    pool = task.pool()
+    receipt = task.commit(dropout, b"\x01" * 32)
+    assert [e["amount"] for e in task.logs(receipt, "NonRevealerSlashed")] == [30]
+    assert task.logs(receipt, "CommitteeMemberSettled") == []  # no silence slash on top
+    assert task.pool() == pool + 30 + 100  # the penalty, and its fee back
+    for member in voters:
+        task.settle_committee_member(kit.outsider, 0, member.address)
+    assert task.fees_reserved() == 0
+    with pytest.raises(E.NotCommitteeMember):
+        task.settle_committee_member(kit.outsider, 0, dropout.address)
