@@ -75,6 +75,12 @@ ATTEST_GAS = 600_000
 #: is refunded, so the margin costs nothing but block space.
 COMMIT_GAS = 150_000
 REVEAL_GAS = 120_000
+#: Gas floor of ``register``, whose estimate depends on who registers first: the first stake
+#: into an empty registry writes its token balance from zero (88.5k estimated with FLToken),
+#: every later one 71k. A register estimated while another is pending (a chain that mines on a
+#: timer) sees that write already paid; if the two land in the other order, its estimate
+#: times :data:`~flchain.ledger.chain.GAS_MARGIN` (85k) is short. Unused gas is refunded.
+REGISTER_MIN_GAS = 120_000
 #: Reveals and attestations naming longer CIDs (not produced by FLChain's stores) fall back
 #: to an estimate.
 FIXED_GAS_MAX_CID = 128
@@ -307,7 +313,9 @@ class ParticipantRegistry(ContractWrapper):
 
     def register(self, sender: LocalAccount, amount: int) -> TxReceipt:
         """Bond ``amount`` stake tokens (approve the registry first)."""
-        return self._send(sender, "register", amount)
+        return self.chain.transact(
+            self.functions["register"](amount), sender, min_gas=REGISTER_MIN_GAS
+        )
 
     def add_stake(self, sender: LocalAccount, amount: int) -> TxReceipt:
         return self._send(sender, "addStake", amount)

@@ -72,6 +72,22 @@ def test_register_pulls_the_stake(kit: TaskKit) -> None:
     assert info.value.error_args == {"account": account.address}
 
 
+def test_a_later_register_carries_the_gas_of_the_first(kit: TaskKit) -> None:
+    """Two registers estimated in one pending block may land in either order; whichever lands
+    first pays the empty registry's balance write, so each must carry the first one's gas."""
+    registry = fresh_registry(kit)
+    first, later = kit.outsider, kit.participants[0]
+    for account in (first, later):
+        kit.token.approve(account, registry.address, STAKE)
+    calldata = registry.functions["register"](STAKE)._encode_transaction_data()
+    probe = {"from": first.address, "to": registry.address, "data": calldata}
+    needed = kit.chain.w3.eth.estimate_gas(probe)  # type: ignore[arg-type]
+    registry.register(first, STAKE)
+    receipt = registry.register(later, STAKE)
+    limit = kit.chain.w3.eth.get_transaction(receipt["transactionHash"])["gas"]
+    assert limit >= needed
+
+
 def test_register_failures(kit: TaskKit) -> None:
     registry, account = fresh_registry(kit), kit.outsider
     with pytest.raises(E.StakeBelowMinimum) as info:
