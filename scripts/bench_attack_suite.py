@@ -41,6 +41,10 @@ after the first ``--validation`` ones so the two never overlap) and sends the re
 v7 (``benchmarks/results/attack_suite_v7.md``): ``--attackers 4`` adds a share to the grid
 (a free-rider run with 4 clients' data absent is what a 3-copycat run loses, its victim
 included); ``--merge ... --goals`` prints one row per rule variant against every goal.
+
+v8 (``benchmarks/results/attack_suite_v8.md``): ``fltrust``'s ``support`` and ``mask`` options
+(``--param support=4 --param mask=1``); ``--root K`` changes which coordinates the owner's
+update leaves at 0, hence what they see.
 """
 
 from __future__ import annotations
@@ -351,6 +355,7 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         seed=run.seed,
         omniscient=run.omniscient,
         collusion_jitter=jitter,
+        backdoor_offset=args.trigger_offset,
         attack_every=run.every if run.attack in ("alie", "ipm") else 1,
     )
     bad = {participant_id(i) for i in range(run.attackers)}
@@ -447,6 +452,14 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         metavar="K",
         help="fltrust: the owner's root data set, K test samples of each class",
+    )
+    ap.add_argument(
+        "--trigger-offset",
+        type=int,
+        default=1,
+        metavar="PX",
+        help="backdoor: the trigger square's distance from the bottom-right border (12: the "
+        "centre of a 28x28 image, on pixels digits ink)",
     )
     ap.add_argument(
         "--jitter",
