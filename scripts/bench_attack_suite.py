@@ -63,7 +63,7 @@ from typing import Any
 import benchkit
 import numpy as np
 import torch
-from flchain_node.cli.demo import rule_params
+from flchain_node.cli.demo import FLTRUST_DEFAULT, rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import (
@@ -137,8 +137,12 @@ def _shown_rule(run: dict) -> str:
 
 
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
-    """``flchain demo``'s parameters, with f capped at what the rule can take from 10 inputs."""
+    """``flchain demo``'s parameters, with f capped at what the rule can take from 10 inputs.
+    ``fltrust`` stays the plain rule (v4-v8's recorded commands name it so): the demo's options
+    (``FLTRUST_DEFAULT``) are run as ``--param support=2 --param mask=1``."""
     params = rule_params(rule, attackers, N_CLIENTS)
+    if rule == "fltrust":
+        params = {k: v for k, v in params.items() if k not in FLTRUST_DEFAULT}
     cap = {"krum": (N_CLIENTS - 3) // 2, "multi_krum": (N_CLIENTS - 3) // 2}
     cap["bulyan"] = (N_CLIENTS - 3) // 4
     if rule in cap:
