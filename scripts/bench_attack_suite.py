@@ -41,6 +41,10 @@ after the first ``--validation`` ones so the two never overlap) and sends the re
 v7 (``benchmarks/results/attack_suite_v7.md``): ``--attackers 4`` adds a share to the grid
 (a free-rider run with 4 clients' data absent is what a 3-copycat run loses, its victim
 included); ``--merge ... --goals`` prints one row per rule variant against every goal.
+
+v8 (``benchmarks/results/attack_suite_v8.md``): ``fltrust``'s ``support`` and ``mask`` options
+(``--param support=4 --param mask=1``); ``--root K`` changes which coordinates the owner's
+update leaves at 0, hence what they see.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from typing import Any
 import benchkit
 import numpy as np
 import torch
-from flchain_node.cli.demo import rule_params
+from flchain_node.cli.demo import FLTRUST_DEFAULT, rule_params
 
 from flchain.errors import FLChainError
 from flchain.learning.aggregation import (
@@ -133,8 +137,12 @@ def _shown_rule(run: dict) -> str:
 
 
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
-    """``flchain demo``'s parameters, with f capped at what the rule can take from 10 inputs."""
+    """``flchain demo``'s parameters, with f capped at what the rule can take from 10 inputs.
+    ``fltrust`` stays the plain rule (v4-v8's recorded commands name it so): the demo's options
+    (``FLTRUST_DEFAULT``) are run as ``--param support=2 --param mask=1``."""
     params = rule_params(rule, attackers, N_CLIENTS)
+    if rule == "fltrust":
+        params = {k: v for k, v in params.items() if k not in FLTRUST_DEFAULT}
     cap = {"krum": (N_CLIENTS - 3) // 2, "multi_krum": (N_CLIENTS - 3) // 2}
     cap["bulyan"] = (N_CLIENTS - 3) // 4
     if rule in cap:
@@ -351,6 +359,7 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         seed=run.seed,
         omniscient=run.omniscient,
         collusion_jitter=jitter,
+        backdoor_offset=args.trigger_offset,
         attack_every=run.every if run.attack in ("alie", "ipm") else 1,
     )
     bad = {participant_id(i) for i in range(run.attackers)}
@@ -447,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         metavar="K",
         help="fltrust: the owner's root data set, K test samples of each class",
+    )
+    ap.add_argument(
+        "--trigger-offset",
+        type=int,
+        default=1,
+        metavar="PX",
+        help="backdoor: the trigger square's distance from the bottom-right border (12: the "
+        "centre of a 28x28 image, on pixels digits ink)",
     )
     ap.add_argument(
         "--jitter",

@@ -911,6 +911,15 @@ class FLTrust(CenteredClip):
     ``k`` at least the attackers' count, such a coordinate's band is the honest value. Pay
     does not change (trust is computed before); ``benchmarks/results/attack_suite_v7.md``.
 
+    Reference-support options, off by default. The owner's update leaves exactly at 0 the
+    coordinates its root data give no gradient (first-layer weights of pixels no root image
+    inks), so trust cannot check what an update does there. ``support=p`` (1-4;
+    :func:`support_discount`) multiplies pay and aggregate weight by ``(1 − oᵢ)^p``, ``oᵢ``
+    the share of the update's squared length on those coordinates; ``mask=1`` leaves them
+    at 0 in the aggregate. A trigger drawn on pixels the owner's data never ink is both
+    unpaid and not learnt; one drawn on inked pixels is untouched by either
+    (``benchmarks/results/attack_suite_v8.md``).
+
     Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
     honest client whose skewed data points away from ``g₀`` earns less (measured in
     ``benchmarks/results/attack_suite_v4.md``); a crafted update close to the benign mean
@@ -932,9 +941,16 @@ class FLTrust(CenteredClip):
         band: int = 0,
         sybil: int = 0,
         sybil_pay: int = 0,
+        support: int = 0,
+        mask: int = 0,
         **clip: Any,
     ) -> None:
         super().__init__(**clip)
+        if support not in (0, 1, 2, 3, 4) or mask not in (0, 1):
+            raise ConfigError(
+                f"{self.name}: support must be 0 to 4 and mask 0 or 1, got {support}, {mask}"
+            )
+        self.support, self.mask = int(support), int(mask)
         if sybil not in (0, 1, 2, 3, 4) or sybil_pay not in (0, 1):
             raise ConfigError(
                 f"{self.name}: sybil must be 0 to 4 and sybil_pay 0 or 1, got {sybil}, {sybil_pay}"
@@ -962,7 +978,13 @@ class FLTrust(CenteredClip):
         # memory=0 stays out, so the parameters of tasks without it are what they were
         mem = {"memory": self.memory} if self.memory else {}
         # likewise band and sybil
-        named = (("band", self.band), ("sybil", self.sybil), ("sybil_pay", self.sybil_pay))
+        named = (
+            ("band", self.band),
+            ("sybil", self.sybil),
+            ("sybil_pay", self.sybil_pay),
+            ("support", self.support),
+            ("mask", self.mask),
+        )
         new = {k: v for k, v in named if v}
         return super().params() | {"screens": self.screens} | pay | mem | new
 
@@ -1066,11 +1088,23 @@ class FLTrust(CenteredClip):
             xs = [others[i].update.q for i in kept]
             discounted, weights = sybil_discount([pay, weights], xs, self.sybil)
             pay = discounted if self.sybil_pay else pay
+        # coordinates the owner's update leaves exactly at 0: its root data give them no
+        # gradient, so nothing there can be checked against g₀
+        unmoved = g0 == 0
+        if self.support:
+            xs = [others[i].update.q for i in kept]
+            pay, weights = support_discount([pay, weights], xs, unmoved, self.support)
         used = [k for k, w in enumerate(weights) if w]
         averaged = [vectors[k] for k in used]
         if self.band:
             averaged = winsorize(averaged, self.band * len(used) // 100)
-        mean = _exact_weighted_mean(averaged, [weights[k] for k in used])
+        mean = (
+            _exact_weighted_mean(averaged, [weights[k] for k in used])
+            if used
+            else np.zeros_like(g0, dtype=np.int64)  # every weight discounted to 0
+        )
+        if self.mask:
+            mean[unmoved] = 0
         # a rescaled update can be longer per coordinate than any input; the step must fit
         # the codec like every other rule's
         v = np.clip(mean, -spec.codec.bound_q, spec.codec.bound_q)
@@ -1128,6 +1162,37 @@ def sybil_discount(
                 for x, s in zip(a, near, strict=True)
             ]
         )
+    return out
+
+
+def support_discount(
+    amounts: Sequence[Sequence[int]],
+    vectors: Sequence[np.ndarray],
+    unmoved: np.ndarray,
+    power: int,
+) -> list[list[int]]:
+    """Each list in ``amounts`` (pay, aggregate weights: one entry per vector) times
+    ``(1 − oᵢ)^power``, where ``oᵢ = ‖xᵢ|U‖² / ‖xᵢ‖²`` is the share of vector ``i``'s squared
+    length on the coordinates ``U`` (``unmoved``, a boolean mask) that the owner's reference
+    update leaves at exactly 0; exact integers (floor of the product).
+
+    On image data the owner's root set leaves some inputs black, so ``g₀`` does not move the
+    first-layer weights of those pixels; an honest client's data ink them rarely (0.0-0.7 %
+    of its squared length on MNIST with a 100-image root set), a backdoor whose trigger is a
+    pixel pattern there puts 17-37 % of its update on them
+    (``benchmarks/results/attack_suite_v8.md``). Trust measures agreement on the rest only
+    through the cosine; this pays for the part of an update the reference can vouch for."""
+    out = [list(a) for a in amounts]
+    if not unmoved.any():
+        return out
+    for i, x in enumerate(vectors):
+        total = _exact_dot(x, x)
+        off = x[unmoved]
+        outside = _exact_dot(off, off)
+        if total and outside:
+            keep = (total - outside) ** power
+            for a in out:
+                a[i] = a[i] * keep // total**power
     return out
 
 

@@ -145,19 +145,24 @@ def collude(
     ]
 
 
-def add_trigger(x: torch.Tensor, size: int = 4, value: float = 1.0) -> torch.Tensor:
+def add_trigger(
+    x: torch.Tensor, size: int = 4, value: float = 1.0, offset: int = 1
+) -> torch.Tensor:
     """A copy of images ``x`` (N × C × H × W) with a ``size``×``size`` square of ``value`` in
-    the bottom-right corner, one pixel in from the border (Bagdasaryan et al.'s pixel pattern,
-    simplified to a square; MNIST's corners are always black, so the pattern is new)."""
-    if x.dim() != 4 or size < 1 or size + 1 > min(x.shape[-2:]):
-        raise ConfigError(f"add_trigger wants N x C x H x W images larger than {size + 1}")
+    the bottom-right corner, ``offset`` pixels in from the border (Bagdasaryan et al.'s pixel
+    pattern, simplified to a square; MNIST's corners are nearly always black, so the pattern is
+    new there; a larger ``offset`` moves it towards the centre, onto pixels digits ink)."""
+    if x.dim() != 4 or size < 1 or offset < 1 or size + offset > min(x.shape[-2:]):
+        raise ConfigError(
+            f"add_trigger wants N x C x H x W images larger than {size}+{offset}, offset >= 1"
+        )
     out = x.clone()
-    out[..., -size - 1 : -1, -size - 1 : -1] = value
+    out[..., -size - offset : -offset, -size - offset : -offset] = value
     return out
 
 
 def backdoor_data(
-    data: TensorData, target: int, fraction: float, gen: torch.Generator
+    data: TensorData, target: int, fraction: float, gen: torch.Generator, offset: int = 1
 ) -> TensorData:
     """``data`` with a random ``fraction`` of its samples triggered and relabelled ``target``
     (the rest stay clean, so the poisoned model keeps its main-task accuracy)."""
@@ -168,7 +173,7 @@ def backdoor_data(
     k = max(1, round(fraction * len(data)))
     idx = torch.randperm(len(data), generator=gen)[:k]
     x, y = data.x.clone(), data.y.clone()
-    x[idx] = add_trigger(x[idx])
+    x[idx] = add_trigger(x[idx], offset=offset)
     y[idx] = target
     return TensorData(x, y, data.num_classes)
 
@@ -181,7 +186,7 @@ def boost(delta: Delta, gamma: float) -> Delta:
 
 
 @torch.no_grad()
-def backdoor_success(model: nn.Module, test: TensorData, target: int) -> float:
+def backdoor_success(model: nn.Module, test: TensorData, target: int, offset: int = 1) -> float:
     """Fraction of triggered test images whose true class is not ``target`` that ``model``
     classifies as ``target`` (the attack's success rate; ~1/classes for a clean model at
     chance on triggered images, usually far less)."""
@@ -190,6 +195,6 @@ def backdoor_success(model: nn.Module, test: TensorData, target: int) -> float:
         raise ConfigError("no test image outside the target class")
     was = model.training
     model.eval()
-    pred = model(add_trigger(test.x[keep])).argmax(dim=1)
+    pred = model(add_trigger(test.x[keep], offset=offset)).argmax(dim=1)
     model.train(was)
     return float((pred == target).float().mean())

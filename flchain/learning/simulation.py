@@ -123,6 +123,8 @@ class SimConfig:
     backdoor_target: int = 0
     backdoor_fraction: float = 0.5
     backdoor_boost: float | None = None
+    #: the trigger square's distance in pixels from the bottom-right border (1: the corner)
+    backdoor_offset: int = 1
     #: C of the FedAvg paper: each round a client trains with this probability, drawn as a
     #: participant node's sample is (:mod:`.sampling`, seeded by ``seed``).
     client_fraction: float = 1.0
@@ -277,7 +279,11 @@ def run_federation(
     if config.attack == "backdoor":  # each attacker poisons its data once, for every round
         for i in range(config.num_attackers):
             poisoned[i] = backdoor_data(
-                fed.clients[i], config.backdoor_target, config.backdoor_fraction, gen
+                fed.clients[i],
+                config.backdoor_target,
+                config.backdoor_fraction,
+                gen,
+                config.backdoor_offset,
             )
     gamma = config.backdoor_boost or len(fed.clients) / max(1, config.num_attackers)
     val_set = None
@@ -406,7 +412,7 @@ def run_federation(
         ev = evaluate(model, fed.test)
         bd = None
         if config.attack == "backdoor" and config.num_attackers:
-            bd = backdoor_success(model, fed.test, config.backdoor_target)
+            bd = backdoor_success(model, fed.test, config.backdoor_target, config.backdoor_offset)
         stats = RoundStats(rnd, ev.accuracy, ev.loss, t1 - t0, t2 - t1, agg.decisions, bd)
         result.rounds.append(stats)
         if on_round is not None:

@@ -82,6 +82,7 @@ ALL_RULES = [
     FLTrust(reference="p03", sybil=2),
     FLTrust(reference="p03", sybil=1, sybil_pay=1),
     FLTrust(reference="p03", band=30),
+    FLTrust(reference="p03", support=2, mask=1),
     FLTrust(reference="p03", screens=0, power=2, weigh=1, sybil=3, band=20, crowd=1),
 ]
 #: Evidence from earlier rounds, for the rules with memory (and one participant not in any round).
@@ -281,6 +282,7 @@ gen = torch.Generator().manual_seed(3)
 state = {"w": torch.randn(70000, generator=gen)}
 rng = np.random.default_rng(11)
 q = rng.integers(-spec.codec.bound_q, spec.codec.bound_q + 1, (9, 70000)).astype(np.int32)
+q[4, :5000] = 0  # coordinates the reference update p4 leaves alone (fltrust's support, mask)
 order = rng.permutation(9) if sys.argv[1] == "2" else range(9)
 ups = [ClientUpdate(f"p{i}", Update(spec, q[i]), 1 + 37 * i) for i in order]
 h = hashlib.sha256()
@@ -293,6 +295,7 @@ for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(
              FLTrust(reference="p4", power=2, weigh=1, cap=1, crowd=2, memory=3),
              FLTrust(reference="p4", sybil=2), FLTrust(reference="p4", band=30),
              FLTrust(reference="p4", sybil=2, sybil_pay=1),
+             FLTrust(reference="p4", support=2), FLTrust(reference="p4", support=4, mask=1),
              FLTrust(reference="p4", screens=0, power=2, weigh=1, sybil=3, band=20)]:
     r = rule.aggregate(ups, standing=standing) if rule.remembers else rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())

@@ -549,11 +549,81 @@ def test_fltrust_band_clamps_every_coordinate_into_the_rounds_band() -> None:
         assert {d.participant: d.score for d in r.decisions if d.accepted} == trust  # pay alone
 
 
+def support_round(seed: int) -> tuple[list[ClientUpdate], slice]:
+    """Ten updates and ``g₀``; ``g₀`` leaves the first 40 coordinates at exactly 0 (inputs its
+    root data never ink), honest updates put a little there, three backdoor updates
+    (``p00``-``p02``) a lot (their trigger)."""
+    rows = honest(10, seed=seed, spread=(0.6, 1.6))
+    rng = np.random.default_rng(seed + 700)
+    unmoved = slice(0, 40)
+    for i in range(10):
+        rows[i][unmoved] = rng.normal(0, 30, 40)
+    for i in range(3):
+        rows[i][unmoved] = rng.normal(0, 3000, 40)
+    g0 = np.mean(rows[3:], axis=0)
+    g0[unmoved] = 0.0
+    return with_owner(rows, g0), unmoved
+
+
+@pytest.mark.parametrize(("power", "mask"), [(1, 0), (2, 1), (4, 0), (0, 1)])
+def test_fltrust_support_pays_and_weighs_the_share_the_reference_can_check(
+    power: int, mask: int
+) -> None:
+    """``support=p``: pay and weight times ``((‖x‖² − ‖x|U‖²)/‖x‖²)^p`` (floor), ``U`` the
+    coordinates ``g₀`` leaves at 0; ``mask=1``: the aggregate is 0 on ``U``. Recomputed with
+    Python ints; the three updates with their mass on ``U`` are the three most discounted."""
+    ups, unmoved = support_round(17)
+    base = FLTrust(reference=OWNER, screens=0).aggregate(ups)
+    trust = {d.participant: d.score for d in base.decisions if d.accepted}
+    assert len(trust) == 10
+    r = FLTrust(reference=OWNER, screens=0, support=power, mask=mask).aggregate(ups)
+    factor = {}
+    for u in ups[:-1]:
+        x = [int(t) for t in u.update.q]
+        total = sum(a * a for a in x)
+        inside = total - sum(a * a for a in x[unmoved])
+        factor[u.participant] = (inside**power, total**power)
+    want = {p: t * factor[p][0] // factor[p][1] for p, t in trust.items()}
+    assert {d.participant: d.score for d in r.decisions if d.accepted} == want
+    q = _rescaled_mean(ups, want)
+    if mask:
+        q[unmoved] = [0] * 40
+    assert r.update.q.tolist() == q
+    assert (max(map(abs, r.update.q[unmoved].tolist())) == 0) == bool(mask)
+    if power:
+        kept = {p: Fraction(*factor[p]) for p in trust}
+        assert set(sorted(kept, key=kept.__getitem__)[:3]) == {"p00", "p01", "p02"}
+        assert max(kept[p] for p in ("p00", "p01", "p02")) < min(
+            kept[p] for p in trust if p not in ("p00", "p01", "p02")
+        )
+
+
+def test_fltrust_support_without_unmoved_coordinates_changes_nothing() -> None:
+    ups = sybil_round(5)
+    g0 = ups[-1].update.q.astype(np.float64)
+    g0[g0 == 0] = 1.0  # the reference moves every coordinate
+    ups = with_owner([u.update.q.astype(np.float64) for u in ups[:-1]], g0)
+    a = FLTrust(reference=OWNER, screens=0).aggregate(ups)
+    b = FLTrust(reference=OWNER, screens=0, support=4, mask=1).aggregate(ups)
+    assert a.update.q.tolist() == b.update.q.tolist() and a.decisions == b.decisions
+
+
 def test_fltrust_band_and_sybil_options_are_checked() -> None:
-    for bad in ({"band": -1}, {"band": 50}, {"sybil": 5}, {"sybil": -1}, {"sybil_pay": 2}):
+    for bad in (
+        {"band": -1},
+        {"band": 50},
+        {"sybil": 5},
+        {"sybil": -1},
+        {"sybil_pay": 2},
+        {"support": 5},
+        {"mask": 2},
+    ):
         with pytest.raises(ConfigError, match="fltrust"):
             FLTrust(reference=OWNER, **bad)
-    assert "band" not in FLTrust().params() and "sybil" not in FLTrust().params()
+    assert not {"band", "sybil", "support", "mask"} & set(FLTrust().params())
+    assert FLTrust(support=2, mask=1).params() | {"support": 2, "mask": 1} == (
+        FLTrust(support=2, mask=1).params()
+    )
     assert (
         FLTrust(band=30, sybil=2).params() | {"band": 30, "sybil": 2}
         == FLTrust(band=30, sybil=2).params()

@@ -50,6 +50,11 @@ def test_trigger_marks_only_the_corner_square() -> None:
     assert bool((t[..., 23:27, 23:27] == 1).all()) and float(t[..., 27, :].sum()) == 0
     with pytest.raises(ConfigError):
         add_trigger(torch.zeros(1, 1, 4, 4), size=4)
+    centre = add_trigger(x, size=4, offset=12)  # towards the centre, onto inked pixels
+    assert float(centre.sum()) == 3 * 16 and bool((centre[..., 12:16, 12:16] == 1).all())
+    for bad in (0, 25):
+        with pytest.raises(ConfigError):
+            add_trigger(x, size=4, offset=bad)
 
 
 def test_backdoor_data_poisons_the_given_fraction() -> None:
