@@ -41,6 +41,7 @@ import functools
 import json
 import statistics
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +57,7 @@ from flchain_node.federation import DemoConfig, Federation, RoundRow
 from flchain.errors import FLChainError
 from flchain.learning.simulation import SimConfig, run_federation
 from flchain.ledger.chain import Chain, Outbox
+from flchain.ledger.devchain import BlockPass
 from flchain.ledger.nodes import AnvilProcess, GethProcess, NodeProcess
 from flchain.protocol.task import federated_data, initial_model_and_manifest, train_config
 
@@ -93,27 +95,47 @@ class RoundClock:
         self._calls: dict[str, int] = defaultdict(int)
         self._round = -1
         self._started = 0.0
-        self._depth = 0
+        # Per thread: the jobs of a BlockPass run in threads of their own, one at a time, and
+        # a job parked in its receipt wait lets the next run; that job's calls are its own.
+        self._open = threading.local()
 
     def wrap(self, fn: Callable[..., Any], part: str | Callable[..., str]) -> Callable[..., Any]:
         """``fn``, booking its time under ``part`` (or ``part(*args)``) unless an outer
-        instrumented call is already running."""
+        instrumented call is already running in this thread."""
 
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:
+            open_ = self._open
+            if getattr(open_, "part", None) is not None:
                 return fn(*args, **kwargs)
-            self._depth += 1
-            started = self._now()
+            open_.part = part(*args) if callable(part) else part
+            open_.started = self._now()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self._depth -= 1
-                name = part(*args) if callable(part) else part
-                self._parts[name] += self._now() - started
+                name, open_.part = open_.part, None
+                self._parts[name] += self._now() - open_.started
                 self._calls[name] += 1
 
         return timed
+
+    def parking(self, park: Callable[[], bool]) -> Callable[[], bool]:
+        """``BlockPass.park``, not booking the time a job waits there (other jobs run and
+        book their own calls meanwhile) to the call it waits in."""
+
+        @functools.wraps(park)
+        def parked() -> bool:
+            open_ = self._open
+            name = getattr(open_, "part", None)
+            if name is not None:
+                self._parts[name] += self._now() - open_.started
+            try:
+                return park()
+            finally:
+                if name is not None:
+                    open_.started = self._now()
+
+        return parked
 
     def training(self, round_id: int) -> None:
         """A participant starts training for ``round_id``: the first one opens that round."""
@@ -194,6 +216,11 @@ def instrument(
     # first request (the chain's connection check): drop it, or the wrapper above is never
     # called and raw reads (block numbers, transaction counts, blocks) count as "python".
     provider._request_func_cache = (None, None)  # type: ignore[attr-defined]
+    # the embedded chain's block passes: their jobs' waits, and mining the jobs' transactions
+    block_pass: BlockPass | None = getattr(fed, "block_pass", None)  # (tests' stand-ins: none)
+    if block_pass is not None:
+        block_pass.park = clock.parking(block_pass.park)  # type: ignore[method-assign]
+        block_pass._mine = clock.wrap(block_pass._mine, "tx")  # type: ignore[method-assign]
     store.put = clock.wrap(store.put, "store")  # type: ignore[method-assign]
     store.get = clock.wrap(store.get, "store")  # type: ignore[method-assign]
     fed._row = clock.wrap(fed._row, _EXCLUDED)  # type: ignore[method-assign]

@@ -64,6 +64,8 @@ DEV_BALANCE_WEI = to_wei(10_000, "ether")
 STATE_CACHE_SIZE = 8
 #: How many call answers :meth:`_Backend.call` keeps (each keyed by block hash and call).
 CALL_CACHE_SIZE = 4096
+#: How many senders of transactions sent but not yet asked for a receipt are kept.
+SENDER_CACHE_SIZE = 4096
 
 
 class _Reverted(TesterTransactionFailed):
@@ -134,7 +136,19 @@ class _Backend(PyEVMBackend):
         chain.header = vm.add_receipt_to_header(chain.header, receipt)
         self._open = (chain, chain.header, vm, *open_block[3:])
         held.append((transaction, receipt))
+        self._remember_sender(transaction)
         return bytes(transaction.hash)
+
+    def _remember_sender(self, transaction: SignedTransactionAPI) -> None:
+        """Keep the sender recovered (and checked) while ``transaction`` was validated, for its
+        receipt: the receipt's ``from`` is recovered again from the copy of the transaction
+        decoded from the mined block (an elliptic-curve recovery and an RLP encoding of the
+        transaction). The hash names the signed transaction, signature included, and the
+        sender is a function of it, so a sender found under the hash is that copy's sender."""
+        senders: OrderedDict[bytes, bytes] = self.__dict__.setdefault("_senders", OrderedDict())
+        senders[transaction.hash] = transaction.sender
+        if len(senders) > SENDER_CACHE_SIZE:
+            senders.popitem(last=False)
 
     def _settle(self) -> None:
         """Give the pending header the state root of the transactions held so far (see
@@ -202,6 +216,11 @@ class _Backend(PyEVMBackend):
         cached = self.__dict__.get("_last_block")
         if cached is None or cached[0] != block_hash:
             block = self.chain.get_block_by_hash(block_hash)
+            senders = self.__dict__.get("_senders", {})
+            for tx in block.transactions:
+                if (sender := senders.pop(tx.hash, None)) is not None:
+                    # see _remember_sender; ``sender`` is a cached property
+                    tx.__dict__["sender"] = sender
             cached = (block_hash, block, tuple(block.get_receipts(self.chain.chaindb)))
             self._last_block = cached
         return cached[1], cached[2]

@@ -209,6 +209,10 @@ class RoundRow:
     model_cid: str = ""
 
 
+#: Phases whose due nodes step in one ``BlockPass`` on the embedded chain.
+_PASS_PHASES = (Phase.COMMIT, Phase.REVEAL, Phase.ATTEST)
+
+
 @dataclass
 class FederationResult:
     config: DemoConfig
@@ -404,8 +408,13 @@ class Federation:
         while True:
             if now[1] == Phase.COMMIT:
                 self._prefetch(now[0])
-            batched = self.block_pass is not None and now[1] in (Phase.COMMIT, Phase.REVEAL)
+            batched = self.block_pass is not None and now[1] in _PASS_PHASES
             steps = self._pass(now, settled, pending) if batched else []
+            if batched and self.pool is not None and now[1] == Phase.ATTEST:
+                # the votes may have finalized the round: the next one's training can start
+                upcoming = task.current_round()
+                if upcoming > now[0] and task.phase() == Phase.COMMIT:
+                    self._prefetch(upcoming)
             for i, node in enumerate(self.nodes):
                 if batched or settled.get(i) == now or not self._may_attest(node, now):
                     continue
@@ -474,17 +483,27 @@ class Federation:
         settled: dict[int, tuple[int, Phase]],
         pending: dict[str, Any],
     ) -> list[StepReport]:
-        """Steps every node still due in the commit or reveal phase ``now``, their
-        transactions sharing blocks (see :class:`~flchain.ledger.devchain.BlockPass`); the
-        same steps in the same order as one by one, with one block for the whole phase
-        instead of one per transaction (and the same block, so the same state, for all their
-        reads). Each step's chain time leaves out the time it waited for the others.
+        """Steps every node still due in the commit, reveal or attest phase ``now`` (in the
+        attest phase: the committee's members), their transactions sharing blocks (see
+        :class:`~flchain.ledger.devchain.BlockPass`); the same steps in the same order as one
+        by one, with one block for the whole phase instead of one per transaction (and the
+        same block, so the same state, for all their reads). Each step's chain time leaves
+        out the time it waited for the others.
 
         The nodes' step views are read in one call (``stepViews``) instead of one each: no
         block is mined before every job has run up to its first receipt wait, so the block
-        that call reads is the latest block at each node's step (which each node checks)."""
+        that call reads is the latest block at each node's step (which each node checks).
+
+        In the attest phase every member votes on that block's state, as members in their own
+        processes do when their votes land in one block: a vote after the one that reaches
+        quorum lands as a late vote on the finalized round (accepted within its window, as
+        when the member votes in the next round's first step)."""
         assert self.block_pass is not None
-        due = [i for i in range(len(self.nodes)) if settled.get(i) != now]
+        due = [
+            i
+            for i, node in enumerate(self.nodes)
+            if settled.get(i) != now and self._may_attest(node, now)
+        ]
         if not due:  # everyone did its part of the phase (it waits for its deadline)
             return []
         views = self.deployment.task.step_views([self.nodes[i].address for i in due])

@@ -4,6 +4,7 @@ blocks; every transaction is still signed, mined and its receipt checked by its 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -207,3 +208,28 @@ def test_every_backend_read_at_a_block_settles_the_pending_state_first() -> None
     }
     assert takes_block, "eth-tester's backend no longer names a block_number parameter"
     assert takes_block == embedded._READS_AT
+
+
+def test_a_transaction_s_sender_is_recovered_once_for_its_send_and_its_receipt(
+    chain: Chain, fixture: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender recovered while a held transaction was validated is its receipt's ``from``
+    too (stock eth-tester recovers it again from the mined block's copy); the signature is
+    still checked on send, and each receipt names its signer."""
+    recovered: list[bytes] = []
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if name.startswith("eth.vm.forks.") and name.endswith(".transactions"):
+            stock = getattr(module, "extract_transaction_sender", None)
+            if stock is not None:
+
+                def counted(tx: Any, stock: Callable[[Any], bytes] = stock) -> bytes:
+                    recovered.append(stock(tx))
+                    return recovered[-1]
+
+                monkeypatch.setattr(module, "extract_transaction_sender", counted)
+    results = block_pass(chain).run(increments(chain, fixture, [1, 2, 3]))
+    receipts = [receipt for _, receipt in results]
+    signers = [a.address for a in chain.accounts[1:4]]
+    assert [r["from"] for r in receipts] == signers
+    assert sorted(recovered) == sorted(bytes.fromhex(a[2:]) for a in signers)  # once each

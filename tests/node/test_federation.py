@@ -17,6 +17,7 @@ from support.fedkit import assert_recomputes
 
 from flchain.errors import ProtocolError
 from flchain.ledger.contracts import (
+    Attested,
     Committed,
     NonRevealerSlashed,
     Phase,
@@ -222,10 +223,10 @@ def test_the_process_reads_back_from_memory_what_it_stored(
     assert fed.store.hits >= ROUNDS * (len(fed.nodes) + DEMO.participants - DEMO.dropouts)
 
 
-def test_a_commit_or_reveal_pass_reads_its_nodes_step_views_in_one_evm_call() -> None:
-    """py-evm executes one ``stepViews`` per commit or reveal pass over all due nodes, not
-    one ``stepView`` per node and pass: those only for the steps outside a pass (committee
-    members in the attest phase)."""
+def test_each_phase_s_pass_reads_its_nodes_step_views_in_one_evm_call() -> None:
+    """py-evm executes one ``stepViews`` per commit, reveal or attest pass over all due nodes
+    (in the attest phase: the committee), not one ``stepView`` per node and pass; and a
+    round's committee votes share one block (each vote mined its own block before)."""
     torch.set_num_threads(1)
     demo = DemoConfig.honest_fedavg(6, 2, dataset="digits", epochs=1)
     fed = Federation(demo)
@@ -245,8 +246,12 @@ def test_a_commit_or_reveal_pass_reads_its_nodes_step_views_in_one_evm_call() ->
     assert [r.status for r in result.rounds] == ["finalized"] * 2
     single = executed[function_signature_to_4byte_selector("stepView(address)")]
     batched = executed[function_signature_to_4byte_selector("stepViews(address[])")]
-    assert batched == 2 * demo.rounds  # a commit and a reveal pass a round, no empty one
-    assert single <= demo.rounds * fed.config.ledger.committee_size
+    assert batched == 3 * demo.rounds  # a commit, a reveal and an attest pass a round
+    assert single == 0
+    votes = fed.deployment.task.events(Attested)
+    assert len(votes) == demo.rounds * fed.config.ledger.committee_size  # every member voted
+    for round_id in range(demo.rounds):
+        assert len({v.block_number for v in votes if v.round == round_id}) == 1
 
 
 def test_a_node_refuses_a_step_view_of_an_earlier_block() -> None:
