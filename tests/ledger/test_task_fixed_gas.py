@@ -1,5 +1,5 @@
-"""Commit, reveal and attest are sent with fixed gas limits (no estimate): their most expensive
-cases fit, and a revert still surfaces as the contract's custom error."""
+"""Commit, reveal, attest and claim are sent with fixed gas limits (no estimate): their most
+expensive cases fit, and a revert still surfaces as the contract's custom error."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 from flchain.ledger import contract_errors as E
 from flchain.ledger.contracts import (
     ATTEST_GAS,
+    CLAIM_GAS,
     COMMIT_GAS,
     FIXED_GAS_MAX_CID,
+    FIXED_GAS_MAX_PROOF,
     REVEAL_GAS,
     RoundStatus,
 )
@@ -151,3 +153,36 @@ def test_a_fixed_gas_attest_that_reverts_raises_its_custom_error(kit: TaskKit) -
     kit.attest(member, 0, result)
     with pytest.raises(E.AlreadyAttested):
         kit.attest(member, 0, result)
+
+
+def test_claim_worst_case_fits_its_fixed_gas(kit: TaskKit) -> None:
+    """A claim's cost grows with its two proofs: measured at two depths (a tree padded with
+    made-up accounts), paid to an account holding no tokens (the transfer writes a fresh
+    balance), and extrapolated to :data:`FIXED_GAS_MAX_PROOF` hashes a proof."""
+    people, claimer = kit.participants[:3], kit.participants[0]
+    rest = kit.token.balance_of(claimer.address)
+    kit.token.transfer(claimer, kit.admin.address, rest)
+    used = {}
+    for depth in (1, 8):
+        k = kit.with_task()
+        padding = {f"0x{i + 1:040x}": 1 for i in range(2**depth - 1)}
+        _, _, before = k.play_round(people, {claimer.address: 100, **padding}, 100 + len(padding))
+        _, _, latest = k.play_round(people, {claimer.address: 300, **padding}, 200)
+        proof, previous = latest.proof(claimer.address), before.proof(claimer.address)
+        assert len(proof) == len(previous) == depth
+        receipt = k.task.claim(claimer, 1, 300, proof, 100, previous)
+        limit, used[depth] = sent_with(k, receipt)
+        assert limit == CLAIM_GAS
+        assert kit.token.balance_of(claimer.address) == 300
+        kit.token.transfer(claimer, kit.admin.address, 300)  # empty again for the next claim
+    per_hash = (used[8] - used[1]) / 7
+    worst = used[8] + per_hash * (FIXED_GAS_MAX_PROOF - 8)
+    print({**used, "per hash (both proofs)": per_hash, "worst": worst})
+    assert 1.3 * worst <= CLAIM_GAS
+
+
+def test_a_fixed_gas_claim_that_reverts_raises_its_custom_error(kit: TaskKit) -> None:
+    people = kit.participants[:3]
+    _, _, tree = kit.play_round(people, {people[0].address: 100}, 100)
+    with pytest.raises(E.InvalidProof):
+        kit.task.claim(people[1], 0, 100, tree.proof(people[0].address))
