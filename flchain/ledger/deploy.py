@@ -20,6 +20,9 @@ from flchain.config import AggregationConfig, LedgerConfig
 from flchain.errors import ConfigError
 from flchain.ledger.chain import Chain, TxRequest
 from flchain.ledger.contracts import (
+    APPROVE_GAS,
+    MINT_GAS,
+    REGISTER_GAS,
     SLASHER_ROLE,
     ZERO_BYTES32,
     FLToken,
@@ -159,8 +162,8 @@ def deploy_stack(
         token.approve(admin, task.address, funding)
         task.fund(admin, funding)
     each = 10 * min_stake if mint_amount is None else mint_amount
-    mint = token.functions["mint"]
-    chain.transact_all([TxRequest(mint(to_checksum_address(a), each), admin) for a in mint_to])
+    mint, gas = token.functions["mint"], MINT_GAS if chain.prague_gas else None
+    chain.transact_all([TxRequest(mint(to_checksum_address(a), each), admin, gas) for a in mint_to])
     if start:
         task.start(admin)
     return Deployment(token, registry, task, admin)
@@ -178,7 +181,9 @@ def register_all(
     if registry.allowlist_enabled():
         allow = registry.functions["setAllowed"]
         chain.transact_all([TxRequest(allow(a.address, True), deployment.admin) for a in accounts])
+    # FLChain's own token and registry: known ceilings, no estimate per account
+    fixed = chain.prague_gas
     approve = token.functions["approve"](registry.address, amount)
-    chain.transact_all([TxRequest(approve, a) for a in accounts])
+    chain.transact_all([TxRequest(approve, a, APPROVE_GAS if fixed else None) for a in accounts])
     register = registry.functions["register"](amount)
-    chain.transact_all([TxRequest(register, a) for a in accounts])
+    chain.transact_all([TxRequest(register, a, REGISTER_GAS if fixed else None) for a in accounts])

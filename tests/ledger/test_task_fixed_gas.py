@@ -7,17 +7,24 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
+from eth_utils import function_signature_to_4byte_selector
+from hexbytes import HexBytes
+from support.task import make_task_config
 
 from flchain.ledger import contract_errors as E
 from flchain.ledger.contracts import (
+    APPROVE_GAS,
     ATTEST_GAS,
     CLAIM_GAS,
     COMMIT_GAS,
     FIXED_GAS_MAX_CID,
     FIXED_GAS_MAX_PROOF,
+    MINT_GAS,
+    REGISTER_GAS,
     REVEAL_GAS,
     RoundStatus,
 )
+from flchain.ledger.deploy import deploy_stack, register_all
 
 if TYPE_CHECKING:
     from conftest import TaskKit
@@ -186,3 +193,35 @@ def test_a_fixed_gas_claim_that_reverts_raises_its_custom_error(kit: TaskKit) ->
     _, _, tree = kit.play_round(people, {people[0].address: 100}, 100)
     with pytest.raises(E.InvalidProof):
         kit.task.claim(people[1], 0, 100, tree.proof(people[0].address))
+
+
+def test_setting_up_a_federation_fits_its_fixed_gas(kit: TaskKit) -> None:
+    """A fresh stack with no funding, so the minted batch includes the token's first mint (the
+    total supply from zero), then the registry's first stake (its balance from zero)."""
+    chain = kit.chain
+    accounts = chain.accounts[11:14]
+    start = chain.block_number
+    stack = deploy_stack(
+        chain,
+        kit.admin,
+        config=make_task_config(),
+        min_stake=10,
+        fund=0,
+        mint_to=[a.address for a in accounts],
+    )
+    register_all(stack, accounts)
+    used: dict[str, list[int]] = {}
+    limits = {"mint": MINT_GAS, "approve": APPROVE_GAS, "register": REGISTER_GAS}
+    signatures = {"mint(address,uint256)", "approve(address,uint256)", "register(uint256)"}
+    names = {function_signature_to_4byte_selector(s): s.split("(")[0] for s in signatures}
+    for number in range(start + 1, chain.block_number + 1):
+        for tx in chain.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            name = names.get(bytes(HexBytes(tx.get("input") or tx["data"]))[:4])  # eth-tester: data
+            if name is not None:
+                receipt = chain.w3.eth.get_transaction_receipt(tx["hash"])
+                assert int(tx["gas"]) == limits[name]
+                used.setdefault(name, []).append(int(receipt["gasUsed"]))
+    print(used)
+    assert {n: len(v) for n, v in used.items()} == dict.fromkeys(limits, len(accounts))
+    for name, limit in limits.items():
+        assert 1.3 * max(used[name]) <= limit
