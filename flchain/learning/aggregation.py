@@ -1081,18 +1081,17 @@ class FLTrust(CenteredClip):
         if not trust:
             return np.zeros_like(g0, dtype=np.int64), verdicts
         kept = [i for i in alive if verdicts[others[i].participant][0]]
+        xs = [others[i].update.q for i in kept]  # the accepted updates, as sent
         pay = self._pay(trust)
         # with weigh a zero weight leaves the aggregate
         weights = self._pay(trust, cap=False) if self.weigh else trust
         if self.sybil:
-            xs = [others[i].update.q for i in kept]
             discounted, weights = sybil_discount([pay, weights], xs, self.sybil)
             pay = discounted if self.sybil_pay else pay
         # coordinates the owner's update leaves exactly at 0: its root data give them no
         # gradient, so nothing there can be checked against g₀
         unmoved = g0 == 0
         if self.support:
-            xs = [others[i].update.q for i in kept]
             pay, weights = support_discount([pay, weights], xs, unmoved, self.support)
         used = [k for k, w in enumerate(weights) if w]
         averaged = [vectors[k] for k in used]

@@ -176,12 +176,13 @@ def register_all(
     admits them first when the allow-list gate is on."""
     registry, token, chain = deployment.registry, deployment.token, deployment.chain
     amount = registry.min_stake() if stake is None else stake
-    # Three batches, each estimated once the one before it is mined: a registration needs
-    # its account admitted and its approval in place.
+    # Three batches, each sent once the one before it is mined (and, on chains without fixed
+    # limits, estimated then): a registration needs its account admitted and its approval in
+    # place.
     if registry.allowlist_enabled():
         allow = registry.functions["setAllowed"]
         chain.transact_all([TxRequest(allow(a.address, True), deployment.admin) for a in accounts])
-    # FLChain's own token and registry: known ceilings, no estimate per account
+    # FLChain's own token and registry: known ceilings, no estimate per account (Prague gas)
     fixed = chain.prague_gas
     approve = token.functions["approve"](registry.address, amount)
     chain.transact_all([TxRequest(approve, a, APPROVE_GAS if fixed else None) for a in accounts])
