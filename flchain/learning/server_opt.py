@@ -47,13 +47,12 @@ from dataclasses import dataclass
 import numpy as np
 import safetensors.numpy
 
-from flchain.config import SERVER_OPTIMIZERS
 from flchain.errors import ConfigError, UpdateFormatError
 from flchain.learning.codec import Update
 from flchain.learning.models import ModelSpec
 
-#: The registry: every name of ``SERVER_OPTIMIZERS`` (the config's list) and the state tensors
-#: it keeps between rounds.
+#: The registry: every optimizer's name (the config's ``SERVER_OPTIMIZERS`` lists the same ones,
+#: for the CLI, without importing the maths) and the state tensors it keeps between rounds.
 STATE_SLOTS: dict[str, tuple[str, ...]] = {
     "none": (),
     "fedavgm": ("m",),
@@ -143,9 +142,9 @@ class ServerOptimizer:
     tau: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.name not in SERVER_OPTIMIZERS:
+        if self.name not in STATE_SLOTS:
             raise ConfigError(
-                f"training.server_optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}; "
+                f"training.server_optimizer must be one of {', '.join(STATE_SLOTS)}; "
                 f"got {self.name!r}"
             )
         if not 0 < self.lr <= MAX_LR or to_q(self.lr) < 1:
