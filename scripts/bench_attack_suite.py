@@ -45,6 +45,9 @@ included); ``--merge ... --goals`` prints one row per rule variant against every
 v8 (``benchmarks/results/attack_suite_v8.md``): ``fltrust``'s ``support`` and ``mask`` options
 (``--param support=4 --param mask=1``); ``--root K`` changes which coordinates the owner's
 update leaves at 0, hence what they see.
+
+v9 (``benchmarks/results/attack_suite_v9.md``): ``fltrust``'s ``quiet`` option
+(``--param quiet=2``); ``--record`` also logs each update's share of squared length per tensor.
 """
 
 from __future__ import annotations
@@ -221,10 +224,11 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
 class RecordingFLTrust(FLTrust):
     """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ`` (0
     when rejected), its exact agreement with the round's aggregate ``Cᵢ``
-    (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). Pay options that
-    leave the aggregate alone (``cap``, ``crowd``, ``memory``; ``power`` unless ``weigh``)
-    then give the same run, so ``--rescore`` computes their rewards from the log exactly
-    (``memory`` round after round; per-tensor trust: in floats)."""
+    (:func:`cosine_score`), its cosine with ``g₀`` per tensor and its share of squared length
+    per tensor (floats). Pay options that leave the aggregate alone (``cap``, ``crowd``,
+    ``memory``; ``power`` unless ``weigh``) then give the same run, so ``--rescore``
+    computes their rewards from the log exactly (``memory`` round after round; per-tensor
+    trust: in floats)."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -260,6 +264,7 @@ class RecordingFLTrust(FLTrust):
                     "trust": max(0, cosine_score(x, g0)) if ok else 0,
                     "agree": cosine_score(x, v),
                     "tensors": [round(cos(xf[a:b], g0f[a:b]), 6) for a, b in parts],
+                    "mass": [round(float(xf[a:b] @ xf[a:b]) / float(xf @ xf), 6) for a, b in parts],
                 }
             )
         self.log.append(entries)
