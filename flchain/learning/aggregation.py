@@ -1209,8 +1209,8 @@ def support_discount(
 
 #: ``quiet``'s slack: an update is discounted once its share of squared length on ``g₀``'s
 #: quiet half is more than this times the round's median share. In the probes it was chosen
-#: on (MLP seed 0, CNN seed 2, every round) honest updates reached 1.16-1.34x the median (one
-#: CNN client 2.35x, in the first round), a backdoor 1.3-9.7x (MLP), 2.2-3.6x (CNN);
+#: on (MLP seed 0, CNN seed 2, every round) honest updates reached 1.16-1.36x the median (one
+#: CNN client 2.55x, in the first round), a backdoor 1.3-9.7x (MLP), 2.0-3.6x (CNN);
 #: ``benchmarks/results/attack_suite_v9.md``.
 QUIET_SLACK = Fraction(3, 2)
 
@@ -1226,7 +1226,7 @@ def quiet_discount(
     integers and fractions (floor of the product); nothing changes when ``m`` is 0.
 
     An honest update is large where the owner's is (the same inputs and classes drive both)
-    and puts 2-10 % of its squared length on ``Q`` on MNIST; a backdoor writes its trigger into
+    and puts 2-13 % of its squared length on ``Q`` on MNIST; a backdoor writes its trigger into
     weights the owner's clean data barely move: 7-58 %, on the MLP also for a trigger on
     inked pixels (where :func:`support_discount`, which needs exact zeros, sees nothing) and
     on the CNN. Cosine trust misses it: that part of the update is nearly orthogonal to
