@@ -45,6 +45,9 @@ included); ``--merge ... --goals`` prints one row per rule variant against every
 v8 (``benchmarks/results/attack_suite_v8.md``): ``fltrust``'s ``support`` and ``mask`` options
 (``--param support=4 --param mask=1``); ``--root K`` changes which coordinates the owner's
 update leaves at 0, hence what they see.
+
+v9 (``benchmarks/results/attack_suite_v9.md``): ``fltrust``'s ``quiet`` option
+(``--param quiet=2``); ``--record`` also logs each update's share of squared length per tensor.
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ def _shown_rule(run: dict) -> str:
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
     """``flchain demo``'s parameters, with f capped at what the rule can take from 10 inputs.
     ``fltrust`` stays the plain rule (v4-v8's recorded commands name it so): the demo's options
-    (``FLTRUST_DEFAULT``) are run as ``--param support=2 --param mask=1``."""
+    (``FLTRUST_DEFAULT``) are run as ``--param support=2 --param mask=1 --param quiet=2``."""
     params = rule_params(rule, attackers, N_CLIENTS)
     if rule == "fltrust":
         params = {k: v for k, v in params.items() if k not in FLTRUST_DEFAULT}
@@ -221,10 +224,12 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
 class RecordingFLTrust(FLTrust):
     """``fltrust`` that also logs, each round, every client update's exact trust ``TSᵢ`` (0
     when rejected), its exact agreement with the round's aggregate ``Cᵢ``
-    (:func:`cosine_score`) and its cosine with ``g₀`` per tensor (floats). Pay options that
-    leave the aggregate alone (``cap``, ``crowd``, ``memory``; ``power`` unless ``weigh``)
-    then give the same run, so ``--rescore`` computes their rewards from the log exactly
-    (``memory`` round after round; per-tensor trust: in floats)."""
+    (:func:`cosine_score`), its cosine with ``g₀`` per tensor, its share of squared length per
+    tensor and on the half of the coordinates where ``|g₀|`` is smallest (``quiet``), and its
+    share of exact zeros (floats). Pay options that leave the aggregate alone (``cap``, ``crowd``,
+    ``memory``; ``power`` unless ``weigh``) then give the same run, so ``--rescore``
+    computes their rewards from the log exactly (``memory`` round after round; per-tensor
+    trust: in floats)."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -245,12 +250,15 @@ class RecordingFLTrust(FLTrust):
             d = float(np.linalg.norm(a) * np.linalg.norm(b))
             return float(a @ b) / d if d else 0.0
 
+        a0 = np.abs(g0.astype(np.int64))
+        quiet = a0 <= np.partition(a0, (a0.shape[0] - 1) // 2)[(a0.shape[0] - 1) // 2]
         entries = []
         for u in updates:
             if u is ref[0]:
                 continue
             x = u.update.q
             xf = x.astype(np.float64)
+            sq = float(xf @ xf)
             ok, _, why = verdicts[u.participant]
             ok = ok or why.startswith("trust ")  # weigh: a zero weight, still in the pay round
             entries.append(
@@ -260,6 +268,10 @@ class RecordingFLTrust(FLTrust):
                     "trust": max(0, cosine_score(x, g0)) if ok else 0,
                     "agree": cosine_score(x, v),
                     "tensors": [round(cos(xf[a:b], g0f[a:b]), 6) for a, b in parts],
+                    "mass": [round(float(xf[a:b] @ xf[a:b]) / sq, 6) for a, b in parts],
+                    # quiet's share: on the half of the coordinates where |g₀| is smallest
+                    "quiet": round(float(xf[quiet] @ xf[quiet]) / sq, 6),
+                    "zeros": round(float(np.mean(x == 0)), 6),
                 }
             )
         self.log.append(entries)
@@ -519,6 +531,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratio, worst Δ vs own clean, trigger success, clean accuracy, honest spread)",
     )
     ap.add_argument(
+        "--shares",
+        action="store_true",
+        help="with --merge of --record runs: per run, the attackers' and honest updates' share "
+        "of squared length on g₀'s quiet half (and over the round's median), and of exact zeros",
+    )
+    ap.add_argument(
         "--before",
         metavar="JSON",
         help="with --merge: a before/after table against the same runs in this file",
@@ -541,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.goals:
             print_goals(results)
+            return 0
+        if args.shares:
+            print_shares(results)
             return 0
         if args.before:
             with open(args.before) as fh:
@@ -932,6 +953,43 @@ def print_goals(results: list[dict]) -> None:
             parts["iid"][1],
         ]
         print("| " + " | ".join(cols) + " |")
+
+
+def print_shares(results: list[dict]) -> None:
+    """Recorded runs: the range over every round of the attackers' and the honest updates'
+    share of squared length on the half of the coordinates where ``|g₀|`` is smallest, of
+    that share over the round's lower median share (``quiet``'s test, over the accepted
+    updates), and of exact zeros (what a crafted update's noise fills in)."""
+    print(
+        "| run | quiet share: attackers | honest | ÷ round median: attackers | honest | "
+        "zeros: attackers | honest |"
+    )
+    print("|---|" + "---|" * 6)
+
+    def span(v: list[float], pct: bool = True) -> str:
+        if not v:
+            return "—"
+        return f"{100 * min(v):.1f}–{100 * max(v):.1f} %" if pct else f"{min(v):.2f}–{max(v):.2f}"
+
+    for r in results:
+        if "trust_log" not in r or not r["trust_log"] or "quiet" not in r["trust_log"][0][0]:
+            continue
+        bad = {participant_id(i) for i in range(r["attackers"])}
+        cols: dict[str, list[float]] = {k: [] for k in ("qa", "qh", "ra", "rh", "za", "zh")}
+        for log in r["trust_log"]:
+            kept = sorted(e["quiet"] for e in log if e["accepted"])
+            m = kept[(len(kept) - 1) // 2] if kept else 0.0
+            for e in log:
+                side = "a" if e["p"] in bad else "h"
+                cols["q" + side].append(e["quiet"])
+                cols["z" + side].append(e["zeros"])
+                if e["accepted"] and m:
+                    cols["r" + side].append(e["quiet"] / m)
+        print(
+            f"| {r['label']} | {span(cols['qa'])} | {span(cols['qh'])} | "
+            f"{span(cols['ra'], False)} | {span(cols['rh'], False)} | {span(cols['za'])} | "
+            f"{span(cols['zh'])} |"
+        )
 
 
 def crafting_ratios(run: dict, params: dict[str, float], every: int) -> tuple[float, float]:

@@ -918,7 +918,12 @@ class FLTrust(CenteredClip):
     the share of the update's squared length on those coordinates; ``mask=1`` leaves them
     at 0 in the aggregate. A trigger drawn on pixels the owner's data never ink is both
     unpaid and not learnt; one drawn on inked pixels is untouched by either
-    (``benchmarks/results/attack_suite_v8.md``).
+    (``benchmarks/results/attack_suite_v8.md``). ``quiet=p`` (1-4; :func:`quiet_discount`)
+    does the same relative to the round for the half of the coordinates where ``|g₀|`` is
+    smallest: an update whose share of squared length there is more than 3/2 of the round's
+    median share has pay and weight times ``(1.5·median/share)^p``. It needs no exact zeros,
+    so it also sees a trigger on inked pixels and the CNN's, whose shared filters ``g₀``
+    moves everywhere (``benchmarks/results/attack_suite_v9.md``).
 
     Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
     honest client whose skewed data points away from ``g₀`` earns less (measured in
@@ -943,9 +948,13 @@ class FLTrust(CenteredClip):
         sybil_pay: int = 0,
         support: int = 0,
         mask: int = 0,
+        quiet: int = 0,
         **clip: Any,
     ) -> None:
         super().__init__(**clip)
+        if quiet not in (0, 1, 2, 3, 4):
+            raise ConfigError(f"{self.name}: quiet must be 0 to 4, got {quiet}")
+        self.quiet = int(quiet)
         if support not in (0, 1, 2, 3, 4) or mask not in (0, 1):
             raise ConfigError(
                 f"{self.name}: support must be 0 to 4 and mask 0 or 1, got {support}, {mask}"
@@ -984,6 +993,7 @@ class FLTrust(CenteredClip):
             ("sybil_pay", self.sybil_pay),
             ("support", self.support),
             ("mask", self.mask),
+            ("quiet", self.quiet),
         )
         new = {k: v for k, v in named if v}
         return super().params() | {"screens": self.screens} | pay | mem | new
@@ -1093,6 +1103,8 @@ class FLTrust(CenteredClip):
         unmoved = g0 == 0
         if self.support:
             pay, weights = support_discount([pay, weights], xs, unmoved, self.support)
+        if self.quiet:
+            pay, weights = quiet_discount([pay, weights], xs, g0, self.quiet)
         used = [k for k, w in enumerate(weights) if w]
         averaged = [vectors[k] for k in used]
         if self.band:
@@ -1192,6 +1204,51 @@ def support_discount(
             keep = (total - outside) ** power
             for a in out:
                 a[i] = a[i] * keep // total**power
+    return out
+
+
+#: ``quiet``'s slack: an update is discounted once its share of squared length on ``g₀``'s
+#: quiet half is more than this times the round's median share. In the probes it was chosen
+#: on (MLP seed 0, CNN seed 2, every round) honest updates reached 1.16-1.36x the median (one
+#: CNN client 2.55x, in the first round), a backdoor 1.3-9.7x (MLP), 2.0-3.6x (CNN);
+#: ``benchmarks/results/attack_suite_v9.md``.
+QUIET_SLACK = Fraction(3, 2)
+
+
+def quiet_discount(
+    amounts: Sequence[Sequence[int]], vectors: Sequence[np.ndarray], g0: np.ndarray, power: int
+) -> list[list[int]]:
+    """Each list in ``amounts`` (pay, aggregate weights: one entry per vector) scaled down for
+    the vectors that put an unusual share of their squared length where the owner's update is
+    quiet. ``Q``: the coordinates with ``|g₀|`` at most its lower median (half of them or
+    more); ``sᵢ = ‖xᵢ|Q‖² / ‖xᵢ‖²``; ``m`` the lower median of the ``sᵢ``; a vector with
+    ``sᵢ > 1.5·m`` (:data:`QUIET_SLACK`) has its amounts times ``(1.5·m / sᵢ)^power``. Exact
+    integers and fractions (floor of the product); nothing changes when ``m`` is 0.
+
+    An honest update is large where the owner's is (the same inputs and classes drive both)
+    and puts 2-13 % of its squared length on ``Q`` on MNIST; a backdoor writes its trigger into
+    weights the owner's clean data barely move: 7-58 %, on the MLP also for a trigger on
+    inked pixels (where :func:`support_discount`, which needs exact zeros, sees nothing) and
+    on the CNN. Cosine trust misses it: that part of the update is nearly orthogonal to
+    ``g₀``, so it lowers the cosine only a little."""
+    out = [list(a) for a in amounts]
+    if len(vectors) < 2:
+        return out
+    a = np.abs(g0.astype(np.int64))
+    mid = (a.shape[0] - 1) // 2
+    quiet = a <= np.partition(a, mid)[mid]
+    shares = []
+    for x in vectors:
+        part = x[quiet]
+        shares.append(Fraction(_exact_dot(part, part), _exact_dot(x, x)))
+    m = sorted(shares)[(len(shares) - 1) // 2] * QUIET_SLACK
+    if m == 0:
+        return out
+    for i, s in enumerate(shares):
+        if s > m:
+            num, den = m.numerator * s.denominator, m.denominator * s.numerator
+            for amount in out:
+                amount[i] = amount[i] * num**power // den**power
     return out
 
 

@@ -83,6 +83,8 @@ ALL_RULES = [
     FLTrust(reference="p03", sybil=1, sybil_pay=1),
     FLTrust(reference="p03", band=30),
     FLTrust(reference="p03", support=2, mask=1),
+    FLTrust(reference="p03", quiet=2),
+    FLTrust(reference="p03", support=2, mask=1, quiet=4),
     FLTrust(reference="p03", screens=0, power=2, weigh=1, sybil=3, band=20, crowd=1),
 ]
 #: Evidence from earlier rounds, for the rules with memory (and one participant not in any round).
@@ -296,6 +298,7 @@ for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(
              FLTrust(reference="p4", sybil=2), FLTrust(reference="p4", band=30),
              FLTrust(reference="p4", sybil=2, sybil_pay=1),
              FLTrust(reference="p4", support=2), FLTrust(reference="p4", support=4, mask=1),
+             FLTrust(reference="p4", quiet=1), FLTrust(reference="p4", support=2, mask=1, quiet=2),
              FLTrust(reference="p4", screens=0, power=2, weigh=1, sybil=3, band=20)]:
     r = rule.aggregate(ups, standing=standing) if rule.remembers else rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())

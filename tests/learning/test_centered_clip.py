@@ -608,6 +608,60 @@ def test_fltrust_support_without_unmoved_coordinates_changes_nothing() -> None:
     assert a.update.q.tolist() == b.update.q.tolist() and a.decisions == b.decisions
 
 
+def quiet_round(seed: int) -> tuple[list[ClientUpdate], list[int]]:
+    """Ten updates and ``g₀``, which moves every coordinate but the last 40 only a little
+    (inputs its root data rarely ink): honest updates follow ``g₀``'s magnitudes, three
+    backdoor updates (``p00``-``p02``) put a large extra part there. Returns the quiet
+    coordinates (``|g₀|`` at most its lower median) computed here in Python."""
+    rows = honest(10, seed=seed, spread=(0.6, 1.6))
+    rng = np.random.default_rng(seed + 900)
+    faint = slice(D - 40, D)
+    g0 = np.mean(rows[3:], axis=0)
+    g0[faint] = rng.normal(0, 20, 40)
+    for i in range(10):
+        rows[i][faint] = rng.normal(0, 60, 40)
+    for i in range(3):
+        rows[i][faint] += rng.normal(0, 5000, 40)
+    ups = with_owner(rows, g0)
+    mags = [abs(int(t)) for t in ups[-1].update.q]
+    cut = sorted(mags)[(D - 1) // 2]
+    return ups, [j for j in range(D) if mags[j] <= cut]
+
+
+@pytest.mark.parametrize("power", [1, 2, 4])
+def test_fltrust_quiet_discounts_an_unusual_share_where_the_reference_is_quiet(
+    power: int,
+) -> None:
+    """``quiet=p``: ``sᵢ`` the share of ``‖xᵢ‖²`` on the coordinates where ``|g₀|`` is at most
+    its lower median, ``m`` 3/2 of the lower median ``sᵢ``; pay and weight of an update with
+    ``sᵢ > m`` times ``(m/sᵢ)^p`` (floor). Recomputed with Python ints and fractions: exactly
+    the three backdoor updates are discounted, the aggregate is the reweighted mean."""
+    ups, quiet = quiet_round(23)
+    base = FLTrust(reference=OWNER, screens=0).aggregate(ups)
+    trust = {d.participant: d.score for d in base.decisions if d.accepted}
+    assert len(trust) == 10
+    share = {}
+    for u in ups[:-1]:
+        x = [int(t) for t in u.update.q]
+        share[u.participant] = Fraction(sum(x[j] ** 2 for j in quiet), sum(a * a for a in x))
+    m = sorted(share.values())[4] * Fraction(3, 2)
+    want = {p: t if share[p] <= m else int(t * (m / share[p]) ** power) for p, t in trust.items()}
+    assert {p for p in trust if want[p] < trust[p]} == {"p00", "p01", "p02"}
+    r = FLTrust(reference=OWNER, screens=0, quiet=power).aggregate(ups)
+    assert {d.participant: d.score for d in r.decisions if d.accepted} == want
+    assert r.update.q.tolist() == _rescaled_mean(ups, want)
+
+
+def test_fltrust_quiet_leaves_a_round_without_an_unusual_share_alone() -> None:
+    """Honest updates only (each one's share within 3/2 of the median): nothing changes."""
+    ups, _ = quiet_round(31)
+    rows = [u.update.q.astype(np.float64) for u in ups[3:-1]]
+    ups = with_owner(rows, ups[-1].update.q.astype(np.float64))
+    a = FLTrust(reference=OWNER, screens=0).aggregate(ups)
+    b = FLTrust(reference=OWNER, screens=0, quiet=4).aggregate(ups)
+    assert a.update.q.tolist() == b.update.q.tolist() and a.decisions == b.decisions
+
+
 def test_fltrust_band_and_sybil_options_are_checked() -> None:
     for bad in (
         {"band": -1},
@@ -617,10 +671,13 @@ def test_fltrust_band_and_sybil_options_are_checked() -> None:
         {"sybil_pay": 2},
         {"support": 5},
         {"mask": 2},
+        {"quiet": 5},
+        {"quiet": -1},
     ):
         with pytest.raises(ConfigError, match="fltrust"):
             FLTrust(reference=OWNER, **bad)
-    assert not {"band", "sybil", "support", "mask"} & set(FLTrust().params())
+    assert not {"band", "sybil", "support", "mask", "quiet"} & set(FLTrust().params())
+    assert FLTrust(quiet=2).params()["quiet"] == 2
     assert FLTrust(support=2, mask=1).params() | {"support": 2, "mask": 1} == (
         FLTrust(support=2, mask=1).params()
     )

@@ -195,8 +195,10 @@ def demo(
 
 #: ``fltrust``'s options in the demo: pay and weigh each update by the share of it on weights
 #: the owner's reference update moves, and leave the others unmoved (a backdoor's trigger on
-#: pixels the root set never inks; ``benchmarks/results/attack_suite_v8.md``).
-FLTRUST_DEFAULT: dict[str, float] = {"support": 2, "mask": 1}
+#: pixels the root set never inks; ``benchmarks/results/attack_suite_v8.md``); and pay and weigh
+#: less an update with an unusual share where that update is small (a trigger on inked pixels,
+#: the CNN's backdoor; ``benchmarks/results/attack_suite_v9.md``).
+FLTRUST_DEFAULT: dict[str, float] = {"support": 2, "mask": 1, "quiet": 2}
 
 
 def rule_params(rule: str, attackers: int, updates: int) -> dict[str, float]:
