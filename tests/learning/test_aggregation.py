@@ -28,8 +28,8 @@ from flchain.learning.aggregation import (
     Standing,
     TrimmedMean,
     aggregator_from_config,
-    gram,
 )
+from flchain.learning.aggregation.exact import gram
 from flchain.learning.codec import Update, encode_update
 from flchain.learning.models import CodecParams, ModelSpec, TensorSpec
 

@@ -21,12 +21,11 @@ from flchain.learning.aggregation import (
     Failure,
     FLTrust,
     Standing,
-    _exact_dot,
-    _keyed_permutation,
-    _round_seed,
     aggregator_from_config,
     centered_clip,
 )
+from flchain.learning.aggregation.clipping import _keyed_permutation, _round_seed
+from flchain.learning.aggregation.exact import exact_dot
 from flchain.learning.codec import Update
 from flchain.learning.models import CodecParams, ModelSpec, TensorSpec
 
@@ -58,7 +57,7 @@ def test_exact_dot_matches_python_ints_at_the_limits() -> None:
         a = rng.integers(-lim, lim, 40_000)
         b = rng.integers(-lim, lim, 40_000)
         a[:3], b[:3] = lim - 1, -lim  # the extremes
-        assert _exact_dot(a, b) == sum(x * y for x, y in zip(a.tolist(), b.tolist(), strict=True))
+        assert exact_dot(a, b) == sum(x * y for x, y in zip(a.tolist(), b.tolist(), strict=True))
 
 
 def test_unclipped_centered_clip_is_the_rounded_mean() -> None:
@@ -75,7 +74,7 @@ def test_a_far_point_moves_centered_clip_by_at_most_tau_over_m() -> None:
     for it in (1, 3):
         v = centered_clip(pts, np.zeros(D, np.int64), iters=it, tau=500)
         # each iteration adds at most tau/5 along the outlier's direction (plus rounding)
-        assert math.isqrt(_exact_dot(v, v)) <= it * (500 // 5 + math.isqrt(D))
+        assert math.isqrt(exact_dot(v, v)) <= it * (500 // 5 + math.isqrt(D))
         assert int(v.min()) >= 0
 
 
