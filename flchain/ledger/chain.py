@@ -291,8 +291,9 @@ class Chain:
         if head is None:
             return codec.result(self.w3.codec, self.w3.eth.call(call, block))
         key = (head, call.get("from"), call["to"], call["data"])
-        if key in self._answers:
-            return self._answers[key]
+        known = self._answers.get(key, _UNKNOWN)  # one lookup: another thread may evict it
+        if known is not _UNKNOWN:
+            return known
         value = codec.result(self.w3.codec, self.w3.eth.call(call, block))
         if self._latest_hash() == head and _immutable(value):
             self._answers[key] = value
@@ -1061,6 +1062,10 @@ class _CallCodec:
             raise BadFunctionCallOutput(f"could not decode {raw!r} as {self.outputs}") from exc
         plain = [_as_web3(kind, v) for kind, v in zip(self._kinds, values, strict=True)]
         return plain[0] if len(plain) == 1 else plain
+
+
+#: No answer kept (``None`` is a possible answer).
+_UNKNOWN = object()
 
 
 def _immutable(value: Any) -> bool:
