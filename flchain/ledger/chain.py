@@ -279,24 +279,35 @@ class Chain:
             raise
 
     def _answer(self, codec: _CallCodec, call: TxParams, block: Any) -> Any:
-        """``call``'s decoded answer at ``block``. On the embedded chain an answer at "latest"
-        is kept under the latest block's hash, the call's sender, address and calldata, and
-        given again for the same call while that block is still the latest: a hash commits to
-        the block's state, so it is the chain's answer (what the provider's own answer cache
-        would return, without web3's request pipeline and eth-tester's formatting around it:
-        ~0.4 of a cached call's ~0.5 ms; the nodes of a one-process federation ask the same
-        facts of one block ~200 times a round at 50 participants). Kept only when no block
-        was mined while it was computed, and only when immutable (no list inside)."""
-        head = self._latest_hash() if block == "latest" else None
-        if head is None:
+        """``call``'s decoded answer at ``block``, kept at "latest" (see :meth:`_kept`)."""
+
+        def ask() -> Any:
             return codec.result(self.w3.codec, self.w3.eth.call(call, block))
-        key = (head, call.get("from"), call["to"], call["data"])
-        known = self._answers.get(key, _UNKNOWN)  # one lookup: another thread may evict it
+
+        if block != "latest":
+            return ask()
+        return self._kept(("call", call.get("from"), call["to"], call["data"]), ask)
+
+    def _kept(self, key: tuple[Any, ...], ask: Callable[[], Any]) -> Any:
+        """``ask()``, a read of the latest block. On the embedded chain its answer is kept
+        under the latest block's hash and ``key`` (the read: a call's sender, address and
+        calldata, a log query's parameters) and given again for the same read while that block
+        is still the latest: a hash commits to the block and its ancestors, so it is the
+        chain's answer (what the provider's own caches would return, without web3's request
+        pipeline, eth-tester's formatting and the decoding around them: ~0.4 of a cached
+        call's ~0.5 ms; the nodes of a one-process federation ask the same facts of one block
+        ~200 times a round at 50 participants). Kept only when no block was mined while it
+        was computed, and only when immutable (no list inside)."""
+        head = self._latest_hash()
+        if head is None:
+            return ask()
+        full = (head, *key)
+        known = self._answers.get(full, _UNKNOWN)  # one lookup: another thread may evict it
         if known is not _UNKNOWN:
             return known
-        value = codec.result(self.w3.codec, self.w3.eth.call(call, block))
+        value = ask()
         if self._latest_hash() == head and _immutable(value):
-            self._answers[key] = value
+            self._answers[full] = value
             while len(self._answers) > ANSWER_CACHE_SIZE:
                 self._answers.popitem(last=False)
         return value
@@ -343,13 +354,22 @@ class Chain:
         if embedded:
             # The embedded provider takes web3-formatted parameters: through the middleware
             # (which formats the answer as web3 does: quantities as ints), not web3's
-            # per-log result formatting and decoding.
-            found = self.w3.manager.request_blocking(RPCEndpoint("eth_getLogs"), [params])
-        else:
-            response = self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
-            if "error" in response:
-                raise LedgerError(f"eth_getLogs failed on {self.label}: {response['error']}")
-            found = response["result"]
+            # per-log result formatting and decoding. A range up to the latest block is a
+            # fact of that block: kept (see _kept), e.g. for each member of a committee.
+            def ask() -> tuple[EventData, ...]:
+                found = self.w3.manager.request_blocking(RPCEndpoint("eth_getLogs"), [params])
+                return tuple(self._decoded_logs(codec, found, event_name))
+
+            if to_block != "latest" or not isinstance(from_block, int):
+                return list(ask())
+            key = ("logs", contract.address, from_block, repr(params["topics"]))
+            return list(self._kept(key, ask))
+        response = self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
+        if "error" in response:
+            raise LedgerError(f"eth_getLogs failed on {self.label}: {response['error']}")
+        return self._decoded_logs(codec, response["result"], event_name)
+
+    def _decoded_logs(self, codec: _EventCodec, found: Any, event_name: str) -> list[EventData]:
         try:
             return [codec.decode(raw) for raw in found if not raw.get("removed")]
         except (TypeError, ValueError, KeyError, DecodingError) as exc:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from flchain.ledger.contracts import Committed
 from flchain.ledger.embedded import EmbeddedTester, _Backend
 
 if TYPE_CHECKING:
@@ -70,3 +71,28 @@ def test_each_ask_is_a_request_with_the_caches_off_and_lists_are_not_shared(
     assert len(indices) == 3
     indices.clear()
     assert len(kit.task.committee_indices(0)) == 3
+
+
+def test_a_log_query_up_to_the_latest_block_asked_again_is_one_request(
+    kit: TaskKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events of a range up to the latest block are kept like view answers (a committee's
+    members each read the round's reveals); each caller gets its own list."""
+    queries: list[Any] = []
+    original = EmbeddedTester.get_logs
+
+    def counted(self: EmbeddedTester, *args: Any, **kwargs: Any) -> Any:
+        queries.append(args or kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddedTester, "get_logs", counted)
+    kit.commit_all(kit.participants[:3])
+    since = kit.chain.block_number - 5
+    first = kit.task.events(Committed, since, round=0)
+    assert len(first) == 3 and len(queries) == 1
+    first.clear()
+    again = kit.task.events(Committed, since, round=0)
+    assert len(again) == 3 and len(queries) == 1
+    assert len(kit.task.events(Committed, since, round=1)) == 0 and len(queries) == 2
+    kit.chain.mine(1)  # a new latest block: asked again
+    assert kit.task.events(Committed, since, round=0) == again and len(queries) == 3
