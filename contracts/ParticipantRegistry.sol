@@ -59,6 +59,18 @@ contract ParticipantRegistry is IParticipantRegistry, AccessControl, ReentrancyG
     }
 
     /// @inheritdoc IParticipantRegistry
+    function activeBits(address[] calldata accounts) external view returns (uint256[] memory bits) {
+        bits = new uint256[]((accounts.length + 255) / 256);
+        (uint256 floor, bool gated) = (minStake, allowlistEnabled);
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            Participant storage p = _participants[accounts[i]];
+            if (p.registered && p.unlockBlock == 0 && p.stake >= floor && (p.allowed || !gated)) {
+                bits[i >> 8] |= 1 << (i & 255);
+            }
+        }
+    }
+
+    /// @inheritdoc IParticipantRegistry
     function stakeOf(address account) external view returns (uint256) {
         return _participants[account].stake;
     }

@@ -67,6 +67,10 @@ interface IParticipantRegistry {
     /// on, stake at least `minStake` and not exiting.
     function isActive(address account) external view returns (bool);
 
+    /// @notice {isActive} of each of `accounts` in one call: bit `i % 256` of word `i / 256` is
+    /// set when `accounts[i]` is active (a task's `stepViews` reads many accounts at once).
+    function activeBits(address[] calldata accounts) external view returns (uint256[] memory bits);
+
     /// @notice Tokens currently bonded by `account`.
     function stakeOf(address account) external view returns (uint256);
 

@@ -313,6 +313,11 @@ class ParticipantRegistry(ContractWrapper):
         """Whether ``account`` may commit now (registered, admitted, staked, not exiting)."""
         return bool(self._call("isActive", to_checksum_address(account)))
 
+    def are_active(self, accounts: Sequence[str]) -> list[bool]:
+        """:meth:`is_active` of each of ``accounts``, in one call (``activeBits``)."""
+        words = self._call("activeBits", [to_checksum_address(a) for a in accounts])
+        return [bool(words[i >> 8] >> (i & 255) & 1) for i in range(len(accounts))]
+
     def stake_of(self, account: str) -> int:
         return int(self._call("stakeOf", to_checksum_address(account)))
 
@@ -425,9 +430,11 @@ class TrainingTask(ContractWrapper):
         return StepView.from_tuple(self._call("stepView", to_checksum_address(account)))
 
     def step_views(self, accounts: Sequence[str]) -> list[StepView]:
-        """:meth:`step_view` of each of ``accounts``, all read at one block in one call."""
+        """:meth:`step_view` of each of ``accounts``, all read at one block in one call
+        (``stepViews`` returns them packed: see :func:`unpack_step_views`)."""
         addresses = [to_checksum_address(a) for a in accounts]
-        return [StepView.from_tuple(v) for v in self._call("stepViews", addresses)]
+        shared, packed = self._call("stepViews", addresses)
+        return unpack_step_views(shared, packed)
 
     def effective_quorum(self, commits: int) -> int:
         return int(self._call("effectiveQuorum", commits))
@@ -587,3 +594,43 @@ class TrainingTask(ContractWrapper):
 
     def withdraw_surplus(self, sender: LocalAccount, to: str) -> TxReceipt:
         return self._send(sender, "withdrawSurplus", to_checksum_address(to))
+
+
+#: Bits of ``stepViews``' per-account flag word.
+_ACTIVE, _MEMBER, _SETTLED, _PREVIOUS_MEMBER, _PREVIOUS_SETTLED = 1, 2, 4, 8, 16
+_WORD = (1 << 256) - 1
+
+
+def unpack_step_views(shared: Sequence[int], packed: Sequence[int]) -> list[StepView]:
+    """The :class:`StepView` of each account from ``TrainingTask.stepViews``' packed answer:
+    ``shared`` (block, round, phase, attest deadline, previous status, previous attest
+    deadline) and four words an account (commitment, flag bits, vote hash, previous vote
+    hash; the layout is documented on the Solidity function)."""
+    block, round_id, phase, deadline, previous_status, previous_deadline = shared
+    views = []
+    for i in range(0, len(packed), 4):
+        commitment, bits, vote, previous_vote = packed[i : i + 4]
+        views.append(
+            StepView.from_tuple(
+                (
+                    block,
+                    round_id,
+                    phase,
+                    bool(bits & _ACTIVE),
+                    (
+                        (commitment & ((1 << 192) - 1)).to_bytes(24, "big"),
+                        (commitment >> 192) & 0xFFFFFFFF,
+                        (commitment >> 224) & 0xFFFFFF,
+                        commitment >> 248,
+                    ),
+                    bool(bits & _MEMBER),
+                    ((vote & _WORD).to_bytes(32, "big"), bool(bits & _SETTLED)),
+                    deadline,
+                    previous_status,
+                    bool(bits & _PREVIOUS_MEMBER),
+                    (previous_vote.to_bytes(32, "big"), bool(bits & _PREVIOUS_SETTLED)),
+                    previous_deadline,
+                )
+            )
+        )
+    return views

@@ -207,6 +207,15 @@ class EmbeddedProvider(EthereumTesterProvider):
             return _error(3, _revert_message(data), "0x" + data.hex())
         return {"jsonrpc": "2.0", "id": 0, "result": result}
 
+    def latest_block_hash(self) -> bytes | None:
+        """The latest mined block's hash, read without a request (None when the chain's read
+        caches are off, so that reads go the stock way: see ``EmbeddedTester.caching``)."""
+        tester = self.ethereum_tester
+        if not isinstance(tester, EmbeddedTester) or not tester.caching:
+            return None
+        with self.lock:
+            return bytes(tester.backend.chain.header.parent_hash)
+
     def _held(self, transaction_hash: Any) -> bool:
         """Whether the transaction waits, unmined, in a holding chain's pending block."""
         tester = self.ethereum_tester

@@ -9,6 +9,7 @@ blocks, after new blocks, and after snapshot reverts that replace blocks at the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ from web3.contract import Contract
 
 from flchain.errors import ContractRevert, FLChainError
 from flchain.ledger.chain import Chain
-from flchain.ledger.embedded import EmbeddedTester, make_tester
+from flchain.ledger.devchain import BlockPass
+from flchain.ledger.embedded import EmbeddedTester, _Backend, make_tester
 
 NUM_ACCOUNTS = 8
 
@@ -269,6 +271,48 @@ def test_logs_stay_right_across_revert_and_new_blocks(
         (6, chain.accounts[2].address),
         (7, chain.accounts[3].address),
     ]
+
+
+def test_logs_of_a_block_of_many_transactions_are_indexed_without_receipt_lookups(
+    chain: Chain,
+    tester: EmbeddedTester,
+    fixture: Contract,
+    other: Contract,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block whose transactions log several times each (as a ``BlockPass`` mines a phase's
+    commits or reveals) is indexed from the block and its receipts, decoded once: no receipt is
+    looked up per transaction (one each before), and the logs are stock eth-tester's."""
+    start = chain.block_number
+    block_pass = BlockPass.on(chain.w3.provider)
+    assert block_pass is not None
+    senders, others = chain.accounts[:4], chain.accounts[4:8]
+    block_pass.run([partial(chain.transact, fixture.functions.mint(10), s) for s in senders])
+    jobs = [
+        partial(chain.transact, fixture.functions.transfer(others[i].address, i + 1), s)
+        for i, s in enumerate(senders)
+    ]
+    jobs += [
+        partial(chain.transact, other.functions.increment(i + 1), s) for i, s in enumerate(others)
+    ]
+    block_pass.run(jobs)
+    assert chain.block_number == start + 2  # the mints' block (no logs) and the 8 loggers'
+    lookups: list[bytes] = []
+    original = _Backend.get_transaction_receipt
+
+    def counted(self: _Backend, transaction_hash: bytes) -> Any:
+        lookups.append(transaction_hash)
+        return original(self, transaction_hash)
+
+    monkeypatch.setattr(_Backend, "get_transaction_receipt", counted)
+    query = {"fromBlock": start + 1, "toBlock": "latest"}
+    cached = chain.w3.eth.get_logs(query)  # type: ignore[arg-type]
+    assert lookups == []  # one per transaction of the two blocks before
+    assert both(tester, lambda: chain.w3.eth.get_logs(query)) == cached  # type: ignore[arg-type]
+    assert [(log["blockNumber"], log["transactionIndex"], log["logIndex"]) for log in cached] == [
+        (start + 2, i, 0) for i in range(8)
+    ]
+    assert [log["address"] for log in cached] == [fixture.address] * 4 + [other.address] * 4
 
 
 def test_log_ranges_past_the_head_fail_like_eth_tester(

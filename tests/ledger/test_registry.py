@@ -242,3 +242,22 @@ def test_role_administration_failures(kit: TaskKit) -> None:
         kit.chain.transact(fn, outsider)
     kit.chain.transact(fn, kit.admin)
     assert not registry.has_role(VERIFIER_ROLE, kit.admin.address)
+
+
+def test_active_bits_agree_with_is_active_across_words(kit: TaskKit) -> None:
+    """``activeBits`` (what a task's ``stepViews`` reads) is ``isActive`` of each account, bit
+    ``i % 256`` of word ``i / 256``: checked on both sides of a word boundary, for a registered,
+    an exiting and never-registered accounts."""
+    registry, admin = fresh_registry(kit), kit.admin
+    staying, leaving = kit.outsider, kit.participants[0]
+    for account in (staying, leaving):
+        kit.token.approve(account, registry.address, STAKE)
+        registry.register(account, STAKE)
+    registry.request_withdrawal(leaving)
+    strangers = [f"0x{i:040x}" for i in range(1, 300)]
+    accounts = [*strangers[:255], staying.address, leaving.address, staying.address]
+    accounts += strangers[255:]
+    answers = registry.are_active(accounts)
+    assert answers == [registry.is_active(a) for a in accounts]
+    assert [i for i, active in enumerate(answers) if active] == [255, 257]
+    assert registry.are_active([]) == [] and admin.address not in accounts

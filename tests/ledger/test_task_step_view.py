@@ -4,9 +4,12 @@ views it replaces, in every phase, for members and non-members, and for the prev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import pytest
+from eth.vm.computation import BaseComputation
 from eth_account.signers.local import LocalAccount
+from eth_utils import function_signature_to_4byte_selector
 
 from flchain.ledger.contracts import Phase, RoundStatus, StepView, Vote
 
@@ -83,3 +86,31 @@ def test_step_view_matches_the_single_views_through_two_rounds(kit: TaskKit) -> 
     assert late.previous_member and not any(late.previous_vote.result_hash)
     assert late.previous_attest_deadline == kit.task.attest_deadline(0) > late.block_number
     assert [v.previous_member for v in views].count(True) == 3
+
+    # a settled vote (``stepViews`` packs its flag apart from its hash) on the previous round
+    kit.chain.mine(kit.task.attest_deadline(0) - kit.chain.block_number + 1)
+    kit.task.settle_committee_member(outsider, 0, members[0].address)
+    (settled, *_) = check(kit, [members[0], members[1], outsider])
+    assert settled.previous_vote == Vote(result.hash(), True)
+
+
+def test_step_views_is_one_registry_call_and_four_words_an_account(
+    kit: TaskKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stepViews`` of n accounts makes one call into the registry (``activeBits``), not one
+    ``isActive`` per account (a message frame each in the EVM), and answers 4 words an account
+    besides the shared ones (a 27-word ``StepView`` struct each before)."""
+    accounts = [a.address for a in kit.participants[:5]]
+    frames: list[bytes] = []
+    original = BaseComputation.apply_child_computation
+
+    def counted(self: BaseComputation, child_msg: Any) -> Any:
+        frames.append(bytes(child_msg.data[:4]))
+        return original(self, child_msg)
+
+    monkeypatch.setattr(BaseComputation, "apply_child_computation", counted)
+    fn = kit.task.functions["stepViews"](accounts)
+    answer = kit.chain.w3.eth.call({"to": kit.task.address, "data": fn._encode_transaction_data()})
+    assert frames == [function_signature_to_4byte_selector("activeBits(address[])")]
+    # 6 shared words, the array's offset and length, 4 words an account
+    assert len(answer) == 32 * (6 + 2 + 4 * len(accounts))
