@@ -459,6 +459,9 @@ class ParticipantNode:
             return
         digest, salt = bytes.fromhex(mine.digest[2:]), bytes.fromhex(mine.salt[2:])
         args = (self.account, digest, mine.num_samples, salt, mine.cid)
+        # the reveal names the CID on the chain, for any reader: its bytes must be in the
+        # store by then (a store that writes behind its puts writes them now)
+        self.store.flush()
         if self.outbox is not None:
             failed = partial(self._reveal_failed, mine, report)
             request = self.task.reveal_request(*args)
@@ -499,6 +502,7 @@ class ParticipantNode:
             report.seconds.get("aggregate", 0.0) + time.perf_counter() - started - fetched
         )
         result = Result(*outcome.result_tuple())
+        self.store.flush()  # the vote names the model's and report's CIDs (see _reveal)
         # The wrapper floors the gas at a finalizing vote's cost: members vote concurrently,
         # so any vote may become the one that reaches quorum after its estimate was taken.
         self._send(report, "attest", lambda: self.task.attest(self.account, round_id, result))
