@@ -251,12 +251,14 @@ class Federation:
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flchain-demo-"))
         # Every node, the owner and the committee share this store in this one process: what
         # one put or got is served to the others from memory (see CachedStore). Its own
-        # scratch store also writes behind the round, on a thread of its own (see
+        # scratch store also writes behind the round, in a process of its own (see
         # WriteBehindStore): it is flushed before a CID it holds reaches the chain (the task's
         # creation, a reveal, a vote) or a row, so no one elsewhere is told of content not
         # yet there. A store given may have other readers: it is written at once.
         if store is None:
-            store = WriteBehindStore(LocalStore(self.work_dir / "store", durable=False))
+            store = LocalStore(self.work_dir / "store", durable=False)
+            if "fork" in multiprocessing.get_all_start_methods():  # its writer is forked
+                store = WriteBehindStore(store)
         self.store = CachedStore(store)
         self.owner: LocalAccount = self.chain.accounts[0]
         # fltrust: the owner's own node sends the reference update (the protocol refuses a

@@ -1,4 +1,4 @@
-"""The one-process federation's own store writes its puts behind the round (a thread of their
+"""The one-process federation's own store writes its puts behind the round (a process of their
 own) and ends up holding the same files as a federation whose store writes them at once."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def test_the_federation_s_puts_are_written_behind_into_the_same_files(tmp_path: 
         writer = federation.store.inner
         assert isinstance(writer, WriteBehindStore)
         # the manifest, the initial model, each update, model and report, ...: every put of
-        # the run was written by the writer thread, and all of them before run() returned
+        # the run was written by the writer process, and all of them before run() returned
         assert writer.written_behind == writer.puts >= 2 + DEMO.participants + 2
         stored = files_of(tmp_path / "behind" / "store")
     finally:

@@ -1,4 +1,4 @@
-"""WriteBehindStore: puts answered at once and written by a thread of their own; the same CIDs
+"""WriteBehindStore: puts answered at once and written by a process of their own; the same CIDs
 and files as synchronous puts, nothing served that is not there, and a failed write raised."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_same_cids_and_same_files_as_synchronous_puts_written_by_the_writer(
     cids = [behind.put(data, pin=pin) for data, pin in BLOBS]
     behind.close()
     assert cids == expected == [cid_for(data) for data, _ in BLOBS]
-    assert behind.written_behind == behind.puts == len(BLOBS)  # every one by the writer
+    assert behind.written_behind == behind.puts == len(BLOBS)  # every one by the writer process
     assert files_of(tmp_path / "behind") == files_of(tmp_path / "sync")
     assert files_of(tmp_path / "sync")  # blocks and pins, not two empty trees
 
@@ -122,3 +122,17 @@ def test_bad_input_is_refused_at_the_put(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="closed"):
         behind.put(b"late")
     assert behind.puts == behind.written_behind == 0
+
+
+def test_a_writer_that_dies_is_raised_with_the_puts_it_did_not_write(tmp_path: Path) -> None:
+    local = LocalStore(tmp_path / "store", durable=False)
+    behind = WriteBehindStore(local)
+    with writers_held(local):
+        cid = behind.put(b"in flight" * 100)
+        behind._writer.kill()  # a crash of the writer, mid-write
+        behind._writer.join()
+    with pytest.raises(StorageError, match=f"writer process died.*not written: {cid}"):
+        behind.flush()
+    assert not local.has(cid)
+    with pytest.raises(StorageError, match="not written"):
+        behind.close()
