@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flchain.storage.base import DEFAULT_MAX_SIZE, ContentStore, DelegatingStore
+from flchain.storage.behind import WriteBehindStore
 from flchain.storage.cached import CachedStore
 from flchain.storage.car import export_car, import_car
 from flchain.storage.kubo import KuboStore
@@ -23,6 +24,7 @@ __all__ = [
     "DelegatingStore",
     "KuboStore",
     "LocalStore",
+    "WriteBehindStore",
     "cid_for",
     "default_store_dir",
     "export_car",

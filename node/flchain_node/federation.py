@@ -47,7 +47,7 @@ from flchain.ledger.devchain import BlockPass
 from flchain.protocol.committee import SharedRecomputation
 from flchain.protocol.rounds import round_start_bound
 from flchain.protocol.task import federated_data, train_config
-from flchain.storage import CachedStore, ContentStore, LocalStore
+from flchain.storage import CachedStore, ContentStore, LocalStore, WriteBehindStore
 from flchain_node.factory import build_participant, shard_trainer, task_model
 from flchain_node.owner import Keeper, create_task
 from flchain_node.participant import ParticipantNode, StepReport, UpdateSource
@@ -250,8 +250,16 @@ class Federation:
         self._own_dir = work_dir is None and store is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flchain-demo-"))
         # Every node, the owner and the committee share this store in this one process: what
-        # one put or got is served to the others from memory (see CachedStore).
-        self.store = CachedStore(store or LocalStore(self.work_dir / "store", durable=False))
+        # one put or got is served to the others from memory (see CachedStore). Its own
+        # scratch store also writes behind the round, in a process of its own (see
+        # WriteBehindStore): it is flushed before a CID it holds reaches the chain (the task's
+        # creation, a reveal, a vote) or a row, so no one elsewhere is told of content not
+        # yet there. A store given may have other readers: it is written at once.
+        if store is None:
+            store = LocalStore(self.work_dir / "store", durable=False)
+            if "fork" in multiprocessing.get_all_start_methods():  # its writer is forked
+                store = WriteBehindStore(store)
+        self.store = CachedStore(store)
         self.owner: LocalAccount = self.chain.accounts[0]
         # fltrust: the owner's own node sends the reference update (the protocol refuses a
         # reference account that is not the task's owner), so it registers like the others
@@ -275,6 +283,7 @@ class Federation:
         # would wait for one receipt, and on anvil one block, per transaction.
         self.outbox = Outbox(self.chain) if self.block_pass is None else None
         sources = [self._source(i) for i in range(len(self.roles))]
+        self.store.flush()  # no write in flight while the pool's workers fork
         self.pool = self._pool(sources)
         # The members are in this process and read this store: a round's outcome is computed
         # once for all of them (each still reads its inputs from the chain; see the class).
@@ -441,6 +450,7 @@ class Federation:
                     "cannot make progress (too few valid updates or active participants)"
                 )
             while round_id < current:  # a round finalized or expired since the last pass
+                self.store.flush()  # a row names CIDs: what it names is in the store
                 row = self._row(round_id, pending)
                 rows.append(row)
                 if on_round:
@@ -465,6 +475,7 @@ class Federation:
         else:
             claims = [n.claim() for n in self.nodes]
         claimed = {n.address: c for n, c in zip(self.nodes, claims, strict=True)}
+        self.store.flush()  # the result names the store's directory: all of it is written
         return FederationResult(
             config=self.demo,
             roles=self.role_of,

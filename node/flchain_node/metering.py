@@ -66,6 +66,13 @@ class MeteredStore(DelegatingStore):
         self.tally.fetch_bytes += len(data)
         return data
 
+    def flush(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.inner.flush()
+        finally:  # waiting for puts written behind is the store's share too
+            self.tally.store_seconds += time.perf_counter() - started
+
 
 #: The kinds of work a step's seconds are split into (:attr:`StepReport.seconds` keys).
 WORK = ("train", "store", "fetch", "aggregate", "chain")

@@ -75,6 +75,7 @@ def create_task(
         initial_model_digest=hashlib.sha256(initial).digest(),
         aggregation=config.aggregation,
     )
+    store.flush()  # the task names both CIDs on the chain: readers elsewhere must find them
     deployment = deploy_stack(
         chain,
         owner,

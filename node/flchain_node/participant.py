@@ -55,12 +55,24 @@ from flchain_node.state import NodeState, RoundState, RoundVectors
 
 
 @dataclass(frozen=True)
+class Encoded:
+    """An update already encoded with the task's codec, with its digest: what a training
+    pool's worker sends back (:mod:`flchain_node.pool`), so the node stores and commits
+    these bytes without codec work of its own."""
+
+    data: bytes
+    #: :func:`~flchain.learning.codec.update_digest` of ``data``.
+    digest: bytes
+
+
+@dataclass(frozen=True)
 class Produced:
     """What a trainer made of one round."""
 
-    #: The float delta from the global model (the node quantizes or sparsifies it), or in a
-    #: SCAFFOLD round the quantized update carrying ``Δw`` and ``Δc``.
-    update: Update | dict[str, torch.Tensor]
+    #: The float delta from the global model (the node quantizes or sparsifies it), in a
+    #: SCAFFOLD round the quantized update carrying ``Δw`` and ``Δc``, or (plain codecs
+    #: only: not top-k, not SCAFFOLD) the update already :class:`Encoded`.
+    update: Update | dict[str, torch.Tensor] | Encoded
     num_samples: int
     #: SCAFFOLD: this participant's new control variate ``c_i⁺``.
     control: np.ndarray | None = None
@@ -385,7 +397,14 @@ class ParticipantNode:
         controls = self._controls(round_id) if self.scaffold else None
         produced = self.source.produce(global_state, round_id, controls)
         report.seconds["train"] = time.perf_counter() - started
-        if self.scaffold:
+        digest = None
+        if isinstance(produced.update, Encoded):
+            if self.scaffold or self.topk:  # their bytes need the node's own state
+                raise ProtocolError(
+                    "an already encoded update needs a plain codec (not top-k or SCAFFOLD)"
+                )
+            data, digest = produced.update.data, produced.update.digest
+        elif self.scaffold:
             if produced.control is None:  # a source that knows nothing of control variates
                 raise ConfigError(
                     f'training.algorithm = "scaffold": this node\'s trainer '
@@ -399,7 +418,7 @@ class ParticipantNode:
             data = encode_update(produced.update, spec)
         cid = self.store.put(data)  # stored before committing: a restart can always reveal
         mine = RoundState(
-            digest="0x" + update_digest(data).hex(),
+            digest="0x" + (digest or update_digest(data)).hex(),
             salt="0x" + new_salt().hex(),
             num_samples=produced.num_samples,
             cid=cid,
@@ -459,6 +478,9 @@ class ParticipantNode:
             return
         digest, salt = bytes.fromhex(mine.digest[2:]), bytes.fromhex(mine.salt[2:])
         args = (self.account, digest, mine.num_samples, salt, mine.cid)
+        # the reveal names the CID on the chain, for any reader: its bytes must be in the
+        # store by then (a store that writes behind its puts writes them now)
+        self.store.flush()
         if self.outbox is not None:
             failed = partial(self._reveal_failed, mine, report)
             request = self.task.reveal_request(*args)
@@ -499,6 +521,7 @@ class ParticipantNode:
             report.seconds.get("aggregate", 0.0) + time.perf_counter() - started - fetched
         )
         result = Result(*outcome.result_tuple())
+        self.store.flush()  # the vote names the model's and report's CIDs (see _reveal)
         # The wrapper floors the gas at a finalizing vote's cost: members vote concurrently,
         # so any vote may become the one that reaches quorum after its estimate was taken.
         self._send(report, "attest", lambda: self.task.attest(self.account, round_id, result))

@@ -5,7 +5,9 @@ other, while the chain (py-evm, single-threaded) waits; on a machine with cores 
 others sit idle. A :class:`TrainingPool` starts each round's training for every pooled
 participant at once in worker processes (as Flower's simulation spreads its clients over
 cores), so it runs while the main process sends the other participants' transactions; a
-node's step then takes its finished update instead of training.
+node's step then takes its finished update instead of training. The worker also encodes the
+update with the task's codec and digests it (as the step would: the step then does no codec
+work), except under top-k, whose selection needs the residual the node keeps.
 
 The work is the same: a worker runs the participant's own :class:`LocalTrainer` (a copy made
 by ``fork``, with its shard, model and seed) on the same global model bytes, with the same
@@ -26,16 +28,18 @@ from multiprocessing.pool import AsyncResult, Pool
 import numpy as np
 import torch
 
-from flchain.learning.codec import decode_model
+from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.learning.models import ModelSpec
 from flchain.learning.scaffold import Controls
-from flchain_node.participant import Produced
+from flchain_node.participant import Encoded, Produced
 from flchain_node.trainer import LocalTrainer
 
-#: What a worker sends back: numpy arrays, which pickle as plain bytes (torch registers
-#: reductions that would move every tensor through a shared-memory file and pass its
-#: descriptor over a socket instead).
-Sent = tuple[dict[str, np.ndarray], int]
+#: What a worker sends back for one participant: its update encoded with the task's codec
+#: (bytes, digest) or, under top-k (whose error feedback the node keeps), the float delta as
+#: numpy arrays, which pickle as plain bytes (torch registers reductions that would move every
+#: tensor through a shared-memory file and pass its descriptor over a socket instead); and
+#: the number of samples.
+Sent = tuple[Encoded | dict[str, np.ndarray], int]
 
 # Set in the parent just before the workers fork: each worker holds a copy.
 _TRAINERS: dict[int, LocalTrainer] = {}
@@ -63,14 +67,25 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def encodes(spec: ModelSpec) -> bool:
+    """Whether a worker encodes the updates it trains with ``spec``'s codec (all but top-k,
+    whose selection adds the residual the node keeps between rounds)."""
+    return spec.codec.encoding != "topk"
+
+
 def _train(indices: list[int], round_id: int, model: bytes) -> list[Sent]:
-    global_state = decode_model(model, _SPEC[0])
-    sent = []
+    spec = _SPEC[0]
+    global_state = decode_model(model, spec)
+    sent: list[Sent] = []
     for i in indices:
         produced = _TRAINERS[i].produce(global_state, round_id, None)
         delta = produced.update
         assert isinstance(delta, dict)  # a float delta: no control variates were passed
-        sent.append(({k: v.detach().numpy() for k, v in delta.items()}, produced.num_samples))
+        if encodes(spec):  # the bytes the node's step would encode, on this core instead
+            data = encode_update(delta, spec)
+            sent.append((Encoded(data, update_digest(data)), produced.num_samples))
+        else:
+            sent.append(({k: v.detach().numpy() for k, v in delta.items()}, produced.num_samples))
     return sent
 
 
@@ -120,9 +135,11 @@ class TrainingPool:
         digest, result, position = job
         if digest != state_digest(global_state):
             return None
-        delta, num_samples = result.get()[position]
+        update, num_samples = result.get()[position]
         self.served += 1
-        return Produced({k: torch.from_numpy(v) for k, v in delta.items()}, num_samples)
+        if isinstance(update, Encoded):
+            return Produced(update, num_samples)
+        return Produced({k: torch.from_numpy(v) for k, v in update.items()}, num_samples)
 
     def close(self) -> None:
         self._jobs.clear()

@@ -7,15 +7,17 @@ baseline of the demo, round by round."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
+from flchain_node import participant
 from flchain_node.factory import shard_trainer
 from flchain_node.federation import Federation
 from support.fedkit import DEMO as KIT_DEMO
 
 from flchain.learning.aggregation import aggregator_from_config
-from flchain.learning.codec import decode_model
+from flchain.learning.codec import decode_model, encode_update
 from flchain.learning.simulation import SimConfig, run_federation
 from flchain.learning.training import client_seed, training_seed
 from flchain.protocol.task import task_model, train_config
@@ -24,10 +26,19 @@ DEMO = replace(KIT_DEMO, rounds=2, seed=3)
 
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-step", "worker-processes"])
-def test_demo_and_in_memory_simulation_agree_round_by_round(workers: int) -> None:
-    """Also with the honest participants' training run ahead in worker processes: the
-    updates, hence the models, are the same bit for bit."""
+def test_demo_and_in_memory_simulation_agree_round_by_round(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with the honest participants' training run ahead in worker processes (which
+    also encode the updates): the updates, hence the models, are the same bit for bit."""
     torch.set_num_threads(1)
+    encoded_in_steps: list[int] = []
+
+    def counted(*args: Any) -> bytes:
+        encoded_in_steps.append(1)
+        return encode_update(*args)
+
+    monkeypatch.setattr(participant, "encode_update", counted)
     fed = Federation(replace(DEMO, workers=workers))
     try:
         result = fed.run()
@@ -39,6 +50,8 @@ def test_demo_and_in_memory_simulation_agree_round_by_round(workers: int) -> Non
         fed.close()
     # with workers, every update came from one (none fell back to training in the step)
     assert served == (DEMO.participants * DEMO.rounds if workers else 0)
+    # ... and the steps encoded none of them (the workers did)
+    assert len(encoded_in_steps) == (0 if workers else DEMO.participants * DEMO.rounds)
     assert [row.status for row in result.rounds] == ["finalized"] * DEMO.rounds
 
     config = DEMO.task_config()

@@ -1,0 +1,36 @@
+"""The training pool's workers send each update encoded with the task's codec, with its
+digest: the very bytes the node's step would have encoded from its own training."""
+
+from __future__ import annotations
+
+from flchain_node.factory import shard_trainer
+from flchain_node.participant import Encoded
+from flchain_node.pool import TrainingPool
+from support.fedkit import DEMO, small_federation
+
+from flchain.learning.codec import decode_model, encode_update, update_digest
+
+
+def test_a_worker_sends_the_bytes_and_digest_the_step_would_make() -> None:
+    with small_federation() as fed:
+        spec = fed.manifest.spec
+        model = fed.store.get(fed.nodes[0].view.global_model_cid(0))
+        trainers = {
+            i: shard_trainer(fed.config, i, DEMO.participants, data=fed.fed)
+            for i in range(DEMO.participants)
+        }
+        pool = TrainingPool(trainers, spec, 1)
+        try:
+            pool.prefetch(0, model)
+            global_state = decode_model(model, spec)
+            for i, trainer in trainers.items():
+                pooled = pool.take(i, 0, global_state)
+                assert pooled is not None and isinstance(pooled.update, Encoded)
+                in_step = trainer.produce(global_state, 0, None)  # what the step trains
+                assert isinstance(in_step.update, dict)
+                data = encode_update(in_step.update, spec)
+                assert pooled.update.data == data
+                assert pooled.update.digest == update_digest(data)
+                assert pooled.num_samples == in_step.num_samples
+        finally:
+            pool.close()

@@ -1,0 +1,138 @@
+"""WriteBehindStore: puts answered at once and written by a process of their own; the same CIDs
+and files as synchronous puts, nothing served that is not there, and a failed write raised."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support.stores import files_of, writers_held
+
+from flchain.errors import ContentTooLarge, StorageError
+from flchain.storage import LocalStore, WriteBehindStore, cid_for
+from flchain.storage.unixfs import CHUNK_SIZE
+
+#: Empty, small, several blocks, a repeat, and one left unpinned.
+BLOBS = [
+    (b"", True),
+    (b"an update" * 100, True),
+    (bytes(range(256)) * (3 * CHUNK_SIZE // 256 + 7), True),
+    (b"an update" * 100, True),
+    (b"unpinned" * 50, False),
+]
+
+
+def test_same_cids_and_same_files_as_synchronous_puts_written_by_the_writer(
+    tmp_path: Path,
+) -> None:
+    with LocalStore(tmp_path / "sync", durable=False) as sync:
+        expected = [sync.put(data, pin=pin) for data, pin in BLOBS]
+    behind = WriteBehindStore(LocalStore(tmp_path / "behind", durable=False))
+    cids = [behind.put(data, pin=pin) for data, pin in BLOBS]
+    behind.close()
+    assert cids == expected == [cid_for(data) for data, _ in BLOBS]
+    assert behind.written_behind == behind.puts == len(BLOBS)  # every one by the writer process
+    assert files_of(tmp_path / "behind") == files_of(tmp_path / "sync")
+    assert files_of(tmp_path / "sync")  # blocks and pins, not two empty trees
+
+
+def test_a_put_in_flight_is_read_from_memory_and_flush_waits_for_it(tmp_path: Path) -> None:
+    local = LocalStore(tmp_path / "store", durable=False)
+    behind = WriteBehindStore(local)
+    data = bytes(range(256)) * 2000
+    with writers_held(local):
+        cid = behind.put(data)
+        assert behind.get(cid) == data  # not on disk yet, answered all the same
+        assert not local.has(cid) and behind.written_behind == 0
+        flushed = threading.Thread(target=behind.flush)
+        flushed.start()
+        flushed.join(0.3)
+        assert flushed.is_alive()  # flush returns only once the put is written
+    flushed.join()
+    assert local.has(cid) and local.get(cid) == data and cid in local.pins()
+    assert behind.written_behind == 1
+    behind.close()
+
+
+@pytest.mark.parametrize("ask", ["has", "pins", "gc", "get_block", "pin"])
+def test_what_reads_the_inner_store_waits_for_the_puts_before_it(tmp_path: Path, ask: str) -> None:
+    local = LocalStore(tmp_path / "store", durable=False)
+    behind = WriteBehindStore(local)
+    data = b"a model" * 1000
+    answers: list[object] = []
+    with writers_held(local):
+        cid = behind.put(data)
+        call: Callable[[], object] = {
+            "has": lambda: behind.has(cid),
+            "pins": behind.pins,
+            "gc": behind.gc,
+            "get_block": lambda: behind.get_block(cid),
+            "pin": lambda: behind.pin(cid),
+        }[ask]
+        asked = threading.Thread(target=lambda: answers.append(call()))
+        asked.start()
+        asked.join(0.3)
+        assert asked.is_alive() and not answers  # waits for the write queued before it
+    asked.join()
+    assert local.has(cid) and cid in local.pins()
+    if ask == "has":
+        assert answers == [True]
+    if ask == "pins":
+        assert answers == [[cid]]
+    if ask == "gc":
+        assert answers == [0]  # the put was pinned before gc ran: nothing collected
+    behind.close()
+
+
+@pytest.mark.parametrize("surfaces_at", ["put", "get", "flush", "close", "has"])
+def test_a_write_that_fails_is_raised_naming_its_cid(tmp_path: Path, surfaces_at: str) -> None:
+    local = LocalStore(tmp_path / "store", durable=False)
+    behind = WriteBehindStore(local)
+    shutil.rmtree(local.root / "tmp")  # where every block is written first: writes fail
+    cid = behind.put(b"lost" * 100)  # answered: the write happens later
+    if surfaces_at in ("put", "get"):  # these raise a failure that happened before them
+        while behind.failure is None:
+            time.sleep(0.01)
+    with pytest.raises(StorageError, match=f"not written.*{cid}"):
+        {
+            "put": lambda: behind.put(b"next"),
+            "get": lambda: behind.get(cid_for(b"anything")),
+            "flush": behind.flush,
+            "close": behind.close,
+            "has": lambda: behind.has(cid),
+        }[surfaces_at]()
+    with pytest.raises(StorageError, match="not written"):  # and every call after
+        behind.get(cid)
+    assert behind.written_behind == 0
+    with pytest.raises(StorageError, match="not written"):
+        behind.close()  # closes the inner store, then says what was lost
+    assert local._lock_fd == -1
+
+
+def test_bad_input_is_refused_at_the_put(tmp_path: Path) -> None:
+    local = LocalStore(tmp_path / "store", durable=False, max_size=10)
+    behind = WriteBehindStore(local)
+    with pytest.raises(ContentTooLarge):
+        behind.put(b"more than ten bytes")
+    behind.close()
+    with pytest.raises(StorageError, match="closed"):
+        behind.put(b"late")
+    assert behind.puts == behind.written_behind == 0
+
+
+def test_a_writer_that_dies_is_raised_with_the_puts_it_did_not_write(tmp_path: Path) -> None:
+    local = LocalStore(tmp_path / "store", durable=False)
+    behind = WriteBehindStore(local)
+    with writers_held(local):
+        cid = behind.put(b"in flight" * 100)
+        behind._writer.kill()  # a crash of the writer, mid-write
+        behind._writer.join()
+    with pytest.raises(StorageError, match=f"writer process died.*not written: {cid}"):
+        behind.flush()
+    assert not local.has(cid)
+    with pytest.raises(StorageError, match="not written"):
+        behind.close()
