@@ -14,7 +14,7 @@ from flchain_node.federation import Federation
 from support.fedkit import Driver, fresh_node
 
 from flchain.ledger.contracts import Revealed, RoundStatus
-from flchain.storage import CachedStore, LocalStore, unixfs
+from flchain.storage import CachedStore, ContentStore, LocalStore, WriteBehindStore, unixfs
 
 VICTIM = 0
 
@@ -38,11 +38,16 @@ def _flip_a_byte(store: LocalStore, cid: str) -> str:
 
 
 def _disk(fed: Federation) -> LocalStore:
-    """The store on disk behind the federation's in-memory cache. The nodes of these tests
-    read it directly, as members in processes of their own would: in the one process the
-    cache still holds the bytes it verified, so damage on disk would not reach them."""
-    assert isinstance(fed.store, CachedStore) and isinstance(fed.store.inner, LocalStore)
-    return fed.store.inner
+    """The store on disk behind the federation's in-memory cache (and, where it has one, its
+    write-behind), every put written. The nodes of these tests read it directly, as members
+    in processes of their own would: in the one process the cache still holds the bytes it
+    verified, so damage on disk would not reach them."""
+    fed.store.flush()
+    store: ContentStore = fed.store
+    while isinstance(store, CachedStore | WriteBehindStore):
+        store = store.inner
+    assert isinstance(store, LocalStore)
+    return store
 
 
 def _everyone_revealed(fed: Federation, tmp_path: Path) -> tuple[Driver, str, Revealed]:
