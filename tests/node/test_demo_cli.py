@@ -65,7 +65,8 @@ def run_demo(out: Path, seconds: int, *extra: str) -> tuple[Result, dict[str, An
     return result, report
 
 
-def test_demo_writes_report_csvs_and_plots(tmp_path: Path) -> None:
+def test_demo_writes_report_csvs_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # output to a pipe: rich's 80 columns otherwise
     result, report = run_demo(tmp_path, 90, "--rule", "median")
     assert sorted(report["roles"].values()) == ["attacker", "honest", "honest", "honest"]
     for name in ("rounds.csv", "participants.csv"):
@@ -75,6 +76,9 @@ def test_demo_writes_report_csvs_and_plots(tmp_path: Path) -> None:
     for name in ("accuracy.png", "rewards.png", "gas.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "round 1: finalized" in result.output
+    # the round table's rows are whole in a log: no cell squeezed to "final…"
+    rows = [line for line in result.output.splitlines() if "│ finalized │" in line]
+    assert len(rows) == 2, result.output
 
 
 def test_the_default_fltrust_demo_runs_the_owner_reference_node_which_earns_nothing(

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from flchain.config import ALGORITHMS, DATASETS, MODELS, PARTITIONS, SERVER_OPTIMIZERS
+from flchain_node.cli.options import open_console
 
 # Choices built from the config's own lists (typer shows and checks an Enum's values; the
 # built-in data sets exclude "custom", a participant's own data).
@@ -127,7 +127,7 @@ def demo(
         root_per_class=root_per_class,
         workers=workers,
     )
-    console = Console()
+    console = open_console()
     with console.status("deploying contracts and registering participants..."):
         fed = Federation(config, work_dir=out / "work")
     roles = fed.role_of

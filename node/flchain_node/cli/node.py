@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from eth_utils import is_address
-from rich.console import Console
 from rich.table import Table
 
 from flchain.errors import ConfigError
@@ -23,6 +22,7 @@ from flchain_node.cli.options import (
     command_group,
     data_dir,
     open_chain,
+    open_console,
     with_option_groups,
 )
 
@@ -185,7 +185,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    console = Console()
+    console = open_console()
     console.print(
         f"[bold]task[/] {info['task']}  round {info['round']}  phase {info['phase']}  "
         f"finalized {info['finalized_rounds']}/{info['rounds']}  "
@@ -253,7 +253,7 @@ def _local_status(
         for r in rows:
             table.add_row(str(r["round"]), f"{r['accuracy']:.4f}", f"{r['loss']:.4f}",
                           str(r["samples"]))  # fmt: skip
-        Console().print(table)
+        open_console().print(table)
         typer.echo("round r: the global model round r trains from (the last: the final model)")
     if work:
         spent = Table("round", "train s", "store s", "fetch s", "aggregate s", "chain s",
@@ -261,14 +261,14 @@ def _local_status(
         for w in work:
             spent.add_row(str(w["round"]), *(f"{w[k]:.2f}" for k in WORK),
                           str(w["store_bytes"]), str(w["fetch_bytes"]))  # fmt: skip
-        Console().print(spent)
+        open_console().print(spent)
     if privacy:  # a DP task: what this participant's updates have cost so far
         spent = Table("round", "ε this round", "ε cumulative", "δ",
                       title=f"Differential privacy spent by {account}")  # fmt: skip
         for p in privacy:
             spent.add_row(str(p["round"]), f"{p['epsilon_round']:.3f}",
                           f"{p['epsilon_total']:.3f}", f"{p['delta']:g}")  # fmt: skip
-        Console().print(spent)
+        open_console().print(spent)
 
 
 @with_option_groups

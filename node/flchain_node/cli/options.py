@@ -13,6 +13,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 from eth_account.signers.local import LocalAccount
+from rich.console import Console
 
 from flchain.errors import ConfigError
 from flchain.ledger.accounts import DEV_MNEMONIC, load_account
@@ -156,6 +157,21 @@ def command_group(help: str) -> typer.Typer:
     """A sub-command group (``flchain node``, ``task``, ``store``): help when called bare, and
     plain one-line errors rather than rich tracebacks (see ``app.main``)."""
     return typer.Typer(help=help, no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+#: The width of tables written to a file or a pipe (a CI log, `flchain demo > log`): rich gives
+#: such output 80 columns, which squeezes the demo's nine-column round table into cells like
+#: "final…". ``COLUMNS`` still wins.
+PIPED_WIDTH = 132
+
+
+def open_console() -> Console:
+    """The console the commands print tables to: the terminal's width, or
+    :data:`PIPED_WIDTH` columns when the output is not a terminal."""
+    out = Console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(width=PIPED_WIDTH)
+    return out
 
 
 def open_chain(rpc_url: str | None, account: LocalAccount | None = None) -> Chain:
