@@ -93,7 +93,8 @@ def test_a_write_that_fails_is_raised_naming_its_cid(tmp_path: Path, surfaces_at
     local = LocalStore(tmp_path / "store", durable=False)
     behind = WriteBehindStore(local)
     shutil.rmtree(local.root / "tmp")  # where every block is written first: writes fail
-    cid = behind.put(b"lost" * 100)  # answered: the write happens later
+    with writers_held(local):  # else a quick writer's failure can reach this very put
+        cid = behind.put(b"lost" * 100)  # answered: the write happens later
     if surfaces_at in ("put", "get"):  # these raise a failure that happened before them
         while behind.failure is None:
             time.sleep(0.01)
