@@ -48,6 +48,10 @@ update leaves at 0, hence what they see.
 
 v9 (``benchmarks/results/attack_suite_v9.md``): ``fltrust``'s ``quiet`` option
 (``--param quiet=2``); ``--record`` also logs each update's share of squared length per tensor.
+
+v10 (``benchmarks/results/attack_suite_v10.md``): ``fltrust``'s ``lean`` pay option
+(``--param lean=2``); ``--record`` also logs each update's signed mass, which ``--merge ...
+--leans`` prints against the round's median.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ from flchain.learning.aggregation import (
     cosine_score,
     crowd_pay,
     remembered_pay,
+    signed_mass,
 )
 from flchain.learning.data import FederatedData, federate, load_mnist5k
 from flchain.learning.models import ModelSpec, build_model
@@ -226,10 +231,13 @@ class RecordingFLTrust(FLTrust):
     when rejected), its exact agreement with the round's aggregate ``Cᵢ``
     (:func:`cosine_score`), its cosine with ``g₀`` per tensor, its share of squared length per
     tensor and on the half of the coordinates where ``|g₀|`` is smallest (``quiet``), and its
-    share of exact zeros (floats). Pay options that leave the aggregate alone (``cap``, ``crowd``,
-    ``memory``; ``power`` unless ``weigh``) then give the same run, so ``--rescore``
+    share of exact zeros and its signed mass ``Σx / Σ|x|`` (``lean``; floats), and its pay
+    (the decision's exact score). Pay options that leave the aggregate alone (``cap``,
+    ``crowd``, ``memory``; ``power`` unless ``weigh``) then give the same run, so ``--rescore``
     computes their rewards from the log exactly (``memory`` round after round; per-tensor
-    trust: in floats)."""
+    trust: in floats). With ``lean`` (pay only) it also logs each update's exact pay without
+    it (the rule's own computation, run again with ``lean=0``), so one training run gives
+    both variants' rewards (:func:`execute`)."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -237,6 +245,15 @@ class RecordingFLTrust(FLTrust):
 
     def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
         v, verdicts = super()._combine(updates, spec)
+        without = None
+        if self.lean:  # the same round without lean: same aggregate (asserted), its pay
+            self.lean, lean = 0, self.lean
+            try:
+                v0, without = super()._combine(updates, spec)
+            finally:
+                self.lean = lean
+            if not np.array_equal(v0, v):
+                raise AssertionError("lean changed the aggregate")
         ref = [u for u in updates if self._is_reference(u.participant)]
         if not ref:
             self.log.append([])
@@ -272,6 +289,10 @@ class RecordingFLTrust(FLTrust):
                     # quiet's share: on the half of the coordinates where |g₀| is smallest
                     "quiet": round(float(xf[quiet] @ xf[quiet]) / sq, 6),
                     "zeros": round(float(np.mean(x == 0)), 6),
+                    # lean's signed mass Σx / Σ|x|
+                    "lean": round(float(signed_mass(x)), 6),
+                    "paid": verdicts[u.participant][1],
+                    **({"paid_without_lean": without[u.participant][1]} if without else {}),
                 }
             )
         self.log.append(entries)
@@ -355,9 +376,10 @@ def _params_text(params: dict[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in params.items())
 
 
-def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainConfig) -> dict:
+def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainConfig) -> list[dict]:
     """One run of the suite; ``args``: the command line's --model, --rounds, --jitter,
-    --validation, --root and --record."""
+    --validation, --root and --record. Its result, and with ``--record`` and ``fltrust``'s
+    ``lean`` the same run's result without ``lean`` (:func:`without_lean`)."""
     model_name, rounds, jitter = args.model, args.rounds, args.jitter
     validation, root, record = args.validation, args.root, args.record
     cfg = replace(cfg, scaffold=run.algorithm == "scaffold")
@@ -387,11 +409,13 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         ref = validation_slice(fed.test, root, validation) if owned else None
         res = run_federation(model, spec, fed, rule, sim, validation=val, root=ref)
     except FLChainError as exc:  # e.g. too few usable updates left for the rule: a result
-        return {
-            **out,
-            "error": f"{type(exc).__name__}: {exc}",
-            "seconds": time.perf_counter() - t,
-        }
+        return [
+            {
+                **out,
+                "error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.perf_counter() - t,
+            }
+        ]
     shares = dict.fromkeys([participant_id(i) for i in range(len(sizes))], 0.0)
     att_ok, honest_ok = [], []
     for r in res.rounds:  # every round pays the same reward pool, split by score
@@ -405,7 +429,7 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         honest_ok += [
             d.accepted for d in r.decisions if d.participant not in bad and d.participant in shares
         ]
-    return {
+    result = {
         **out,
         "model": model_name,
         "root_samples": len(ref) if ref is not None else 0,
@@ -421,6 +445,33 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         else None,
         "seconds": time.perf_counter() - t,
         **({"trust_log": rule.log} if isinstance(rule, RecordingFLTrust) else {}),
+    }
+    if isinstance(rule, RecordingFLTrust) and rule.lean:
+        return [result, without_lean(result, run)]
+    return [result]
+
+
+def without_lean(result: dict, run: Run) -> dict:
+    """A recorded ``lean`` run as the same run without ``lean``: ``lean`` pays only, so the
+    model, accuracy and acceptances are the same (the recorder asserts the aggregate round by
+    round); the clients' shares from the logged pay without it."""
+    params = {k: v for k, v in run.params.items() if k != "lean"}
+    plain = replace(run, params=params)
+    shares = dict.fromkeys(result["client_shares"], 0.0)
+    rounds = result["trust_log"]
+    for log in rounds:
+        total = sum(e["paid_without_lean"] for e in log)
+        for e in log:
+            if total:
+                shares[e["p"]] += e["paid_without_lean"] / total / len(rounds)
+    bad = {participant_id(i) for i in range(run.attackers)}
+    return {
+        **result,
+        **asdict(plain),
+        "label": plain.label,
+        "client_shares": shares,
+        "reward_share": sum(shares[p] for p in bad),
+        "derived_from": run.label,
     }
 
 
@@ -537,6 +588,12 @@ def main(argv: list[str] | None = None) -> int:
         "of squared length on g₀'s quiet half (and over the round's median), and of exact zeros",
     )
     ap.add_argument(
+        "--leans",
+        action="store_true",
+        help="with --merge of --record runs: per run, the attackers' and honest updates' signed "
+        "mass Σx/Σ|x| and its distance below the round's median (lean's test)",
+    )
+    ap.add_argument(
         "--before",
         metavar="JSON",
         help="with --merge: a before/after table against the same runs in this file",
@@ -562,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.shares:
             print_shares(results)
+            return 0
+        if args.leans:
+            print_leans(results)
             return 0
         if args.before:
             with open(args.before) as fh:
@@ -614,8 +674,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for i, run in enumerate(todo, 1):
         fed = feds[run.partition, run.seed]
-        results.append(execute(run, fed, args, cfg))
-        r = results[-1]
+        got = execute(run, fed, args, cfg)
+        results += got
+        r = got[0]
         acc = f"{r['accuracy'][-1]:.4f}" if "accuracy" in r else r["error"]
         print(f"[{i}/{len(todo)}] {run.label}: {acc} ({r['seconds']:.0f}s)", file=sys.stderr)
         if args.json:  # after every run, so a long benchmark never loses finished work
@@ -989,6 +1050,40 @@ def print_shares(results: list[dict]) -> None:
             f"| {r['label']} | {span(cols['qa'])} | {span(cols['qh'])} | "
             f"{span(cols['ra'], False)} | {span(cols['rh'], False)} | {span(cols['za'])} | "
             f"{span(cols['zh'])} |"
+        )
+
+
+def print_leans(results: list[dict]) -> None:
+    """Recorded runs: the range over every round of the attackers' and the honest updates'
+    signed mass ``r = Σx/Σ|x|``, of ``m − r`` (``m`` the round's lower median over the accepted
+    updates; ``lean`` pays less above 1/10), and how many accepted updates are past 1/10."""
+    print(
+        "| run | r: attackers | honest | m − r: attackers | honest | past 1/10: attackers | "
+        "honest |"
+    )
+    print("|---|" + "---|" * 6)
+
+    def span(v: list[float]) -> str:
+        return f"{min(v):+.3f} … {max(v):+.3f}" if v else "—"
+
+    for r in results:
+        if "trust_log" not in r or not r["trust_log"] or "lean" not in r["trust_log"][0][0]:
+            continue
+        bad = {participant_id(i) for i in range(r["attackers"])}
+        cols: dict[str, list[float]] = {k: [] for k in ("ra", "rh", "ga", "gh")}
+        for log in r["trust_log"]:
+            kept = sorted(e["lean"] for e in log if e["accepted"])
+            m = kept[(len(kept) - 1) // 2] if kept else 0.0
+            for e in log:
+                side = "a" if e["p"] in bad else "h"
+                cols["r" + side].append(e["lean"])
+                if e["accepted"]:
+                    cols["g" + side].append(m - e["lean"])
+        past = {k: sum(g > 0.1 for g in cols["g" + k]) for k in "ah"}
+        print(
+            f"| {r['label']} | {span(cols['ra'])} | {span(cols['rh'])} | {span(cols['ga'])} | "
+            f"{span(cols['gh'])} | {past['a']} of {len(cols['ga'])} | "
+            f"{past['h']} of {len(cols['gh'])} |"
         )
 
 

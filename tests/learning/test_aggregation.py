@@ -85,6 +85,8 @@ ALL_RULES = [
     FLTrust(reference="p03", support=2, mask=1),
     FLTrust(reference="p03", quiet=2),
     FLTrust(reference="p03", support=2, mask=1, quiet=4),
+    FLTrust(reference="p03", lean=2),
+    FLTrust(reference="p03", support=2, mask=1, quiet=2, lean=4),
     FLTrust(reference="p03", screens=0, power=2, weigh=1, sybil=3, band=20, crowd=1),
 ]
 #: Evidence from earlier rounds, for the rules with memory (and one participant not in any round).
@@ -304,6 +306,16 @@ for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
     h.update(json.dumps(sorted(r.standing.items())).encode())  # what the next round reads
     h.update(encode_model(apply_update(state, r.update), spec))  # the next global model
+# lean: updates halfway to the reference p4 (so trusted), p1, p6 and p8 then shifted down in
+# every coordinate (ALIE's -z·σ)
+q2 = (q.astype(np.int64) + q[4]) // 2
+q2[[1, 6, 8]] = np.maximum(q2[[1, 6, 8]] - spec.codec.bound_q // 4, -spec.codec.bound_q)
+ups2 = [ClientUpdate(f"p{i}", Update(spec, q2[i].astype(np.int32)), 1 + 37 * i) for i in order]
+for rule in [FLTrust(reference="p4", screens=0, lean=1), FLTrust(reference="p4", lean=2),
+             FLTrust(reference="p4", support=2, mask=1, quiet=2, lean=4)]:
+    r = rule.aggregate(ups2)
+    h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
+    h.update(encode_model(apply_update(state, r.update), spec))
 print(h.hexdigest())
 """
 

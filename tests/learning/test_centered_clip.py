@@ -23,6 +23,8 @@ from flchain.learning.aggregation import (
     Standing,
     aggregator_from_config,
     centered_clip,
+    lean_discount,
+    signed_mass,
 )
 from flchain.learning.aggregation.clipping import _keyed_permutation, _round_seed
 from flchain.learning.aggregation.exact import exact_dot
@@ -661,6 +663,103 @@ def test_fltrust_quiet_leaves_a_round_without_an_unusual_share_alone() -> None:
     assert a.update.q.tolist() == b.update.q.tolist() and a.decisions == b.decisions
 
 
+def lean_round(seed: int, z: float = 0.52) -> list[ClientUpdate]:
+    """Ten updates and ``g₀``: seven honest ones around one direction, and three (``p00``-
+    ``p02``) crafted like the noisy colluding ALIE: the honest mean minus ``z·σ`` per
+    coordinate (``σ`` the honest spread; ``z`` 0.52 as ALIE's for 3 of 10) plus honest-sized
+    noise."""
+    rows = honest(10, seed=seed, spread=(0.6, 1.6))
+    rng = np.random.default_rng(seed + 1100)
+    benign = np.stack(rows[3:])
+    mu, sigma = benign.mean(axis=0), benign.std(axis=0)
+    for i in range(3):
+        rows[i] = mu - z * sigma + rng.normal(0, 1, D) * sigma
+    return with_owner(rows, mu + rng.normal(0, 300, D))
+
+
+def _signed_mass(u: ClientUpdate) -> Fraction:
+    x = [int(t) for t in u.update.q]
+    return Fraction(sum(x), sum(abs(a) for a in x))
+
+
+@pytest.mark.parametrize("power", [1, 2, 4])
+def test_fltrust_lean_pays_a_shift_down_by_the_formula_and_leaves_the_aggregate(
+    power: int,
+) -> None:
+    """``lean=p``: ``rᵢ = Σxᵢ / Σ|xᵢ|``, ``m`` the lower median of the accepted updates'
+    ``rᵢ``; pay of an update with ``m − rᵢ > 1/10`` times ``((1/10)/(m − rᵢ))^p`` (floor).
+    Recomputed with Python ints and fractions: exactly the three shifted updates are paid
+    less; the aggregate and who is accepted are as without ``lean`` (pay only)."""
+    ups = lean_round(41)
+    base = FLTrust(reference=OWNER, screens=0).aggregate(ups)
+    trust = {d.participant: d.score for d in base.decisions if d.accepted}
+    assert len(trust) == 10
+    r_of = {u.participant: _signed_mass(u) for u in ups[:-1]}
+    m = sorted(r_of.values())[4]
+    tenth = Fraction(1, 10)
+    want = {
+        p: t if m - r_of[p] <= tenth else int(t * (tenth / (m - r_of[p])) ** power)
+        for p, t in trust.items()
+    }
+    assert {p for p in trust if want[p] < trust[p]} == {"p00", "p01", "p02"}
+    r = FLTrust(reference=OWNER, screens=0, lean=power).aggregate(ups)
+    assert {d.participant: d.score for d in r.decisions if d.accepted} == want
+    assert {d.participant for d in r.decisions if d.accepted} == set(trust)
+    assert r.update.q.tolist() == base.update.q.tolist()
+
+
+def test_fltrust_lean_composes_with_the_aggregate_options() -> None:
+    """With ``support``, ``mask`` and ``quiet`` (the demo's), ``lean`` scales the pay they
+    leave, and the model is theirs."""
+    ups = lean_round(43)
+    opts = {"support": 2, "mask": 1, "quiet": 2}
+    a = FLTrust(reference=OWNER, screens=0, **opts).aggregate(ups)
+    b = FLTrust(reference=OWNER, screens=0, lean=2, **opts).aggregate(ups)
+    assert a.update.q.tolist() == b.update.q.tolist()
+    before = {d.participant: d.score for d in a.decisions if d.accepted}
+    r_of = {u.participant: _signed_mass(u) for u in ups[:-1] if u.participant in before}
+    m = sorted(r_of.values())[(len(r_of) - 1) // 2]
+    tenth = Fraction(1, 10)
+    want = {
+        p: s if m - r_of[p] <= tenth else int(s * (tenth / (m - r_of[p])) ** 2)
+        for p, s in before.items()
+    }
+    assert {d.participant: d.score for d in b.decisions if d.accepted} == want
+    assert {p for p in want if want[p] < before[p]} == {"p00", "p01", "p02"}
+
+
+def test_fltrust_lean_leaves_honest_like_updates_alone() -> None:
+    """Honest updates only: nothing is paid less. The same round with the three crafted
+    updates shifted *up* instead: they keep their pay (the test is one-sided)."""
+    for seed in (41, 47):
+        ups = lean_round(seed)
+        honest_only = with_owner(
+            [u.update.q.astype(np.float64) for u in ups[3:-1]],
+            ups[-1].update.q.astype(np.float64),
+        )
+        a = FLTrust(reference=OWNER, screens=0).aggregate(honest_only)
+        b = FLTrust(reference=OWNER, screens=0, lean=4).aggregate(honest_only)
+        assert a.update.q.tolist() == b.update.q.tolist() and a.decisions == b.decisions
+    up = lean_round(41, z=-0.52)
+    a = FLTrust(reference=OWNER, screens=0).aggregate(up)
+    b = FLTrust(reference=OWNER, screens=0, lean=4).aggregate(up)
+    assert a.update.q.tolist() == b.update.q.tolist()
+    assert [d for d in a.decisions if d.participant < "p03"] == [
+        d for d in b.decisions if d.participant < "p03"
+    ]
+
+
+def test_signed_mass_and_lean_discount_edges() -> None:
+    assert signed_mass(np.array([3, -1, 0], np.int32)) == Fraction(2, 4)
+    assert signed_mass(np.zeros(5, np.int32)) == 0
+    assert signed_mass(np.full(3, -(2**31) + 1, np.int64)) == -1
+    one = [np.array([-5, -5], np.int32)]
+    assert lean_discount([[7]], one, 4) == [[7]]  # one vector: no round to compare with
+    # r = 1, 1, 0.4: median 1, gap 0.6: 1000 · (1/6)² = 27.7…
+    xs = [np.array([1, 1]), np.array([2, 3]), np.array([7, -3])]
+    assert lean_discount([[1000, 1000, 1000], [5, 5, 5]], xs, 2) == [[1000, 1000, 27], [5, 5, 0]]
+
+
 def test_fltrust_band_and_sybil_options_are_checked() -> None:
     for bad in (
         {"band": -1},
@@ -672,11 +771,14 @@ def test_fltrust_band_and_sybil_options_are_checked() -> None:
         {"mask": 2},
         {"quiet": 5},
         {"quiet": -1},
+        {"lean": 5},
+        {"lean": -1},
     ):
         with pytest.raises(ConfigError, match="fltrust"):
             FLTrust(reference=OWNER, **bad)
-    assert not {"band", "sybil", "support", "mask", "quiet"} & set(FLTrust().params())
+    assert not {"band", "sybil", "support", "mask", "quiet", "lean"} & set(FLTrust().params())
     assert FLTrust(quiet=2).params()["quiet"] == 2
+    assert FLTrust(lean=3).params()["lean"] == 3
     assert FLTrust(support=2, mask=1).params() | {"support": 2, "mask": 1} == (
         FLTrust(support=2, mask=1).params()
     )

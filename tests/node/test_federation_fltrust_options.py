@@ -1,7 +1,7 @@
-"""``fltrust``'s aggregate options (``sybil``, ``band``, ``support``, ``mask``, ``quiet``) are
-task options like any rule parameter: named in the manifest, applied by every committee
-member's recomputation, and the attested round is what an independent member computes with
-them (not without them)."""
+"""``fltrust``'s aggregate options (``sybil``, ``band``, ``support``, ``mask``, ``quiet``) and
+its pay option ``lean`` are task options like any rule parameter: named in the manifest,
+applied by every committee member's recomputation, and the attested round is what an
+independent member computes with them (not without them)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from flchain.ledger.contracts import RoundFinalized
 from flchain.protocol.committee import recompute_round
 from flchain.protocol.rounds import TaskView
 
-OPTIONS = {"sybil": 2, "band": 30, "support": 2, "mask": 1, "quiet": 2}
+OPTIONS = {"sybil": 2, "band": 30, "support": 2, "mask": 1, "quiet": 2, "lean": 2}
 
 
 def test_the_committee_recomputes_fltrust_with_its_aggregate_options() -> None:
@@ -31,7 +31,7 @@ def test_the_committee_recomputes_fltrust_with_its_aggregate_options() -> None:
         inputs = TaskView(task, fed.store, fed.manifest).round_inputs(0)
         rule = inputs.aggregator
         assert isinstance(rule, FLTrust) and (rule.sybil, rule.band) == (2, 30)
-        assert (rule.support, rule.mask, rule.quiet) == (2, 1, 2)
+        assert (rule.support, rule.mask, rule.quiet, rule.lean) == (2, 1, 2, 2)
         (event,) = task.events(RoundFinalized, round=0)
         assert_recomputes(inputs, fed.store, event, task.round_record(0))
         plain = FLTrust(reference=rule.reference)

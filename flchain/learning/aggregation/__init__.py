@@ -37,13 +37,16 @@ from flchain.learning.aggregation.base import (
 )
 from flchain.learning.aggregation.clipping import CenteredClip, centered_clip
 from flchain.learning.aggregation.fltrust import (
+    LEAN_SLACK,
     MEMORY_SLACK,
     QUIET_SLACK,
     FLTrust,
     cosine_score,
     crowd_pay,
+    lean_discount,
     quiet_discount,
     remembered_pay,
+    signed_mass,
     support_discount,
     sybil_discount,
     winsorize,
@@ -92,6 +95,7 @@ def aggregator_from_config(
 
 
 __all__ = [
+    "LEAN_SLACK",
     "MAX_SAMPLES",
     "MEMORY_SLACK",
     "QUIET_SLACK",
@@ -117,8 +121,10 @@ __all__ = [
     "centered_clip",
     "cosine_score",
     "crowd_pay",
+    "lean_discount",
     "quiet_discount",
     "remembered_pay",
+    "signed_mass",
     "support_discount",
     "sybil_discount",
     "winsorize",
