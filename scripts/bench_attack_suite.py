@@ -147,7 +147,8 @@ def _shown_rule(run: dict) -> str:
 def sized_params(rule: str, attackers: int) -> dict[str, float]:
     """``flchain demo``'s parameters, with f capped at what the rule can take from 10 inputs.
     ``fltrust`` stays the plain rule (v4-v8's recorded commands name it so): the demo's options
-    (``FLTRUST_DEFAULT``) are run as ``--param support=2 --param mask=1 --param quiet=2``."""
+    (``FLTRUST_DEFAULT``) are run as ``--param support=2 --param mask=1 --param quiet=2`` (and
+    ``--param lean=2`` since v10)."""
     params = rule_params(rule, attackers, N_CLIENTS)
     if rule == "fltrust":
         params = {k: v for k, v in params.items() if k not in FLTRUST_DEFAULT}

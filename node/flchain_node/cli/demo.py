@@ -197,8 +197,10 @@ def demo(
 #: the owner's reference update moves, and leave the others unmoved (a backdoor's trigger on
 #: pixels the root set never inks; ``benchmarks/results/attack_suite_v8.md``); and pay and weigh
 #: less an update with an unusual share where that update is small (a trigger on inked pixels,
-#: the CNN's backdoor; ``benchmarks/results/attack_suite_v9.md``).
-FLTRUST_DEFAULT: dict[str, float] = {"support": 2, "mask": 1, "quiet": 2}
+#: the CNN's backdoor; ``benchmarks/results/attack_suite_v9.md``); and pay less an update
+#: whose signed mass sits far below the round's (ALIE's shift: 0.79x -> 0.14x an honest share at
+#: 20% Dirichlet, least-paid honest 0.67x -> 0.63x; ``benchmarks/results/attack_suite_v10.md``).
+FLTRUST_DEFAULT: dict[str, float] = {"support": 2, "mask": 1, "quiet": 2, "lean": 2}
 
 
 def rule_params(rule: str, attackers: int, updates: int) -> dict[str, float]:
