@@ -8,9 +8,11 @@ protocol's views and transactions are mostly such opcodes: the packed ``stepView
 ~900 a participant, each commit and reveal a few thousand.
 
 :class:`LeanComputation` runs its own loop over the code. The simplest and most frequent
-opcodes (PUSH0..PUSH32, DUP, SWAP, POP, JUMPDEST, JUMP, JUMPI and one-word arithmetic, logic
-and comparisons) are executed inline, on the stack's own list, with their fixed gas charged
-from a local counter; every other opcode (memory, storage, calls, creates, logs, hashing,
+opcodes (PUSH0..PUSH32, DUP, SWAP, POP, JUMPDEST, JUMP, JUMPI, one-word arithmetic, logic and
+comparisons, CALLDATALOAD, and MLOAD/MSTORE within the memory already paid for) are executed
+inline, on the stack's own list, with their fixed gas charged from a local counter (MLOAD and
+MSTORE beyond the memory's size call py-evm's ``extend_memory`` for the rest); every other
+opcode (memory, storage, calls, creates, logs, hashing,
 environment reads, precompiles...) is handed to py-evm's own opcode object, with the program
 counter and the gas meter brought up to date first and read back after. So everything that
 has state beyond the stack and the gas counter stays py-evm's.
@@ -54,10 +56,10 @@ from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 from eth.vm.gas_meter import GasMeter
-from eth.vm.logic import arithmetic, comparison, duplication, flow, stack, swap
+from eth.vm.logic import arithmetic, comparison, context, duplication, flow, memory, stack, swap
 from eth.vm.logic.invalid import InvalidOpcode
 from eth.vm.opcode import _FastOpcode
-from eth.vm.stack import Stack, to_int
+from eth.vm.stack import Stack, to_bytes, to_int
 from eth_utils import keccak
 
 #: How many codes' jump destinations :func:`jump_destinations` keeps (a federation runs a
@@ -76,6 +78,7 @@ _STOCK = 0
 _PUSH, _DUP, _SWAP, _POP, _JUMPDEST_K, _JUMP, _JUMPI = 1, 2, 3, 4, 5, 6, 7
 _ADD, _AND, _SUB, _ISZERO, _LT, _GT, _EQ, _SHL, _SHR = 8, 9, 10, 11, 12, 13, 14, 15, 16
 _OR, _XOR, _NOT, _SLT, _SGT, _MUL = 17, 18, 19, 20, 21, 22
+_MLOAD, _MSTORE, _DIV, _MOD, _CALLDATALOAD = 23, 24, 25, 26, 27
 
 
 def _stock_logic() -> dict[int, tuple[int, Any]]:
@@ -84,6 +87,8 @@ def _stock_logic() -> dict[int, tuple[int, Any]]:
         0x01: (_ADD, arithmetic.add),
         0x02: (_MUL, arithmetic.mul),
         0x03: (_SUB, arithmetic.sub),
+        0x04: (_DIV, arithmetic.div),
+        0x06: (_MOD, arithmetic.mod),
         0x10: (_LT, comparison.lt),
         0x11: (_GT, comparison.gt),
         0x12: (_SLT, comparison.slt),
@@ -96,7 +101,10 @@ def _stock_logic() -> dict[int, tuple[int, Any]]:
         0x19: (_NOT, comparison.not_op),
         0x1B: (_SHL, arithmetic.shl),
         0x1C: (_SHR, arithmetic.shr),
+        0x35: (_CALLDATALOAD, context.calldataload),
         0x50: (_POP, stack.pop),
+        0x51: (_MLOAD, memory.mload),
+        0x52: (_MSTORE, memory.mstore),
         0x56: (_JUMP, flow.jump),
         0x57: (_JUMPI, flow.jumpi),
         0x5B: (_JUMPDEST_K, flow.jumpdest),
@@ -228,6 +236,7 @@ def _run(computation: Any, tables: _Tables) -> None:
     opcodes = computation.opcodes
     kinds, costs, names = tables.kinds, tables.costs, tables.names
     jumpdests: frozenset[int] | None = None
+    calldata: bytes | None = None  # the message's data as bytes, made on first use
     gas: int = meter.gas_remaining
     pc: int = code.program_counter
 
@@ -291,8 +300,48 @@ def _run(computation: Any, tables: _Tables) -> None:
                 code.program_counter = pc
                 raise InsufficientStack("Wanted 1 stack item, had none")
             pop()
+        elif kind in (_MLOAD, _MSTORE):
+            # Memory within its current size costs nothing more and is written in place;
+            # beyond it, py-evm's own extend_memory charges (or fails) and grows it.
+            if not values:
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            start = pop()
+            if type(start) is not int:
+                start = to_int(start)
+            if kind == _MSTORE:
+                if not values:  # py-evm pops the two items one by one: the first is gone
+                    meter.gas_remaining = gas
+                    code.program_counter = pc
+                    raise InsufficientStack("Wanted 1 stack item, had none")
+                word = pop()
+                word = word.to_bytes(32, "big") if type(word) is int else to_bytes(word)
+                word = word.rjust(32, b"\x00")[-32:]
+            if start + 32 > len(computation._memory._bytes):
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                computation.extend_memory(start, 32)
+                gas = meter.gas_remaining
+            # read afresh: extending may replace the bytearray
+            buffer = computation._memory._bytes
+            if kind == _MSTORE:
+                buffer[start : start + 32] = word
+            else:
+                push(bytes(buffer[start : start + 32]))
         elif kind == _JUMPDEST_K:
             pass
+        elif kind == _CALLDATALOAD:
+            if not values:
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            start = pop()
+            if type(start) is not int:
+                start = to_int(start)
+            if calldata is None:
+                calldata = computation.msg.data_as_bytes
+            push(calldata[start : start + 32].ljust(32, b"\x00").lstrip(b"\x00"))
         elif kind in (_JUMP, _JUMPI):
             if kind == _JUMP:
                 if not values:
@@ -365,6 +414,10 @@ def _run(computation: Any, tables: _Tables) -> None:
                 values[-1] = a ^ b
             elif kind == _MUL:
                 values[-1] = (a * b) & _UINT_256_MAX
+            elif kind == _DIV:
+                values[-1] = 0 if b == 0 else a // b
+            elif kind == _MOD:
+                values[-1] = 0 if b == 0 else a % b
             else:  # _SLT, _SGT: compared as two's-complement signed words
                 if a > _UINT_255_MAX:
                     a -= 2**256

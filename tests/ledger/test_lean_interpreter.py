@@ -178,7 +178,8 @@ INLINE = [op for op in range(256) if _TABLES.kinds[op]]
 
 
 def test_every_hot_opcode_is_inlined() -> None:
-    expected = {0x01, 0x02, 0x03, *range(0x10, 0x1A), 0x1B, 0x1C, 0x50, 0x56, 0x57, 0x5B}
+    expected = {0x01, 0x02, 0x03, 0x04, 0x06, *range(0x10, 0x1A), 0x1B, 0x1C, 0x35}
+    expected |= {0x50, 0x51, 0x52, 0x56, 0x57, 0x5B}
     expected |= set(range(0x5F, 0xA0))
     assert set(INLINE) == expected
 
@@ -189,7 +190,7 @@ def _operands(op: int) -> int:
         return op - 0x7F
     if 0x90 <= op <= 0x9F:
         return op - 0x8F + 1
-    if op in (0x15, 0x19, 0x50, 0x56):
+    if op in (0x15, 0x19, 0x35, 0x50, 0x51, 0x56):
         return 1
     if 0x5F <= op <= 0x7F or op == 0x5B:
         return 0
@@ -314,13 +315,23 @@ def test_jumps(state: Any, program: str) -> None:
         "6005600020",  # KECCAK256
         "600160026003600460059f8f50505050",  # SWAP16/DUP16 with short stacks
         "600160020b",  # SIGNEXTEND (stock) between inline ones
+        "600152",  # MSTORE with one item: py-evm pops it, then finds the stack short
+        "60016002016040526020516040516000515901",  # MSTORE of an int; MLOADs
+        "61abcd600352600051",  # MSTORE of short bytes at an odd offset, MLOAD
+        "7f" + "ff" * 32 + "51",  # MLOAD at 2**256-1 (out of gas expanding)
+        "60017f" + "ff" * 32 + "52",  # MSTORE there
+        "60016201000052",  # MSTORE at 64 KiB: a large but affordable expansion
+        "6000356020356040355f35",  # CALLDATALOADs in and past the data (leading zeros dropped)
+        "7f" + "ff" * 32 + "35",  # CALLDATALOAD at 2**256-1
+        "6000600a04600a60000460076003066000600706",  # DIV and MOD, by zero too
     ],
 )
 def test_edges_and_stock_opcodes(state: Any, program: str) -> None:
     code = bytes.fromhex(program)
-    enough = same(state, code)
-    for gas in range(min(enough["gas_used"] + 2, 40)):
-        same(state, code, gas)
+    data = bytes(range(1, 40))
+    enough = same(state, code, data=data)
+    for gas in range(min(enough["gas_used"] + 2, 120)):
+        same(state, code, gas, data)
 
 
 def test_jump_destinations_agree_with_py_evm() -> None:
@@ -342,8 +353,8 @@ def test_jump_destinations_agree_with_py_evm() -> None:
 # --- (3) random programs ----------------------------------------------------------------------
 
 #: Stock opcodes the random programs mix in (memory, environment, calldata, storage, shifts...).
-STOCK = [0x04, 0x06, 0x0A, 0x1A, 0x1D, 0x30, 0x33, 0x34, 0x35, 0x36, 0x51, 0x52, 0x54, 0x58,
-         0x59, 0x5A, 0x5C, 0x5D]  # fmt: skip
+STOCK = [0x05, 0x07, 0x0A, 0x1A, 0x1D, 0x30, 0x33, 0x34, 0x36, 0x53, 0x54, 0x58, 0x59, 0x5A,
+         0x5C, 0x5D, 0x5E]  # fmt: skip
 #: Inline opcodes for the random mix: DUP and SWAP only 1..4 deep (deeper ones mostly find a
 #: short stack and end the program; the edge tests cover them).
 INLINE_OPS = [
