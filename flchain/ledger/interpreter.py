@@ -136,6 +136,12 @@ class _Tables:
                 self.kinds[op], self.costs[op], self.names[op] = kind, fn.gas_cost, fn.mnemonic
 
 
+def _word(item: Any) -> int:
+    """py-evm's ``to_int`` of a stack item that is not an int: ``int.from_bytes`` for bytes
+    (what its ``big_endian_to_int`` does, without the type checks around it)."""
+    return int.from_bytes(item, "big") if type(item) is bytes else to_int(item)
+
+
 def valid_jump_destinations(code: bytes) -> frozenset[int]:
     """Positions of the JUMPDEST bytes of ``code`` that are opcodes, not PUSH data."""
     found = set()
@@ -309,7 +315,7 @@ def _run(computation: Any, tables: _Tables) -> None:
                 raise InsufficientStack("Wanted 1 stack item, had none")
             start = pop()
             if type(start) is not int:
-                start = to_int(start)
+                start = _word(start)
             if kind == _MSTORE:
                 if not values:  # py-evm pops the two items one by one: the first is gone
                     meter.gas_remaining = gas
@@ -338,7 +344,7 @@ def _run(computation: Any, tables: _Tables) -> None:
                 raise InsufficientStack("Wanted 1 stack item, had none")
             start = pop()
             if type(start) is not int:
-                start = to_int(start)
+                start = _word(start)
             if calldata is None:
                 calldata = computation.msg.data_as_bytes
             push(calldata[start : start + 32].ljust(32, b"\x00").lstrip(b"\x00"))
@@ -358,11 +364,11 @@ def _run(computation: Any, tables: _Tables) -> None:
                 dest = pop()
                 condition = pop()
                 if type(condition) is not int:
-                    condition = to_int(condition)
+                    condition = _word(condition)
                 taken = condition != 0
             if taken:
                 if type(dest) is not int:
-                    dest = to_int(dest)
+                    dest = _word(dest)
                 if jumpdests is None:
                     jumpdests = jump_destinations(raw)
                 if dest not in jumpdests:
@@ -378,8 +384,8 @@ def _run(computation: Any, tables: _Tables) -> None:
                 code.program_counter = pc
                 raise InsufficientStack("Wanted 1 stack item, had none")
             a = values[-1]
-            if type(a) is not int:
-                a = to_int(a)
+            if type(a) is not int:  # bytes from a PUSH: py-evm's to_int, inline
+                a = int.from_bytes(a, "big") if type(a) is bytes else to_int(a)
             values[-1] = (1 if a == 0 else 0) if kind == _ISZERO else _UINT_256_MAX - a
         else:  # a binary operation: ``a`` is the top of the stack, ``b`` the item below it
             if len(values) < 2:
@@ -388,10 +394,10 @@ def _run(computation: Any, tables: _Tables) -> None:
                 raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
             a = pop()
             b = values[-1]
-            if type(a) is not int:
-                a = to_int(a)
-            if type(b) is not int:
-                b = to_int(b)
+            if type(a) is not int:  # bytes from a PUSH: py-evm's to_int, inline
+                a = int.from_bytes(a, "big") if type(a) is bytes else to_int(a)
+            if type(b) is not int:  # bytes from a PUSH: py-evm's to_int, inline
+                b = int.from_bytes(b, "big") if type(b) is bytes else to_int(b)
             if kind == _ADD:
                 values[-1] = (a + b) & _UINT_256_MAX
             elif kind == _AND:
