@@ -8,10 +8,13 @@ and alternating lean and stock run by run (so load hits both alike), ``time.proc
     step_views   the packed ``stepViews`` read of all N participants (what a federation pass
                  reads), through the embedded backend's ``eth_call`` path (a cached state of
                  the block; the answer cache emptied before each call so py-evm runs it)
-    commit_block the commit block's N transactions applied again on its parent's state (as
-                 py-evm imports a block: one state, each transaction after the last), then the
-                 state root computed
-    reveal_block the same for the reveal block
+    commit_txs   the commit block's N transactions applied again on its parent's state (as
+                 py-evm imports a block: one state, each transaction after the last)
+    commit_block the same plus the state root computed afterwards (the same work in both)
+    reveal_txs, reveal_block  the same for the reveal block
+    whole_setup  building all of the above from an empty chain, once per interpreter (deploy,
+                 register N, fund, the commit pass and the reveal pass through the library:
+                 estimates, signing, web3 and mining included), after an untimed warm-up
 
 The last run of each also checks that the two interpreters agree: the same ``stepViews``
 answer; for each block the same state root, and per transaction the same success, gas used,
@@ -63,8 +66,10 @@ def task_config(participants: int) -> TaskParameters:
 class Round:
     """A chain with a task whose round 0 has a commit block and a reveal block of N each."""
 
-    def __init__(self, participants: int) -> None:
-        self.tester: EmbeddedTester = make_tester(participants + 2)
+    def __init__(self, participants: int, lean_interpreter: bool = True) -> None:
+        self.tester: EmbeddedTester = make_tester(
+            participants + 2, lean_interpreter=lean_interpreter
+        )
         chain = self.chain = Chain.embedded(participants + 2, tester=self.tester)
         admin, accounts = chain.accounts[0], chain.accounts[1 : participants + 1]
         config = task_config(participants)
@@ -131,7 +136,7 @@ class Round:
         self.seen.setdefault(-1, {})[mode] = (answer, again)
         return spent
 
-    def replay(self, mode: str, number: int) -> float:
+    def replay(self, mode: str, number: int) -> tuple[float, float]:
         """Apply block ``number``'s transactions again on its parent's state (as py-evm imports
         a block) and compute the state root; what the run shows is kept for :meth:`agree`."""
         chain = self.tester.backend.chain
@@ -150,16 +155,17 @@ class Round:
         for tx in block.transactions:
             state.lock_changes()
             computations.append(state.apply_transaction(tx))
+        applied = time.process_time()
         state.persist()
         root = state.state_root
-        spent = time.process_time() - started
+        ended = time.process_time()
         seen = (
             root,
             [(c.is_success, c.get_gas_used(), c.get_gas_refund(), c.output) for c in computations],
             [c.get_log_entries() for c in computations],
         )
         self.seen.setdefault(number, {})[mode] = seen
-        return spent
+        return applied - started, ended - started
 
     def agree(self) -> None:
         """Both interpreters left the same state root, gas, refunds, outputs and logs."""
@@ -170,17 +176,20 @@ class Round:
 
 
 def measure(bench: Round, reps: int) -> dict[str, dict[str, list[float]]]:
-    operations: dict[str, Callable[[str], float]] = {
-        "step_views": bench.step_views,
-        "commit_block": lambda mode: bench.replay(mode, bench.commit_block),
-        "reveal_block": lambda mode: bench.replay(mode, bench.reveal_block),
+    operations: dict[tuple[str, ...], Callable[[str], tuple[float, ...]]] = {
+        ("step_views",): lambda mode: (bench.step_views(mode),),
+        ("commit_txs", "commit_block"): lambda mode: bench.replay(mode, bench.commit_block),
+        ("reveal_txs", "reveal_block"): lambda mode: bench.replay(mode, bench.reveal_block),
     }
-    times: dict[str, dict[str, list[float]]] = {op: {m: [] for m in MODES} for op in operations}
+    times: dict[str, dict[str, list[float]]] = {
+        name: {m: [] for m in MODES} for names in operations for name in names
+    }
     for rep in range(reps):
         order = list(MODES) if rep % 2 else list(reversed(MODES))
-        for op, run in operations.items():
+        for names, run in operations.items():
             for mode in order:
-                times[op][mode].append(run(mode))
+                for name, spent in zip(names, run(mode), strict=True):
+                    times[name][mode].append(spent)
     bench.use("lean")
     bench.agree()
     return times
@@ -192,8 +201,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--json", action="store_true", help="write benchmarks/results/")
     args = parser.parse_args()
-    bench = Round(args.participants)
-    times = measure(bench, args.reps)
+    Round(5)  # warm-up: imports, ABI and artifact caches
+    whole: dict[str, list[float]] = {}
+    for mode in ("stock", "lean"):
+        started = time.process_time()
+        bench = Round(args.participants, lean_interpreter=mode == "lean")
+        whole[mode] = [time.process_time() - started]
+    times = measure(bench, args.reps)  # on the lean-built chain (the blocks are the same)
+    times["whole_setup"] = whole
     rows = []
     for op, by_mode in times.items():
         stock = statistics.median(by_mode["stock"]) * 1000
