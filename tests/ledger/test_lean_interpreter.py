@@ -48,11 +48,20 @@ OTHER = b"\x33" * 20  # holds a small contract the programs may CALL
 
 @pytest.fixture
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Block timestamps and eth-tester's random ``mix_hash`` fixed, so two chains fed the same
-    transactions build the same blocks."""
+    """Block timestamps, eth-tester's random ``mix_hash`` and the fees the library offers
+    fixed, so two chains fed the same steps build the same blocks."""
     monkeypatch.setattr(eth_headers, "eth_now", lambda: 1_700_000_000)
     monkeypatch.setattr(tester_main, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
     monkeypatch.setattr(tester_main, "os", types.SimpleNamespace(urandom=lambda n: b"\x5a" * n))
+    # The chain caches its fee fields for 2 s of wall time: read afresh for every transaction,
+    # so both chains price each one from the same latest block however long the steps take.
+    fee_fields = Chain._fee_fields
+
+    def fresh_fee_fields(self: Chain) -> dict[str, int]:
+        self._fees = (0.0, {})
+        return fee_fields(self)
+
+    monkeypatch.setattr(Chain, "_fee_fields", fresh_fee_fields)
 
 
 def _federation_sequence(chain: Chain) -> list[Any]:
