@@ -72,13 +72,15 @@ _UINT_256_MAX = 2**256 - 1
 _UINT_255_MAX = 2**255 - 1
 _STACK_LIMIT = 1024
 
-# Kinds of inline opcode. 0: handed to py-evm. Numbered roughly by how often Solidity code
-# runs them, which is the order the loop tests them in.
+# Kinds of inline opcode. 0: handed to py-evm. The loop tests them roughly in the order of how
+# often the protocol's code runs them (PUSH, DUP, SWAP, arithmetic, JUMPDEST, POP, jumps...).
 _STOCK = 0
 _PUSH, _DUP, _SWAP, _POP, _JUMPDEST_K, _JUMP, _JUMPI = 1, 2, 3, 4, 5, 6, 7
-_ADD, _AND, _SUB, _ISZERO, _LT, _GT, _EQ, _SHL, _SHR = 8, 9, 10, 11, 12, 13, 14, 15, 16
-_OR, _XOR, _NOT, _SLT, _SGT, _MUL = 17, 18, 19, 20, 21, 22
-_MLOAD, _MSTORE, _DIV, _MOD, _CALLDATALOAD = 23, 24, 25, 26, 27
+_MLOAD, _MSTORE, _CALLDATALOAD, _ISZERO, _NOT = 8, 9, 10, 11, 12
+# The binary operations come last (from _ADD up): the loop tells them apart from the rest with
+# one comparison, then in order of frequency in the protocol's code.
+_ADD, _AND, _SHL, _SUB, _OR, _LT, _MUL, _DIV, _EQ, _GT = 20, 21, 22, 23, 24, 25, 26, 27, 28, 29
+_SHR, _XOR, _MOD, _SLT, _SGT = 30, 31, 32, 33, 34
 
 
 def _stock_logic() -> dict[int, tuple[int, Any]]:
@@ -300,54 +302,57 @@ def _run(computation: Any, tables: _Tables) -> None:
                 code.program_counter = pc
                 raise InsufficientStack(f"Insufficient stack items for SWAP{depth}")
             values[-1], values[-depth - 1] = values[-depth - 1], values[-1]
+        elif kind >= _ADD:  # a binary operation: ``a`` is the top of the stack, ``b`` below it
+            if len(values) < 2:
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+            a = pop()
+            b = values[-1]
+            if type(a) is not int:  # bytes from a PUSH: py-evm's to_int, inline
+                a = int.from_bytes(a, "big") if type(a) is bytes else to_int(a)
+            if type(b) is not int:  # bytes from a PUSH: py-evm's to_int, inline
+                b = int.from_bytes(b, "big") if type(b) is bytes else to_int(b)
+            if kind == _ADD:
+                values[-1] = (a + b) & _UINT_256_MAX
+            elif kind == _AND:
+                values[-1] = a & b
+            elif kind == _SHL:
+                values[-1] = 0 if a >= 256 else (b << a) & _UINT_256_MAX
+            elif kind == _SUB:
+                values[-1] = (a - b) & _UINT_256_MAX
+            elif kind == _OR:
+                values[-1] = a | b
+            elif kind == _LT:
+                values[-1] = 1 if a < b else 0
+            elif kind == _MUL:
+                values[-1] = (a * b) & _UINT_256_MAX
+            elif kind == _DIV:
+                values[-1] = 0 if b == 0 else a // b
+            elif kind == _EQ:
+                values[-1] = 1 if a == b else 0
+            elif kind == _GT:
+                values[-1] = 1 if a > b else 0
+            elif kind == _SHR:
+                values[-1] = 0 if a >= 256 else b >> a
+            elif kind == _XOR:
+                values[-1] = a ^ b
+            elif kind == _MOD:
+                values[-1] = 0 if b == 0 else a % b
+            else:  # _SLT, _SGT: compared as two's-complement signed words
+                if a > _UINT_255_MAX:
+                    a -= 2**256
+                if b > _UINT_255_MAX:
+                    b -= 2**256
+                values[-1] = (1 if a < b else 0) if kind == _SLT else (1 if a > b else 0)
+        elif kind == _JUMPDEST_K:
+            pass
         elif kind == _POP:
             if not values:
                 meter.gas_remaining = gas
                 code.program_counter = pc
                 raise InsufficientStack("Wanted 1 stack item, had none")
             pop()
-        elif kind in (_MLOAD, _MSTORE):
-            # Memory within its current size costs nothing more and is written in place;
-            # beyond it, py-evm's own extend_memory charges (or fails) and grows it.
-            if not values:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack("Wanted 1 stack item, had none")
-            start = pop()
-            if type(start) is not int:
-                start = _word(start)
-            if kind == _MSTORE:
-                if not values:  # py-evm pops the two items one by one: the first is gone
-                    meter.gas_remaining = gas
-                    code.program_counter = pc
-                    raise InsufficientStack("Wanted 1 stack item, had none")
-                word = pop()
-                word = word.to_bytes(32, "big") if type(word) is int else to_bytes(word)
-                word = word.rjust(32, b"\x00")[-32:]
-            if start + 32 > len(computation._memory._bytes):
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                computation.extend_memory(start, 32)
-                gas = meter.gas_remaining
-            # read afresh: extending may replace the bytearray
-            buffer = computation._memory._bytes
-            if kind == _MSTORE:
-                buffer[start : start + 32] = word
-            else:
-                push(bytes(buffer[start : start + 32]))
-        elif kind == _JUMPDEST_K:
-            pass
-        elif kind == _CALLDATALOAD:
-            if not values:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack("Wanted 1 stack item, had none")
-            start = pop()
-            if type(start) is not int:
-                start = _word(start)
-            if calldata is None:
-                calldata = computation.msg.data_as_bytes
-            push(calldata[start : start + 32].ljust(32, b"\x00").lstrip(b"\x00"))
         elif kind in (_JUMP, _JUMPI):
             if kind == _JUMP:
                 if not values:
@@ -378,6 +383,35 @@ def _run(computation: Any, tables: _Tables) -> None:
                         raise InvalidInstruction("Jump resulted in invalid instruction")
                     raise InvalidJumpDestination("Invalid Jump Destination")
                 pc = dest  # the JUMPDEST itself runs next, as in py-evm
+        elif kind in (_MLOAD, _MSTORE):
+            # Memory within its current size costs nothing more and is written in place;
+            # beyond it, py-evm's own extend_memory charges (or fails) and grows it.
+            if not values:
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            start = pop()
+            if type(start) is not int:
+                start = _word(start)
+            if kind == _MSTORE:
+                if not values:  # py-evm pops the two items one by one: the first is gone
+                    meter.gas_remaining = gas
+                    code.program_counter = pc
+                    raise InsufficientStack("Wanted 1 stack item, had none")
+                word = pop()
+                word = word.to_bytes(32, "big") if type(word) is int else to_bytes(word)
+                word = word.rjust(32, b"\x00")[-32:]
+            if start + 32 > len(computation._memory._bytes):
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                computation.extend_memory(start, 32)
+                gas = meter.gas_remaining
+            # read afresh: extending may replace the bytearray
+            buffer = computation._memory._bytes
+            if kind == _MSTORE:
+                buffer[start : start + 32] = word
+            else:
+                push(bytes(buffer[start : start + 32]))
         elif kind in (_ISZERO, _NOT):
             if not values:
                 meter.gas_remaining = gas
@@ -387,49 +421,17 @@ def _run(computation: Any, tables: _Tables) -> None:
             if type(a) is not int:  # bytes from a PUSH: py-evm's to_int, inline
                 a = int.from_bytes(a, "big") if type(a) is bytes else to_int(a)
             values[-1] = (1 if a == 0 else 0) if kind == _ISZERO else _UINT_256_MAX - a
-        else:  # a binary operation: ``a`` is the top of the stack, ``b`` the item below it
-            if len(values) < 2:
+        elif kind == _CALLDATALOAD:
+            if not values:
                 meter.gas_remaining = gas
                 code.program_counter = pc
-                raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
-            a = pop()
-            b = values[-1]
-            if type(a) is not int:  # bytes from a PUSH: py-evm's to_int, inline
-                a = int.from_bytes(a, "big") if type(a) is bytes else to_int(a)
-            if type(b) is not int:  # bytes from a PUSH: py-evm's to_int, inline
-                b = int.from_bytes(b, "big") if type(b) is bytes else to_int(b)
-            if kind == _ADD:
-                values[-1] = (a + b) & _UINT_256_MAX
-            elif kind == _AND:
-                values[-1] = a & b
-            elif kind == _SUB:
-                values[-1] = (a - b) & _UINT_256_MAX
-            elif kind == _LT:
-                values[-1] = 1 if a < b else 0
-            elif kind == _GT:
-                values[-1] = 1 if a > b else 0
-            elif kind == _EQ:
-                values[-1] = 1 if a == b else 0
-            elif kind == _SHL:
-                values[-1] = 0 if a >= 256 else (b << a) & _UINT_256_MAX
-            elif kind == _SHR:
-                values[-1] = 0 if a >= 256 else b >> a
-            elif kind == _OR:
-                values[-1] = a | b
-            elif kind == _XOR:
-                values[-1] = a ^ b
-            elif kind == _MUL:
-                values[-1] = (a * b) & _UINT_256_MAX
-            elif kind == _DIV:
-                values[-1] = 0 if b == 0 else a // b
-            elif kind == _MOD:
-                values[-1] = 0 if b == 0 else a % b
-            else:  # _SLT, _SGT: compared as two's-complement signed words
-                if a > _UINT_255_MAX:
-                    a -= 2**256
-                if b > _UINT_255_MAX:
-                    b -= 2**256
-                values[-1] = (1 if a < b else 0) if kind == _SLT else (1 if a > b else 0)
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            start = pop()
+            if type(start) is not int:
+                start = _word(start)
+            if calldata is None:
+                calldata = computation.msg.data_as_bytes
+            push(calldata[start : start + 32].ljust(32, b"\x00").lstrip(b"\x00"))
 
     # Past the end of the code: py-evm's code stream yields STOP (no gas, halts).
     code.program_counter = pc
