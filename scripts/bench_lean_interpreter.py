@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--json", action="store_true", help="write benchmarks/results/")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     Round(5)  # warm-up: imports, ABI and artifact caches
     whole: dict[str, list[float]] = {}
     for mode in ("stock", "lean"):
@@ -213,7 +215,11 @@ def main() -> None:
     for op, by_mode in times.items():
         stock = statistics.median(by_mode["stock"]) * 1000
         lean = statistics.median(by_mode["lean"]) * 1000
-        rows.append({"operation": op, "stock_ms": stock, "lean_ms": lean, "ratio": lean / stock})
+        low = [min(by_mode[m]) * 1000 for m in ("stock", "lean")]
+        rows.append(
+            {"operation": op, "stock_ms": stock, "lean_ms": lean, "ratio": lean / stock,
+             "stock_min_ms": low[0], "lean_min_ms": low[1]}
+        )  # fmt: skip
     n = args.participants
     print(f"{n} participants, {args.reps} runs per interpreter (medians, CPU ms)")
     print(f"{'operation':14} {'stock':>9} {'lean':>9} {'lean/stock':>10}")
@@ -227,6 +233,7 @@ def main() -> None:
             "participants": n,
             "reps": args.reps,
             "python": platform.python_version(),
+            "load_average": [load_before, os.getloadavg()[0]],
             "rows": rows,
             "runs_ms": {
                 op: {m: [t * 1000 for t in ts] for m, ts in by.items()} for op, by in times.items()
