@@ -16,6 +16,11 @@ and alternating lean and stock run by run (so load hits both alike), ``time.proc
                  register N, fund, the commit pass and the reveal pass through the library:
                  estimates, signing, web3 and mining included), after an untimed warm-up
 
+With ``--federation R``, also the one-process federation (``DemoConfig.honest_fedavg(N, R)``,
+what ``flchain demo`` and the Flower comparison run) once per interpreter, stock first, on an
+embedded chain built with each: the mean wall time of its rounds after the first, the seconds
+its nodes booked to the chain in them, and the process's CPU time for the whole run.
+
 The last run of each also checks that the two interpreters agree: the same ``stepViews``
 answer; for each block the same state root, and per transaction the same success, gas used,
 refund, output and logs. Figures are medians in milliseconds of ``--reps`` runs per
@@ -196,11 +201,34 @@ def measure(bench: Round, reps: int) -> dict[str, dict[str, list[float]]]:
     return times
 
 
+def federation(participants: int, rounds: int, lean: bool) -> dict[str, float]:
+    """One federation run on a chain with (or without) the lean interpreter."""
+    from flchain_node.federation import DemoConfig, Federation  # torch: only when asked
+
+    accounts = participants + 1
+    tester = make_tester(accounts, lean_interpreter=lean)
+    chain = Chain.embedded(accounts, tester=tester)
+    started = time.process_time()
+    fed = Federation(DemoConfig.honest_fedavg(participants, rounds), chain=chain)
+    result = fed.run()
+    cpu = time.process_time() - started
+    later = result.rounds[1:] or result.rounds
+    return {
+        "round_wall_s": statistics.mean(r.seconds["wall"] for r in later),
+        "round_chain_s": statistics.mean(r.seconds.get("chain", 0.0) for r in later),
+        "process_cpu_s": cpu,
+        "finalized": sum(r.status == "finalized" for r in result.rounds),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--participants", type=int, default=50)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--json", action="store_true", help="write benchmarks/results/")
+    parser.add_argument(
+        "--federation", type=int, default=0, metavar="R", help="also a federation of R rounds"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     Round(5)  # warm-up: imports, ABI and artifact caches
@@ -228,8 +256,14 @@ def main() -> None:
             f"{row['operation']:14} {row['stock_ms']:9.2f} {row['lean_ms']:9.2f} "
             f"{row['ratio']:10.2f}"
         )
+    federations: dict[str, dict[str, float]] = {}
+    if args.federation:
+        for mode in ("stock", "lean"):
+            federations[mode] = federation(args.participants, args.federation, mode == "lean")
+        print(f"federation, {args.federation} rounds: {json.dumps(federations)}")
     if args.json:
         out = {
+            "federation": federations,
             "participants": n,
             "reps": args.reps,
             "python": platform.python_version(),
