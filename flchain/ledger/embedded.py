@@ -37,6 +37,7 @@ from eth.constants import ZERO_ADDRESS
 from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
 from eth.exceptions import InvalidInstruction as EVMInvalidInstruction
 from eth.exceptions import Revert as EVMRevert
+from eth.vm.forks.prague import PragueVM
 from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
 from eth_tester import EthereumTester, PyEVMBackend
@@ -54,6 +55,7 @@ from eth_tester.utils.filters import check_if_log_matches
 from eth_utils import to_wei
 
 from flchain.ledger.accounts import DEV_MNEMONIC, dev_accounts
+from flchain.ledger.interpreter import LeanPragueVM
 
 #: eth-tester's fixed chain id (its py-evm chain class hard-codes it).
 EMBEDDED_CHAIN_ID = 131277322940537
@@ -88,11 +90,28 @@ class _Backend(PyEVMBackend):
 
     #: False: every call builds its state from scratch, as stock eth-tester does.
     caching: bool = True
+    #: True: the chain runs :class:`~flchain.ledger.interpreter.LeanPragueVM` (py-evm's
+    #: Prague with a leaner opcode loop, same observables); False: py-evm's ``PragueVM``.
+    lean_interpreter: bool = True
     #: True: sent transactions wait in the pending block for the next mined block.
     holding: bool = False
     _tx_blocks: dict[bytes, int]
     _states: OrderedDict[bytes, StateAPI]
     _states_chain: ChainAPI | None = None
+
+    def __init__(self, *args: Any, lean_interpreter: bool = True, **kwargs: Any) -> None:
+        self.lean_interpreter = lean_interpreter  # read by reset_to_genesis, which __init__ runs
+        super().__init__(*args, **kwargs)
+
+    def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
+        super().reset_to_genesis(*args, **kwargs)
+        chain_class = type(self.chain)  # eth-tester defines a class per chain it sets up
+        if self.lean_interpreter and chain_class.vm_configuration == ((0, PragueVM),):
+            # The VM class is looked up on the chain class for every header, so the genesis
+            # block (no code runs in it) stays as built and every later block runs lean.
+            # Passing ``vm_configuration`` to eth-tester instead would also swap the VM's
+            # consensus class (it amends any configuration it is given).
+            chain_class.vm_configuration = ((0, LeanPragueVM),)
 
     def get_block_by_number(self, block_number: Any, full_transaction: bool = True) -> Any:
         block = _get_block_by_number(self.chain, block_number)
@@ -674,6 +693,7 @@ def make_tester(
     balance: int = DEV_BALANCE_WEI,
     *,
     caching: bool = True,
+    lean_interpreter: bool = True,
 ) -> EmbeddedTester:
     """A fresh eth-tester chain whose genesis funds the first ``num_accounts`` of ``mnemonic``.
 
@@ -681,14 +701,16 @@ def make_tester(
     into its own block at once (auto-mining), like anvil's default, except while the tester
     is ``holding`` (a ``BlockPass`` runs): then they share the next mined block.
     ``caching=False`` gives stock eth-tester read costs (for comparisons; answers are the
-    same).
+    same). ``lean_interpreter=False`` runs py-evm's own opcode loop instead of
+    :class:`~flchain.ledger.interpreter.LeanComputation`'s (same blocks, receipts and answers;
+    ~half the CPU for the protocol's EVM work, ``benchmarks/results/lean_interpreter.md``).
     """
     accounts = dev_accounts(num_accounts, mnemonic)
     state_overrides = {"balance": balance}
     genesis_state = {
         bytes.fromhex(a.address[2:]): get_default_account_state(state_overrides) for a in accounts
     }
-    backend = _Backend(genesis_state=genesis_state)
+    backend = _Backend(genesis_state=genesis_state, lean_interpreter=lean_interpreter)
     # The backend derived placeholder keys for eth_accounts; use the mnemonic's instead so
     # unlocked-account calls (eth_sendTransaction) agree with anvil.
     backend.account_keys = tuple(keys.PrivateKey(a.key) for a in accounts)

@@ -1,0 +1,282 @@
+"""CPU time of the protocol's EVM work with py-evm's opcode loop and with the lean one.
+
+One embedded chain gets a stack, N registered participants (default 50) and a task taking N
+commits a round; round 0's commits go into one block and its reveals into another (each a
+``BlockPass``, as the one-process federation sends them). Then, side by side in one process
+and alternating lean and stock run by run (so load hits both alike), ``time.process_time`` of:
+
+    step_views   the packed ``stepViews`` read of all N participants (what a federation pass
+                 reads), through the embedded backend's ``eth_call`` path (a cached state of
+                 the block; the answer cache emptied before each call so py-evm runs it)
+    commit_txs   the commit block's N transactions applied again on its parent's state (as
+                 py-evm imports a block: one state, each transaction after the last)
+    commit_block the same plus the state root computed afterwards (the same work in both)
+    reveal_txs, reveal_block  the same for the reveal block
+    whole_setup  building all of the above from an empty chain, once per interpreter (deploy,
+                 register N, fund, the commit pass and the reveal pass through the library:
+                 estimates, signing, web3 and mining included), after an untimed warm-up
+
+With ``--federation R``, also the one-process federation (``DemoConfig.honest_fedavg(N, R)``,
+what ``flchain demo`` and the Flower comparison run) once per interpreter, stock first, on an
+embedded chain built with each: the mean wall time of its rounds after the first, the seconds
+its nodes booked to the chain in them, and the process's CPU time for the whole run.
+
+The last run of each also checks that the two interpreters agree: the same ``stepViews``
+answer; for each block the same state root, and per transaction the same success, gas used,
+refund, output and logs. Figures are medians in milliseconds of ``--reps`` runs per
+interpreter.
+
+    nice -n 5 python scripts/bench_lean_interpreter.py --json   # writes benchmarks/results/
+    python scripts/bench_lean_interpreter.py --participants 10 --reps 5   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eth.vm.forks.prague import PragueVM
+from eth_utils import keccak
+
+from flchain.ledger.chain import Chain
+from flchain.ledger.contracts import SLASHER_ROLE, TaskParameters, TrainingTask
+from flchain.ledger.deploy import deploy_stack, register_all
+from flchain.ledger.devchain import BlockPass
+from flchain.ledger.embedded import EmbeddedTester, make_tester
+from flchain.ledger.interpreter import LeanPragueVM
+from flchain.protocol.commitment import commitment
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks/results"
+MODES = {"stock": PragueVM, "lean": LeanPragueVM}
+
+
+def task_config(participants: int) -> TaskParameters:
+    return TaskParameters(
+        manifest_cid="bafymanifest", manifest_digest=b"\x01" * 32,
+        model_spec_digest=b"\x02" * 32, aggregation_rule=1, rule_params=b"\x03" * 32,
+        committee_size=5, quorum=3, commit_blocks=20, reveal_blocks=20, attest_blocks=10,
+        max_participants=participants, min_reveals=2, rounds=5, round_budget=10_000,
+        committee_fee=100, non_reveal_slash=30, committee_slash=40, max_samples=1_000_000,
+        initial_model_cid="bafyinitialmodel", initial_model_digest=b"\x04" * 32,
+    )  # fmt: skip
+
+
+class Round:
+    """A chain with a task whose round 0 has a commit block and a reveal block of N each."""
+
+    def __init__(self, participants: int, lean_interpreter: bool = True) -> None:
+        self.tester: EmbeddedTester = make_tester(
+            participants + 2, lean_interpreter=lean_interpreter
+        )
+        chain = self.chain = Chain.embedded(participants + 2, tester=self.tester)
+        admin, accounts = chain.accounts[0], chain.accounts[1 : participants + 1]
+        config = task_config(participants)
+        stack = deploy_stack(
+            chain, admin, config=config, min_stake=1_000, unbonding_blocks=61,
+            mint_to=[a.address for a in accounts],
+        )  # fmt: skip
+        register_all(stack, accounts)
+        task = TrainingTask.deploy_task(
+            chain, admin, config, stack.registry.address, stack.token.address
+        )
+        stack.registry.grant_role(admin, SLASHER_ROLE, task.address)
+        funding = config.round_budget * config.rounds
+        stack.token.mint(admin, admin.address, funding)
+        stack.token.approve(admin, task.address, funding)
+        task.fund(admin, funding)
+        self.task, self.accounts = task, accounts
+        salts = {a.address: keccak(text=f"salt {a.address}") for a in accounts}
+        digests = {a.address: keccak(text=f"digest {a.address}") for a in accounts}
+
+        def commit(account: Any) -> Any:
+            value = commitment(
+                chain_id=chain.chain_id, task=task.address, sender=account.address,
+                round_id=0, digest=digests[account.address], num_samples=100,
+                salt=salts[account.address],
+            )  # fmt: skip
+            return task.commit(account, value)
+
+        def reveal(account: Any) -> Any:
+            address = account.address
+            return task.reveal(account, digests[address], 100, salts[address], "bafyupdate")
+
+        provider = chain.w3.provider
+        BlockPass(provider).run([lambda a=a: commit(a) for a in accounts])  # type: ignore[arg-type]
+        self.commit_block = chain.block_number
+        end = task.round_record(0).commit_end
+        if chain.block_number < end:
+            chain.mine(end - chain.block_number)
+        BlockPass(provider).run([lambda a=a: reveal(a) for a in accounts])  # type: ignore[arg-type]
+        self.reveal_block = chain.block_number
+        self.seen: dict[int, dict[str, Any]] = {}
+        self.view_call = {
+            "from": chain.accounts[0].address,
+            "to": task.address,
+            "data": task.functions["stepViews"](
+                [a.address for a in accounts]
+            )._encode_transaction_data(),
+        }
+
+    def use(self, mode: str) -> None:
+        """Run the chain's later blocks and calls on ``mode``'s VM class."""
+        type(self.tester.backend.chain).vm_configuration = ((0, MODES[mode]),)
+        self.tester.backend.__dict__.pop("_states", None)  # states are built by a VM class
+        self.tester.backend._states_chain = None
+
+    def step_views(self, mode: str) -> float:
+        self.use(mode)
+        tester = self.tester
+        answer = tester.call(self.view_call, "latest")  # the state built and warmed: not timed
+        tester.backend.__dict__.pop("_answers", None)
+        started = time.process_time()
+        again = tester.call(self.view_call, "latest")
+        spent = time.process_time() - started
+        self.seen.setdefault(-1, {})[mode] = (answer, again)
+        return spent
+
+    def replay(self, mode: str, number: int) -> tuple[float, float]:
+        """Apply block ``number``'s transactions again on its parent's state (as py-evm imports
+        a block) and compute the state root; what the run shows is kept for :meth:`agree`."""
+        chain = self.tester.backend.chain
+        block = chain.get_canonical_block_by_number(number)
+        parent = chain.chaindb.get_block_header_by_hash(block.header.parent_hash)
+        vm = MODES[mode](
+            header=block.header, chaindb=chain.chaindb, chain_context=chain.get_vm().chain_context,
+            consensus_context=chain.consensus_context,
+        )  # fmt: skip
+        pre = block.header.copy(state_root=parent.state_root)
+        state = vm.build_state(chain.chaindb.db, pre, vm.chain_context, vm.previous_hashes)
+        for tx in block.transactions:
+            tx.sender  # noqa: B018  (recovered before the clock starts, in both modes)
+        started = time.process_time()
+        computations = []
+        for tx in block.transactions:
+            state.lock_changes()
+            computations.append(state.apply_transaction(tx))
+        applied = time.process_time()
+        state.persist()
+        root = state.state_root
+        ended = time.process_time()
+        seen = (
+            root,
+            [(c.is_success, c.get_gas_used(), c.get_gas_refund(), c.output) for c in computations],
+            [c.get_log_entries() for c in computations],
+        )
+        self.seen.setdefault(number, {})[mode] = seen
+        return applied - started, ended - started
+
+    def agree(self) -> None:
+        """Both interpreters left the same state root, gas, refunds, outputs and logs."""
+        for number, by_mode in self.seen.items():
+            assert by_mode["lean"] == by_mode["stock"], f"block {number}: the interpreters differ"
+            if number >= 0:  # a block (-1: the stepViews answers)
+                assert all(ok for ok, *_ in by_mode["lean"][1]), f"block {number}: a failure"
+
+
+def measure(bench: Round, reps: int) -> dict[str, dict[str, list[float]]]:
+    operations: dict[tuple[str, ...], Callable[[str], tuple[float, ...]]] = {
+        ("step_views",): lambda mode: (bench.step_views(mode),),
+        ("commit_txs", "commit_block"): lambda mode: bench.replay(mode, bench.commit_block),
+        ("reveal_txs", "reveal_block"): lambda mode: bench.replay(mode, bench.reveal_block),
+    }
+    times: dict[str, dict[str, list[float]]] = {
+        name: {m: [] for m in MODES} for names in operations for name in names
+    }
+    for rep in range(reps):
+        order = list(MODES) if rep % 2 else list(reversed(MODES))
+        for names, run in operations.items():
+            for mode in order:
+                for name, spent in zip(names, run(mode), strict=True):
+                    times[name][mode].append(spent)
+    bench.use("lean")
+    bench.agree()
+    return times
+
+
+def federation(participants: int, rounds: int, lean: bool) -> dict[str, float]:
+    """One federation run on a chain with (or without) the lean interpreter."""
+    from flchain_node.federation import DemoConfig, Federation  # torch: only when asked
+
+    accounts = participants + 1
+    tester = make_tester(accounts, lean_interpreter=lean)
+    chain = Chain.embedded(accounts, tester=tester)
+    started = time.process_time()
+    fed = Federation(DemoConfig.honest_fedavg(participants, rounds), chain=chain)
+    result = fed.run()
+    cpu = time.process_time() - started
+    later = result.rounds[1:] or result.rounds
+    return {
+        "round_wall_s": statistics.mean(r.seconds["wall"] for r in later),
+        "round_chain_s": statistics.mean(r.seconds.get("chain", 0.0) for r in later),
+        "process_cpu_s": cpu,
+        "finalized": sum(r.status == "finalized" for r in result.rounds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--participants", type=int, default=50)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--json", action="store_true", help="write benchmarks/results/")
+    parser.add_argument(
+        "--federation", type=int, default=0, metavar="R", help="also a federation of R rounds"
+    )
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    Round(5)  # warm-up: imports, ABI and artifact caches
+    whole: dict[str, list[float]] = {}
+    for mode in ("stock", "lean"):
+        started = time.process_time()
+        bench = Round(args.participants, lean_interpreter=mode == "lean")
+        whole[mode] = [time.process_time() - started]
+    times = measure(bench, args.reps)  # on the lean-built chain (the blocks are the same)
+    times["whole_setup"] = whole
+    rows = []
+    for op, by_mode in times.items():
+        stock = statistics.median(by_mode["stock"]) * 1000
+        lean = statistics.median(by_mode["lean"]) * 1000
+        low = [min(by_mode[m]) * 1000 for m in ("stock", "lean")]
+        rows.append(
+            {"operation": op, "stock_ms": stock, "lean_ms": lean, "ratio": lean / stock,
+             "stock_min_ms": low[0], "lean_min_ms": low[1]}
+        )  # fmt: skip
+    n = args.participants
+    print(f"{n} participants, {args.reps} runs per interpreter (medians, CPU ms)")
+    print(f"{'operation':14} {'stock':>9} {'lean':>9} {'lean/stock':>10}")
+    for row in rows:
+        print(
+            f"{row['operation']:14} {row['stock_ms']:9.2f} {row['lean_ms']:9.2f} "
+            f"{row['ratio']:10.2f}"
+        )
+    federations: dict[str, dict[str, float]] = {}
+    if args.federation:
+        for mode in ("stock", "lean"):
+            federations[mode] = federation(args.participants, args.federation, mode == "lean")
+        print(f"federation, {args.federation} rounds: {json.dumps(federations)}")
+    if args.json:
+        out = {
+            "federation": federations,
+            "participants": n,
+            "reps": args.reps,
+            "python": platform.python_version(),
+            "load_average": [load_before, os.getloadavg()[0]],
+            "rows": rows,
+            "runs_ms": {
+                op: {m: [t * 1000 for t in ts] for m, ts in by.items()} for op, by in times.items()
+            },
+        }
+        path = RESULTS / "lean_interpreter.json"
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
