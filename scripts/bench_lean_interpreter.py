@@ -46,8 +46,8 @@ from eth.vm.forks.prague import PragueVM
 from eth_utils import keccak
 
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import SLASHER_ROLE, TaskParameters, TrainingTask
-from flchain.ledger.deploy import deploy_stack, register_all
+from flchain.ledger.contracts import TaskParameters
+from flchain.ledger.deploy import deploy_another_task, deploy_stack, register_all
 from flchain.ledger.devchain import BlockPass
 from flchain.ledger.embedded import EmbeddedTester, make_tester
 from flchain.ledger.interpreter import LeanPragueVM
@@ -84,14 +84,7 @@ class Round:
             mint_to=[a.address for a in accounts],
         )  # fmt: skip
         register_all(stack, accounts)
-        task = TrainingTask.deploy_task(
-            chain, admin, config, stack.registry.address, stack.token.address
-        )
-        stack.registry.grant_role(admin, SLASHER_ROLE, task.address)
-        funding = config.round_budget * config.rounds
-        stack.token.mint(admin, admin.address, funding)
-        stack.token.approve(admin, task.address, funding)
-        task.fund(admin, funding)
+        task = deploy_another_task(stack, config)
         self.task, self.accounts = task, accounts
         salts = {a.address: keccak(text=f"salt {a.address}") for a in accounts}
         digests = {a.address: keccak(text=f"digest {a.address}") for a in accounts}

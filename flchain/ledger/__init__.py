@@ -23,7 +23,13 @@ from flchain.ledger.contracts import (
     TrainingTask,
     Vote,
 )
-from flchain.ledger.deploy import Deployment, deploy_stack, register_all, task_parameters
+from flchain.ledger.deploy import (
+    Deployment,
+    deploy_another_task,
+    deploy_stack,
+    register_all,
+    task_parameters,
+)
 from flchain.ledger.devchain import DevChain
 from flchain.ledger.merkle import RewardTree
 
@@ -48,6 +54,7 @@ __all__ = [
     "TaskParameters",
     "TrainingTask",
     "Vote",
+    "deploy_another_task",
     "deploy_stack",
     "dev_accounts",
     "load_account",

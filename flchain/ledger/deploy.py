@@ -156,17 +156,43 @@ def deploy_stack(
     task = TrainingTask.deploy_task(
         chain, admin, config, registry.address, token.address, start=False
     )
-    registry.grant_role(admin, SLASHER_ROLE, task.address)
-    if funding:
-        token.mint(admin, admin.address, funding)
-        token.approve(admin, task.address, funding)
-        task.fund(admin, funding)
+    _grant_and_fund(token, registry, task, admin, funding)
     each = 10 * min_stake if mint_amount is None else mint_amount
     mint, gas = token.functions["mint"], MINT_GAS if chain.prague_gas else None
     chain.transact_all([TxRequest(mint(to_checksum_address(a), each), admin, gas) for a in mint_to])
     if start:
         task.start(admin)
     return Deployment(token, registry, task, admin)
+
+
+def deploy_another_task(
+    stack: Deployment, config: TaskParameters, *, fund: int | None = None
+) -> TrainingTask:
+    """A further task on ``stack``'s registry and token, wired and funded as
+    :func:`deploy_stack` wires its own (``SLASHER_ROLE``; ``fund`` tokens, default every
+    round's budget, minted to the admin and put in its pool) and started. Deployed after the
+    participants registered, its round 0's commit phase is all ahead of them."""
+    admin = stack.admin
+    task = TrainingTask.deploy_task(
+        stack.chain, admin, config, stack.registry.address, stack.token.address
+    )
+    funding = config.round_budget * config.rounds if fund is None else fund
+    _grant_and_fund(stack.token, stack.registry, task, admin, funding)
+    return task
+
+
+def _grant_and_fund(
+    token: FLToken,
+    registry: ParticipantRegistry,
+    task: TrainingTask,
+    admin: LocalAccount,
+    funding: int,
+) -> None:
+    registry.grant_role(admin, SLASHER_ROLE, task.address)
+    if funding:
+        token.mint(admin, admin.address, funding)
+        token.approve(admin, task.address, funding)
+        task.fund(admin, funding)
 
 
 def register_all(

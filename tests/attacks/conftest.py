@@ -28,7 +28,7 @@ from flchain.ledger.contracts import (
     Result,
     TrainingTask,
 )
-from flchain.ledger.deploy import deploy_stack, register_all
+from flchain.ledger.deploy import deploy_another_task, deploy_stack, register_all
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIN_STAKE = 1_000
@@ -100,12 +100,7 @@ def arena_session() -> Arena:
     )
     register_all(stack, people)
     # A task deployed after the registrations has its whole commit phase ahead.
-    task = TrainingTask.deploy_task(chain, admin, TASK, stack.registry.address, stack.token.address)
-    stack.registry.grant_role(admin, SLASHER_ROLE, task.address)
-    funding = TASK.round_budget * TASK.rounds
-    stack.token.mint(admin, admin.address, funding)
-    stack.token.approve(admin, task.address, funding)
-    task.fund(admin, funding)
+    task = deploy_another_task(stack, TASK)
     return Arena(chain, stack.token.contract, stack.registry, task, admin, list(people))
 
 

@@ -27,8 +27,7 @@ from support.rounds import RoundKit
 from support.task import make_task_config
 
 from flchain.ledger.chain import Chain
-from flchain.ledger.contracts import SLASHER_ROLE, TrainingTask
-from flchain.ledger.deploy import deploy_stack, register_all
+from flchain.ledger.deploy import deploy_another_task, deploy_stack, register_all
 from flchain.ledger.devchain import BlockPass
 from flchain.ledger.embedded import make_tester
 from flchain.ledger.interpreter import (
@@ -74,14 +73,7 @@ def _federation_sequence(chain: Chain) -> list[Any]:
         mint_to=[a.address for a in participants],
     )  # fmt: skip
     register_all(stack, participants)
-    task = TrainingTask.deploy_task(
-        chain, admin, config, stack.registry.address, stack.token.address
-    )
-    stack.registry.grant_role(admin, SLASHER_ROLE, task.address)
-    funding = config.round_budget * config.rounds
-    stack.token.mint(admin, admin.address, funding)
-    stack.token.approve(admin, task.address, funding)
-    task.fund(admin, funding)
+    task = deploy_another_task(stack, config)
     kit = RoundKit(chain, task, participants)
     answers: list[Any] = [task.step_views([a.address for a in participants])]
     round_id = task.current_round()
