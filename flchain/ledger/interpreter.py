@@ -292,22 +292,20 @@ def _run(computation: Any, tables: _Tables) -> None:
                 code.program_counter = pc
                 raise FullStack("Stack limit reached")
             if len(values) < depth:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack(f"Insufficient stack items for DUP{depth}")
+                raise _stack_short(meter, gas, code, pc, f"Insufficient stack items for DUP{depth}")
             push(values[-depth])
         elif kind == _SWAP:
             depth = op - 0x8F
             if len(values) <= depth:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack(f"Insufficient stack items for SWAP{depth}")
+                raise _stack_short(
+                    meter, gas, code, pc, f"Insufficient stack items for SWAP{depth}"
+                )
             values[-1], values[-depth - 1] = values[-depth - 1], values[-1]
         elif kind >= _ADD:  # a binary operation: ``a`` is the top of the stack, ``b`` below it
             if len(values) < 2:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+                raise _stack_short(
+                    meter, gas, code, pc, f"Wanted 2 stack items, only had {len(values)}"
+                )
             a = pop()
             b = values[-1]
             if type(a) is not int:  # bytes from a PUSH: py-evm's to_int, inline
@@ -350,23 +348,19 @@ def _run(computation: Any, tables: _Tables) -> None:
             pass
         elif kind == _POP:
             if not values:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack("Wanted 1 stack item, had none")
+                raise _stack_short(meter, gas, code, pc, "Wanted 1 stack item, had none")
             pop()
         elif kind in (_JUMP, _JUMPI):
             if kind == _JUMP:
                 if not values:
-                    meter.gas_remaining = gas
-                    code.program_counter = pc
-                    raise InsufficientStack("Wanted 1 stack item, had none")
+                    raise _stack_short(meter, gas, code, pc, "Wanted 1 stack item, had none")
                 dest = pop()
                 taken = True
             else:
                 if len(values) < 2:
-                    meter.gas_remaining = gas
-                    code.program_counter = pc
-                    raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+                    raise _stack_short(
+                        meter, gas, code, pc, f"Wanted 2 stack items, only had {len(values)}"
+                    )
                 dest = pop()
                 condition = pop()
                 if type(condition) is not int:
@@ -388,17 +382,13 @@ def _run(computation: Any, tables: _Tables) -> None:
             # Memory within its current size costs nothing more and is written in place;
             # beyond it, py-evm's own extend_memory charges (or fails) and grows it.
             if not values:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack("Wanted 1 stack item, had none")
+                raise _stack_short(meter, gas, code, pc, "Wanted 1 stack item, had none")
             start = pop()
             if type(start) is not int:
                 start = _word(start)
             if kind == _MSTORE:
                 if not values:  # py-evm pops the two items one by one: the first is gone
-                    meter.gas_remaining = gas
-                    code.program_counter = pc
-                    raise InsufficientStack("Wanted 1 stack item, had none")
+                    raise _stack_short(meter, gas, code, pc, "Wanted 1 stack item, had none")
                 word = pop()
                 word = word.to_bytes(32, "big") if type(word) is int else to_bytes(word)
                 word = word.rjust(32, b"\x00")[-32:]
@@ -415,18 +405,14 @@ def _run(computation: Any, tables: _Tables) -> None:
                 push(bytes(buffer[start : start + 32]))
         elif kind in (_ISZERO, _NOT):
             if not values:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack("Wanted 1 stack item, had none")
+                raise _stack_short(meter, gas, code, pc, "Wanted 1 stack item, had none")
             a = values[-1]
             if type(a) is not int:  # bytes from a PUSH: py-evm's to_int, inline
                 a = int.from_bytes(a, "big") if type(a) is bytes else to_int(a)
             values[-1] = (1 if a == 0 else 0) if kind == _ISZERO else _UINT_256_MAX - a
         elif kind == _CALLDATALOAD:
             if not values:
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                raise InsufficientStack("Wanted 1 stack item, had none")
+                raise _stack_short(meter, gas, code, pc, "Wanted 1 stack item, had none")
             start = pop()
             if type(start) is not int:
                 start = _word(start)
@@ -437,6 +423,17 @@ def _run(computation: Any, tables: _Tables) -> None:
     # Past the end of the code: py-evm's code stream yields STOP (no gas, halts).
     code.program_counter = pc
     meter.gas_remaining = gas
+
+
+def _stack_short(
+    meter: GasMeter, gas: int, code: CodeStream, pc: int, message: str
+) -> InsufficientStack:
+    """The error of an inline opcode whose stack is short, once the gas meter and the program
+    counter hold the loop's values (as py-evm's would at that point); only the error path
+    calls it, so the loop pays no call for it."""
+    meter.gas_remaining = gas
+    code.program_counter = pc
+    return InsufficientStack(message)
 
 
 def _run_stock(computation: Any) -> None:
