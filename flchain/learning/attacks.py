@@ -6,6 +6,10 @@ them while pulling the aggregate the wrong way:
 * "A Little Is Enough" (ALIE; Baruch et al., NeurIPS 2019): send ``mean − z·std``, per
   coordinate, with ``z`` the largest shift that still leaves enough honest updates on the far
   side for the attackers to look like the majority (:func:`alie_z`).
+  ``alie_shrink`` is the same shift of each coordinate *toward 0* (``mean − z·std·sign(mean)``):
+  the size of ALIE's shift without its one direction, so an update's signed mass ``Σx / Σ|x|``
+  stays honest-like and ``fltrust``'s ``lean`` pay test does not see it
+  (``benchmarks/results/attack_suite_v10.md`` §5): an attacker that knows the defence.
 * Inner-product manipulation (IPM; Xie et al., UAI 2020): send ``−ε·mean``, whose inner product
   with the true mean is negative; ε = 0.1 is the setting of Xie et al. and of Karimireddy et al.
   (ICML 2021) against Krum and the median.
@@ -57,11 +61,14 @@ class Attack(StrEnum):
     COPYCAT = "copycat"
     BACKDOOR = "backdoor"
     ALIE = "alie"
+    ALIE_SHRINK = "alie_shrink"
     IPM = "ipm"
 
 
+#: ALIE's two directions of shift (both take ``z``, see :func:`alie`).
+ALIE_FAMILY = (Attack.ALIE, Attack.ALIE_SHRINK)
 #: Attacks that need the statistics of several benign updates (see :func:`collude`).
-COLLUDING = (Attack.ALIE, Attack.IPM)
+COLLUDING = (*ALIE_FAMILY, Attack.IPM)
 
 
 def attack_named(name: str, known: tuple[Attack, ...] = tuple(Attack)) -> Attack:
@@ -96,9 +103,12 @@ def mean_std(benign: Sequence[Delta]) -> tuple[Delta, Delta]:
     return mean, std
 
 
-def alie(benign: Sequence[Delta], z: float) -> Delta:
-    """ALIE: ``mean − z·std`` of ``benign``, per coordinate."""
+def alie(benign: Sequence[Delta], z: float, *, shrink: bool = False) -> Delta:
+    """ALIE: ``mean − z·std`` of ``benign``, per coordinate; ``shrink``: ``mean −
+    z·std·sign(mean)``, each coordinate moved toward 0 (``alie_shrink``)."""
     mean, std = mean_std(benign)
+    if shrink:
+        return {k: mean[k] - z * std[k] * torch.sign(mean[k]) for k in mean}
     return {k: mean[k] - z * std[k] for k in mean}
 
 
@@ -124,9 +134,9 @@ def collude(
     benign updates ``benign``: the colluders' own honest updates, or — omniscient — every
     honest update of the round.
 
-    Every colluder sends the same ALIE or IPM update plus independent Gaussian noise of
-    ``jitter · std`` per coordinate (see the module docstring); ``jitter = 0`` is the
-    papers' single shared vector. Deterministic given ``gen``'s state.
+    Every colluder sends the same ALIE (either direction) or IPM update plus independent
+    Gaussian noise of ``jitter · std`` per coordinate (see the module docstring); ``jitter =
+    0`` is the papers' single shared vector. Deterministic given ``gen``'s state.
     """
     if attack not in COLLUDING:
         raise ConfigError(f"unknown colluding attack {attack!r}; known: {COLLUDING}")
@@ -135,7 +145,10 @@ def collude(
     count = len(benign) if count is None else count
     if count < 1:
         raise ConfigError(f"need at least one colluder, not {count}")
-    base = alie(benign, z) if attack == "alie" else ipm(benign, epsilon)
+    if attack == Attack.IPM:
+        base = ipm(benign, epsilon)
+    else:
+        base = alie(benign, z, shrink=attack == Attack.ALIE_SHRINK)
     if jitter == 0 or len(benign) == 1:
         return [dict(base) for _ in range(count)]
     _, std = mean_std(benign)

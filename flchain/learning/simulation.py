@@ -31,6 +31,7 @@ from torch import nn
 from flchain.errors import ConfigError, UpdateFormatError
 from flchain.learning.aggregation import Aggregator, ClientUpdate, Decision, Failure, Standing
 from flchain.learning.attacks import (
+    ALIE_FAMILY,
     COLLUDING,
     Attack,
     alie,
@@ -350,7 +351,7 @@ def run_federation(
         crafting = rnd % config.attack_every == 0  # else the colluders send honest updates
         if config.attack in COLLUDING and config.num_attackers and crafting:
             z = config.alie_z
-            if z is None and config.attack == "alie":
+            if z is None and config.attack in ALIE_FAMILY:
                 z = alie_z(len(fed.clients), config.num_attackers)
             pool = range(config.num_attackers, len(fed.clients)) if config.omniscient else attackers
             crafted = collude(

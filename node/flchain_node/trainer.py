@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from flchain.errors import ConfigError
-from flchain.learning.attacks import COLLUDING, Attack, Delta, alie, alie_z, ipm
+from flchain.learning.attacks import ALIE_FAMILY, COLLUDING, Attack, Delta, alie, alie_z, ipm
 from flchain.learning.data import TensorData
 from flchain.learning.models import load_parameters
 from flchain.learning.privacy import PrivacyAccountant, PrivacySpend
@@ -18,7 +18,7 @@ from flchain_node.participant import Produced
 
 #: The attacks one participant node can run on its own (free-riding is a node role, not an
 #: attack; copycats and backdoors exist in the in-memory simulation only).
-NODE_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN, Attack.LABEL_FLIP, Attack.ALIE, Attack.IPM)
+NODE_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN, Attack.LABEL_FLIP, *ALIE_FAMILY, Attack.IPM)
 
 
 class LocalTrainer:
@@ -115,12 +115,12 @@ class Attacker(LocalTrainer):
         self.sim = sim or SimConfig(rounds=1, train=config, attack=attack, num_attackers=1)
         self.gen = torch.Generator().manual_seed(seed)
         self.replicas = replicas
-        if attack == "alie" and replicas < 2:
-            raise ConfigError(f"alie needs replicas >= 2 to estimate a std, not {replicas}")
+        if attack in ALIE_FAMILY and replicas < 2:
+            raise ConfigError(f"{attack} needs replicas >= 2 to estimate a std, not {replicas}")
         z = self.sim.alie_z
-        if attack == "alie" and z is None:
+        if attack in ALIE_FAMILY and z is None:
             if participants is None:
-                raise ConfigError("alie needs participants= (or sim.alie_z) to choose z")
+                raise ConfigError(f"{attack} needs participants= (or sim.alie_z) to choose z")
             z = alie_z(participants, max(1, self.sim.num_attackers))
         self.z: float = z if z is not None else 0.0
 
@@ -150,6 +150,7 @@ class Attacker(LocalTrainer):
         if self.attack in COLLUDING:
             if self.attack == "ipm":
                 return Produced(ipm([honest.delta], self.sim.ipm_epsilon), honest.num_samples)
-            crafted = alie(self.estimates(global_state, round_id, honest), self.z)
+            estimates = self.estimates(global_state, round_id, honest)
+            crafted = alie(estimates, self.z, shrink=self.attack == Attack.ALIE_SHRINK)
             return Produced(crafted, honest.num_samples)
         return Produced(attack_update(self.attack, honest, self.sim, self.gen), honest.num_samples)

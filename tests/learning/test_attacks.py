@@ -9,7 +9,7 @@ from flchain_node.trainer import Attacker, LocalTrainer
 from scipy.stats import norm
 
 from flchain.errors import ConfigError
-from flchain.learning.aggregation import CoordinateMedian, FedAvg
+from flchain.learning.aggregation import CoordinateMedian, FedAvg, lean_discount
 from flchain.learning.attacks import Delta, alie, alie_z, collude, ipm, mean_std
 from flchain.learning.data import federate, load_digits
 from flchain.learning.models import ModelSpec, build_model
@@ -55,6 +55,31 @@ def test_alie_sits_z_std_below_the_mean_per_coordinate() -> None:
         assert torch.allclose(out[k], mean[k] - z * std[k])
         assert bool(((out[k] - mean[k]).abs() <= z * std[k] + 1e-6).all())
         assert bool((out[k] < mean[k]).any())  # it does move
+
+
+def test_alie_shrink_moves_every_coordinate_toward_zero_by_z_std() -> None:
+    benign, z = _benign(6), 1.5
+    mean, std = mean_std(benign)
+    out = alie(benign, z, shrink=True)
+    down = alie(benign, z)
+    for k in mean:
+        assert torch.allclose(out[k], mean[k] - z * std[k] * torch.sign(mean[k]))
+        assert torch.allclose((out[k] - mean[k]).abs(), (down[k] - mean[k]).abs())  # same size
+        assert bool((out[k] > mean[k]).any()) and bool((out[k] < mean[k]).any())
+    crafted = collude("alie_shrink", benign, z=z, epsilon=0.1, jitter=0.0, gen=torch.Generator())
+    assert torch.equal(_flat(crafted[0]), _flat(out))
+
+
+def test_lean_pays_less_for_alie_but_not_for_alie_shrink() -> None:
+    """The limit attack_suite_v10 §5 measured: lean sees ALIE's one direction, not its size."""
+    benign, z = _benign(8, seed=3), 1.0
+    honest = [(_flat(b) * 2**16).round().to(torch.int64).numpy() for b in benign]
+    for shrink, discounted in ((False, True), (True, False)):
+        crafted = (_flat(alie(benign, z, shrink=shrink)) * 2**16).round().to(torch.int64)
+        vectors = [*honest, crafted.numpy(), crafted.numpy()]
+        (pay,) = lean_discount([[1000] * len(vectors)], vectors, 2)
+        assert pay[:-2] == [1000] * len(honest)
+        assert (pay[-1] < 1000) is discounted, (shrink, pay)
 
 
 def test_colluders_jitter_keeps_them_distinct_and_within_bounds() -> None:
@@ -171,6 +196,15 @@ def test_node_alie_is_bootstrap_mean_minus_z_std_and_reproducible() -> None:
     again = twin.produce(state, 5, None).update
     assert torch.equal(_flat(sent), _flat(again))
     assert not torch.equal(_flat(sent), _flat(honest.delta))
+
+
+def test_node_alie_shrink_moves_the_bootstrap_mean_toward_zero() -> None:
+    att, state = _attacker("alie_shrink", participants=10, sim=SimConfig(1, CFG, "alie_shrink", 3))
+    sent = att.produce(state, 5, None).update
+    mean, std = mean_std(att.estimates(state, 5, att.train(state, 5)))
+    for k in sent:
+        expected = mean[k] - att.z * std[k] * torch.sign(mean[k])
+        assert torch.allclose(sent[k], expected, atol=1e-6)
 
 
 def test_node_ipm_points_against_its_honest_update() -> None:
