@@ -76,6 +76,7 @@ from flchain.errors import FLChainError
 from flchain.learning.aggregation import (
     MEMORY_SLACK,
     RULES,
+    ClientUpdate,
     FLTrust,
     Standing,
     aggregator_from_config,
@@ -245,14 +246,15 @@ class RecordingFLTrust(FLTrust):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.log: list[list[dict]] = []
+        self.own_parts: dict[str, np.ndarray] = {}  # each client's, from its latest round
 
     def _combine(self, updates, spec):  # type: ignore[no-untyped-def]
         v, verdicts = super()._combine(updates, spec)
-        without = None
+        plain = None
         if self.lean:  # the same round without lean: same aggregate (asserted), its pay
             self.lean, lean = 0, self.lean
             try:
-                v0, without = super()._combine(updates, spec)
+                v0, plain = super()._combine(updates, spec)
             finally:
                 self.lean = lean
             if not np.array_equal(v0, v):
@@ -263,6 +265,11 @@ class RecordingFLTrust(FLTrust):
             return v, verdicts
         g0 = ref[0].update.q
         g0f = g0.astype(np.float64)
+
+        def accepted(u: ClientUpdate) -> bool:  # weigh: a zero weight, still in the pay round
+            ok, _, why = verdicts[u.participant]
+            return ok or why.startswith("trust ")
+
         cuts = np.cumsum([0] + [t.numel for t in spec.tensors])
         parts = list(itertools.pairwise(int(c) for c in cuts))
 
@@ -272,6 +279,14 @@ class RecordingFLTrust(FLTrust):
 
         a0 = np.abs(g0.astype(np.int64))
         quiet = a0 <= np.partition(a0, (a0.shape[0] - 1) // 2)[(a0.shape[0] - 1) // 2]
+        # persistence (fltrust's persist, without its sketch): each update's own part, what is
+        # left without its part along the aggregate, against the same client's previous one
+        vf = v.astype(np.float64)
+        vvf = float(vf @ vf) or 1.0
+        own = {}
+        for u in updates:
+            xf = u.update.q.astype(np.float64)
+            own[u.participant] = xf - (float(xf @ vf) / vvf) * vf
         entries = []
         for u in updates:
             if u is ref[0]:
@@ -279,8 +294,7 @@ class RecordingFLTrust(FLTrust):
             x = u.update.q
             xf = x.astype(np.float64)
             sq = float(xf @ xf)
-            ok, _, why = verdicts[u.participant]
-            ok = ok or why.startswith("trust ")  # weigh: a zero weight, still in the pay round
+            ok = accepted(u)
             entries.append(
                 {
                     "p": u.participant,
@@ -294,11 +308,17 @@ class RecordingFLTrust(FLTrust):
                     "zeros": round(float(np.mean(x == 0)), 6),
                     # lean's signed mass Σx / Σ|x|
                     "lean": round(float(signed_mass(x)), 6),
+                    "persist": (
+                        round(cos(own[u.participant], self.own_parts[u.participant]), 6)
+                        if u.participant in self.own_parts
+                        else None
+                    ),
                     "paid": verdicts[u.participant][1],
-                    **({"paid_without_lean": without[u.participant][1]} if without else {}),
+                    **({"paid_without_lean": plain[u.participant][1]} if plain else {}),
                 }
             )
         self.log.append(entries)
+        self.own_parts |= own
         return v, verdicts
 
 
@@ -381,8 +401,9 @@ def _params_text(params: dict[str, float]) -> str:
 
 def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainConfig) -> list[dict]:
     """One run of the suite; ``args``: the command line's --model, --rounds, --jitter,
-    --validation, --root and --record. Its result, and with ``--record`` and ``fltrust``'s
-    ``lean`` the same run's result without ``lean`` (:func:`without_lean`)."""
+    --fixed-noise, --validation, --root and --record. Its result, and with ``--record`` and
+    ``fltrust``'s ``lean`` or ``persist`` the same run's results without them
+    (:func:`without`)."""
     model_name, rounds, jitter = args.model, args.rounds, args.jitter
     validation, root, record = args.validation, args.root, args.record
     cfg = replace(cfg, scaffold=run.algorithm == "scaffold")
@@ -398,6 +419,7 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         collusion_jitter=jitter,
         backdoor_offset=args.trigger_offset,
         attack_every=run.every if run.attack in COLLUDING else 1,
+        fixed_noise=args.fixed_noise and run.attack in COLLUDING,
     )
     bad = {participant_id(i) for i in range(run.attackers)}
     sizes = [len(c) for c in fed.clients]
@@ -449,24 +471,31 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         "seconds": time.perf_counter() - t,
         **({"trust_log": rule.log} if isinstance(rule, RecordingFLTrust) else {}),
     }
-    if isinstance(rule, RecordingFLTrust) and rule.lean:
-        return [result, without_lean(result, run)]
-    return [result]
+    if not isinstance(rule, RecordingFLTrust):
+        return [result]
+    out = [result]
+    if rule.persist:  # the recorder logs the pay before persist's
+        out.append(without(result, run, ["persist"], "paid"))
+    if rule.lean:
+        out.append(without(result, run, ["persist", "lean"], "paid_without_lean"))
+    return out
 
 
-def without_lean(result: dict, run: Run) -> dict:
-    """A recorded ``lean`` run as the same run without ``lean``: ``lean`` pays only, so the
-    model, accuracy and acceptances are the same (the recorder asserts the aggregate round by
-    round); the clients' shares from the logged pay without it."""
-    params = {k: v for k, v in run.params.items() if k != "lean"}
+def without(result: dict, run: Run, drop: Sequence[str], paid: str) -> dict:
+    """A recorded run as the same run without the pay-only options ``drop`` (``lean``,
+    ``persist``): the model, accuracy and acceptances are the same (the recorder asserts the
+    aggregate round by round for ``lean``; ``persist`` pays after the aggregate is made); the
+    clients' shares from the logged pay ``paid`` (``"paid"``: the pay of the rule's
+    ``_combine``, before ``persist``; ``"paid_without_lean"``: the same without ``lean``)."""
+    params = {k: v for k, v in run.params.items() if k not in drop}
     plain = replace(run, params=params)
     shares = dict.fromkeys(result["client_shares"], 0.0)
     rounds = result["trust_log"]
     for log in rounds:
-        total = sum(e["paid_without_lean"] for e in log)
+        total = sum(e[paid] for e in log)
         for e in log:
             if total:
-                shares[e["p"]] += e["paid_without_lean"] / total / len(rounds)
+                shares[e["p"]] += e[paid] / total / len(rounds)
     bad = {participant_id(i) for i in range(run.attackers)}
     return {
         **result,
@@ -538,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
         help="ALIE/IPM colluders' noise, in benign stds (1.0: as noisy as an honest update)",
     )
     ap.add_argument(
+        "--fixed-noise",
+        action="store_true",
+        help="ALIE/IPM colluders draw their noise the same way every round (against persist)",
+    )
+    ap.add_argument(
         "--attack-every",
         type=int,
         default=1,
@@ -597,6 +631,12 @@ def main(argv: list[str] | None = None) -> int:
         "mass Σx/Σ|x| and its distance below the round's median (lean's test)",
     )
     ap.add_argument(
+        "--persistence",
+        action="store_true",
+        help="with --merge of --record runs: per run, the persistence of the attackers' and "
+        "honest updates' own parts from round to round (fltrust's persist)",
+    )
+    ap.add_argument(
         "--before",
         metavar="JSON",
         help="with --merge: a before/after table against the same runs in this file",
@@ -625,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.leans:
             print_leans(results)
+        if args.persistence:
+            print_persistence(results)
             return 0
         if args.before:
             with open(args.before) as fh:
@@ -1088,6 +1130,29 @@ def print_leans(results: list[dict]) -> None:
             f"{span(cols['gh'])} | {past['a']} of {len(cols['ga'])} | "
             f"{past['h']} of {len(cols['gh'])} |"
         )
+
+
+def print_persistence(results: list[dict]) -> None:
+    """Recorded runs: the range and mean over every round of the attackers' and the honest
+    updates' persistence (the cosine of each update's own part with the same client's in its
+    previous round; ``fltrust``'s ``persist`` estimates it from sketches)."""
+    print("| run | persistence: attackers | honest |")
+    print("|---|---|---|")
+
+    def span(v: list[float]) -> str:
+        return f"{min(v):+.2f} … {max(v):+.2f} (mean {sum(v) / len(v):+.2f})" if v else "—"
+
+    for r in results:
+        if r.get("derived_from") or not r.get("trust_log"):
+            continue
+        bad = {participant_id(i) for i in range(r["attackers"])}
+        vals: dict[str, list[float]] = {"a": [], "h": []}
+        for log in r["trust_log"]:
+            for e in log:
+                if e.get("persist") is not None:
+                    vals["a" if e["p"] in bad else "h"].append(e["persist"])
+        if vals["a"] or vals["h"]:
+            print(f"| {r['label']} | {span(vals['a'])} | {span(vals['h'])} |")
 
 
 def crafting_ratios(run: dict, params: dict[str, float], every: int) -> tuple[float, float]:

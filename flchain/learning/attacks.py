@@ -129,6 +129,7 @@ def collude(
     jitter: float,
     gen: torch.Generator,
     count: int | None = None,
+    noise_seeds: Sequence[int] | None = None,
 ) -> list[Delta]:
     """``count`` malicious updates (default ``len(benign)``), one per colluder, from the
     benign updates ``benign``: the colluders' own honest updates, or — omniscient — every
@@ -136,7 +137,11 @@ def collude(
 
     Every colluder sends the same ALIE (either direction) or IPM update plus independent
     Gaussian noise of ``jitter · std`` per coordinate (see the module docstring); ``jitter =
-    0`` is the papers' single shared vector. Deterministic given ``gen``'s state.
+    0`` is the papers' single shared vector. Deterministic given ``gen``'s state. With
+    ``noise_seeds`` (one per colluder) colluder ``k``'s standard normal draws come from a
+    generator seeded with ``noise_seeds[k]`` instead: the same seeds every round give noise
+    that points the same way round after round (an attacker that fakes the lasting part an
+    honest client's own data give its updates, against ``fltrust``'s ``persist``).
     """
     if attack not in COLLUDING:
         raise ConfigError(f"unknown colluding attack {attack!r}; known: {COLLUDING}")
@@ -152,9 +157,12 @@ def collude(
     if jitter == 0 or len(benign) == 1:
         return [dict(base) for _ in range(count)]
     _, std = mean_std(benign)
+    if noise_seeds is not None and len(noise_seeds) != count:
+        raise ConfigError(f"need one noise seed per colluder: {count}, not {len(noise_seeds)}")
+    gens = [torch.Generator().manual_seed(s) for s in noise_seeds] if noise_seeds else [gen] * count
     return [
-        {k: v + jitter * std[k] * torch.randn(v.shape, generator=gen) for k, v in base.items()}
-        for _ in range(count)
+        {k: v + jitter * std[k] * torch.randn(v.shape, generator=g) for k, v in base.items()}
+        for g in gens
     ]
 
 

@@ -139,6 +139,9 @@ class SimConfig:
     #: ``attack_every``-th round and send their honest ones in the others: an attacker that
     #: tends its standing under a rule with memory (``fltrust``'s ``memory``).
     attack_every: int = 1
+    #: Colluding attacks only: each colluder's noise is drawn the same way every round (seeded
+    #: by the run's seed and its index) instead of afresh (:func:`~.attacks.collude`).
+    fixed_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.attack is not None:
@@ -362,6 +365,9 @@ def run_federation(
                 jitter=config.collusion_jitter,
                 gen=gen,
                 count=config.num_attackers,
+                noise_seeds=[config.seed * 1000 + i for i in attackers]
+                if config.fixed_noise
+                else None,
             )
             sent.update(zip(attackers, crafted, strict=True))
         elif config.attack == "backdoor":

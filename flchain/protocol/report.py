@@ -14,7 +14,7 @@ from typing import Any
 
 from flchain import safejson
 from flchain.errors import ProtocolError
-from flchain.learning.aggregation import Standing
+from flchain.learning.aggregation import SKETCH_BOUND, SKETCH_SIZE, Standing
 from flchain.learning.privacy import PrivacySpend, epsilon_of
 from flchain.learning.training import DPConfig
 from flchain.types import Address
@@ -75,6 +75,11 @@ class RoundReport:
             del data["dp_rounds"]
         if not self.standing:  # and for rules without memory
             del data["standing"]
+        else:  # [rounds, balance], and the sketch only where a rule keeps one
+            data["standing"] = {
+                who: [s.rounds, s.balance, *([list(s.sketch)] if s.sketch else [])]
+                for who, s in self.standing.items()
+            }
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def digest(self) -> bytes:
@@ -91,7 +96,10 @@ class RoundReport:
             wrong_standing = _standing_error(standing)
             if wrong_standing:
                 raise ValueError(wrong_standing)
-            standing = {k: Standing(*v) for k, v in standing.items()}
+            standing = {
+                k: Standing(v[0], v[1], tuple(v[2]) if len(v) == 3 else ())
+                for k, v in standing.items()
+            }
             report = cls(outcomes=outcomes, standing=standing, **raw)
         except (ValueError, TypeError, KeyError) as exc:
             raise ProtocolError(f"malformed round report: {exc}") from exc
@@ -128,19 +136,32 @@ class RoundReport:
 
 
 def _standing_error(standing: object) -> str | None:
-    """Why ``standing`` is not a map of addresses to ``[rounds, balance]`` with
-    ``rounds >= 1`` and ``|balance| <= rounds``, or ``None``."""
+    """Why ``standing`` is not a map of addresses to ``[rounds, balance]`` or
+    ``[rounds, balance, sketch]`` with ``rounds >= 1``, ``|balance| <= rounds`` and a
+    sketch of :data:`SKETCH_SIZE` integers within ``±SKETCH_BOUND``, or ``None``."""
     if isinstance(standing, dict) and all(
         isinstance(k, str)
         and isinstance(v, list)
-        and len(v) == 2
-        and all(type(x) is int for x in v)
+        and len(v) in (2, 3)
+        and all(type(x) is int for x in v[:2])
         and abs(v[1]) <= v[0]
         and v[0] >= 1
+        and (len(v) == 2 or _is_sketch(v[2]))
         for k, v in standing.items()
     ):
         return None
-    return "standing must map addresses to [rounds >= 1, balance within ±rounds]"
+    return (
+        "standing must map addresses to [rounds >= 1, balance within ±rounds] or to "
+        f"[rounds, balance, {SKETCH_SIZE} integers within ±{SKETCH_BOUND}]"
+    )
+
+
+def _is_sketch(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == SKETCH_SIZE
+        and all(type(x) is int and abs(x) <= SKETCH_BOUND for x in value)
+    )
 
 
 def _counts_error(name: str, counts: object, *, negative: bool) -> str | None:

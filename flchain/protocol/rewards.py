@@ -62,9 +62,10 @@ def standing_error(
     """Why ``standing`` is not ``base`` plus at most one round of evidence for each of
     ``weighed`` (the round's accepted participants), or ``None`` when it is: nobody of ``base``
     vanishes, and a participant's standing either stays or gains one round with its balance
-    moved by at most one. So a colluding committee can bend the evidence of its own round, as
-    an honest one could have recorded it, and no more: the pay of later rounds, which reads
-    the evidence, stays within what one round can change."""
+    moved by at most one (and its sketch, ``persist``'s, replaced). So a colluding committee can
+    bend the evidence of its own round, as an honest one could have recorded it, and no more:
+    the pay of later rounds, which reads the evidence, stays within what one round can change
+    (a forged sketch decides one later round's persistence for that participant)."""
     for who in sorted(base):
         if who not in standing:
             return f"{who}'s standing dropped"
@@ -73,7 +74,8 @@ def standing_error(
         if new == old:
             continue
         if new.rounds != old.rounds + 1 or abs(new.balance - old.balance) > 1:
-            return f"{who}'s standing went from {list(old)} to {list(new)}: more than one round"
+            was, now = [old.rounds, old.balance], [new.rounds, new.balance]
+            return f"{who}'s standing went from {was} to {now}: more than one round"
         if who not in weighed:
             return f"{who}'s standing moved, but its update was not accepted"
     return None

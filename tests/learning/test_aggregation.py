@@ -13,6 +13,8 @@ from support.tools import run_with_threads
 from flchain.errors import AggregationError, ConfigError
 from flchain.learning.aggregation import (
     RULES,
+    SKETCH_BOUND,
+    SKETCH_SIZE,
     AggregateResult,
     Aggregator,
     Bulyan,
@@ -87,13 +89,17 @@ ALL_RULES = [
     FLTrust(reference="p03", support=2, mask=1, quiet=4),
     FLTrust(reference="p03", lean=2),
     FLTrust(reference="p03", support=2, mask=1, quiet=2, lean=4),
+    FLTrust(reference="p03", persist=2),
+    FLTrust(reference="p03", support=2, mask=1, quiet=2, lean=2, persist=4, memory=1),
     FLTrust(reference="p03", screens=0, power=2, weigh=1, sybil=3, band=20, crowd=1),
 ]
+#: A sketch for ``persist`` to compare with (any integers within the bound do).
+SKETCH = tuple((i * 7919) % (2 * SKETCH_BOUND + 1) - SKETCH_BOUND for i in range(SKETCH_SIZE))
 #: Evidence from earlier rounds, for the rules with memory (and one participant not in any round).
 STANDING = {
     "p00": Standing(5, -5),
-    "p01": Standing(2, 2),
-    "p06": Standing(9, -3),
+    "p01": Standing(2, 2, SKETCH),
+    "p06": Standing(9, -3, SKETCH[::-1]),
     "x": Standing(1, 0),
 }
 
@@ -290,7 +296,10 @@ q[4, :5000] = 0  # coordinates the reference update p4 leaves alone (fltrust's s
 order = rng.permutation(9) if sys.argv[1] == "2" else range(9)
 ups = [ClientUpdate(f"p{i}", Update(spec, q[i]), 1 + 37 * i) for i in order]
 h = hashlib.sha256()
-standing = {"p1": Standing(5, -5), "p2": Standing(2, 2), "p7": Standing(9, -3), "x": Standing(1, 0)}
+sk = np.random.default_rng(12).integers(-SKETCH_BOUND, SKETCH_BOUND + 1, SKETCH_SIZE)
+sk = tuple(int(t) for t in sk)
+standing = {"p1": Standing(5, -5), "p2": Standing(2, 2, sk), "p7": Standing(9, -3, sk[::-1]),
+            "p0": Standing(3, 1, sk[1:] + sk[:1]), "x": Standing(1, 0)}
 for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(2), Bulyan(1),
              NormBoundedMean(3.0), CenteredClip(), CenteredClip(bucket=3, tau=1.0),
              FLTrust(reference="p4"), FLTrust(reference="p4", screens=0), FLTrust(reference="p"),
@@ -301,7 +310,8 @@ for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(
              FLTrust(reference="p4", sybil=2, sybil_pay=1),
              FLTrust(reference="p4", support=2), FLTrust(reference="p4", support=4, mask=1),
              FLTrust(reference="p4", quiet=1), FLTrust(reference="p4", support=2, mask=1, quiet=2),
-             FLTrust(reference="p4", screens=0, power=2, weigh=1, sybil=3, band=20)]:
+             FLTrust(reference="p4", screens=0, power=2, weigh=1, sybil=3, band=20),
+             FLTrust(reference="p4", persist=2), FLTrust(reference="p4", memory=2, persist=3)]:
     r = rule.aggregate(ups, standing=standing) if rule.remembers else rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
     h.update(json.dumps(sorted(r.standing.items())).encode())  # what the next round reads

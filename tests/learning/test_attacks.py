@@ -94,6 +94,32 @@ def test_colluders_jitter_keeps_them_distinct_and_within_bounds() -> None:
             assert bool(((o[k] - mean[k]).abs() <= (z + 0.06) * std[k] + 1e-6).all())
 
 
+def test_colluders_fixed_noise_points_the_same_way_every_round() -> None:
+    """``noise_seeds``: each colluder's noise comes from its own seed, so two rounds (another
+    round's benign updates, the shared generator in another state) give it the same standard
+    normal draws, scaled by that round's std; colluders still differ from each other."""
+    seeds = [7, 8, 9]
+    draws, stds = [], []
+    for seed in (1, 2):
+        benign = _benign(4, seed=seed)
+        base, (_, std) = alie(benign, 0.5), mean_std(benign)
+        gen = torch.Generator().manual_seed(seed)
+        out = collude(
+            "alie", benign, z=0.5, epsilon=0.1, jitter=1.0, gen=gen, count=3, noise_seeds=seeds
+        )
+        draws.append([_flat({k: (o[k] - base[k]) / std[k] for k in o}) for o in out])
+        stds.append(_flat(std))
+    ok = (stds[0] > 0.05) & (stds[1] > 0.05)  # float32 error over a tiny std would swamp it
+    for a, b in zip(*draws, strict=True):
+        assert torch.allclose(a[ok], b[ok], atol=1e-3)
+    assert not torch.allclose(draws[0][0][ok], draws[0][1][ok], atol=0.1)
+    fresh = collude("alie", _benign(4), z=0.5, epsilon=0.1, jitter=1.0, gen=torch.Generator())
+    again = collude("alie", _benign(4), z=0.5, epsilon=0.1, jitter=1.0, gen=torch.Generator())
+    assert torch.equal(_flat(fresh[0]), _flat(again[0]))  # the shared generator: its own state
+    with pytest.raises(ConfigError, match="one noise seed per colluder"):
+        collude("alie", _benign(4), z=0.5, epsilon=0.1, jitter=1.0, gen=gen, noise_seeds=[1])
+
+
 def test_ipm_has_negative_inner_product_with_the_benign_mean() -> None:
     benign = _benign(4)
     mean, _ = mean_std(benign)

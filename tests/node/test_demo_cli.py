@@ -85,8 +85,9 @@ def test_the_default_fltrust_demo_runs_the_owner_reference_node_which_earns_noth
     tmp_path: Path,
 ) -> None:
     _, report = run_demo(tmp_path, 120)  # no --rule: fltrust
-    # with the measured options (attack_suite_v8-v10): support, mask, quiet and lean
-    assert report["config"]["rule_params"] == {"support": 2, "mask": 1, "quiet": 2, "lean": 2}
+    # with the measured options (attack_suite_v8-v11): support, mask, quiet, lean and persist
+    want = {"support": 2, "mask": 1, "quiet": 2, "lean": 2, "persist": 2}
+    assert report["config"]["rule_params"] == want
     roles = report["roles"]
     assert sorted(roles.values()) == ["attacker", "honest", "honest", "honest", "reference"]
     earned = {w: sum(r["rewards"].get(w, 0) for r in report["rounds"]) for w in roles}

@@ -44,6 +44,7 @@ from flchain.learning.aggregation.fltrust import (
     cosine_score,
     crowd_pay,
     lean_discount,
+    persisted_pay,
     quiet_discount,
     remembered_pay,
     signed_mass,
@@ -60,6 +61,7 @@ from flchain.learning.aggregation.rules import (
     NormBoundedMean,
     TrimmedMean,
 )
+from flchain.learning.aggregation.sketch import SKETCH_BOUND, SKETCH_SIZE
 
 RULES: dict[str, type[Aggregator]] = {
     cls.name: cls
@@ -100,6 +102,8 @@ __all__ = [
     "MEMORY_SLACK",
     "QUIET_SLACK",
     "RULES",
+    "SKETCH_BOUND",
+    "SKETCH_SIZE",
     "AggregateResult",
     "Aggregator",
     "Bulyan",
@@ -122,6 +126,7 @@ __all__ = [
     "cosine_score",
     "crowd_pay",
     "lean_discount",
+    "persisted_pay",
     "quiet_discount",
     "remembered_pay",
     "signed_mass",

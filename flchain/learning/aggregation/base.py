@@ -59,11 +59,13 @@ class Decision:
 
 class Standing(NamedTuple):
     """A participant's evidence from earlier rounds, as a rule with memory (``fltrust``'s
-    ``memory``) keeps it in the round report: in how many rounds its update was weighed
-    against the round's median, and how many of those it was above minus below."""
+    ``memory`` and ``persist``) keeps it in the round report: in how many rounds its update
+    was weighed, how many of those it was above minus below the round's median (``memory``),
+    and the sketch of its latest update's own part (``persist``; empty without it)."""
 
     rounds: int
     balance: int
+    sketch: tuple[int, ...] = ()
 
 
 #: A rule's verdicts: participant -> (accepted, score, reason).

@@ -199,8 +199,10 @@ def demo(
 #: less an update with an unusual share where that update is small (a trigger on inked pixels,
 #: the CNN's backdoor; ``benchmarks/results/attack_suite_v9.md``); and pay less an update
 #: whose signed mass sits far below the round's (ALIE's shift: 0.79x -> 0.14x an honest share at
-#: 20% Dirichlet, least-paid honest 0.67x -> 0.63x; ``benchmarks/results/attack_suite_v10.md``).
-FLTRUST_DEFAULT: dict[str, float] = {"support": 2, "mask": 1, "quiet": 2, "lean": 2}
+#: 20% Dirichlet, least-paid honest 0.67x -> 0.63x; ``benchmarks/results/attack_suite_v10.md``);
+#: and pay less an update whose own part does not persist from round to round (crafted from the
+#: round's statistics plus fresh noise: ``benchmarks/results/attack_suite_v11.md``).
+FLTRUST_DEFAULT: dict[str, float] = {"support": 2, "mask": 1, "quiet": 2, "lean": 2, "persist": 2}
 
 
 def rule_params(rule: str, attackers: int, updates: int) -> dict[str, float]:
