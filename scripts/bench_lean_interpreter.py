@@ -33,10 +33,14 @@ interpreter.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +59,17 @@ from flchain.protocol.commitment import commitment
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results"
-MODES = {"stock": PragueVM, "lean": LeanPragueVM}
+MODES: dict[str, type[PragueVM]] = {"stock": PragueVM, "lean": LeanPragueVM}
+
+
+def add_base_interpreter(path: Path) -> None:
+    """Time another version of ``interpreter.py`` too (e.g. main's, before a change to the
+    loop), as the mode "base", alternating with the others in this process."""
+    spec = importlib.util.spec_from_file_location("base_interpreter", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    MODES["base"] = module.LeanPragueVM
 
 
 def task_config(participants: int) -> TaskParameters:
@@ -102,12 +116,19 @@ class Round:
             return task.reveal(account, digests[address], 100, salts[address], "bafyupdate")
 
         provider = chain.w3.provider
+        #: CPU seconds of each pass as the federation sends it (sign, send and execute, mine,
+        #: read and check every receipt): what ``--against`` compares besides the replays.
+        self.pass_cpu: dict[str, float] = {}
+        started = time.process_time()
         BlockPass(provider).run([lambda a=a: commit(a) for a in accounts])  # type: ignore[arg-type]
+        self.pass_cpu["commit_pass"] = time.process_time() - started
         self.commit_block = chain.block_number
         end = task.round_record(0).commit_end
         if chain.block_number < end:
             chain.mine(end - chain.block_number)
+        started = time.process_time()
         BlockPass(provider).run([lambda a=a: reveal(a) for a in accounts])  # type: ignore[arg-type]
+        self.pass_cpu["reveal_pass"] = time.process_time() - started
         self.reveal_block = chain.block_number
         self.seen: dict[int, dict[str, Any]] = {}
         self.view_call = {
@@ -169,7 +190,8 @@ class Round:
     def agree(self) -> None:
         """Both interpreters left the same state root, gas, refunds, outputs and logs."""
         for number, by_mode in self.seen.items():
-            assert by_mode["lean"] == by_mode["stock"], f"block {number}: the interpreters differ"
+            for mode in MODES:
+                assert by_mode[mode] == by_mode["stock"], f"block {number}: {mode} differs"
             if number >= 0:  # a block (-1: the stepViews answers)
                 assert all(ok for ok, *_ in by_mode["lean"][1]), f"block {number}: a failure"
 
@@ -214,6 +236,67 @@ def federation(participants: int, rounds: int, lean: bool) -> dict[str, float]:
     }
 
 
+def one_side(participants: int, reps: int, federation_participants: int) -> dict[str, float]:
+    """One process's figures for ``--against`` (CPU seconds, lean interpreter): medians of
+    ``reps`` replays of the commit and reveal blocks (with their state roots) and of the
+    ``stepViews`` read, the two passes as sent, and the CPU per round after the first of a
+    3-round federation of ``federation_participants`` (0: none)."""
+    Round(5)  # warm-up: imports, ABI and artifact caches
+    bench = Round(participants)
+    out = dict(bench.pass_cpu)
+    runs: dict[str, list[float]] = {"commit_block": [], "reveal_block": [], "step_views": []}
+    for _ in range(reps):
+        runs["commit_block"].append(bench.replay("lean", bench.commit_block)[1])
+        runs["reveal_block"].append(bench.replay("lean", bench.reveal_block)[1])
+        runs["step_views"].append(bench.step_views("lean"))
+    out |= {name: statistics.median(times) for name, times in runs.items()}
+    if federation_participants:
+        from flchain_node.federation import DemoConfig, Federation  # torch: only when asked
+
+        n = federation_participants
+        chain = Chain.embedded(n + 1, tester=make_tester(n + 1))
+        marks: list[float] = []
+        fed = Federation(DemoConfig.honest_fedavg(n, 3), chain=chain)
+        fed.run(on_round=lambda _row: marks.append(time.process_time()))
+        out["federation_round_cpu"] = statistics.mean(b - a for a, b in itertools.pairwise(marks))
+    return out
+
+
+def against(base: Path, runs: int, participants: int, reps: int, federation_n: int) -> None:
+    """This tree against ``base`` (another checkout, e.g. main's): ``runs`` processes each,
+    alternating (base, this, base, this, ...), each running :func:`one_side` on its own tree's
+    library (this script, ``PYTHONPATH`` set to the tree and its ``node``)."""
+    sides = {"base": base.resolve(), "this": ROOT}
+    results: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    load_before = os.getloadavg()[0]
+    for run in range(runs):
+        for side, tree in sides.items():
+            env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'node'}"}
+            command = [
+                sys.executable, __file__, "--one-side", "--participants", str(participants),
+                "--reps", str(reps), "--federation", str(federation_n),
+            ]  # fmt: skip
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            results[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"run {run} {side}: {results[side][-1]}", flush=True)
+    rows = []
+    for name in results["this"][0]:
+        base_ms = statistics.median(r[name] for r in results["base"]) * 1000
+        this_ms = statistics.median(r[name] for r in results["this"]) * 1000
+        rows.append({"operation": name, "base_ms": base_ms, "this_ms": this_ms,
+                     "ratio": this_ms / base_ms})  # fmt: skip
+        print(f"{name:22} {base_ms:9.1f} {this_ms:9.1f} {this_ms / base_ms:6.2f}")
+    out = {
+        "base": str(sides["base"]), "runs": runs, "participants": participants,
+        "reps_per_process": reps, "federation_participants": federation_n,
+        "load_average": [load_before, os.getloadavg()[0]], "rows": rows,
+        "runs_s": results,
+    }  # fmt: skip
+    path = RESULTS / "lean_interpreter_against_main.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--participants", type=int, default=50)
@@ -222,7 +305,25 @@ def main() -> None:
     parser.add_argument(
         "--federation", type=int, default=0, metavar="R", help="also a federation of R rounds"
     )
+    parser.add_argument(
+        "--against", type=Path, metavar="TREE",
+        help="compare with another checkout (e.g. main's worktree), process by process",
+    )  # fmt: skip
+    parser.add_argument("--runs", type=int, default=5, help="processes per side (--against)")
+    parser.add_argument("--one-side", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--base-interpreter", type=Path, metavar="FILE",
+        help="also time this interpreter.py (e.g. main's) as mode 'base', alternating",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.base_interpreter:
+        add_base_interpreter(args.base_interpreter)
+    if args.one_side:
+        print(json.dumps(one_side(args.participants, args.reps, args.federation)))
+        return
+    if args.against:
+        against(args.against, args.runs, args.participants, args.reps, args.federation)
+        return
     load_before = os.getloadavg()[0]
     Round(5)  # warm-up: imports, ABI and artifact caches
     whole: dict[str, list[float]] = {}
@@ -237,17 +338,24 @@ def main() -> None:
         stock = statistics.median(by_mode["stock"]) * 1000
         lean = statistics.median(by_mode["lean"]) * 1000
         low = [min(by_mode[m]) * 1000 for m in ("stock", "lean")]
-        rows.append(
-            {"operation": op, "stock_ms": stock, "lean_ms": lean, "ratio": lean / stock,
-             "stock_min_ms": low[0], "lean_min_ms": low[1]}
-        )  # fmt: skip
+        row = {"operation": op, "stock_ms": stock, "lean_ms": lean, "ratio": lean / stock,
+               "stock_min_ms": low[0], "lean_min_ms": low[1]}  # fmt: skip
+        if "base" in by_mode:  # --base-interpreter: this loop against that one
+            base = statistics.median(by_mode["base"]) * 1000
+            row |= {"base_ms": base, "lean_vs_base": lean / base}
+        rows.append(row)
     n = args.participants
     print(f"{n} participants, {args.reps} runs per interpreter (medians, CPU ms)")
     print(f"{'operation':14} {'stock':>9} {'lean':>9} {'lean/stock':>10}")
     for row in rows:
+        base = (
+            f"  base {row['base_ms']:9.2f} lean/base {row['lean_vs_base']:5.2f}"
+            if "base_ms" in row
+            else ""
+        )
         print(
             f"{row['operation']:14} {row['stock_ms']:9.2f} {row['lean_ms']:9.2f} "
-            f"{row['ratio']:10.2f}"
+            f"{row['ratio']:10.2f}{base}"
         )
     federations: dict[str, dict[str, float]] = {}
     if args.federation:
