@@ -28,6 +28,17 @@ interpreter.
 
     nice -n 5 python scripts/bench_lean_interpreter.py --json   # writes benchmarks/results/
     python scripts/bench_lean_interpreter.py --participants 10 --reps 5   # a quick look
+
+A change to the loop or the backend against another checkout (e.g. main's worktree):
+
+    --base-interpreter TREE/flchain/ledger/interpreter.py   that file's loop as a third mode,
+        "base", in the same process and alternation (lean/base per row)
+    --base-interpreter ... --opcodes   only what single opcodes cost each loop, per loop
+    --against TREE [--runs R] [--round-of N]   R processes per side, alternating (TREE's
+        library, this one), each: the commit and reveal passes as sent (signing, sending and
+        executing, mining, reading the receipts), the block replays and the stepViews read
+        (lean), and with --round-of the CPU per round after the first of a 3-round federation
+        of N participants; medians of the processes' figures
 """
 
 from __future__ import annotations
@@ -236,6 +247,43 @@ def federation(participants: int, rounds: int, lean: bool) -> dict[str, float]:
     }
 
 
+def opcode_costs(reps: int, loops: int = 2000) -> dict[str, dict[str, float]]:
+    """CPU microseconds per loop of a program repeating one small body ``loops`` times, run as
+    one message by each mode's computation class (alternating mode by mode, median of
+    ``reps``): what one opcode costs the loop, with a POP (or the PUSHes) around it."""
+    from eth.vm.forks.cancun.transaction_context import CancunTransactionContext
+    from eth.vm.message import Message
+
+    state = make_tester(2, lean_interpreter=False).backend.chain.get_vm().state
+    # PUSH1 1, PUSH3 32*i, MSTORE: one more word of memory each time
+    grow = b"".join(b"\x60\x01\x62" + (32 * i).to_bytes(3, "big") + b"\x52" for i in range(loops))
+    bodies = {
+        "SHA3 of a word (PUSH1 PUSH1 SHA3 POP)": bytes.fromhex("602060002050") * loops,
+        "CALLER POP": bytes.fromhex("3350") * loops,
+        "CALLDATASIZE POP": bytes.fromhex("3650") * loops,
+        "MSTORE growing memory (PUSH1 PUSH3 MSTORE)": grow,
+    }
+    classes = {mode: vm._state_class.computation_class for mode, vm in MODES.items()}
+    out: dict[str, dict[str, float]] = {}
+    for name, code in bodies.items():
+        times: dict[str, list[float]] = {mode: [] for mode in classes}
+        for rep in range(reps):
+            order = list(classes) if rep % 2 else list(reversed(classes))
+            for mode in order:
+                message = Message(
+                    gas=10**9, to=b"\x11" * 20, sender=b"\x22" * 20, value=0,
+                    data=b"\x01" * 68, code=code, code_address=b"\x11" * 20,
+                )  # fmt: skip
+                context = CancunTransactionContext(gas_price=1, origin=b"\x22" * 20)
+                started = time.process_time()
+                computation = classes[mode].apply_computation(state, message, context)
+                times[mode].append(time.process_time() - started)
+                assert computation.is_success, computation._error
+        out[name] = {mode: statistics.median(t) / loops * 1e6 for mode, t in times.items()}
+        print(f"{name:44} " + "  ".join(f"{m} {v:5.2f} us" for m, v in out[name].items()))
+    return out
+
+
 def one_side(participants: int, reps: int, federation_participants: int) -> dict[str, float]:
     """One process's figures for ``--against`` (CPU seconds, lean interpreter): medians of
     ``reps`` replays of the commit and reveal blocks (with their state roots) and of the
@@ -274,7 +322,7 @@ def against(base: Path, runs: int, participants: int, reps: int, federation_n: i
             env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'node'}"}
             command = [
                 sys.executable, __file__, "--one-side", "--participants", str(participants),
-                "--reps", str(reps), "--federation", str(federation_n),
+                "--reps", str(reps), "--round-of", str(federation_n),
             ]  # fmt: skip
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             results[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -292,7 +340,8 @@ def against(base: Path, runs: int, participants: int, reps: int, federation_n: i
         "load_average": [load_before, os.getloadavg()[0]], "rows": rows,
         "runs_s": results,
     }  # fmt: skip
-    path = RESULTS / "lean_interpreter_against_main.json"
+    name = "lean_interpreter_against_main" + ("_federation" if federation_n else "")
+    path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")
 
@@ -310,19 +359,33 @@ def main() -> None:
         help="compare with another checkout (e.g. main's worktree), process by process",
     )  # fmt: skip
     parser.add_argument("--runs", type=int, default=5, help="processes per side (--against)")
+    parser.add_argument(
+        "--round-of", type=int, default=0, metavar="N",
+        help="--against: also the CPU per round after the first of a 3-round federation of N",
+    )  # fmt: skip
     parser.add_argument("--one-side", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--base-interpreter", type=Path, metavar="FILE",
         help="also time this interpreter.py (e.g. main's) as mode 'base', alternating",
     )  # fmt: skip
+    parser.add_argument(
+        "--opcodes", action="store_true", help="only the per-opcode loop costs (opcode_costs)"
+    )
     args = parser.parse_args()
     if args.base_interpreter:
         add_base_interpreter(args.base_interpreter)
+    if args.opcodes:
+        costs = opcode_costs(args.reps)
+        if args.json:
+            path = RESULTS / "lean_interpreter_opcodes.json"
+            path.write_text(json.dumps({"reps": args.reps, "us_per_loop": costs}, indent=2) + "\n")
+            print(f"wrote {path}")
+        return
     if args.one_side:
-        print(json.dumps(one_side(args.participants, args.reps, args.federation)))
+        print(json.dumps(one_side(args.participants, args.reps, args.round_of)))
         return
     if args.against:
-        against(args.against, args.runs, args.participants, args.reps, args.federation)
+        against(args.against, args.runs, args.participants, args.reps, args.round_of)
         return
     load_before = os.getloadavg()[0]
     Round(5)  # warm-up: imports, ABI and artifact caches
@@ -374,7 +437,10 @@ def main() -> None:
                 op: {m: [t * 1000 for t in ts] for m, ts in by.items()} for op, by in times.items()
             },
         }
-        path = RESULTS / "lean_interpreter.json"
+        # With --base-interpreter: a file of its own (the plain lean-vs-stock run keeps its).
+        path = RESULTS / (
+            "lean_interpreter_vs_base.json" if "base" in MODES else "lean_interpreter.json"
+        )
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {path}")
 
