@@ -28,15 +28,30 @@ interpreter.
 
     nice -n 5 python scripts/bench_lean_interpreter.py --json   # writes benchmarks/results/
     python scripts/bench_lean_interpreter.py --participants 10 --reps 5   # a quick look
+
+A change to the loop or the backend against another checkout (e.g. main's worktree):
+
+    --base-interpreter TREE/flchain/ledger/interpreter.py   that file's loop as a third mode,
+        "base", in the same process and alternation (lean/base per row)
+    --base-interpreter ... --opcodes   only what single opcodes cost each loop, per loop
+    --against TREE [--runs R] [--round-of N]   R processes per side, alternating (TREE's
+        library, this one), each: the commit and reveal passes as sent (signing, sending and
+        executing, mining, reading the receipts), the block replays and the stepViews read
+        (lean), and with --round-of the CPU per round after the first of a 3-round federation
+        of N participants; medians of the processes' figures
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +70,17 @@ from flchain.protocol.commitment import commitment
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results"
-MODES = {"stock": PragueVM, "lean": LeanPragueVM}
+MODES: dict[str, type[PragueVM]] = {"stock": PragueVM, "lean": LeanPragueVM}
+
+
+def add_base_interpreter(path: Path) -> None:
+    """Time another version of ``interpreter.py`` too (e.g. main's, before a change to the
+    loop), as the mode "base", alternating with the others in this process."""
+    spec = importlib.util.spec_from_file_location("base_interpreter", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    MODES["base"] = module.LeanPragueVM
 
 
 def task_config(participants: int) -> TaskParameters:
@@ -102,12 +127,19 @@ class Round:
             return task.reveal(account, digests[address], 100, salts[address], "bafyupdate")
 
         provider = chain.w3.provider
+        #: CPU seconds of each pass as the federation sends it (sign, send and execute, mine,
+        #: read and check every receipt): what ``--against`` compares besides the replays.
+        self.pass_cpu: dict[str, float] = {}
+        started = time.process_time()
         BlockPass(provider).run([lambda a=a: commit(a) for a in accounts])  # type: ignore[arg-type]
+        self.pass_cpu["commit_pass"] = time.process_time() - started
         self.commit_block = chain.block_number
         end = task.round_record(0).commit_end
         if chain.block_number < end:
             chain.mine(end - chain.block_number)
+        started = time.process_time()
         BlockPass(provider).run([lambda a=a: reveal(a) for a in accounts])  # type: ignore[arg-type]
+        self.pass_cpu["reveal_pass"] = time.process_time() - started
         self.reveal_block = chain.block_number
         self.seen: dict[int, dict[str, Any]] = {}
         self.view_call = {
@@ -169,7 +201,8 @@ class Round:
     def agree(self) -> None:
         """Both interpreters left the same state root, gas, refunds, outputs and logs."""
         for number, by_mode in self.seen.items():
-            assert by_mode["lean"] == by_mode["stock"], f"block {number}: the interpreters differ"
+            for mode in MODES:
+                assert by_mode[mode] == by_mode["stock"], f"block {number}: {mode} differs"
             if number >= 0:  # a block (-1: the stepViews answers)
                 assert all(ok for ok, *_ in by_mode["lean"][1]), f"block {number}: a failure"
 
@@ -214,6 +247,105 @@ def federation(participants: int, rounds: int, lean: bool) -> dict[str, float]:
     }
 
 
+def opcode_costs(reps: int, loops: int = 2000) -> dict[str, dict[str, float]]:
+    """CPU microseconds per loop of a program repeating one small body ``loops`` times, run as
+    one message by each mode's computation class (alternating mode by mode, median of
+    ``reps``): what one opcode costs the loop, with a POP (or the PUSHes) around it."""
+    from eth.vm.forks.cancun.transaction_context import CancunTransactionContext
+    from eth.vm.message import Message
+
+    state = make_tester(2, lean_interpreter=False).backend.chain.get_vm().state
+    # PUSH1 1, PUSH3 32*i, MSTORE: one more word of memory each time
+    grow = b"".join(b"\x60\x01\x62" + (32 * i).to_bytes(3, "big") + b"\x52" for i in range(loops))
+    bodies = {
+        "SHA3 of a word (PUSH1 PUSH1 SHA3 POP)": bytes.fromhex("602060002050") * loops,
+        "CALLER POP": bytes.fromhex("3350") * loops,
+        "CALLDATASIZE POP": bytes.fromhex("3650") * loops,
+        "MSTORE growing memory (PUSH1 PUSH3 MSTORE)": grow,
+    }
+    classes = {mode: vm._state_class.computation_class for mode, vm in MODES.items()}
+    out: dict[str, dict[str, float]] = {}
+    for name, code in bodies.items():
+        times: dict[str, list[float]] = {mode: [] for mode in classes}
+        for rep in range(reps):
+            order = list(classes) if rep % 2 else list(reversed(classes))
+            for mode in order:
+                message = Message(
+                    gas=10**9, to=b"\x11" * 20, sender=b"\x22" * 20, value=0,
+                    data=b"\x01" * 68, code=code, code_address=b"\x11" * 20,
+                )  # fmt: skip
+                context = CancunTransactionContext(gas_price=1, origin=b"\x22" * 20)
+                started = time.process_time()
+                computation = classes[mode].apply_computation(state, message, context)
+                times[mode].append(time.process_time() - started)
+                assert computation.is_success, computation._error
+        out[name] = {mode: statistics.median(t) / loops * 1e6 for mode, t in times.items()}
+        print(f"{name:44} " + "  ".join(f"{m} {v:5.2f} us" for m, v in out[name].items()))
+    return out
+
+
+def one_side(participants: int, reps: int, federation_participants: int) -> dict[str, float]:
+    """One process's figures for ``--against`` (CPU seconds, lean interpreter): medians of
+    ``reps`` replays of the commit and reveal blocks (with their state roots) and of the
+    ``stepViews`` read, the two passes as sent, and the CPU per round after the first of a
+    3-round federation of ``federation_participants`` (0: none)."""
+    Round(5)  # warm-up: imports, ABI and artifact caches
+    bench = Round(participants)
+    out = dict(bench.pass_cpu)
+    runs: dict[str, list[float]] = {"commit_block": [], "reveal_block": [], "step_views": []}
+    for _ in range(reps):
+        runs["commit_block"].append(bench.replay("lean", bench.commit_block)[1])
+        runs["reveal_block"].append(bench.replay("lean", bench.reveal_block)[1])
+        runs["step_views"].append(bench.step_views("lean"))
+    out |= {name: statistics.median(times) for name, times in runs.items()}
+    if federation_participants:
+        from flchain_node.federation import DemoConfig, Federation  # torch: only when asked
+
+        n = federation_participants
+        chain = Chain.embedded(n + 1, tester=make_tester(n + 1))
+        marks: list[float] = []
+        fed = Federation(DemoConfig.honest_fedavg(n, 3), chain=chain)
+        fed.run(on_round=lambda _row: marks.append(time.process_time()))
+        out["federation_round_cpu"] = statistics.mean(b - a for a, b in itertools.pairwise(marks))
+    return out
+
+
+def against(base: Path, runs: int, participants: int, reps: int, federation_n: int) -> None:
+    """This tree against ``base`` (another checkout, e.g. main's): ``runs`` processes each,
+    alternating (base, this, base, this, ...), each running :func:`one_side` on its own tree's
+    library (this script, ``PYTHONPATH`` set to the tree and its ``node``)."""
+    sides = {"base": base.resolve(), "this": ROOT}
+    results: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    load_before = os.getloadavg()[0]
+    for run in range(runs):
+        for side, tree in sides.items():
+            env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'node'}"}
+            command = [
+                sys.executable, __file__, "--one-side", "--participants", str(participants),
+                "--reps", str(reps), "--round-of", str(federation_n),
+            ]  # fmt: skip
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            results[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"run {run} {side}: {results[side][-1]}", flush=True)
+    rows = []
+    for name in results["this"][0]:
+        base_ms = statistics.median(r[name] for r in results["base"]) * 1000
+        this_ms = statistics.median(r[name] for r in results["this"]) * 1000
+        rows.append({"operation": name, "base_ms": base_ms, "this_ms": this_ms,
+                     "ratio": this_ms / base_ms})  # fmt: skip
+        print(f"{name:22} {base_ms:9.1f} {this_ms:9.1f} {this_ms / base_ms:6.2f}")
+    out = {
+        "base": str(sides["base"]), "runs": runs, "participants": participants,
+        "reps_per_process": reps, "federation_participants": federation_n,
+        "load_average": [load_before, os.getloadavg()[0]], "rows": rows,
+        "runs_s": results,
+    }  # fmt: skip
+    name = "lean_interpreter_against_main" + ("_federation" if federation_n else "")
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--participants", type=int, default=50)
@@ -222,7 +354,39 @@ def main() -> None:
     parser.add_argument(
         "--federation", type=int, default=0, metavar="R", help="also a federation of R rounds"
     )
+    parser.add_argument(
+        "--against", type=Path, metavar="TREE",
+        help="compare with another checkout (e.g. main's worktree), process by process",
+    )  # fmt: skip
+    parser.add_argument("--runs", type=int, default=5, help="processes per side (--against)")
+    parser.add_argument(
+        "--round-of", type=int, default=0, metavar="N",
+        help="--against: also the CPU per round after the first of a 3-round federation of N",
+    )  # fmt: skip
+    parser.add_argument("--one-side", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--base-interpreter", type=Path, metavar="FILE",
+        help="also time this interpreter.py (e.g. main's) as mode 'base', alternating",
+    )  # fmt: skip
+    parser.add_argument(
+        "--opcodes", action="store_true", help="only the per-opcode loop costs (opcode_costs)"
+    )
     args = parser.parse_args()
+    if args.base_interpreter:
+        add_base_interpreter(args.base_interpreter)
+    if args.opcodes:
+        costs = opcode_costs(args.reps)
+        if args.json:
+            path = RESULTS / "lean_interpreter_opcodes.json"
+            path.write_text(json.dumps({"reps": args.reps, "us_per_loop": costs}, indent=2) + "\n")
+            print(f"wrote {path}")
+        return
+    if args.one_side:
+        print(json.dumps(one_side(args.participants, args.reps, args.round_of)))
+        return
+    if args.against:
+        against(args.against, args.runs, args.participants, args.reps, args.round_of)
+        return
     load_before = os.getloadavg()[0]
     Round(5)  # warm-up: imports, ABI and artifact caches
     whole: dict[str, list[float]] = {}
@@ -237,17 +401,24 @@ def main() -> None:
         stock = statistics.median(by_mode["stock"]) * 1000
         lean = statistics.median(by_mode["lean"]) * 1000
         low = [min(by_mode[m]) * 1000 for m in ("stock", "lean")]
-        rows.append(
-            {"operation": op, "stock_ms": stock, "lean_ms": lean, "ratio": lean / stock,
-             "stock_min_ms": low[0], "lean_min_ms": low[1]}
-        )  # fmt: skip
+        row = {"operation": op, "stock_ms": stock, "lean_ms": lean, "ratio": lean / stock,
+               "stock_min_ms": low[0], "lean_min_ms": low[1]}  # fmt: skip
+        if "base" in by_mode:  # --base-interpreter: this loop against that one
+            base = statistics.median(by_mode["base"]) * 1000
+            row |= {"base_ms": base, "lean_vs_base": lean / base}
+        rows.append(row)
     n = args.participants
     print(f"{n} participants, {args.reps} runs per interpreter (medians, CPU ms)")
     print(f"{'operation':14} {'stock':>9} {'lean':>9} {'lean/stock':>10}")
     for row in rows:
+        base = (
+            f"  base {row['base_ms']:9.2f} lean/base {row['lean_vs_base']:5.2f}"
+            if "base_ms" in row
+            else ""
+        )
         print(
             f"{row['operation']:14} {row['stock_ms']:9.2f} {row['lean_ms']:9.2f} "
-            f"{row['ratio']:10.2f}"
+            f"{row['ratio']:10.2f}{base}"
         )
     federations: dict[str, dict[str, float]] = {}
     if args.federation:
@@ -266,7 +437,10 @@ def main() -> None:
                 op: {m: [t * 1000 for t in ts] for m, ts in by.items()} for op, by in times.items()
             },
         }
-        path = RESULTS / "lean_interpreter.json"
+        # With --base-interpreter: a file of its own (the plain lean-vs-stock run keeps its).
+        path = RESULTS / (
+            "lean_interpreter_vs_base.json" if "base" in MODES else "lean_interpreter.json"
+        )
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {path}")
 

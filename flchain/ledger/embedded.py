@@ -217,8 +217,10 @@ class _Backend(PyEVMBackend):
 
     def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
         number = self.__dict__.get("_tx_blocks", {}).get(transaction_hash)
-        head = self.chain.get_block()
-        if number is not None and number < head.number:  # the head (pending) block may change
+        # The pending block's number, from its header: chain.get_block() would build the
+        # pending block (decoding every transaction held in it) just to read it.
+        head = self.chain.header.block_number
+        if number is not None and number < head:  # the head (pending) block may change
             # after a snapshot revert the remembered block may hold something else: check
             block, receipts = self._block_and_receipts(number)
             for index, tx in enumerate(block.transactions):

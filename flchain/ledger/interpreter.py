@@ -10,13 +10,17 @@ PUSH, DUP, SWAP, POP, JUMPDEST, jumps, MLOAD/MSTORE and one-word arithmetic are 
 
 :class:`LeanComputation` runs its own loop over the code. The simplest and most frequent
 opcodes (PUSH0..PUSH32, DUP, SWAP, POP, JUMPDEST, JUMP, JUMPI, one-word arithmetic, logic and
-comparisons, CALLDATALOAD, and MLOAD/MSTORE within the memory already paid for) are executed
-inline, on the stack's own list, with their fixed gas charged from a local counter (MLOAD and
-MSTORE beyond the memory's size call py-evm's ``extend_memory`` for the rest); every other
-opcode (storage, calls, creates, logs, hashing, copies, environment reads, returns...) is
-handed to py-evm's own opcode object, with the program counter and the gas meter brought up to
-date first and read back after, and precompiles run as py-evm runs them. So everything that
-has state beyond the stack, the memory's bytes and the gas counter stays py-evm's.
+comparisons, CALLDATALOAD, MLOAD/MSTORE, SHA3 and the message and block facts ADDRESS, CALLER,
+CALLVALUE, CALLDATASIZE and NUMBER) are executed inline, on the stack's own list, with their
+fixed gas charged from a local counter. Memory growth (MLOAD, MSTORE or SHA3 beyond the memory
+already paid for) is charged with py-evm's fee formula and error message and grown by py-evm's
+own ``Memory.extend``; SHA3 hashes with the keccak py-evm's SHA3 calls. Every other opcode
+(storage, calls, creates, logs, copies, other environment reads, returns...) is handed to
+py-evm's own opcode object, with the program counter and the gas meter brought up to date
+first and read back after, and precompiles run as py-evm runs them. So everything that has
+state beyond the stack, the memory's bytes and the gas counter stays py-evm's. (Storage stays
+py-evm's on purpose: an SLOAD's time is its read through the account and storage tries, not
+the opcode's dispatch, and its EIP-2929 warm/cold accounting lives in the state's journal.)
 
 The inline paths copy what py-evm does, in the same order: the gas is charged before the
 stack is checked (an opcode short of gas fails with ``OutOfGas`` even when its stack is short
@@ -42,6 +46,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from eth import constants
+from eth._utils.numeric import ceil32
 from eth.abc import ComputationAPI, MessageAPI, StateAPI, TransactionContextAPI
 from eth.exceptions import (
     FullStack,
@@ -52,15 +58,28 @@ from eth.exceptions import (
     OutOfGas,
 )
 from eth.vm.code_stream import CodeStream
-from eth.vm.computation import NO_RESULT
+from eth.vm.computation import NO_RESULT, BaseComputation, memory_gas_cost
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 from eth.vm.gas_meter import GasMeter
-from eth.vm.logic import arithmetic, comparison, context, duplication, flow, memory, stack, swap
+from eth.vm.logic import (
+    arithmetic,
+    block,
+    comparison,
+    context,
+    duplication,
+    flow,
+    memory,
+    sha3,
+    stack,
+    swap,
+)
 from eth.vm.logic.invalid import InvalidOpcode
+from eth.vm.memory import Memory
 from eth.vm.opcode import _FastOpcode
 from eth.vm.stack import Stack, to_bytes, to_int
+from eth_hash.auto import keccak as keccak256  # what py-evm's SHA3 calls
 from eth_utils import keccak
 
 #: How many codes' jump destinations :func:`jump_destinations` keeps (a federation runs a
@@ -72,12 +91,16 @@ _PUSH1, _PUSH32 = 0x60, 0x7F
 _UINT_256_MAX = 2**256 - 1
 _UINT_255_MAX = 2**255 - 1
 _STACK_LIMIT = 1024
+_SHA3_WORD = constants.GAS_SHA3WORD
+_EXTEND_MEMORY = BaseComputation.extend_memory
 
 # Kinds of inline opcode. 0: handed to py-evm. The loop tests them roughly in the order of how
 # often the protocol's code runs them (PUSH, DUP, SWAP, arithmetic, JUMPDEST, POP, jumps...).
 _STOCK = 0
 _PUSH, _DUP, _SWAP, _POP, _JUMPDEST_K, _JUMP, _JUMPI = 1, 2, 3, 4, 5, 6, 7
 _MLOAD, _MSTORE, _CALLDATALOAD, _ISZERO, _NOT = 8, 9, 10, 11, 12
+# SHA3 (KECCAK256), and the opcodes that push one fact of the message or block (no operands)
+_SHA3, _CALLER, _CALLVALUE, _CALLDATASIZE, _ADDRESS, _NUMBER = 13, 14, 15, 16, 17, 18
 # The binary operations come last (from _ADD up): the loop tells them apart from the rest with
 # one comparison, then in order of frequency in the protocol's code.
 _ADD, _AND, _SHL, _SUB, _OR, _LT, _MUL, _DIV, _EQ, _GT = 20, 21, 22, 23, 24, 25, 26, 27, 28, 29
@@ -104,7 +127,13 @@ def _stock_logic() -> dict[int, tuple[int, Any]]:
         0x19: (_NOT, comparison.not_op),
         0x1B: (_SHL, arithmetic.shl),
         0x1C: (_SHR, arithmetic.shr),
+        0x20: (_SHA3, sha3.sha3),
+        0x30: (_ADDRESS, context.address),
+        0x33: (_CALLER, context.caller),
+        0x34: (_CALLVALUE, context.callvalue),
         0x35: (_CALLDATALOAD, context.calldataload),
+        0x36: (_CALLDATASIZE, context.calldatasize),
+        0x43: (_NUMBER, block.number),
         0x50: (_POP, stack.pop),
         0x51: (_MLOAD, memory.mload),
         0x52: (_MSTORE, memory.mstore),
@@ -393,10 +422,7 @@ def _run(computation: Any, tables: _Tables) -> None:
                 word = word.to_bytes(32, "big") if type(word) is int else to_bytes(word)
                 word = word.rjust(32, b"\x00")[-32:]
             if start + 32 > len(computation._memory._bytes):
-                meter.gas_remaining = gas
-                code.program_counter = pc
-                computation.extend_memory(start, 32)
-                gas = meter.gas_remaining
+                gas = _extend_memory(computation, meter, code, pc, gas, start, 32)
             # read afresh: extending may replace the bytearray
             buffer = computation._memory._bytes
             if kind == _MSTORE:
@@ -419,10 +445,81 @@ def _run(computation: Any, tables: _Tables) -> None:
             if calldata is None:
                 calldata = computation.msg.data_as_bytes
             push(calldata[start : start + 32].ljust(32, b"\x00").lstrip(b"\x00"))
+        elif kind == _SHA3:
+            # py-evm's sha3: pop start and size, extend memory (charged), read, charge the
+            # per-word gas, hash. Within the memory already paid for the extension is free.
+            if len(values) < 2:
+                raise _stack_short(
+                    meter, gas, code, pc, f"Wanted 2 stack items, only had {len(values)}"
+                )
+            start = pop()
+            size = pop()
+            if type(start) is not int:
+                start = _word(start)
+            if type(size) is not int:
+                size = _word(size)
+            if size and start + size > len(computation._memory._bytes):
+                gas = _extend_memory(computation, meter, code, pc, gas, start, size)
+            data = bytes(computation._memory._bytes[start : start + size])
+            cost = _SHA3_WORD * ((len(data) + 31) // 32)
+            if gas < cost:  # GasMeter.consume_gas's check and message
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                raise OutOfGas(
+                    f"Out of gas: Needed {cost} - Remaining {gas} - Reason: SHA3: word gas cost"
+                )
+            gas -= cost
+            push(keccak256(data))
+        elif _CALLER <= kind <= _NUMBER:  # a fact of the message or block, pushed
+            if len(values) >= _STACK_LIMIT:
+                meter.gas_remaining = gas
+                code.program_counter = pc
+                raise FullStack("Stack limit reached")
+            msg = computation.msg
+            if kind == _CALLER:
+                push(msg.sender)  # bytes, as py-evm's push_bytes keeps them
+            elif kind == _CALLVALUE:
+                push(msg.value)
+            elif kind == _CALLDATASIZE:
+                push(len(msg.data))
+            elif kind == _ADDRESS:
+                push(msg.storage_address)
+            else:
+                push(computation.state.block_number)
 
     # Past the end of the code: py-evm's code stream yields STOP (no gas, halts).
     code.program_counter = pc
     meter.gas_remaining = gas
+
+
+def _extend_memory(
+    computation: Any, meter: GasMeter, code: CodeStream, pc: int, gas: int, start: int, size: int
+) -> int:
+    """py-evm's ``extend_memory(start, size)`` (``size`` > 0) for the loop: the gas left after
+    charging the expansion. The fee and its out-of-gas error are py-evm's, computed here
+    without its argument checks (stack words are always uint256) and string building; the
+    memory grows through py-evm's own ``Memory.extend``. A computation class or memory that
+    is not py-evm's own gets its own ``extend_memory``, with the meter up to date."""
+    memory = computation._memory
+    if type(memory) is not Memory or type(computation).extend_memory is not _EXTEND_MEMORY:
+        meter.gas_remaining = gas
+        code.program_counter = pc
+        computation.extend_memory(start, size)
+        return meter.gas_remaining
+    before = ceil32(len(memory._bytes))
+    after = ceil32(start + size)
+    fee = memory_gas_cost(after) - memory_gas_cost(before)
+    if fee > 0:
+        if fee > gas:  # GasMeter.consume_gas's check and message
+            meter.gas_remaining = gas
+            code.program_counter = pc
+            raise OutOfGas(
+                f"Out of gas: Needed {fee} - Remaining {gas} - "
+                f"Reason: Expanding memory {before} -> {after}"
+            )
+        gas -= fee
+    memory.extend(start, size)
+    return gas
 
 
 def _stack_short(

@@ -4,7 +4,8 @@ Three layers: (1) the same federation-like sequence (deployments, registrations,
 commits and reveals, one of them in a held block, views, a revert) on a lean and a stock
 tester with a fixed clock gives byte-identical blocks, receipts and answers; (2) hand-built
 programs at the edges (every inline opcode out of gas at each gas boundary, stack underflow and
-the 1024 limit, jumps into PUSH data and past the end, PUSH past the end of the code) and (3)
+the 1024 limit, jumps into PUSH data and past the end, PUSH past the end of the code, SHA3 in
+and beyond paid-for memory, the message facts at the top level and in a CALL with value) and (3)
 random programs (hypothesis) run through :class:`LeanComputation` and py-evm's
 ``PragueComputation`` directly give the same gas, output, error (class and message), stack and
 logs.
@@ -18,6 +19,7 @@ from typing import Any
 import eth._utils.headers as eth_headers
 import eth_tester.backends.pyevm.main as tester_main
 import pytest
+from eth.vm.computation import BaseComputation
 from eth.vm.forks.cancun.transaction_context import CancunTransactionContext
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.message import Message
@@ -137,16 +139,20 @@ def state() -> Any:
     vm_state = tester.backend.chain.get_vm().state
     # CALLDATASIZE CALLVALUE ADD PUSH1 0 MSTORE PUSH1 0 PUSH1 0 LOG0 PUSH1 32 PUSH1 0 RETURN
     vm_state.set_code(OTHER, bytes.fromhex("343601600052600060 00a0602060 00f3".replace(" ", "")))
+    vm_state.set_balance(ADDRESS, 10**18)  # so that the programs' CALLs can send value
     return vm_state
 
 
-def run(state: Any, computation_class: Any, code: bytes, gas: int, data: bytes = b"") -> Any:
+def run(
+    state: Any, computation_class: Any, code: bytes, gas: int, data: bytes = b"", value: int = 0
+) -> Any:
     """What a message running ``code`` shows afterwards (the state reverted)."""
     snapshot = state.snapshot()
     try:
         message = Message(
-            gas=gas, to=ADDRESS, sender=SENDER, value=0, data=data, code=code, code_address=ADDRESS
-        )
+            gas=gas, to=ADDRESS, sender=SENDER, value=value, data=data, code=code,
+            code_address=ADDRESS,
+        )  # fmt: skip
         context = CancunTransactionContext(gas_price=1, origin=SENDER)
         c = computation_class.apply_computation(state, message, context)
         error = c._error
@@ -167,19 +173,26 @@ def run(state: Any, computation_class: Any, code: bytes, gas: int, data: bytes =
         state.revert(snapshot)
 
 
-def same(state: Any, code: bytes, gas: int = 1_000_000, data: bytes = b"") -> dict[str, Any]:
-    stock = run(state, PragueComputation, code, gas, data)
-    lean = run(state, LeanComputation, code, gas, data)
+def same(
+    state: Any, code: bytes, gas: int = 1_000_000, data: bytes = b"", value: int = 0
+) -> dict[str, Any]:
+    stock = run(state, PragueComputation, code, gas, data, value)
+    lean = run(state, LeanComputation, code, gas, data, value)
     assert lean == stock, f"code {code.hex()} gas {gas}"
     return stock
 
 
 _TABLES = _Tables(PragueComputation.opcodes)
 INLINE = [op for op in range(256) if _TABLES.kinds[op]]
+#: ADDRESS, CALLER, CALLVALUE, CALLDATASIZE, NUMBER: no operands, one fact pushed.
+ENVIRONMENT = {0x30, 0x33, 0x34, 0x36, 0x43}
 
 
 def test_every_hot_opcode_is_inlined() -> None:
-    expected = {0x01, 0x02, 0x03, 0x04, 0x06, *range(0x10, 0x1A), 0x1B, 0x1C, 0x35}
+    expected = {0x01, 0x02, 0x03, 0x04, 0x06, *range(0x10, 0x1A), 0x1B, 0x1C, 0x20, 0x35}
+    expected |= ENVIRONMENT
+    # Memory growth is charged inline only for py-evm's own extend_memory (else it is called).
+    assert LeanComputation.extend_memory is BaseComputation.extend_memory
     expected |= {0x50, 0x51, 0x52, 0x56, 0x57, 0x5B}
     expected |= set(range(0x5F, 0xA0))
     assert set(INLINE) == expected
@@ -193,7 +206,7 @@ def _operands(op: int) -> int:
         return op - 0x8F + 1
     if op in (0x15, 0x19, 0x35, 0x50, 0x51, 0x56):
         return 1
-    if 0x5F <= op <= 0x7F or op == 0x5B:
+    if 0x5F <= op <= 0x7F or op == 0x5B or op in ENVIRONMENT:
         return 0
     return 2
 
@@ -335,6 +348,52 @@ def test_edges_and_stock_opcodes(state: Any, program: str) -> None:
         same(state, code, gas, data)
 
 
+#: SHA3 (KECCAK256) of (start, size), after 0, 32 or 96 bytes of memory were paid for
+#: (``60ab604052``: MSTORE of 0xab at 0x40).
+SHA3_PROGRAMS = [
+    "60206000" + "20",  # a word of fresh memory (expansion charged first)
+    "6000600020",  # nothing: no expansion, no word gas
+    "7f" + "ff" * 32 + "600020",  # size 0 at 2**256-1: nothing charged
+    "600160ff20",  # one byte past what is paid for
+    "60ab6000526020600020",  # a word within memory of 32 bytes
+    "60ab60405260406000206000600020",  # within memory of 96 bytes, twice
+    "60ab604052602160402000",  # 33 bytes from 64: two words, one more of memory
+    "60ab6040527f" + "ff" * 32 + "600020",  # size 2**256-1: out of gas expanding
+    "60ab60405260017f" + "ff" * 32 + "20",  # start 2**256-1, size 1
+    "6020" + "35" + "600020",  # size from calldata (bytes on py-evm's stack)
+    "602020",  # one operand only
+    "20",  # none
+]
+
+
+@pytest.mark.parametrize("program", SHA3_PROGRAMS)
+def test_sha3(state: Any, program: str) -> None:
+    """SHA3 in and beyond paid-for memory, of nothing, with huge operands, out of gas at the
+    fixed cost, the expansion and the word cost (every gas amount up to enough)."""
+    code = bytes.fromhex(program)
+    data = (64).to_bytes(32, "big") * 2
+    enough = same(state, code, data=data)
+    for gas in range(min(enough["gas_used"] + 2, 400)):
+        same(state, code, gas, data)
+
+
+def test_environment_opcodes(state: Any) -> None:
+    """ADDRESS, CALLER, CALLVALUE, CALLDATASIZE and NUMBER push what py-evm pushes (bytes for
+    the addresses, ints for the rest), at the top level and inside a CALL with value, and
+    fail at the stack limit as py-evm does."""
+    program = bytes([0x30, 0x33, 0x34, 0x36, 0x43, 0x00])
+    for value, data in ((0, b""), (7, b"\x01" * 33), (2**200, bytes(range(200)))):
+        same(state, program, data=data, value=value)
+        for gas in range(12):
+            same(state, program, gas, data, value)
+    # CALL OTHER (CALLVALUE+CALLDATASIZE, from a lean child computation) with value 5, 3 bytes
+    call = "6000600060036000600573" + OTHER.hex() + "61fffff1" + "3d600060003e00"
+    assert same(state, bytes.fromhex(call), value=10)["children"][0][0] is False
+    for op in sorted(ENVIRONMENT):
+        result = same(state, b"\x5f" * 1024 + bytes([op]))
+        assert result["error"] is not None and result["error"][0].__name__ == "FullStack"
+
+
 def test_jump_destinations_agree_with_py_evm() -> None:
     """The forward analysis finds what py-evm's backwards check accepts, on awkward code."""
     from eth.vm.code_stream import CodeStream
@@ -354,7 +413,7 @@ def test_jump_destinations_agree_with_py_evm() -> None:
 # --- (3) random programs ----------------------------------------------------------------------
 
 #: Stock opcodes the random programs mix in (memory, environment, calldata, storage, shifts...).
-STOCK = [0x05, 0x07, 0x0A, 0x1A, 0x1D, 0x30, 0x33, 0x34, 0x36, 0x53, 0x54, 0x58, 0x59, 0x5A,
+STOCK = [0x05, 0x07, 0x0A, 0x1A, 0x1D, 0x32, 0x38, 0x3A, 0x42, 0x53, 0x54, 0x58, 0x59, 0x5A,
          0x5C, 0x5D, 0x5E]  # fmt: skip
 #: Inline opcodes for the random mix: DUP and SWAP only 1..4 deep (deeper ones mostly find a
 #: short stack and end the program; the edge tests cover them).
@@ -364,7 +423,7 @@ INLINE_OPS = [
     if not 0x60 <= op <= 0x7F and op not in (0x56, 0x57) and not 0x84 <= op <= 0x8F
     and not 0x94 <= op <= 0x9F
 ]  # fmt: skip
-ARITHMETIC = [op for op in INLINE if op < 0x50]
+ARITHMETIC = [op for op in INLINE if op < 0x50 and op not in ENVIRONMENT]
 
 
 @st.composite
