@@ -9,6 +9,7 @@ import pytest
 from web3.exceptions import ABIFunctionNotFound
 
 from flchain.ledger import contract_errors as E
+from flchain.ledger.accounts import _dynamic_fee_fields
 from flchain.ledger.contracts import Result
 
 if TYPE_CHECKING:
@@ -128,6 +129,8 @@ def test_chain_builds_the_transactions_web3_builds(kit: TaskKit) -> None:
         fn = task.functions[name](*args)
         ours = kit.chain._encoded_call(fn, base)  # type: ignore[arg-type]
         assert ours == fn.build_transaction(base), name  # type: ignore[arg-type]
+        # and the chain's signer encodes it itself (no fall-back to eth-account)
+        assert _dynamic_fee_fields(alice, ours) is not None, name  # type: ignore[arg-type]
     commit = task.functions["commit"]
     left_to_web3 = [
         (commit(b"\x05" * 32), {**base, "value": 1}),
