@@ -4,20 +4,30 @@ The dev accounts come from the well-known test mnemonic that anvil and hardhat a
 the embedded chain, ``flchain devchain`` and anvil all fund the same addresses. Keys are derived
 with eth-account's BIP-32 code along ``m/44'/60'/0'/0/<index>``; the seed and the parent node
 are cached, so deriving hundreds of accounts costs one HMAC and one public key each.
+
+:func:`sign_transaction` is how the chain signs: the same bytes as eth-account's
+``LocalAccount.sign_transaction``, for the EIP-1559 transactions it sends, in a quarter of
+the time (see its docstring).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import coincurve
+import rlp
 from eth_account import Account
+from eth_account.datastructures import SignedTransaction
 from eth_account.hdaccount import seed_from_mnemonic
 from eth_account.hdaccount.deterministic import HDPath, derive_child_key, hmac_sha512
 from eth_account.hdaccount.mnemonic import Mnemonic
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_hex
+from eth_utils import is_checksum_address, is_hex, keccak
+from hexbytes import HexBytes
 
 from flchain.errors import ConfigError
 
@@ -116,3 +126,91 @@ def load_account(
         return account_from_file(key_file, password)
     assert mnemonic is not None
     return account_from_mnemonic(mnemonic, index)
+
+
+#: The fields of an EIP-1559 transaction :func:`sign_transaction` encodes itself ("from" is
+#: checked against the signer and left out, as eth-account does; "to" is absent for a
+#: contract creation).
+_DYNAMIC_FEE_FIELDS = frozenset(
+    {"from", "to", "value", "chainId", "gas", "nonce", "maxFeePerGas", "maxPriorityFeePerGas"}
+    | {"data", "type"}
+)
+_DYNAMIC_FEE_TYPE = 2
+_INT_FIELDS = ("chainId", "nonce", "maxPriorityFeePerGas", "maxFeePerGas", "gas", "value")
+
+
+@lru_cache(maxsize=4096)
+def _signing_key(private_key: bytes) -> coincurve.PrivateKey:
+    """The parsed key (cached: eth-account parses it, derives its public key and checksums
+    its address again on every signature, and eth-keys' coincurve backend parses it again
+    with its public key for each signature it makes)."""
+    return coincurve.PrivateKey(private_key)
+
+
+def sign_transaction(account: LocalAccount, tx: Mapping[str, Any]) -> SignedTransaction:
+    """``account.sign_transaction(tx)``: the same raw bytes, hash and signature.
+
+    eth-account spends ~0.4 ms a transaction, ~80 % of it not signing: it parses the key
+    again, then validates and normalises the dict through its formatter pipeline into an RLP
+    object, twice. An EIP-1559 transaction whose fields are the plain ints and hex (or bytes)
+    the chain builds is RLP-encoded here directly (EIP-1559: ``0x02 || rlp([chainId, nonce,
+    maxPriorityFeePerGas, maxFeePerGas, gas, to, value, data, accessList])`` is signed, the
+    signature's ``yParity, r, s`` appended), with the key parsed once per account. Anything
+    else (a legacy or access-list transaction, an access list, a "from" not the signer's,
+    a value eth-account would first convert or reject) goes to eth-account unchanged.
+    """
+    fields = _dynamic_fee_fields(account, tx)
+    if fields is None:
+        signed: SignedTransaction = account.sign_transaction(tx)  # type: ignore[arg-type]
+        return signed
+    unsigned = [*fields, []]  # the access list: always empty here
+    digest = keccak(b"\x02" + rlp.encode(unsigned, sedes=rlp.sedes.raw))
+    # libsecp256k1's RFC 6979 signature, as eth-keys' coincurve backend makes it: r, s, y-parity
+    signature = _signing_key(bytes(account.key)).sign_recoverable(digest, hasher=None)
+    r, s, v = (
+        int.from_bytes(part, "big") for part in (signature[:32], signature[32:64], signature[64:])
+    )
+    raw = b"\x02" + rlp.encode([*unsigned, *map(_rlp_int, (v, r, s))], sedes=rlp.sedes.raw)
+    return SignedTransaction(
+        raw_transaction=HexBytes(raw), hash=HexBytes(keccak(raw)), r=r, s=s, v=v
+    )
+
+
+def _rlp_int(n: int) -> bytes:
+    """``n`` as RLP encodes an integer: big-endian, no leading zero bytes (0 is empty)."""
+    return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+
+def _dynamic_fee_fields(account: LocalAccount, tx: Mapping[str, Any]) -> list[Any] | None:
+    """The unsigned fields of ``tx`` in EIP-1559 order, or None where eth-account must judge
+    (see :func:`sign_transaction`)."""
+    if (
+        not tx.keys() <= _DYNAMIC_FEE_FIELDS
+        or tx.get("type", _DYNAMIC_FEE_TYPE) != _DYNAMIC_FEE_TYPE
+        or tx.get("from", account.address) != account.address
+    ):
+        return None
+    numbers: list[Any] = [tx.get(name) for name in _INT_FIELDS]
+    if any(type(n) is not int or not 0 <= n < 2**256 for n in numbers):
+        return None  # bool, hex text, missing, out of range: eth-account's to judge
+    chain_id, nonce, tip, max_fee, gas, value = numbers
+    to = _as_bytes(tx["to"]) if "to" in tx else b""  # absent: a contract creation
+    data = _as_bytes(tx.get("data", b""))
+    if to is None or len(to) != (20 if "to" in tx else 0) or data is None:
+        return None
+    if to and isinstance(tx["to"], str) and not is_checksum_address(tx["to"]):
+        return None  # eth-account refuses a mixed-case address whose checksum is wrong
+    return [*map(_rlp_int, (chain_id, nonce, tip, max_fee, gas)), to, _rlp_int(value), data]
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    """``value`` (bytes or ``0x`` hex text of whole bytes) as bytes; None for anything else,
+    which eth-account converts or refuses (e.g. an ENS name, odd-length hex)."""
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith("0x") and len(value) % 2 == 0:
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            return None
+    return None

@@ -3,7 +3,8 @@
 :class:`Chain` wraps a web3 instance and a set of local accounts. ``Chain.embedded()`` runs an
 in-process eth-tester/py-evm chain (the default: nothing to install or start);
 ``Chain.connect(url)`` talks JSON-RPC to anvil, ``flchain devchain``, geth or an L2. Both expose
-the same methods, and both sign transactions locally with eth-account (coincurve-backed).
+the same methods, and both sign transactions locally
+(:func:`~flchain.ledger.accounts.sign_transaction`: eth-account's bytes, coincurve-backed).
 
 Sending is built to be safe under retries and threads: every transaction is signed before it is
 sent, so its hash is known up front; a transient RPC failure re-sends the *same* bytes, and a
@@ -67,7 +68,7 @@ from flchain.errors import (
     TransactionFailed,
     TransactionTimeout,
 )
-from flchain.ledger.accounts import dev_accounts
+from flchain.ledger.accounts import dev_accounts, sign_transaction
 from flchain.ledger.devchain import EmbeddedProvider, make_tester
 from flchain.ledger.nonces import ALREADY_KNOWN, NONCE_MISMATCH, NonceManager
 from flchain.ledger.reverts import (
@@ -534,7 +535,7 @@ class Chain:
         signed = []
         for tx, t in zip(built, txs, strict=True):
             with self.nonces.lease(t.sender.address) as lease:
-                signed.append(t.sender.sign_transaction({**tx, "nonce": lease.nonce}))  # type: ignore[dict-item]
+                signed.append(sign_transaction(t.sender, {**tx, "nonce": lease.nonce}))
                 lease.consume()
         raw = [("eth_sendRawTransaction", [s.raw_transaction.to_0x_hex()]) for s in signed]
         try:
@@ -742,7 +743,7 @@ class Chain:
             "nonce": 0,
             **self._fee_fields(),  # type: ignore[typeddict-item]
         }
-        tx = fn.build_transaction(base)
+        tx = self._encoded_call(fn, base) or fn.build_transaction(base)
         tx.pop("nonce", None)
         if not tx.get("to"):
             tx.pop("to", None)  # contract creation
@@ -757,10 +758,28 @@ class Chain:
             tx["gas"] = max(int(estimate * GAS_MARGIN), min_gas)
         return tx
 
+    def _encoded_call(self, fn: ContractCall, base: TxParams) -> TxParams | None:
+        """What ``fn.build_transaction(base)`` builds for a call of a deployed contract's
+        function with every field in ``base``: ``base`` and the contract's address and
+        calldata, encoded by the function's cached codec (web3 would search the ABI for the
+        function, check the arguments against it and encode them through its normalizers:
+        0.22 ms for a commit, 0.30 ms for a reveal; this takes 0.006-0.013 ms). None where
+        web3 must build it: a constructor, keyword arguments, a value sent (web3 checks the
+        function is payable), arguments web3 would first normalize."""
+        if not isinstance(fn, ContractFunction) or fn.kwargs or not fn.address:
+            return None
+        if base.get("value") or "data" in base or "to" in base:
+            return None
+        codec = _CallCodec.of(fn)
+        data = codec.calldata(self.w3.codec, fn.args) if codec is not None else None
+        if data is None:
+            return None
+        return {**base, "to": fn.address, "data": data}
+
     def _send(self, tx: TxParams, sender: LocalAccount, fn: ContractCall | None = None) -> HexBytes:
         with self.nonces.lease(sender.address) as lease:
             for _ in range(5):
-                signed = sender.sign_transaction({**tx, "nonce": lease.nonce})  # type: ignore[dict-item]
+                signed = sign_transaction(sender, {**tx, "nonce": lease.nonce})
                 try:
                     refused = self._send_raw(signed, fn)
                 except RPCUnavailable as exc:
@@ -1033,7 +1052,8 @@ class _EventCodec:
 
 class _CallCodec:
     """One contract function's calldata and return value with eth-abi directly, for
-    :meth:`Chain.call`: what web3's ``fn.call()`` sends and returns (arguments in the ABI's
+    :meth:`Chain.call` and :meth:`Chain._encoded_call`: what web3's ``fn.call()`` sends and
+    returns and ``fn.build_transaction()`` encodes (arguments in the ABI's
     order, addresses checksummed, arrays as lists, structs as tuples, one output unwrapped),
     without its per-call ABI search and its normalizer passes over every argument and output
     value (~0.3 ms of a view call's ~0.7 ms on the embedded chain, most of it for a value the

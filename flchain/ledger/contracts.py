@@ -420,9 +420,12 @@ class TrainingTask(ContractWrapper):
         """Commit indices on the committee of ``round_id`` (empty until the seed is fixed)."""
         return [int(i) for i in self._call("committeeIndices", round_id)]
 
-    def committee(self, round_id: int) -> list[Address]:
-        """The committee's accounts, from :meth:`committee_indices` and the commit events."""
-        by_index = {e.index: e.account for e in self.events(Committed, round=round_id)}
+    def committee(self, round_id: int, since: int = 0) -> list[Address]:
+        """The committee's accounts, from :meth:`committee_indices` and the commit events,
+        searched for from block ``since`` (give a block at or before the round's start, e.g.
+        :func:`~flchain.protocol.rounds.round_start_bound`, to spare the chain a search from
+        its first block)."""
+        by_index = {e.index: e.account for e in self.events(Committed, since, round=round_id)}
         return [by_index[i] for i in self.committee_indices(round_id)]
 
     def step_view(self, account: str) -> StepView:

@@ -137,7 +137,7 @@ class Keeper:
                 self._sweep(r, record, params, gas)
                 self.swept.setdefault(r, block)
             if closed and r in self.swept and block > self._attest_deadline(r):
-                for member in task.committee(r):
+                for member in task.committee(r, round_start_bound(params, record)):
                     self._try(gas, "settle", lambda m=member, r=r: task.settle_committee_member(
                         self.account, r, m
                     ))  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 from web3.exceptions import ABIFunctionNotFound
 
 from flchain.ledger import contract_errors as E
+from flchain.ledger.accounts import _dynamic_fee_fields
 from flchain.ledger.contracts import Result
 
 if TYPE_CHECKING:
@@ -99,3 +100,41 @@ def test_call_codecs_are_kept_for_the_latest_abis_only(
         assert wrapper.min_stake() == kit.min_stake
     assert len(_CallCodec._cache) <= 8
     assert wrappers[0].min_stake() == kit.min_stake  # dropped first, built again
+
+
+def test_chain_builds_the_transactions_web3_builds(kit: TaskKit) -> None:
+    """The protocol's transactions are encoded by the chain's cached codecs, not web3's
+    ``build_transaction``: the same fields and calldata; web3 still builds what it must
+    check first (a value sent: is the function payable?) or match by name (keywords)."""
+    task, alice = kit.task, kit.participants[0]
+    result = Result(b"\x01" * 32, "bafy-model", b"\x02" * 32, "bafy-report", b"\x03" * 32, 7)
+    calls = [
+        ("commit", (b"\x05" * 32,)),
+        ("reveal", (b"\x06" * 32, 120, b"\x07" * 32, "bafy-update")),
+        ("attest", (2, result.as_tuple())),
+        ("slashNonRevealer", (1, alice.address)),
+        ("closeCommitPhase", ()),
+        ("commit", ("0x" + "05" * 32,)),  # hex text for bytes32: eth-abi takes it as web3 does
+    ]
+    base = {
+        "from": alice.address,
+        "value": 0,
+        "chainId": kit.chain.chain_id,
+        "gas": 90_000,
+        "nonce": 0,
+        "maxFeePerGas": 2 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    for name, args in calls:
+        fn = task.functions[name](*args)
+        ours = kit.chain._encoded_call(fn, base)  # type: ignore[arg-type]
+        assert ours == fn.build_transaction(base), name  # type: ignore[arg-type]
+        # and the chain's signer encodes it itself (no fall-back to eth-account)
+        assert _dynamic_fee_fields(alice, ours) is not None, name  # type: ignore[arg-type]
+    commit = task.functions["commit"]
+    left_to_web3 = [
+        (commit(b"\x05" * 32), {**base, "value": 1}),
+        (commit(commitment=b"\x05" * 32), base),
+    ]
+    for fn, fields in left_to_web3:
+        assert kit.chain._encoded_call(fn, fields) is None  # type: ignore[arg-type]
