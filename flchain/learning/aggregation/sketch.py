@@ -4,7 +4,7 @@ direction well enough to compare it with another round's (pure maths, no rule lo
 A coordinate's bucket and sign come from splitmix64 of its index, so every machine, process and
 numpy version sketches the same vector into the same integers, and a sketch made in one round
 compares with one made in the next. Cosines of two sketches estimate the cosines of the vectors
-(at 256 buckets on FLChain's MLP updates off by 0.04 in standard deviation, 0.13 at most;
+(at 256 buckets on FLChain's MLP updates off by 0.04 in standard deviation, 0.15 at most;
 ``benchmarks/results/attack_suite_v11.md``).
 """
 
