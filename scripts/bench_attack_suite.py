@@ -471,8 +471,8 @@ def execute(run: Run, fed: FederatedData, args: argparse.Namespace, cfg: TrainCo
         "seconds": time.perf_counter() - t,
         **({"trust_log": rule.log} if isinstance(rule, RecordingFLTrust) else {}),
     }
-    if not isinstance(rule, RecordingFLTrust):
-        return [result]
+    if not isinstance(rule, RecordingFLTrust) or rule.memory:
+        return [result]  # memory also pays after _combine: the logged pay is not a variant's
     out = [result]
     if rule.persist:  # the recorder logs the pay before persist's
         out.append(without(result, run, ["persist"], "paid"))
