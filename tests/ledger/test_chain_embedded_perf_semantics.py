@@ -8,6 +8,9 @@ blocks, after new blocks, and after snapshot reverts that replace blocks at the 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -414,3 +417,29 @@ def test_block_number_is_the_latest_mined_block_without_building_it(
         assert chain.block_number == height and built == []
     finally:
         del tester.get_block_by_number
+
+
+def test_flchain_hashes_with_the_c_keccak_and_same_digests() -> None:
+    """Importing flchain makes eth-hash use pysha3's C keccak (not pycryptodome's, which it
+    would pick first), unless the user chose a backend; both give the same digests."""
+    probe = (
+        "import flchain, eth_utils, eth_hash.auto as a; eth_utils.keccak(b'x'); "
+        "print(a.keccak.hasher.__module__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ETH_HASH_BACKEND"}
+    chosen = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert chosen == "eth_hash.backends.pysha3"
+    own = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "ETH_HASH_BACKEND": "pycryptodome"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert own == "eth_hash.backends.pycryptodome"
+    from eth_hash.backends import pycryptodome, pysha3
+
+    for data in (b"", b"x" * 31, bytes(range(256)) * 5):
+        assert pysha3.keccak256(data) == pycryptodome.keccak256(data) == keccak(data)
