@@ -80,6 +80,7 @@ from flchain.ledger.reverts import (
     trace_output,
 )
 from flchain.ledger.transport import RetryingHTTPProvider
+from flchain.types import to_address
 
 #: Where the contract helper's compiled artifacts live (``<Name>.json``).
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -1043,7 +1044,7 @@ class _EventCodec:
                 "logIndex": _quantity(raw["logIndex"]),
                 "transactionIndex": _quantity(raw["transactionIndex"]),
                 "transactionHash": HexBytes(raw["transactionHash"]),
-                "address": Web3.to_checksum_address(raw["address"]),
+                "address": to_address(raw["address"]),
                 "blockHash": HexBytes(raw["blockHash"]),
                 "blockNumber": _quantity(raw["blockNumber"]),
             }
@@ -1122,7 +1123,7 @@ def _as_web3(kind: ABIType, value: Any) -> Any:
         return [_as_web3(kind.item_type, v) for v in value]
     if isinstance(kind, TupleType):
         return tuple(_as_web3(k, v) for k, v in zip(kind.components, value, strict=True))
-    return Web3.to_checksum_address(value) if getattr(kind, "base", "") == "address" else value
+    return to_address(value) if getattr(kind, "base", "") == "address" else value
 
 
 #: Indexed argument types whose topic is their ABI encoding (dynamic ones are hashed).
@@ -1136,7 +1137,7 @@ def _quantity(value: str | int) -> int:
 
 def _plain_abi(kind: str, value: Any) -> Any:
     """eth-abi's value as web3 gives it: addresses checksummed."""
-    return Web3.to_checksum_address(value) if kind == "address" else value
+    return to_address(value) if kind == "address" else value
 
 
 def _web3(provider: Any) -> Web3:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Self, TypeVar
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
@@ -43,7 +43,7 @@ from flchain.ledger.contract_types import (
     TaskParameters,
     Vote,
 )
-from flchain.types import Address
+from flchain.types import Address, to_address
 
 ZERO_BYTES32 = b"\x00" * 32
 #: ``keccak256`` role ids of ``ParticipantRegistry`` (OpenZeppelin ``AccessControl``).
@@ -170,7 +170,7 @@ class ContractWrapper:
         ``filters`` match indexed fields (``round=3``, ``account=...``; ``None`` matches all),
         e.g. ``task.events(RoundFinalized, round=3)``."""
         wanted = {
-            k: to_checksum_address(v) if isinstance(v, str) else v
+            k: to_address(v) if isinstance(v, str) else v
             for k, v in filters.items()
             if v is not None
         }
@@ -203,35 +203,33 @@ class FLToken(ContractWrapper):
         return int(self._call("totalSupply"))
 
     def balance_of(self, account: str) -> int:
-        return int(self._call("balanceOf", to_checksum_address(account)))
+        return int(self._call("balanceOf", to_address(account)))
 
     def allowance(self, owner: str, spender: str) -> int:
-        return int(self._call("allowance", to_checksum_address(owner), spender))
+        return int(self._call("allowance", to_address(owner), spender))
 
     def owner(self) -> Address:
         return Address(self._call("owner"))
 
     def nonces(self, owner: str) -> int:
         """The ERC-2612 permit nonce of ``owner``."""
-        return int(self._call("nonces", to_checksum_address(owner)))
+        return int(self._call("nonces", to_address(owner)))
 
     def mint(self, sender: LocalAccount, to: str, amount: int) -> TxReceipt:
         """Create ``amount`` tokens for ``to`` (token owner only)."""
-        return self._send(sender, "mint", to_checksum_address(to), amount)
+        return self._send(sender, "mint", to_address(to), amount)
 
     def transfer(self, sender: LocalAccount, to: str, amount: int) -> TxReceipt:
-        return self._send(sender, "transfer", to_checksum_address(to), amount)
+        return self._send(sender, "transfer", to_address(to), amount)
 
     def approve(self, sender: LocalAccount, spender: str, amount: int) -> TxReceipt:
-        return self._send(sender, "approve", to_checksum_address(spender), amount)
+        return self._send(sender, "approve", to_address(spender), amount)
 
     def transfer_from(self, sender: LocalAccount, owner: str, to: str, amount: int) -> TxReceipt:
-        return self._send(
-            sender, "transferFrom", to_checksum_address(owner), to_checksum_address(to), amount
-        )
+        return self._send(sender, "transferFrom", to_address(owner), to_address(to), amount)
 
     def transfer_ownership(self, sender: LocalAccount, new_owner: str) -> TxReceipt:
-        return self._send(sender, "transferOwnership", to_checksum_address(new_owner))
+        return self._send(sender, "transferOwnership", to_address(new_owner))
 
     def sign_permit(
         self, owner: LocalAccount, spender: str, value: int, deadline: int, nonce: int | None = None
@@ -254,7 +252,7 @@ class FLToken(ContractWrapper):
         }
         message = {
             "owner": owner.address,
-            "spender": to_checksum_address(spender),
+            "spender": to_address(spender),
             "value": value,
             "nonce": self.nonces(owner.address) if nonce is None else nonce,
             "deadline": deadline,
@@ -273,7 +271,7 @@ class FLToken(ContractWrapper):
     ) -> TxReceipt:
         """Submit a :meth:`sign_permit` signature (any ``sender`` may relay it)."""
         v, r, s = signature
-        args = (to_checksum_address(owner), to_checksum_address(spender), value, deadline, v, r, s)
+        args = (to_address(owner), to_address(spender), value, deadline, v, r, s)
         return self._send(sender, "permit", *args)
 
 
@@ -294,7 +292,7 @@ class ParticipantRegistry(ContractWrapper):
         allowlist: bool = False,
     ) -> ParticipantRegistry:
         """Deploy a registry staking ``token``; ``admin`` also gets ``VERIFIER_ROLE``."""
-        args = (to_checksum_address(token), min_stake, unbonding_blocks, allowlist, admin.address)
+        args = (to_address(token), min_stake, unbonding_blocks, allowlist, admin.address)
         return cls.deploy(chain, admin, *args)
 
     def stake_token(self) -> Address:
@@ -311,21 +309,21 @@ class ParticipantRegistry(ContractWrapper):
 
     def is_active(self, account: str) -> bool:
         """Whether ``account`` may commit now (registered, admitted, staked, not exiting)."""
-        return bool(self._call("isActive", to_checksum_address(account)))
+        return bool(self._call("isActive", to_address(account)))
 
     def are_active(self, accounts: Sequence[str]) -> list[bool]:
         """:meth:`is_active` of each of ``accounts``, in one call (``activeBits``)."""
-        words = self._call("activeBits", [to_checksum_address(a) for a in accounts])
+        words = self._call("activeBits", [to_address(a) for a in accounts])
         return [bool(words[i >> 8] >> (i & 255) & 1) for i in range(len(accounts))]
 
     def stake_of(self, account: str) -> int:
-        return int(self._call("stakeOf", to_checksum_address(account)))
+        return int(self._call("stakeOf", to_address(account)))
 
     def participant(self, account: str) -> Participant:
-        return Participant.from_tuple(self._call("participant", to_checksum_address(account)))
+        return Participant.from_tuple(self._call("participant", to_address(account)))
 
     def has_role(self, role: bytes, account: str) -> bool:
-        return bool(self._call("hasRole", role, to_checksum_address(account)))
+        return bool(self._call("hasRole", role, to_address(account)))
 
     def register(self, sender: LocalAccount, amount: int) -> TxReceipt:
         """Bond ``amount`` stake tokens (approve the registry first)."""
@@ -343,17 +341,17 @@ class ParticipantRegistry(ContractWrapper):
 
     def slash(self, sender: LocalAccount, account: str, amount: int) -> TxReceipt:
         """Take up to ``amount`` of ``account``'s stake (``SLASHER_ROLE`` only)."""
-        return self._send(sender, "slash", to_checksum_address(account), amount)
+        return self._send(sender, "slash", to_address(account), amount)
 
     def set_allowed(self, sender: LocalAccount, account: str, allowed: bool) -> TxReceipt:
         """Admit or bar ``account`` at the allow-list gate (``VERIFIER_ROLE`` only)."""
-        return self._send(sender, "setAllowed", to_checksum_address(account), allowed)
+        return self._send(sender, "setAllowed", to_address(account), allowed)
 
     def grant_role(self, sender: LocalAccount, role: bytes, account: str) -> TxReceipt:
-        return self._send(sender, "grantRole", role, to_checksum_address(account))
+        return self._send(sender, "grantRole", role, to_address(account))
 
     def revoke_role(self, sender: LocalAccount, role: bytes, account: str) -> TxReceipt:
-        return self._send(sender, "revokeRole", role, to_checksum_address(account))
+        return self._send(sender, "revokeRole", role, to_address(account))
 
 
 class TrainingTask(ContractWrapper):
@@ -374,7 +372,7 @@ class TrainingTask(ContractWrapper):
     ) -> TrainingTask:
         """Deploy a task; with ``start`` (default) round 0 opens in the next block, else call
         :meth:`start` once funding and registrations are done."""
-        args = (config.as_tuple(), to_checksum_address(registry), reward_token, owner.address)
+        args = (config.as_tuple(), to_address(registry), reward_token, owner.address)
         task = cls.deploy(chain, owner, *args)
         if start:
             task.start(owner)
@@ -411,10 +409,10 @@ class TrainingTask(ContractWrapper):
         return int(self._call("attestDeadline", round_id))
 
     def commitment_of(self, account: str) -> Commitment:
-        return Commitment.from_tuple(self._call("commitmentOf", to_checksum_address(account)))
+        return Commitment.from_tuple(self._call("commitmentOf", to_address(account)))
 
     def is_committee_member(self, round_id: int, account: str) -> bool:
-        return bool(self._call("isCommitteeMember", round_id, to_checksum_address(account)))
+        return bool(self._call("isCommitteeMember", round_id, to_address(account)))
 
     def committee_indices(self, round_id: int) -> list[int]:
         """Commit indices on the committee of ``round_id`` (empty until the seed is fixed)."""
@@ -430,12 +428,12 @@ class TrainingTask(ContractWrapper):
 
     def step_view(self, account: str) -> StepView:
         """Everything a participant node needs for one step, in one call (see :class:`StepView`)."""
-        return StepView.from_tuple(self._call("stepView", to_checksum_address(account)))
+        return StepView.from_tuple(self._call("stepView", to_address(account)))
 
     def step_views(self, accounts: Sequence[str]) -> list[StepView]:
         """:meth:`step_view` of each of ``accounts``, all read at one block in one call
         (``stepViews`` returns them packed: see :func:`unpack_step_views`)."""
-        addresses = [to_checksum_address(a) for a in accounts]
+        addresses = [to_address(a) for a in accounts]
         shared, packed = self._call("stepViews", addresses)
         return unpack_step_views(shared, packed)
 
@@ -443,7 +441,7 @@ class TrainingTask(ContractWrapper):
         return int(self._call("effectiveQuorum", commits))
 
     def vote_of(self, round_id: int, member: str) -> Vote:
-        return Vote.from_tuple(self._call("voteOf", round_id, to_checksum_address(member)))
+        return Vote.from_tuple(self._call("voteOf", round_id, to_address(member)))
 
     def vote_count(self, round_id: int, result_hash: bytes) -> int:
         return int(self._call("voteCount", round_id, result_hash))
@@ -455,7 +453,7 @@ class TrainingTask(ContractWrapper):
         self, account: str, round_id: int, digest: bytes, num_samples: int, salt: bytes
     ) -> bytes:
         """The commitment the contract expects (see :mod:`flchain.protocol.commitment`)."""
-        args = (to_checksum_address(account), round_id, digest, num_samples, salt)
+        args = (to_address(account), round_id, digest, num_samples, salt)
         return bytes(self._call("commitmentHash", *args))
 
     def hash_result(self, result: Result) -> bytes:
@@ -493,10 +491,10 @@ class TrainingTask(ContractWrapper):
         return int(self._call("totalClaimed"))
 
     def claimed(self, account: str) -> int:
-        return int(self._call("claimed", to_checksum_address(account)))
+        return int(self._call("claimed", to_address(account)))
 
     def fees_owed(self, member: str) -> int:
-        return int(self._call("feesOwed", to_checksum_address(member)))
+        return int(self._call("feesOwed", to_address(member)))
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -556,12 +554,12 @@ class TrainingTask(ContractWrapper):
         return self._send(sender, "expireRound")
 
     def slash_non_revealer(self, sender: LocalAccount, round_id: int, account: str) -> TxReceipt:
-        return self._send(sender, "slashNonRevealer", round_id, to_checksum_address(account))
+        return self._send(sender, "slashNonRevealer", round_id, to_address(account))
 
     def settle_committee_member(
         self, sender: LocalAccount, round_id: int, member: str
     ) -> TxReceipt:
-        return self._send(sender, "settleCommitteeMember", round_id, to_checksum_address(member))
+        return self._send(sender, "settleCommitteeMember", round_id, to_address(member))
 
     def withdraw_fees(self, sender: LocalAccount) -> TxReceipt:
         return self._send(sender, "withdrawFees")
@@ -596,7 +594,7 @@ class TrainingTask(ContractWrapper):
         return self.chain.transact(fn, sender, gas=CLAIM_GAS if fixed else None)
 
     def withdraw_surplus(self, sender: LocalAccount, to: str) -> TxReceipt:
-        return self._send(sender, "withdrawSurplus", to_checksum_address(to))
+        return self._send(sender, "withdrawSurplus", to_address(to))
 
 
 #: Bits of ``stepViews``' per-account flag word.

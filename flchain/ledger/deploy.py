@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
 
 from flchain.config import AggregationConfig, LedgerConfig
 from flchain.errors import ConfigError
@@ -30,6 +29,7 @@ from flchain.ledger.contracts import (
     TaskParameters,
     TrainingTask,
 )
+from flchain.types import to_address
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def deploy_stack(
     _grant_and_fund(token, registry, task, admin, funding)
     each = 10 * min_stake if mint_amount is None else mint_amount
     mint, gas = token.functions["mint"], MINT_GAS if chain.prague_gas else None
-    chain.transact_all([TxRequest(mint(to_checksum_address(a), each), admin, gas) for a in mint_to])
+    chain.transact_all([TxRequest(mint(to_address(a), each), admin, gas) for a in mint_to])
     if start:
         task.start(admin)
     return Deployment(token, registry, task, admin)

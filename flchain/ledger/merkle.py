@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from eth_abi import encode
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import is_address, keccak
 
 from flchain.errors import LedgerError
-from flchain.types import Address, Digest
+from flchain.types import Address, Digest, to_address
 
 _UINT256_MAX = 2**256 - 1
 _LEAF_ENCODING = ["address", "uint256"]
@@ -144,4 +144,4 @@ def _check_entry(account: str, amount: int) -> tuple[Address, int]:
         raise MerkleTreeError(f"not an address: {account!r}")
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= _UINT256_MAX:
         raise MerkleTreeError(f"amount for {account} must be a uint256, got {amount!r}")
-    return Address(to_checksum_address(account)), amount
+    return to_address(account), amount

@@ -18,10 +18,11 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils import function_signature_to_4byte_selector
 from web3.exceptions import Web3RPCError
 
 from flchain.errors import ContractRevert, TransactionFailed
+from flchain.types import to_address
 
 ERROR_SELECTOR = function_signature_to_4byte_selector("Error(string)")
 PANIC_SELECTOR = function_signature_to_4byte_selector("Panic(uint256)")
@@ -136,7 +137,7 @@ def decode_revert(
         if cls is not None and len(data) >= 4:
             decoded = abi_decode(list(cls.arg_types), payload)
             values = [
-                to_checksum_address(v) if t == "address" else v
+                to_address(v) if t == "address" else v
                 for t, v in zip(cls.arg_types, decoded, strict=True)
             ]
             return cls(**dict(zip(cls.arg_names, values, strict=True)))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 
 from eth_abi import encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
 from flchain.errors import ProtocolError
-from flchain.types import Address, Digest
+from flchain.types import Address, Digest, to_address
 
 _COMMIT_TYPES = ["uint256", "address", "address", "uint256", "bytes32", "uint256", "bytes32"]
 
@@ -39,8 +39,8 @@ def commitment(
         )
     values = [
         chain_id,
-        to_checksum_address(task),
-        to_checksum_address(sender),
+        to_address(task),
+        to_address(sender),
         round_id,
         bytes(digest),
         num_samples,
