@@ -20,7 +20,6 @@ A node whose job is missing or was made from another global model trains in its 
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -55,12 +54,20 @@ def poolable(source: object) -> bool:
     )
 
 
-def state_digest(state: Mapping[str, torch.Tensor]) -> bytes:
-    """A digest of a model state's names and values (what a pooled job was trained from)."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        h.update(name.encode() + b"\0" + state[name].detach().contiguous().numpy().tobytes())
-    return h.digest()
+def same_state(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
+    """Whether two model states have the same names and the same values bit for bit (a
+    comparison of the raw words: 0.0 and -0.0 differ, as they would in training)."""
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype
+        and a[k].shape == b[k].shape
+        and torch.equal(_words(a[k]), _words(b[k]))
+        for k in a
+    )
+
+
+def _words(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach().contiguous()
+    return t.view(torch.int32) if t.element_size() == 4 else t.view(torch.uint8)
 
 
 def _init_worker(threads: int) -> None:
@@ -110,7 +117,9 @@ class TrainingPool:
         # The executor forks its workers at the first submit: do it now, while the caller
         # knows nothing is in flight (see Federation), not in the middle of a round.
         self._pool.submit(_init_worker, threads).result()
-        self._jobs: dict[tuple[int, int], tuple[bytes, Future[list[Sent]], int]] = {}
+        self._jobs: dict[
+            tuple[int, int], tuple[dict[str, torch.Tensor], Future[list[Sent]], int]
+        ] = {}
         self._rounds: set[int] = set()
         #: Updates handed to a step (trained by a worker rather than in the step).
         self.served = 0
@@ -121,7 +130,7 @@ class TrainingPool:
         if round_id in self._rounds:
             return
         self._rounds.add(round_id)
-        digest = state_digest(decode_model(model, self.spec))
+        trained_from = decode_model(model, self.spec)
         # Small jobs in step order: the first nodes' updates are ready first, and the
         # model bytes are sent once per job rather than once per participant.
         size = max(1, len(self.indices) // (4 * self.workers))
@@ -129,7 +138,7 @@ class TrainingPool:
             chunk = self.indices[start : start + size]
             job = self._pool.submit(_train, chunk, round_id, model)
             for position, index in enumerate(chunk):
-                self._jobs[(index, round_id)] = (digest, job, position)
+                self._jobs[(index, round_id)] = (trained_from, job, position)
 
     def take(
         self, index: int, round_id: int, global_state: Mapping[str, torch.Tensor]
@@ -139,8 +148,8 @@ class TrainingPool:
         job = self._jobs.pop((index, round_id), None)
         if job is None:
             return None
-        digest, result, position = job
-        if digest != state_digest(global_state):
+        trained_from, result, position = job
+        if not same_state(trained_from, global_state):
             return None
         update, num_samples = result.result()[position]
         self.served += 1

@@ -3,9 +3,10 @@ digest: the very bytes the node's step would have encoded from its own training.
 
 from __future__ import annotations
 
+import torch
 from flchain_node.factory import shard_trainer
 from flchain_node.participant import Encoded
-from flchain_node.pool import TrainingPool
+from flchain_node.pool import TrainingPool, same_state
 from support.fedkit import DEMO, small_federation
 
 from flchain.learning.codec import decode_model, encode_update, update_digest
@@ -32,5 +33,32 @@ def test_a_worker_sends_the_bytes_and_digest_the_step_would_make() -> None:
                 assert pooled.update.data == data
                 assert pooled.update.digest == update_digest(data)
                 assert pooled.num_samples == in_step.num_samples
+        finally:
+            pool.close()
+
+
+def test_a_job_trained_from_another_model_is_not_taken() -> None:
+    """A step whose global model differs from the one a job trained from (by one bit, or a
+    0.0 that is -0.0) trains itself: take gives None."""
+    with small_federation() as fed:
+        spec = fed.manifest.spec
+        model = fed.store.get(fed.nodes[0].view.global_model_cid(0))
+        trainers = {
+            i: shard_trainer(fed.config, i, DEMO.participants, data=fed.fed) for i in (0, 1)
+        }
+        pool = TrainingPool(trainers, spec, 1)
+        try:
+            pool.prefetch(0, model)
+            other = decode_model(model, spec)
+            name = next(iter(other))
+            flat = other[name].view(-1)
+            flat[0] = torch.nextafter(flat[0], torch.tensor(float("inf")))
+            assert pool.take(0, 0, other) is None
+            zeroed = decode_model(model, spec)
+            zeroed[name].view(-1)[0] = 0.0
+            signed = decode_model(model, spec)
+            signed[name].view(-1)[0] = -0.0
+            assert same_state(zeroed, zeroed) and not same_state(zeroed, signed)
+            assert pool.take(1, 0, decode_model(model, spec)) is not None  # the same model
         finally:
             pool.close()
