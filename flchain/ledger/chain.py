@@ -637,17 +637,14 @@ class Chain:
         timeout = self.receipt_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         delay = 0.005
+        params = [HexBytes(tx_hash).to_0x_hex()]
         while True:
-            try:
-                receipt = self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-            except TransactionNotFound:
-                pass
-            except (TypeError, ValueError) as exc:  # web3 could not format a field
-                raise BadRPCResponse(f"{self.label} sent a malformed receipt: {exc}") from exc
-            else:
-                if not isinstance(receipt.get("status"), int):
-                    raise BadRPCResponse(f"{self.label} sent a receipt without a status")
-                return receipt
+            # The request manager, not w3.eth: web3's per-method parameter formatting is a
+            # quarter of an embedded receipt read (0.27 vs 0.36 ms; a round sends and waits
+            # twice a participant); the receipt is formatted as w3.eth formats it.
+            raw = self.w3.manager.request_blocking(RPCEndpoint("eth_getTransactionReceipt"), params)
+            if raw is not None:
+                return self._receipt_from(raw)
             if time.monotonic() >= deadline:
                 raise TransactionTimeout(
                     f"no receipt for transaction {HexBytes(tx_hash).to_0x_hex()} on {self.label} "
@@ -814,8 +811,9 @@ class Chain:
 
         A refusal that carries revert data (Hardhat executes on send) is raised decoded into
         the contract's custom error when ``fn`` says which contract it was for."""
-        try:
-            self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        try:  # through the request manager: see wait_for_receipt
+            raw = HexBytes(signed.raw_transaction).to_0x_hex()
+            self.w3.manager.request_blocking(RPCEndpoint("eth_sendRawTransaction"), [raw])
             return None
         except Web3RPCError as exc:
             return self._refusal(exc, signed, fn)
