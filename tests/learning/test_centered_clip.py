@@ -62,6 +62,26 @@ def test_exact_dot_matches_python_ints_at_the_limits() -> None:
         assert exact_dot(a, b) == sum(x * y for x, y in zip(a.tolist(), b.tolist(), strict=True))
 
 
+def test_exact_dot_is_exact_on_both_sides_of_the_one_dot_bound() -> None:
+    """Just under ``len · max|a| · max|b| = 2^63`` one int64 dot is exact; just over it, one
+    int64 dot of the same vectors would wrap (checked), and the limb path must be taken."""
+    n = 4
+    for m in (math.isqrt(2**63 // n) - 1, math.isqrt(2**63 // n) + 1):
+        a = np.full(n, m, np.int64)
+        b = np.full(n, -m, np.int64)
+        exact = -n * m * m
+        assert (
+            exact_dot(a, b)
+            == exact
+            == sum(x * y for x, y in zip(a.tolist(), b.tolist(), strict=True))
+        )
+        assert exact_dot(a, a) == n * m * m
+        if n * m * m >= 2**63:  # the case that needs the limbs
+            with np.errstate(over="ignore"):
+                assert int(np.dot(a, b)) != exact
+    assert exact_dot(np.zeros(0, np.int64), np.zeros(0, np.int64)) == 0
+
+
 def test_unclipped_centered_clip_is_the_rounded_mean() -> None:
     rng = np.random.default_rng(2)
     pts = [rng.integers(-5000, 5000, D) for _ in range(7)]

@@ -132,7 +132,16 @@ def exact_dot(a: np.ndarray, b: np.ndarray) -> int:
     """Exact ``a·b`` of integer vectors with ``|value| < 2^40`` (e.g. differences of two
     int32 vectors, which :func:`gram` cannot take). Each value is split into a signed high and
     an unsigned low 16-bit limb; numpy's int64 dot (integer arithmetic, no BLAS) of 2^14-long
-    blocks of limbs stays below 2^62, and the block sums are Python ints."""
+    blocks of limbs stays below 2^62, and the block sums are Python ints.
+
+    When ``len · max|a| · max|b| < 2^63`` no partial sum can leave int64, so one int64 dot is
+    already exact: an update's coordinates are ~10^4 at the codec's resolution, so that is the
+    usual case, and it takes no int64 copies of the vectors either."""
+    if a.shape[0] == 0:
+        return 0
+    bound = max(-int(a.min()), int(a.max())) * max(-int(b.min()), int(b.max())) * a.shape[0]
+    if bound < 2**63:
+        return int(np.einsum("i,i->", a, b, dtype=np.int64))
     a, b = a.astype(np.int64), b.astype(np.int64)
     ah, al, bh, bl = a >> 16, a & 0xFFFF, b >> 16, b & 0xFFFF
     hh = hl = ll = 0
