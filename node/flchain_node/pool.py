@@ -66,7 +66,7 @@ def same_state(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> 
 
 
 def _words(t: torch.Tensor) -> torch.Tensor:
-    t = t.detach().contiguous()
+    t = t.detach().contiguous().reshape(-1)  # flat: a 0-d tensor cannot change element size
     return t.view(torch.int32) if t.element_size() == 4 else t.view(torch.uint8)
 
 

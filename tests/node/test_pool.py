@@ -62,3 +62,10 @@ def test_a_job_trained_from_another_model_is_not_taken() -> None:
             assert pool.take(1, 0, decode_model(model, spec)) is not None  # the same model
         finally:
             pool.close()
+
+
+def test_same_state_compares_scalars_and_other_widths_bit_for_bit() -> None:
+    for t in (torch.tensor(1.5, dtype=torch.float64), torch.tensor(2.0), torch.ones(3).half()):
+        assert same_state({"a": t}, {"a": t.clone()})
+        assert not same_state({"a": t}, {"a": -t})
+    assert not same_state({"a": torch.zeros(2)}, {"a": torch.zeros(2, dtype=torch.float64)})
