@@ -10,8 +10,11 @@ update with the task's codec and digests it (as the step would: the step then do
 work), except under top-k, whose selection needs the residual the node keeps.
 
 The work is the same: a worker runs the participant's own :class:`LocalTrainer` (a copy made
-by ``fork``, with its shard, model and seed) on the same global model bytes, with the same
-torch thread count, so the update is bit for bit the one the step would have trained. Only
+by ``fork``, with its shard, model and seed) on the same global model bytes, with one torch
+thread as the caller's, so the update is bit for bit the one the step would have trained. The
+caller must train with one torch thread: GNU OpenMP, under torch's intra-op threads, does not
+survive a fork once the parent has used it (a worker's first parallel kernel waits forever on
+a barrier of threads it does not have), so a pool refuses a caller with more. Only
 trainers whose update is a pure function of the global model and the round are pooled: plain
 :class:`LocalTrainer` (no attack), no differential privacy (its accountant lives in the node),
 no buffers carried between rounds (BatchNorm statistics) and no SCAFFOLD (control variates).
@@ -27,6 +30,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import numpy as np
 import torch
 
+from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.learning.models import ModelSpec
 from flchain.learning.scaffold import Controls
@@ -70,8 +74,8 @@ def _words(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int32) if t.element_size() == 4 else t.view(torch.uint8)
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+def _init_worker() -> None:
+    torch.set_num_threads(1)
 
 
 def encodes(spec: ModelSpec) -> bool:
@@ -100,6 +104,13 @@ class TrainingPool:
     """Worker processes that train ``trainers`` (by participant index) ahead of their steps."""
 
     def __init__(self, trainers: Mapping[int, LocalTrainer], spec: ModelSpec, workers: int) -> None:
+        threads = torch.get_num_threads()
+        if threads != 1:
+            raise ConfigError(
+                f"training workers need one torch thread, not {threads}: they are forked and "
+                "torch's OpenMP threads do not survive a fork (a worker would hang); call "
+                "torch.set_num_threads(1) (flchain demo --threads 1) or train without workers"
+            )
         _TRAINERS.clear()
         _TRAINERS.update(trainers)
         _SPEC[:] = [spec]
@@ -110,13 +121,10 @@ class TrainingPool:
         # so while a finished job's bytes sit unread it spins (0.2 s of CPU a 100-participant
         # round, taking the GIL from the steps).
         context = multiprocessing.get_context("fork")
-        threads = torch.get_num_threads()
-        self._pool = ProcessPoolExecutor(
-            workers, context, initializer=_init_worker, initargs=(threads,)
-        )
+        self._pool = ProcessPoolExecutor(workers, context, initializer=_init_worker)
         # The executor forks its workers at the first submit: do it now, while the caller
         # knows nothing is in flight (see Federation), not in the middle of a round.
-        self._pool.submit(_init_worker, threads).result()
+        self._pool.submit(_init_worker).result()
         self._jobs: dict[
             tuple[int, int], tuple[dict[str, torch.Tensor], Future[list[Sent]], int]
         ] = {}

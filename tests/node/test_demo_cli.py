@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from click.testing import Result
 from flchain_node.cli.app import app, main
 from typer.testing import CliRunner
@@ -99,6 +100,23 @@ def test_the_default_fltrust_demo_runs_the_owner_reference_node_which_earns_noth
         assert not any("fallback" in why for why in r["rejected"].values())
 
 
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    """``flchain demo --threads`` sets the process's torch threads: restore them after."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_demo_with_more_torch_threads_trains_in_the_steps(
+    tmp_path: Path, torch_threads: None
+) -> None:
+    """With ``--threads 2`` the default is no training workers (forked workers would hang in
+    torch's OpenMP threads): the demo runs, and says 0 workers in its report."""
+    _, report = run_demo(tmp_path, 180, "--threads", "2")
+    assert report["config"]["workers"] == 0
+
+
 def test_demo_whose_rule_cannot_run_fails_fast(tmp_path: Path) -> None:
     """BUG (reported): multi-Krum f=1 needs 5 usable updates; with 4 participants every round
     expires and ``Federation.run`` never returns. It should refuse the config up front."""
@@ -114,12 +132,14 @@ def test_demo_whose_rule_cannot_run_fails_fast(tmp_path: Path) -> None:
         (["--attackers", "4"], "no honest participant"),
         (["--server-optimizer", "fedyogi", "--server-lr", "5000"], "training.server_lr"),
         (["--algorithm", "scaffold", "--attackers", "1"], "--attackers 0 --free-riders 0"),
+        (["--threads", "2", "--workers", "1"], "torch.set_num_threads(1)"),
     ],
 )
 def test_bad_option_is_one_clear_line(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    torch_threads: None,
     extra: list[str],
     message: str,
 ) -> None:

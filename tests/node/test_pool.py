@@ -3,13 +3,16 @@ digest: the very bytes the node's step would have encoded from its own training.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from flchain_node.factory import shard_trainer
 from flchain_node.participant import Encoded
 from flchain_node.pool import TrainingPool, same_state
 from support.fedkit import DEMO, small_federation
 
+from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model, encode_update, update_digest
+from flchain.learning.models import ModelSpec, TensorSpec
 
 
 def test_a_worker_sends_the_bytes_and_digest_the_step_would_make() -> None:
@@ -69,3 +72,18 @@ def test_same_state_compares_scalars_and_other_widths_bit_for_bit() -> None:
         assert same_state({"a": t}, {"a": t.clone()})
         assert not same_state({"a": t}, {"a": -t})
     assert not same_state({"a": torch.zeros(2)}, {"a": torch.zeros(2, dtype=torch.float64)})
+
+
+def test_a_pool_refuses_a_caller_with_more_than_one_torch_thread() -> None:
+    """Workers forked from a process that has run torch's OpenMP threads hang in their first
+    parallel kernel (a federation built with torch's default thread count did, in round 0): the
+    pool refuses before it forks, naming the way out."""
+    spec = ModelSpec("toy", (TensorSpec("w", (4,)),))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.ones(1 << 16).add_(1)  # the parallel work that leaves OpenMP's threads behind
+        with pytest.raises(ConfigError, match=r"torch\.set_num_threads\(1\)"):
+            TrainingPool({}, spec, 1)
+    finally:
+        torch.set_num_threads(before)

@@ -89,10 +89,11 @@ def demo(
         int | None,
         typer.Option(
             min=0,
-            show_default="one per core",
+            show_default="one per core with --threads 1, else 0",
             help="Processes that train (and encode) honest participants' updates ahead of "
             "their steps, beside the chain's (0: each trains in its own step). The updates are "
-            "the same either way; with cores to spare the rounds after the first are shorter.",
+            "the same either way; with cores to spare the rounds after the first are shorter. "
+            "Needs --threads 1.",
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("flchain-out"),
@@ -127,10 +128,7 @@ def demo(
         algorithm=algorithm.value,
         validation_per_class=validation_per_class,
         root_per_class=root_per_class,
-        # One per core, as Flower's simulation spreads its clients: with one worker on two
-        # cores the chain's process still waited ~0.35-0.45 s a round for training (10 and
-        # 100 participants); the workers and the chain share the cores the rest of the time.
-        workers=len(os.sched_getaffinity(0)) if workers is None else workers,
+        workers=default_workers(threads) if workers is None else workers,
     )
     console = open_console()
     with console.status("deploying contracts and registering participants..."):
@@ -223,3 +221,12 @@ def rule_params(rule: str, attackers: int, updates: int) -> dict[str, float]:
     if rule == "norm_bounded_mean":
         return {"bound": 5.0}
     return {}
+
+
+def default_workers(threads: int) -> int:
+    """``--workers`` when not given: one per core, as Flower's simulation spreads its clients
+    (with one worker on two cores the chain's process still waited ~0.35-0.45 s a round for
+    training at 10 and 100 participants; the workers and the chain share the cores the rest of
+    the time). None with more than one torch thread: workers are forked, and torch's OpenMP
+    threads do not survive a fork (see :mod:`flchain_node.pool`)."""
+    return len(os.sched_getaffinity(0)) if threads == 1 else 0
