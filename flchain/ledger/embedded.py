@@ -54,6 +54,7 @@ from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
 from eth_tester.utils.filters import check_if_log_matches
 from eth_utils import to_wei
 
+from flchain.ledger import node_codec
 from flchain.ledger.accounts import DEV_MNEMONIC, dev_accounts
 from flchain.ledger.interpreter import LeanPragueVM
 
@@ -706,7 +707,10 @@ def make_tester(
     same). ``lean_interpreter=False`` runs py-evm's own opcode loop instead of
     :class:`~flchain.ledger.interpreter.LeanComputation`'s (same blocks, receipts and answers;
     ~half the CPU for the protocol's EVM work, ``benchmarks/results/lean_interpreter.md``).
+    The process's tries then encode and decode their nodes with :mod:`.node_codec` (the
+    same bytes, faster).
     """
+    node_codec.install()
     accounts = dev_accounts(num_accounts, mnemonic)
     state_overrides = {"balance": balance}
     genesis_state = {
