@@ -20,6 +20,7 @@ every trie in the process: the embedded chain installs them when it is made.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import rlp
@@ -144,16 +145,16 @@ def decode_nibbles(value: bytes) -> tuple[int, ...]:
     return raw + _TERMINATED if flag in (HP_FLAG_2, HP_FLAG_2 + 1) else raw
 
 
-def add_nibbles_terminator(nibbles: Any) -> tuple[int, ...]:
+def add_nibbles_terminator(nibbles: Sequence[int]) -> tuple[int, ...]:
     """``trie.utils.nibbles.add_nibbles_terminator``."""
-    nibbles = tuple(nibbles)
-    return nibbles if nibbles and nibbles[-1] == NIBBLE_TERMINATOR else nibbles + _TERMINATED
+    path = tuple(nibbles)
+    return path if path and path[-1] == NIBBLE_TERMINATOR else path + _TERMINATED
 
 
-def remove_nibbles_terminator(nibbles: Any) -> tuple[int, ...]:
+def remove_nibbles_terminator(nibbles: Sequence[int]) -> tuple[int, ...]:
     """``trie.utils.nibbles.remove_nibbles_terminator``."""
-    nibbles = tuple(nibbles)
-    return nibbles[:-1] if nibbles and nibbles[-1] == NIBBLE_TERMINATOR else nibbles
+    path = tuple(nibbles)
+    return path[:-1] if path and path[-1] == NIBBLE_TERMINATOR else path
 
 
 #: (module, name, replacement): where py-trie looks each one up.
