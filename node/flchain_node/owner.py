@@ -176,6 +176,10 @@ class Keeper:
         self, r: int, record: RoundRecord, params: TaskParameters, gas: dict[str, int]
     ) -> None:
         """Slash everyone who committed in round ``r`` and did not reveal."""
+        if record.reveals == record.commits:
+            # Everyone revealed (once each), and past the reveal deadline the counts are
+            # final: no need to read the round's commit and reveal logs to find nobody.
+            return
         task = self.task
         since = round_start_bound(params, record)
         revealed = {e.account for e in task.events(Revealed, round=r, from_block=since)}

@@ -321,6 +321,25 @@ def test_keeper_without_confirmations_trusts_its_first_slash(kit: TaskKit) -> No
     assert task.events(NonRevealerSlashed, round=0) == []
 
 
+def test_keeper_reads_no_logs_to_sweep_a_round_everyone_revealed(
+    kit: TaskKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flchain_node.owner import Keeper
+
+    task, chain = kit.task, kit.chain
+    _round_with_reveals(kit, 4, 4)
+    kit.to_attest_phase()
+    chain.mine(1)  # past the reveal deadline: the keeper sweeps
+    queries: list[str] = []
+    events = task.events
+    monkeypatch.setattr(
+        task, "events", lambda kind, *a, **k: queries.append(kind.name) or events(kind, *a, **k)
+    )
+    keeper = Keeper(task, kit.outsider)
+    assert keeper.step() == {}
+    assert 0 in keeper.swept and queries == []
+
+
 def test_keeper_reads_a_closed_round_once_and_again_after_a_reset(
     kit: TaskKit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
