@@ -11,7 +11,7 @@ work), except under top-k, whose selection needs the residual the node keeps.
 
 The work is the same: a worker runs the participant's own :class:`LocalTrainer` (a copy made
 by ``fork``, with its shard, model and seed) on the same global model bytes, with one torch
-thread as the caller's, so the update is bit for bit the one the step would have trained. The
+thread as the caller trains, so the update is bit for bit the one the step would have trained. The
 caller must train with one torch thread: GNU OpenMP, under torch's intra-op threads, does not
 survive a fork once the parent has used it (a worker's first parallel kernel waits forever on
 a barrier of threads it does not have), so a pool refuses a caller with more. Only

@@ -227,6 +227,6 @@ def default_workers(threads: int) -> int:
     """``--workers`` when not given: one per core, as Flower's simulation spreads its clients
     (with one worker on two cores the chain's process still waited ~0.35-0.45 s a round for
     training at 10 and 100 participants; the workers and the chain share the cores the rest of
-    the time). None with more than one torch thread: workers are forked, and torch's OpenMP
+    the time). Zero with more than one torch thread: workers are forked, and torch's OpenMP
     threads do not survive a fork (see :mod:`flchain_node.pool`)."""
     return len(os.sched_getaffinity(0)) if threads == 1 else 0
