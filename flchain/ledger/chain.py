@@ -168,7 +168,7 @@ class Chain:
         self.nonces = NonceManager(
             lambda a: self.w3.eth.get_transaction_count(Web3.to_checksum_address(a), "pending")
         )
-        self._fees: tuple[float, dict[str, int]] = (0.0, {})
+        self._fees: tuple[float | bytes, dict[str, int]] = (0.0, {})
         #: (latest block hash, from, to, calldata) -> decoded answer: see :meth:`_answer`.
         self._answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
@@ -715,9 +715,17 @@ class Chain:
             raise LedgerError(f"{method} failed on {self.label}: {rpc_message(exc)}") from exc
 
     def _fee_fields(self) -> dict[str, int]:
-        """EIP-1559 fees where the chain has a base fee, else a legacy gas price (cached 2 s)."""
-        fetched_at, fees = self._fees
-        if time.monotonic() - fetched_at < 2.0:
+        """EIP-1559 fees where the chain has a base fee, else a legacy gas price: read once
+        per latest block on the embedded chain (whose head costs nothing to ask; a wall-clock
+        cache there would make the signed transactions, and so the blocks, depend on timing),
+        cached 2 s on a node (two requests saved per transaction)."""
+        fetched, fees = self._fees
+        key: float | bytes | None = self._latest_hash()
+        if key is None:
+            key = time.monotonic()
+            if isinstance(fetched, float) and key - fetched < 2.0:
+                return fees
+        elif key == fetched:
             return fees
         base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
         if base_fee is None:
@@ -726,7 +734,7 @@ class Chain:
             tip = self.w3.eth.max_priority_fee
             # Twice the base fee stays valid through several full blocks of fee increases.
             fees = {"maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip}
-        self._fees = (time.monotonic(), fees)
+        self._fees = (key, fees)
         return fees
 
     def _build(

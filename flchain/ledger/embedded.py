@@ -19,6 +19,13 @@ every ancestor, so one comparison proves the whole index still describes the can
 and the account list per key tuple. Every answer is still computed by py-evm and eth-tester's
 own matching and formatting code; ``caching=False`` switches all of it off, so tests and
 ``scripts/bench_chain_growth.py`` can compare both paths on one chain.
+
+The chain is also a function of what is sent to it: stock eth-tester stamps blocks with the
+wall clock and draws each block's ``mix_hash`` (``prevrandao``) from ``os.urandom``, so block
+hashes (and whatever a contract derives from them, e.g. a committee seed from ``blockhash``)
+differ between two runs of the same steps. Here genesis is stamped :data:`GENESIS_TIMESTAMP`,
+each block one second after its parent (unless ``time_travel`` says otherwise), and each
+block's ``mix_hash`` is the hash of its parent's.
 """
 
 from __future__ import annotations
@@ -32,11 +39,20 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from eth.abc import BlockHeaderAPI, ChainAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
+from eth.abc import (
+    BlockHeaderAPI,
+    ChainAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+    VirtualMachineAPI,
+)
 from eth.constants import ZERO_ADDRESS
 from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
 from eth.exceptions import InvalidInstruction as EVMInvalidInstruction
 from eth.exceptions import Revert as EVMRevert
+from eth.vm.forks.cancun.state import get_total_blob_gas
+from eth.vm.forks.paris import ParisVM
 from eth.vm.forks.prague import PragueVM
 from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
@@ -46,13 +62,14 @@ from eth_tester.backends.pyevm.main import (
     _execute_and_revert_transaction,
     _get_block_by_number,
     get_default_account_state,
+    get_default_genesis_params,
 )
 from eth_tester.backends.pyevm.serializers import serialize_log, serialize_transaction_receipt
 from eth_tester.constants import BLOB_TX_TYPE
 from eth_tester.exceptions import BlockNotFound
 from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
 from eth_tester.utils.filters import check_if_log_matches
-from eth_utils import to_wei
+from eth_utils import keccak, to_wei
 
 from flchain.ledger import node_codec
 from flchain.ledger.accounts import DEV_MNEMONIC, dev_accounts
@@ -62,6 +79,9 @@ from flchain.ledger.interpreter import LeanPragueVM
 EMBEDDED_CHAIN_ID = 131277322940537
 #: Each dev account starts with this much ether, like anvil's default.
 DEV_BALANCE_WEI = to_wei(10_000, "ether")
+#: The embedded chain's genesis time (2025-01-01 00:00 UTC); each block is one second later
+#: than its parent, so the same steps build the same blocks in every run.
+GENESIS_TIMESTAMP = 1_735_689_600
 #: How many block states :meth:`_Backend.call` keeps. A node reads "latest" almost always;
 #: a few more cover calls pinned to a recent block (e.g. replaying a failed transaction).
 STATE_CACHE_SIZE = 8
@@ -77,6 +97,29 @@ class _Reverted(TesterTransactionFailed):
     def __init__(self, data: bytes) -> None:
         super().__init__(data)
         self.data = data
+
+
+def _stamped_by_parent(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
+    """``vm_class`` whose new headers are stamped one second after their parent unless a
+    timestamp is given (py-evm stamps the wall clock when it is later than that). Every
+    header py-evm and eth-tester build is built here: the pending block's, and the costless
+    block an estimate or a call runs in."""
+    create: Callable[..., BlockHeaderAPI] = vm_class.create_header_from_parent
+    if getattr(create, "stamped_by_parent", False):
+        return vm_class
+
+    def create_header_from_parent(
+        parent_header: BlockHeaderAPI | None, **header_params: Any
+    ) -> BlockHeaderAPI:
+        if parent_header is not None:  # genesis takes the genesis parameters' timestamp
+            header_params.setdefault("timestamp", parent_header.timestamp + 1)
+        return create(parent_header, **header_params)
+
+    create_header_from_parent.stamped_by_parent = True  # type: ignore[attr-defined]
+    return vm_class.configure(
+        __name__=vm_class.__name__,
+        create_header_from_parent=staticmethod(create_header_from_parent),
+    )
 
 
 class _Backend(PyEVMBackend):
@@ -102,6 +145,10 @@ class _Backend(PyEVMBackend):
 
     def __init__(self, *args: Any, lean_interpreter: bool = True, **kwargs: Any) -> None:
         self.lean_interpreter = lean_interpreter  # read by reset_to_genesis, which __init__ runs
+        if kwargs.get("genesis_parameters") is None:
+            kwargs["genesis_parameters"] = get_default_genesis_params(
+                overrides={"timestamp": GENESIS_TIMESTAMP}
+            )
         super().__init__(*args, **kwargs)
 
     def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
@@ -113,6 +160,13 @@ class _Backend(PyEVMBackend):
             # Passing ``vm_configuration`` to eth-tester instead would also swap the VM's
             # consensus class (it amends any configuration it is given).
             chain_class.vm_configuration = ((0, LeanPragueVM),)
+        chain_class.vm_configuration = tuple(
+            (number, _stamped_by_parent(vm_class))
+            for number, vm_class in chain_class.vm_configuration
+        )
+        # The chain object eth-tester just built has a pending header stamped by the wall
+        # clock: built again.
+        self.chain.header = self.chain.create_header_from_parent(self.chain.get_canonical_head())
 
     def get_block_by_number(self, block_number: Any, full_transaction: bool = True) -> Any:
         block = _get_block_by_number(self.chain, block_number)
@@ -203,7 +257,20 @@ class _Backend(PyEVMBackend):
         for tx, _ in self.held():
             index[tx.hash] = number  # its receipt is found without a scan
         self._fill_pending_block()
-        return tuple(super().mine_blocks(num_blocks, coinbase))
+        # eth-tester's loop, except that ``mix_hash`` (prevrandao) is derived from the parent
+        # block, not drawn from os.urandom: same steps, same block hashes.
+        mined = []
+        for _ in range(num_blocks):
+            chain = self.chain
+            fields: dict[str, Any] = {"coinbase": coinbase}
+            vm = chain.get_vm()
+            if isinstance(vm, ParisVM):
+                fields["mix_hash"] = keccak(chain.header.parent_hash)
+            if isinstance(vm, PragueVM):
+                transactions = chain.get_block().transactions
+                fields["blob_gas_used"] = sum(get_total_blob_gas(tx) for tx in transactions)
+            mined.append(chain.mine_block(**fields).hash)
+        return tuple(mined)
 
     def _fill_pending_block(self) -> None:
         """Put the held transactions and receipts into the pending block (its tries)."""

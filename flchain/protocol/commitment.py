@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 from eth_abi import encode
@@ -16,6 +18,29 @@ _COMMIT_TYPES = ["uint256", "address", "address", "uint256", "bytes32", "uint256
 def new_salt() -> bytes:
     """A fresh 32-byte secret salt; kept by the participant until its reveal."""
     return secrets.token_bytes(32)
+
+
+def derived_salt(
+    private_key: bytes, *, chain_id: int, task: Address, round_id: int, digest: Digest
+) -> bytes:
+    """The 32-byte salt for committing ``digest`` in ``round_id``: HMAC-SHA256 under the
+    sender's private key of what the commitment binds, as RFC 6979 derives signature nonces.
+
+    As secret as a random salt to anyone without the key (HMAC is a pseudo-random function;
+    revealing it shows nothing of the key), and the same in every run of the same steps, so a
+    federation on a deterministic chain (the embedded one) reproduces its blocks, and with
+    them its committee draws.
+    """
+    if len(private_key) != 32 or len(digest) != 32:
+        raise ProtocolError(
+            f"private key and digest must be 32 bytes each, got {len(private_key)} "
+            f"and {len(digest)}"
+        )
+    message = encode(
+        ["string", "uint256", "address", "uint256", "bytes32"],
+        ["flchain commit salt", chain_id, to_address(task), round_id, bytes(digest)],
+    )
+    return hmac.new(bytes(private_key), message, hashlib.sha256).digest()
 
 
 def commitment(

@@ -44,7 +44,7 @@ from flchain.ledger.contracts import (
     TrainingTask,
     Vote,
 )
-from flchain.protocol.commitment import commitment, new_salt
+from flchain.protocol.commitment import commitment, derived_salt
 from flchain.protocol.committee import RoundInputs, RoundOutcome, recompute_round
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
@@ -417,9 +417,17 @@ class ParticipantNode:
         else:
             data = encode_update(produced.update, spec)
         cid = self.store.put(data)  # stored before committing: a restart can always reveal
+        digest = digest or update_digest(data)
+        salt = derived_salt(
+            self.account.key,
+            chain_id=self.chain.chain_id,
+            task=self.task.address,
+            round_id=round_id,
+            digest=digest,
+        )
         mine = RoundState(
-            digest="0x" + (digest or update_digest(data)).hex(),
-            salt="0x" + new_salt().hex(),
+            digest="0x" + digest.hex(),
+            salt="0x" + salt.hex(),
             num_samples=produced.num_samples,
             cid=cid,
         )

@@ -2,7 +2,8 @@
 
 Three layers: (1) the same federation-like sequence (deployments, registrations, a round of
 commits and reveals, one of them in a held block, views, a revert) on a lean and a stock
-tester with a fixed clock gives byte-identical blocks, receipts and answers; (2) hand-built
+tester gives byte-identical blocks, receipts and answers (the embedded chain's clock and
+``mix_hash`` follow from its blocks, not the wall clock); (2) hand-built
 programs at the edges (every inline opcode out of gas at each gas boundary, stack underflow and
 the 1024 limit, jumps into PUSH data and past the end, PUSH past the end of the code, SHA3 in
 and beyond paid-for memory, the message facts at the top level and in a CALL with value) and (3)
@@ -13,11 +14,8 @@ logs.
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
-import eth._utils.headers as eth_headers
-import eth_tester.backends.pyevm.main as tester_main
 import pytest
 from eth.vm.computation import BaseComputation
 from eth.vm.forks.cancun.transaction_context import CancunTransactionContext
@@ -45,24 +43,6 @@ OTHER = b"\x33" * 20  # holds a small contract the programs may CALL
 
 
 # --- (1) a federation-like sequence on both chains ------------------------------------------
-
-
-@pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Block timestamps, eth-tester's random ``mix_hash`` and the fees the library offers
-    fixed, so two chains fed the same steps build the same blocks."""
-    monkeypatch.setattr(eth_headers, "eth_now", lambda: 1_700_000_000)
-    monkeypatch.setattr(tester_main, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
-    monkeypatch.setattr(tester_main, "os", types.SimpleNamespace(urandom=lambda n: b"\x5a" * n))
-    # The chain caches its fee fields for 2 s of wall time: read afresh for every transaction,
-    # so both chains price each one from the same latest block however long the steps take.
-    fee_fields = Chain._fee_fields
-
-    def fresh_fee_fields(self: Chain) -> dict[str, int]:
-        self._fees = (0.0, {})
-        return fee_fields(self)
-
-    monkeypatch.setattr(Chain, "_fee_fields", fresh_fee_fields)
 
 
 def _federation_sequence(chain: Chain) -> list[Any]:
@@ -112,7 +92,7 @@ def _chain_record(chain: Chain) -> list[Any]:
     return record
 
 
-def test_federation_sequence_is_byte_identical(fixed_clock: None) -> None:
+def test_federation_sequence_is_byte_identical() -> None:
     lean_tester = make_tester(20)
     stock_tester = make_tester(20, lean_interpreter=False)
     assert isinstance(lean_tester.backend.chain.get_vm(), LeanPragueVM)

@@ -15,7 +15,7 @@ from flchain.config import LedgerConfig, TaskConfig, load_config
 from flchain.errors import ConfigError, ProtocolError
 from flchain.ledger.chain import Chain
 from flchain.ledger.deploy import deploy_stack, task_parameters
-from flchain.protocol.commitment import commitment, new_salt
+from flchain.protocol.commitment import commitment, derived_salt, new_salt
 from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport, UpdateOutcome
 from flchain.protocol.rewards import accumulate, split_budget
@@ -211,3 +211,25 @@ def test_load_config_names_the_bad_field(tmp_path: Path, text: str, named: str) 
 def test_load_config_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_derived_salt_is_a_keyed_function_of_what_the_commitment_binds() -> None:
+    key, other_key = b"\x01" * 32, b"\x02" * 32
+    task, other_task = "0x" + "11" * 20, "0x" + "22" * 20
+    digest = hashlib.sha256(b"update").digest()
+    base = {"chain_id": 31337, "task": task, "round_id": 3, "digest": digest}
+    salt = derived_salt(key, **base)  # type: ignore[arg-type]
+    assert len(salt) == 32
+    assert derived_salt(key, **base) == salt  # type: ignore[arg-type]
+    variants = [
+        derived_salt(other_key, **base),  # type: ignore[arg-type]
+        derived_salt(key, **{**base, "chain_id": 1}),  # type: ignore[arg-type]
+        derived_salt(key, **{**base, "task": other_task}),  # type: ignore[arg-type]
+        derived_salt(key, **{**base, "round_id": 4}),  # type: ignore[arg-type]
+        derived_salt(key, **{**base, "digest": hashlib.sha256(b"other").digest()}),  # type: ignore[arg-type]
+    ]
+    assert len({salt, *variants}) == 6
+    with pytest.raises(ProtocolError, match="32 bytes"):
+        derived_salt(b"\x01" * 31, **base)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError, match="32 bytes"):
+        derived_salt(key, **{**base, "digest": b"short"})  # type: ignore[arg-type]
