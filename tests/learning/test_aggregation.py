@@ -228,11 +228,18 @@ def test_copies_zeros_failures_and_bad_sample_counts_get_nothing() -> None:
     q = rnd(9, 6)
     q[3] = q[1]
     q[4] = 0
-    ups = make(q, samples=[10, 10, 10, 10, 10, 0])
+    ups = make(q, samples=[10, 30, 10, 20, 10, 0])
     r = FedAvg().aggregate(ups, [Failure("p99", "digest mismatch")])
     by = {d.participant: d for d in r.decisions}
     assert [p for p, d in by.items() if d.accepted] == ["p00", "p02"]
     assert "identical" in by["p01"].reason and "identical" in by["p03"].reason
+    assert by["p01"].score == by["p03"].score == 0
+    # The copies' update is in the aggregate once, weighed by the smaller of their counts (20).
+    once = FedAvg().aggregate(make(q[:3], samples=[10, 20, 10]))
+    assert np.array_equal(r.update.q, once.update.q)
+    without = FedAvg().aggregate([ups[0], ups[2]])
+    assert not np.array_equal(r.update.q, without.update.q)
+    assert "counted once" in by["p01"].reason
     assert "empty" in by["p04"].reason and "num_samples=0" in by["p05"].reason
     assert by["p99"].reason == "invalid: digest mismatch" and by["p99"].score == 0
     assert [d.participant for d in r.decisions] == sorted(by)

@@ -165,3 +165,22 @@ def test_persist_keeps_the_absent_and_composes_with_memory() -> None:
     assert not any(s.sketch for s in m2.values())  # memory alone keeps no sketch
     with pytest.raises(ConfigError, match="persist"):
         FLTrust(reference=OWNER, persist=5)
+
+
+def test_a_copied_update_is_in_the_aggregate_once_pays_nothing_and_adds_no_evidence() -> None:
+    """``p04`` copies honest ``p03``'s update: both are paid 0 and keep their standing (a copy
+    adds no evidence), and the aggregate is the round without ``p04``: ``p03``'s data once."""
+    rounds = persist_rounds(2, seed=5)
+    rule = FLTrust(reference=OWNER, screens=0, persist=2, memory=2)
+    first = rule.aggregate(rounds[0]).standing
+    ups = list(rounds[1])
+    copied = ups[3]
+    ups[4] = ClientUpdate("p04", copied.update, copied.num_samples)
+    r = rule.aggregate(ups, standing=first)
+    by = {d.participant: d for d in r.decisions}
+    for p in ("p03", "p04"):
+        assert not by[p].accepted and by[p].score == 0 and "identical" in by[p].reason
+        assert r.standing[p] == first[p]
+    alone = rule.aggregate([u for u in ups if u.participant != "p04"], standing=first)
+    assert r.update.q.tolist() == alone.update.q.tolist()
+    assert all(by[p].accepted for p in ("p05", "p06", "p07", "p08", "p09"))

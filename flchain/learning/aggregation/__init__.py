@@ -13,9 +13,12 @@ Gram matrix computed exactly (16-bit limbs in float64 blocks whose partial sums 
 to the nearest fixed-point value, ties upward.
 
 Copies are worth nothing: every update whose fixed-point values equal another's in the same
-round is rejected — *all* copies, the original included, because with commit-reveal nobody can
-see an update before the reveal, so identical updates mean collusion, and "first" would
-reward whoever picks the smallest id. A zero update (the global model sent back) is rejected.
+round is paid nothing — *all* copies, the original included, because with commit-reveal nobody
+can see an update before the reveal, so identical updates mean collusion, and "first" would
+reward whoever picks the smallest id. The group's update still enters the rule once (as its
+first member's, with the group's smallest sample count), so a copied honest client's data is
+not lost from the model and copying buys no more weight than one update. A zero update (the
+global model sent back) is rejected.
 """
 
 from __future__ import annotations

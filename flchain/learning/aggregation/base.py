@@ -12,7 +12,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -153,9 +153,19 @@ class Aggregator(ABC):
             elif u.update.is_zero():
                 rejected[u.participant] = "empty update (global model sent back)"
         usable = [u for u in ordered if u.participant not in rejected]
+        # A group of identical updates is paid nothing, and its update enters the rule once,
+        # as its first member's with the group's smallest sample count: no more weight than
+        # one update of a member (so copying buys an attacker nothing), and the data of an
+        # honest client whose update was copied is not lost from the model.
+        copies: dict[str, str] = {}
         for group in identical_groups([u.update.q for u in usable]):
-            for i in group:
-                rejected[usable[i].participant] = f"identical to {len(group) - 1} other update(s)"
+            members = [usable[i] for i in group]
+            reason = f"identical to {len(group) - 1} other update(s)"
+            for u in members[1:]:
+                rejected[u.participant] = reason
+            copies[members[0].participant] = f"{reason}; counted once in the aggregate"
+            least = min(u.num_samples for u in members)
+            usable[group[0]] = replace(members[0], num_samples=least)
         usable = [u for u in usable if u.participant not in rejected]
         if len(usable) < self.min_inputs():
             raise AggregationError(
@@ -167,6 +177,8 @@ class Aggregator(ABC):
             self._rescore(q, usable, verdicts, spec, validation)
         q = q.astype(np.int32)
         q.flags.writeable = False
+        for p, reason in copies.items():  # before the memory: a copy adds no evidence
+            verdicts[p] = (False, 0, reason)
         after: dict[str, Standing] = {}
         if self.remembers:
             verdicts, after = self._remember(usable, q, verdicts, standing or {})
