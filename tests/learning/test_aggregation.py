@@ -91,6 +91,7 @@ ALL_RULES = [
     FLTrust(reference="p03", support=2, mask=1, quiet=2, lean=4),
     FLTrust(reference="p03", persist=2),
     FLTrust(reference="p03", support=2, mask=1, quiet=2, lean=2, persist=4, memory=1),
+    FLTrust(reference="p03", support=2, mask=1, quiet=2, lean=2, persist=2, hold=1),
     FLTrust(reference="p03", screens=0, power=2, weigh=1, sybil=3, band=20, crowd=1),
 ]
 #: A sketch for ``persist`` to compare with (any integers within the bound do).
@@ -318,7 +319,9 @@ for rule in [FedAvg(), CoordinateMedian(), TrimmedMean(0.2), Krum(2), MultiKrum(
              FLTrust(reference="p4", support=2), FLTrust(reference="p4", support=4, mask=1),
              FLTrust(reference="p4", quiet=1), FLTrust(reference="p4", support=2, mask=1, quiet=2),
              FLTrust(reference="p4", screens=0, power=2, weigh=1, sybil=3, band=20),
-             FLTrust(reference="p4", persist=2), FLTrust(reference="p4", memory=2, persist=3)]:
+             FLTrust(reference="p4", persist=2), FLTrust(reference="p4", memory=2, persist=3),
+             FLTrust(reference="p4", persist=2, hold=1),
+             FLTrust(reference="p4", support=2, mask=1, quiet=2, lean=2, persist=2, hold=1)]:
     r = rule.aggregate(ups, standing=standing) if rule.remembers else rule.aggregate(ups)
     h.update(encode_update(r.update, spec) + json.dumps(r.report()).encode())
     h.update(json.dumps(sorted(r.standing.items())).encode())  # what the next round reads

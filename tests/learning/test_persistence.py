@@ -184,3 +184,52 @@ def test_a_copied_update_is_in_the_aggregate_once_pays_nothing_and_adds_no_evide
     alone = rule.aggregate([u for u in ups if u.participant != "p04"], standing=first)
     assert r.update.q.tolist() == alone.update.q.tolist()
     assert all(by[p].accepted for p in ("p05", "p06", "p07", "p08", "p09"))
+
+
+def test_hold_weighs_the_aggregate_by_persistence_and_leaves_pay_and_standing_alone() -> None:
+    """``hold=1``: the aggregate is ``Σ TSᵢ·fᵢ·ĝᵢ / Σ TSᵢ·fᵢ`` with ``fᵢ = (max(0, 2ρᵢ)/m)^p``
+    for the updates with ``2ρᵢ < m`` (``ρ`` recomputed here in Python against the aggregate
+    without ``hold``), 1 for the others; decisions and standing are those without it."""
+    power = 2
+    plain = FLTrust(reference=OWNER, screens=0, persist=power)
+    held = FLTrust(reference=OWNER, screens=0, persist=power, hold=1)
+    assert held.params()["hold"] == 1 and "hold" not in plain.params()
+    standing: dict[str, Standing] = {}
+    for rnd, ups in enumerate(persist_rounds(4, seed=7)):
+        base = plain.aggregate(ups, standing=standing)
+        r = held.aggregate(ups, standing=standing)
+        assert r.decisions == base.decisions and r.standing == base.standing
+        v = [int(t) for t in base.update.q]
+        g0 = [int(t) for t in ups[-1].update.q]
+        sq0 = sum(t * t for t in g0)
+        n0 = math.isqrt(sq0)
+        sketch = {u.participant: py_residual([int(t) for t in u.update.q], v) for u in ups}
+        accepted = [u for u in ups[:-1] if any(d.participant == u.participant and d.accepted
+                                              for d in base.decisions)]  # fmt: skip
+        rho = {
+            u.participant: py_cos(sketch[u.participant], list(standing[u.participant].sketch))
+            for u in accepted
+            if u.participant in standing
+        }
+        m = sorted(rho.values())[(len(rho) - 1) // 2] if rho else 0
+        num = [0] * D
+        den = 0
+        for u in accepted:
+            x = [int(t) for t in u.update.q]
+            sq = sum(t * t for t in x)
+            w = 10**6 * sum(a * b for a, b in zip(x, g0, strict=True)) // math.isqrt(sq * sq0)
+            r_p = rho.get(u.participant)
+            if r_p is not None and m > 0 and 2 * r_p < m:
+                w = w * max(0, 2 * r_p) ** power // m**power
+            scaled = np.rint(np.asarray(x, np.int64) * (n0 / math.isqrt(sq))).astype(np.int64)
+            num = [a + w * int(b) for a, b in zip(num, scaled, strict=True)]
+            den += w
+        want = [(2 * a + den) // (2 * den) for a in num]  # nearest, ties upward
+        assert r.update.q.tolist() == want, rnd
+        if rnd == 0:
+            assert r.update.q.tolist() == base.update.q.tolist()  # nothing to compare with yet
+        else:
+            assert r.update.q.tolist() != base.update.q.tolist()
+        standing = dict(r.standing)
+    with pytest.raises(ConfigError, match="hold"):
+        FLTrust(reference=OWNER, hold=1)

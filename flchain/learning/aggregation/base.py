@@ -181,16 +181,19 @@ class Aggregator(ABC):
             verdicts[p] = (False, 0, reason)
         after: dict[str, Standing] = {}
         if self.remembers:
-            verdicts, after = self._remember(usable, q, verdicts, standing or {})
+            q, verdicts, after = self._remember(usable, q, verdicts, standing or {})
         decisions = [Decision(p, False, 0, r) for p, r in rejected.items()]
         decisions += [Decision(u.participant, *verdicts[u.participant]) for u in usable]
         return AggregateResult(
             Update(spec, q), tuple(sorted(decisions, key=lambda d: d.participant)), after
         )
 
-    def _remember(self, *args: Any, **kwargs: Any) -> tuple[Verdicts, dict[str, Standing]]:
+    def _remember(
+        self, *args: Any, **kwargs: Any
+    ) -> tuple[np.ndarray, Verdicts, dict[str, Standing]]:
         """Rules that :attr:`remember <remembers>`: given the usable updates, the aggregate,
-        the verdicts and the earlier standing, the verdicts with pay adjusted by the
+        the verdicts and the earlier standing, the aggregate (the one given, or one weighed by
+        the evidence too: int32, read-only), the verdicts with pay adjusted by the
         participants' evidence over rounds, and the evidence after this round."""
         raise NotImplementedError
 

@@ -115,6 +115,10 @@ class FLTrust(CenteredClip):
     nothing to compare with and is paid in full. Measured in
     ``benchmarks/results/attack_suite_v11.md``, where colluders that draw the same noise
     every round get past it (their own part persists: paid as without ``persist``).
+    ``hold=1`` (with ``persist``) weighs the aggregate by the same factor, in a second pass
+    (:func:`persistence_weights`; own parts are taken against the aggregate without it, so
+    pay, verdicts and standing are those without ``hold``): a crafted update is then not
+    only unpaid but left out of the model (``benchmarks/results/attack_suite_v12.md``).
 
     Limits: the owner's root data must look like the task's data (FLTrust's assumption); an
     honest client whose skewed data points away from ``g₀`` earns less (measured in
@@ -142,12 +146,16 @@ class FLTrust(CenteredClip):
         quiet: int = 0,
         lean: int = 0,
         persist: int = 0,
+        hold: int = 0,
         **clip: Any,
     ) -> None:
         super().__init__(**clip)
         if persist not in (0, 1, 2, 3, 4):
             raise ConfigError(f"{self.name}: persist must be 0 to 4, got {persist}")
         self.persist = int(persist)
+        if hold not in (0, 1) or (hold and not persist):
+            raise ConfigError(f"{self.name}: hold must be 0 or 1, and 1 only with persist")
+        self.hold = int(hold)
         if lean not in (0, 1, 2, 3, 4):
             raise ConfigError(f"{self.name}: lean must be 0 to 4, got {lean}")
         self.lean = int(lean)
@@ -195,6 +203,7 @@ class FLTrust(CenteredClip):
             ("quiet", self.quiet),
             ("lean", self.lean),
             ("persist", self.persist),
+            ("hold", self.hold),
         )
         new = {k: v for k, v in named if v}
         return super().params() | {"screens": self.screens} | pay | mem | new
@@ -209,14 +218,15 @@ class FLTrust(CenteredClip):
         v: np.ndarray,
         verdicts: Verdicts,
         standing: Standings,
-    ) -> tuple[Verdicts, dict[str, Standing]]:
+    ) -> tuple[np.ndarray, Verdicts, dict[str, Standing]]:
         """:func:`remembered_pay` (``memory``) and :func:`persisted_pay` (``persist``) on
         the accepted updates (exact trust and agreement with the aggregate ``v``, as the rule
         computes them). A round without a usable reference update adds no evidence and keeps
-        everyone's standing."""
+        everyone's standing. With ``hold`` the aggregate is made again with each update's
+        weight times its persistence factor (:func:`persistence_weights`); otherwise ``v``."""
         ref = [u for u in updates if self._is_reference(u.participant)]
         if not ref:
-            return verdicts, dict(standing)
+            return v, verdicts, dict(standing)
         g0 = ref[0].update.q
         paid = [u for u in updates if u is not ref[0] and verdicts[u.participant][0]]
         who = [u.participant for u in paid]
@@ -230,6 +240,7 @@ class FLTrust(CenteredClip):
             for p, was, now in zip(who, before, pay, strict=True):
                 if now != was:
                     why[p] = f"standing {after[p].balance} in {after[p].rounds} rounds"
+        held: dict[str, tuple[int, int]] = {}
         if self.persist:
             was_paid = list(pay)
             pay, after, rho, m = persisted_pay(paid, pay, v, standing, after, self.persist)
@@ -237,13 +248,21 @@ class FLTrust(CenteredClip):
                 if now != was:
                     note = f"persistence {rho[p]} (round median {m})"
                     why[p] = f"{why[p]}; {note}" if why[p] else note
+            if self.hold:
+                held = persistence_weights(rho, m, self.persist)
         out = dict(verdicts)
         for p, was, now in zip(who, before, pay, strict=True):
             if now != was:
                 reason = verdicts[p][2]
                 note = f"{why[p]}: paid {now} of {was}"
                 out[p] = (True, now, f"{reason}; {note}" if reason else note)
-        return out, after
+        if held:
+            # The second pass: the same rule with these weights; pay, verdicts and standing
+            # stay the first pass's (own parts are taken against the aggregate without hold).
+            q, _ = self._combine(updates, updates[0].update.spec, held)
+            v = q.astype(np.int32)
+            v.flags.writeable = False
+        return v, out, after
 
     def _pay(self, trust: Sequence[int], cap: bool | None = None) -> list[int]:
         """Each accepted update's pay from its trust, relative to the round's (lower) median
@@ -269,8 +288,13 @@ class FLTrust(CenteredClip):
         return bool(self.reference) and participant.lower() == self.reference.lower()
 
     def _combine(
-        self, updates: Sequence[ClientUpdate], spec: ModelSpec
+        self,
+        updates: Sequence[ClientUpdate],
+        spec: ModelSpec,
+        held: Mapping[str, tuple[int, int]] | None = None,
     ) -> tuple[np.ndarray, dict[str, tuple[bool, int, str]]]:
+        """``held``: participant -> (numerator, denominator) of a factor on its aggregate
+        weight (``hold``'s second pass); verdicts are those without it."""
         ref = [u for u in updates if self._is_reference(u.participant)]
         others = [u for u in updates if not self._is_reference(u.participant)]
         if not ref:
@@ -321,6 +345,12 @@ class FLTrust(CenteredClip):
             pay, weights = quiet_discount([pay, weights], xs, g0, self.quiet)
         if self.lean:  # pay only: the aggregate stays the one without lean
             (pay,) = lean_discount([pay], xs, self.lean)
+        if held:
+            names = [others[i].participant for i in kept]
+            weights = [
+                w * held[p][0] // held[p][1] if p in held else w
+                for w, p in zip(weights, names, strict=True)
+            ]
         used = [k for k, w in enumerate(weights) if w]
         averaged = [vectors[k] for k in used]
         if self.band:
@@ -620,6 +650,14 @@ def remembered_pay(
             x = x * max(0, memory * scale - excess) // (memory * scale)
         out.append(x)
     return out, after
+
+
+def persistence_weights(rho: Mapping[str, int], m: int, power: int) -> dict[str, tuple[int, int]]:
+    """:func:`persisted_pay`'s factor as aggregate weights (``hold``): participant ->
+    ``(max(0, 2ρ)^power, m^power)`` for each update with ``2ρ < m``, none when ``m ≤ 0``."""
+    if m <= 0:
+        return {}
+    return {p: (max(0, 2 * r) ** power, m**power) for p, r in rho.items() if 2 * r < m}
 
 
 def persisted_pay(
