@@ -13,6 +13,7 @@ from flchain.errors import ProtocolError
 from flchain.types import Address, Digest, to_address
 
 _COMMIT_TYPES = ["uint256", "address", "address", "uint256", "bytes32", "uint256", "bytes32"]
+_SALT_TAG = b"flchain commit salt\x00"
 
 
 def new_salt() -> bytes:
@@ -36,9 +37,16 @@ def derived_salt(
             f"private key and digest must be 32 bytes each, got {len(private_key)} "
             f"and {len(digest)}"
         )
-    message = encode(
-        ["string", "uint256", "address", "uint256", "bytes32"],
-        ["flchain commit salt", chain_id, to_address(task), round_id, bytes(digest)],
+    # Fixed-width fields after a domain tag: one reading only (eth-abi's encoder would cost
+    # ~0.1 ms a commit for the same property).
+    message = b"".join(
+        (
+            _SALT_TAG,
+            chain_id.to_bytes(32, "big"),
+            bytes.fromhex(to_address(task)[2:]),
+            round_id.to_bytes(32, "big"),
+            bytes(digest),
+        )
     )
     return hmac.new(bytes(private_key), message, hashlib.sha256).digest()
 
