@@ -562,16 +562,26 @@ contract TrainingTask is ITrainingTask, Ownable, ReentrancyGuardTransient {
         for (uint256 i = 0; i < accounts.length; ++i) {
             address account = accounts[i];
             Commitment memory c = _commitments[account];
-            Vote memory vote = _votes[round][account];
-            uint256 bits = ((active[i >> 8] >> (i & 255)) & 1) | (_inCommittee(c, round, members) ? 2 : 0)
-                | (vote.settled ? 4 : 0);
+            uint256 bits = ((active[i >> 8] >> (i & 255)) & 1) | (_inCommittee(c, round, members) ? 2 : 0);
             packed[4 * i] = uint256(uint192(c.hash)) | (uint256(c.round) << 192) | (uint256(c.index) << 224)
                 | (uint256(c.flags) << 248);
-            packed[4 * i + 2] = uint256(vote.resultHash);
+            // A vote is read only where one can exist (two cold storage words each; most
+            // accounts are on no committee): `attest` sets the voter's `_ATTESTED` flag on its
+            // commitment of the round voted on, which stays until its next commit.
+            if (c.round == round && c.flags & _ATTESTED != 0) {
+                Vote memory vote = _votes[round][account];
+                bits |= vote.settled ? 4 : 0;
+                packed[4 * i + 2] = uint256(vote.resultHash);
+            }
             if (round > 0) {
-                Vote memory last = _votes[previous][account];
-                bits |= (_inCommittee(c, previous, previousMembers) ? 8 : 0) | (last.settled ? 16 : 0);
-                packed[4 * i + 3] = uint256(last.resultHash);
+                bits |= _inCommittee(c, previous, previousMembers) ? 8 : 0;
+                // after this round's commit the flag of the previous round is gone: read then
+                bool mayHaveVoted = c.round == previous ? c.flags & _ATTESTED != 0 : c.round == round;
+                if (mayHaveVoted) {
+                    Vote memory last = _votes[previous][account];
+                    bits |= last.settled ? 16 : 0;
+                    packed[4 * i + 3] = uint256(last.resultHash);
+                }
             }
             packed[4 * i + 1] = bits;
         }

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import BinaryIO
 
-from flchain.errors import ContentTooLarge
+from flchain.errors import ContentMismatch, ContentTooLarge
 from flchain.types import CID
 
 #: Default size limit for one piece of content (model updates are far smaller).
@@ -37,6 +37,16 @@ class ContentStore(ABC):
     @abstractmethod
     def put(self, data: bytes, *, pin: bool = True) -> CID:
         """Store ``data`` as a UnixFS file and return its CID; pinned unless ``pin=False``."""
+
+    def put_named(self, data: bytes, cid: CID | str, *, pin: bool = True) -> CID:
+        """:meth:`put` of ``data`` that the caller already named ``cid`` (hashed elsewhere, by
+        a training worker, say); :class:`~flchain.errors.ContentMismatch` if ``cid`` is not
+        its name. Here it is stored and its name compared; a store that writes behind its puts
+        skips the hashing on the caller's thread and compares in its writer instead."""
+        stored = self.put(data, pin=pin)
+        if stored != cid:
+            raise ContentMismatch(f"content named {cid} is stored as {stored}")
+        return stored
 
     @abstractmethod
     def get(self, cid: CID | str) -> bytes:
@@ -109,6 +119,9 @@ class DelegatingStore(ContentStore):
 
     def put(self, data: bytes, *, pin: bool = True) -> CID:
         return self.inner.put(data, pin=pin)
+
+    def put_named(self, data: bytes, cid: CID | str, *, pin: bool = True) -> CID:
+        return self.inner.put_named(data, cid, pin=pin)
 
     def get(self, cid: CID | str) -> bytes:
         return self.inner.get(cid)

@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import BinaryIO
 
-from flchain.errors import StorageError
+from flchain.errors import ContentMismatch, StorageError
 from flchain.storage import unixfs
 from flchain.storage.base import ContentStore, DelegatingStore
 from flchain.types import CID
@@ -85,7 +85,23 @@ class WriteBehindStore(DelegatingStore):
     def put(self, data: bytes, *, pin: bool = True) -> CID:
         self._raise_failure()
         self._check_size(len(data))
-        cid = unixfs.cid_for(data, self.cid_version)
+        return self._send(data, unixfs.cid_for(data, self.cid_version), pin)
+
+    def put_named(self, data: bytes, cid: CID | str, *, pin: bool = True) -> CID:
+        """:meth:`put` without hashing ``data`` here: the writer's put hashes it and a name
+        that is not ``cid`` fails there, raised at the next call (and by :meth:`flush`, which
+        a node calls before it publishes ``cid``). Meanwhile :meth:`get` of ``cid`` answers
+        ``data`` as the caller named it."""
+        self._raise_failure()
+        self._check_size(len(data))
+        parsed = unixfs.parse_cid(cid)  # InvalidCID for a malformed name
+        if parsed.version != self.cid_version:
+            raise ContentMismatch(
+                f"{cid} is a CIDv{parsed.version}; this store names content v{self.cid_version}"
+            )
+        return self._send(data, CID(str(parsed)), pin)
+
+    def _send(self, data: bytes, cid: CID, pin: bool) -> CID:
         key = _key(cid)
         with self._lock:
             if self._closed:
@@ -253,7 +269,8 @@ def _serve(
         try:
             stored = inner.put(data, pin=pin)
             if stored != cid:
-                error = f"the inner store named it {stored} (its CID settings differ)"
+                # a put_named whose name is not its bytes', or CID settings that differ
+                error = f"the inner store named it {stored}"
         except Exception as exc:  # answered to the parent, which raises it
             error = f"{type(exc).__name__}: {exc}"
         answers.send((seq, error))

@@ -41,6 +41,11 @@ class CachedStore(DelegatingStore):
         self._keep(cid, data)
         return cid
 
+    def put_named(self, data: bytes, cid: CID | str, *, pin: bool = True) -> CID:
+        stored = self.inner.put_named(data, cid, pin=pin)
+        self._keep(stored, data)
+        return stored
+
     def get(self, cid: CID | str) -> bytes:
         key = _key(cid)
         with self._lock:

@@ -344,7 +344,7 @@ class Federation:
         }
         if not trainers:
             return None
-        pool = TrainingPool(trainers, self.manifest.spec, self.demo.workers)
+        pool = TrainingPool(trainers, self.manifest.spec, self.demo.workers, self.store.cid_version)
         for i, trainer in trainers.items():
             sources[i] = PooledTrainer(trainer, pool, i)
         return pool

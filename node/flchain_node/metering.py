@@ -10,6 +10,7 @@ is a round's sum over the node's steps; the runner keeps one per round in the no
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from flchain.storage import ContentStore
@@ -49,9 +50,15 @@ class MeteredStore(DelegatingStore):
         self.tally = StoreTally()
 
     def put(self, data: bytes, *, pin: bool = True) -> CID:
+        return self._tallied(data, lambda: self.inner.put(data, pin=pin))
+
+    def put_named(self, data: bytes, cid: CID | str, *, pin: bool = True) -> CID:
+        return self._tallied(data, lambda: self.inner.put_named(data, cid, pin=pin))
+
+    def _tallied(self, data: bytes, put: Callable[[], CID]) -> CID:
         started = time.perf_counter()
         try:
-            cid = self.inner.put(data, pin=pin)
+            cid = put()
         finally:  # a failed put took its time too
             self.tally.store_seconds += time.perf_counter() - started
         self.tally.store_bytes += len(data)

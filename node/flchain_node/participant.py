@@ -50,6 +50,7 @@ from flchain.protocol.manifest import TaskManifest
 from flchain.protocol.report import RoundReport
 from flchain.protocol.rounds import TaskView
 from flchain.storage import ContentStore
+from flchain.types import CID
 from flchain_node.metering import MeteredStore
 from flchain_node.state import NodeState, RoundState, RoundVectors
 
@@ -63,6 +64,9 @@ class Encoded:
     data: bytes
     #: :func:`~flchain.learning.codec.update_digest` of ``data``.
     digest: bytes
+    #: Its CID in the node's store (of the store's CID version), if the sender computed it:
+    #: the node then puts it under that name (:meth:`~flchain.storage.ContentStore.put_named`).
+    cid: CID | None = None
 
 
 @dataclass(frozen=True)
@@ -397,13 +401,13 @@ class ParticipantNode:
         controls = self._controls(round_id) if self.scaffold else None
         produced = self.source.produce(global_state, round_id, controls)
         report.seconds["train"] = time.perf_counter() - started
-        digest = None
+        digest, named = None, None
         if isinstance(produced.update, Encoded):
             if self.scaffold or self.topk:  # their bytes need the node's own state
                 raise ProtocolError(
                     "an already encoded update needs a plain codec (not top-k or SCAFFOLD)"
                 )
-            data, digest = produced.update.data, produced.update.digest
+            data, digest, named = produced.update.data, produced.update.digest, produced.update.cid
         elif self.scaffold:
             if produced.control is None:  # a source that knows nothing of control variates
                 raise ConfigError(
@@ -416,7 +420,8 @@ class ParticipantNode:
             data = self._sparse_update(produced.update, round_id)
         else:
             data = encode_update(produced.update, spec)
-        cid = self.store.put(data)  # stored before committing: a restart can always reveal
+        # stored before committing: a restart can always reveal
+        cid = self.store.put(data) if named is None else self.store.put_named(data, named)
         digest = digest or update_digest(data)
         salt = derived_salt(
             self.account.key,

@@ -6,8 +6,9 @@ others sit idle. A :class:`TrainingPool` starts each round's training for every 
 participant at once in worker processes (as Flower's simulation spreads its clients over
 cores), so it runs while the main process sends the other participants' transactions; a
 node's step then takes its finished update instead of training. The worker also encodes the
-update with the task's codec and digests it (as the step would: the step then does no codec
-work), except under top-k, whose selection needs the residual the node keeps.
+update with the task's codec, digests it and names it as the node's store will (its CID: the
+step then does no codec or hashing work; the store's writer checks the name as it writes),
+except under top-k, whose selection needs the residual the node keeps.
 
 The work is the same: a worker runs the participant's own :class:`LocalTrainer` (a copy made
 by ``fork``, with its shard, model and seed) on the same global model bytes, with one torch
@@ -34,11 +35,12 @@ from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.learning.models import ModelSpec
 from flchain.learning.scaffold import Controls
+from flchain.storage import unixfs
 from flchain_node.participant import Encoded, Produced
 from flchain_node.trainer import LocalTrainer
 
 #: What a worker sends back for one participant: its update encoded with the task's codec
-#: (bytes, digest) or, under top-k (whose error feedback the node keeps), the float delta as
+#: (bytes, digest, CID) or, under top-k (whose error feedback the node keeps), the float delta as
 #: numpy arrays, which pickle as plain bytes (torch registers reductions that would move every
 #: tensor through a shared-memory file and pass its descriptor over a socket instead); and
 #: the number of samples.
@@ -47,6 +49,7 @@ Sent = tuple[Encoded | dict[str, np.ndarray], int]
 # Set in the parent just before the workers fork: each worker holds a copy.
 _TRAINERS: dict[int, LocalTrainer] = {}
 _SPEC: list[ModelSpec] = []
+_CID_VERSION: list[int] = []
 
 
 def poolable(source: object) -> bool:
@@ -94,16 +97,24 @@ def _train(indices: list[int], round_id: int, model: bytes) -> list[Sent]:
         assert isinstance(delta, dict)  # a float delta: no control variates were passed
         if encodes(spec):  # the bytes the node's step would encode, on this core instead
             data = encode_update(delta, spec)
-            sent.append((Encoded(data, update_digest(data)), produced.num_samples))
+            named = Encoded(data, update_digest(data), unixfs.cid_for(data, _CID_VERSION[0]))
+            sent.append((named, produced.num_samples))
         else:
             sent.append(({k: v.detach().numpy() for k, v in delta.items()}, produced.num_samples))
     return sent
 
 
 class TrainingPool:
-    """Worker processes that train ``trainers`` (by participant index) ahead of their steps."""
+    """Worker processes that train ``trainers`` (by participant index) ahead of their steps;
+    the updates are named as a store of ``cid_version`` names content."""
 
-    def __init__(self, trainers: Mapping[int, LocalTrainer], spec: ModelSpec, workers: int) -> None:
+    def __init__(
+        self,
+        trainers: Mapping[int, LocalTrainer],
+        spec: ModelSpec,
+        workers: int,
+        cid_version: int = 0,
+    ) -> None:
         threads = torch.get_num_threads()
         if threads != 1:
             raise ConfigError(
@@ -114,6 +125,7 @@ class TrainingPool:
         _TRAINERS.clear()
         _TRAINERS.update(trainers)
         _SPEC[:] = [spec]
+        _CID_VERSION[:] = [cid_version]
         self.spec, self.indices = spec, sorted(trainers)
         self.workers = workers
         # fork: the workers start with the parent's data and models, nothing to rebuild.

@@ -94,6 +94,30 @@ def test_step_view_matches_the_single_views_through_two_rounds(kit: TaskKit) -> 
     assert settled.previous_vote == Vote(result.hash(), True)
 
 
+def test_step_views_finds_a_vote_after_its_voter_committed_again(kit: TaskKit) -> None:
+    """``stepViews`` reads a vote only where one can exist (an attested flag on the voter's
+    commitment of that round, or a commitment of the round after it): a voter's next commit
+    replaces that commitment and its flag, and its vote on the previous round is still read."""
+    people = kit.participants[:5]
+    updates = kit.commit_all(people)
+    kit.to_reveal_phase()
+    kit.reveal_all(people, updates)
+    kit.to_attest_phase()
+    voter, other, silent = kit.members(0)
+    result = kit.result({people[0].address: 10}, 10, tag="0")
+    kit.task.attest(voter, 0, result)
+    kit.task.attest(other, 0, result)  # reaches quorum: round 1 opens
+    assert (kit.task.current_round(), kit.task.phase()) == (1, Phase.COMMIT)
+    kit.commit(voter)  # replaces its commitment of round 0, attested flag and all
+
+    views = dict(zip(people, check(kit, people), strict=True))
+    assert views[voter].commitment.round == 1 and not views[voter].previous_member
+    assert views[voter].previous_vote == Vote(result.hash(), False)
+    assert views[other].previous_member and views[other].previous_vote == Vote(result.hash(), False)
+    assert views[silent].previous_member and not any(views[silent].previous_vote.result_hash)
+    assert not any(any(v.vote.result_hash) for v in views.values())  # nobody voted in round 1
+
+
 def test_step_views_is_one_registry_call_and_four_words_an_account(
     kit: TaskKit, monkeypatch: pytest.MonkeyPatch
 ) -> None:

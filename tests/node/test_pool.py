@@ -1,5 +1,5 @@
 """The training pool's workers send each update encoded with the task's codec, with its
-digest: the very bytes the node's step would have encoded from its own training."""
+digest and CID: the very bytes the node's step would have encoded from its own training."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from support.fedkit import DEMO, small_federation
 from flchain.errors import ConfigError
 from flchain.learning.codec import decode_model, encode_update, update_digest
 from flchain.learning.models import ModelSpec, TensorSpec
+from flchain.storage import cid_for
 
 
 def test_a_worker_sends_the_bytes_and_digest_the_step_would_make() -> None:
@@ -35,6 +36,7 @@ def test_a_worker_sends_the_bytes_and_digest_the_step_would_make() -> None:
                 data = encode_update(in_step.update, spec)
                 assert pooled.update.data == data
                 assert pooled.update.digest == update_digest(data)
+                assert pooled.update.cid == cid_for(data)  # named as the store names it
                 assert pooled.num_samples == in_step.num_samples
         finally:
             pool.close()

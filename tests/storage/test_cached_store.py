@@ -25,10 +25,13 @@ def _drop_blocks(store: LocalStore) -> None:
             path.unlink()
 
 
-def test_content_put_is_got_back_without_reading_the_inner_store(local: LocalStore) -> None:
+@pytest.mark.parametrize("named", [False, True])
+def test_content_put_is_got_back_without_reading_the_inner_store(
+    local: LocalStore, named: bool
+) -> None:
     data = bytes(range(256)) * (3 * CHUNK_SIZE // 256 + 7)  # several blocks
     cached = CachedStore(local)
-    cid = cached.put(data)
+    cid = cached.put_named(data, cid_for(data)) if named else cached.put(data)
     assert cid == cid_for(data) and local.get(cid) == data  # stored and pinned as before
     assert cid in local.pins()
     _drop_blocks(local)

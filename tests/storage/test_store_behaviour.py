@@ -44,6 +44,15 @@ class StoreBehaviour:
         assert store.get(cid) == data
         assert store.has(cid)
 
+    def test_put_named_stores_under_the_right_name_and_refuses_a_wrong_one(
+        self, store: ContentStore
+    ) -> None:
+        data, other = _data(CHUNK_SIZE + 3, seed=b"named"), _data(40, seed=b"other")
+        assert store.put_named(data, cid_for(data)) == cid_for(data)
+        assert store.get(cid_for(data)) == data and cid_for(data) in store.pins()
+        with pytest.raises(ContentMismatch):
+            store.put_named(other, cid_for(data))
+
     def test_cid_version_1(self, make_store: StoreFactory) -> None:
         store = make_store(cid_version=1)
         data = b"hello world\n"

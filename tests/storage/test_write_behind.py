@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from support.stores import files_of, writers_held
 
-from flchain.errors import ContentTooLarge, StorageError
-from flchain.storage import LocalStore, WriteBehindStore, cid_for
+from flchain.errors import ContentMismatch, ContentTooLarge, InvalidCID, StorageError
+from flchain.storage import LocalStore, WriteBehindStore, cid_for, unixfs
 from flchain.storage.unixfs import CHUNK_SIZE
 
 #: Empty, small, several blocks, a repeat, and one left unpinned.
@@ -135,5 +135,37 @@ def test_a_writer_that_dies_is_raised_with_the_puts_it_did_not_write(tmp_path: P
     with pytest.raises(StorageError, match=f"writer process died.*not written: {cid}"):
         behind.flush()
     assert not local.has(cid)
+    with pytest.raises(StorageError, match="not written"):
+        behind.close()
+
+
+def test_put_named_is_not_hashed_at_the_put_and_a_wrong_name_fails_its_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name the caller computed is taken without hashing on the caller's thread (a training
+    worker already hashed it); the writer's put hashes the bytes, and a name that is not
+    theirs is raised before any flush returns, so a node never publishes it."""
+    local = LocalStore(tmp_path / "store", durable=False)
+    behind = WriteBehindStore(local)
+    right, wrong = b"an update" * 500, b"another update" * 500
+    hashed: list[bytes] = []
+    real_cid_for = unixfs.cid_for
+    monkeypatch.setattr(
+        unixfs, "cid_for", lambda data, *a: hashed.append(data) or real_cid_for(data, *a)
+    )
+    assert behind.put_named(right, real_cid_for(right)) == real_cid_for(right)
+    assert hashed == []  # in this process, that is: the writer hashed it in its own
+    behind.flush()
+    assert local.get(real_cid_for(right)) == right and real_cid_for(right) in local.pins()
+    with pytest.raises(ContentMismatch, match="CIDv1"):  # not how this store names content
+        behind.put_named(right, real_cid_for(right, 1))
+    with pytest.raises(InvalidCID):
+        behind.put_named(right, "not-a-cid")
+    with writers_held(local):  # else a quick writer's answer can reach this very put
+        lie = behind.put_named(wrong, real_cid_for(right * 2))
+    assert lie == real_cid_for(right * 2)
+    with pytest.raises(StorageError, match=f"not written.*{lie}"):
+        behind.flush()
+    assert not local.has(real_cid_for(right * 2))
     with pytest.raises(StorageError, match="not written"):
         behind.close()
