@@ -95,9 +95,10 @@ class ContentStore(ABC):
         if size > self.max_size:
             raise ContentTooLarge(f"content exceeds the store's limit of {self.max_size} bytes")
 
-    def flush(self) -> None:  # noqa: B027 - optional hook, most stores write at once
-        """Wait until every put so far is in the backing store, where other processes can
-        read it (a store that writes behind its puts; the others do nothing)."""
+    def flush(self, cid: CID | str | None = None) -> None:  # noqa: B027 - optional hook
+        """Wait until every put so far (with ``cid``: at least every put of ``cid``) is in the
+        backing store, where other processes can read it (a store that writes behind its
+        puts; the others, which write at once, do nothing)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing open
         """Release connections or handles the store holds."""
@@ -153,8 +154,8 @@ class DelegatingStore(ContentStore):
     def put_stream(self, stream: BinaryIO, *, pin: bool = True) -> CID:
         return self.inner.put_stream(stream, pin=pin)
 
-    def flush(self) -> None:
-        self.inner.flush()
+    def flush(self, cid: CID | str | None = None) -> None:
+        self.inner.flush(cid)
 
     def close(self) -> None:
         self.inner.close()

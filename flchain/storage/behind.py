@@ -7,7 +7,12 @@ be answered at once and the files written meanwhile elsewhere. Elsewhere is a fo
 process, not a thread: a thread writing files hands the GIL back and forth with every system
 call, and measured beside the nodes' torch training it slowed training by 30-85 % (each op
 gives the GIL up and waits to get it back); the process has a GIL of its own. The bytes go
-to it through a pipe (one write of the put's bytes, no pickling), and it answers each put.
+to it through a pipe (one write of the put's bytes, no pickling) from a sender thread, so a
+put never waits for the writer to read, and it answers each put. The writer runs at a lower
+scheduling priority (:data:`WRITER_NICENESS`): the puts' caller is the critical path, and
+while it keeps every core busy (a federation's commits beside its training workers) the
+writes wait for the cores it leaves idle; :meth:`~WriteBehindStore.flush` of one CID waits
+for the puts up to that one only.
 
 Nothing is lost or lied about:
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -43,6 +49,9 @@ from flchain.errors import ContentMismatch, StorageError
 from flchain.storage import unixfs
 from flchain.storage.base import ContentStore, DelegatingStore
 from flchain.types import CID
+
+#: How much lower the writer process's scheduling priority is than its parent's.
+WRITER_NICENESS = 10
 
 #: The request pipe's buffer: two updates of ~0.4 MB fit, so a put does not wait for the
 #: writer to read (Linux's default is 64 KiB; 1 MiB is what an unprivileged process may ask).
@@ -67,8 +76,23 @@ class WriteBehindStore(DelegatingStore):
             daemon=True,
         )
         self._writer.start()
+        # The caller's thread is the critical path (puts are answered at once); the writes
+        # only have to be done by its next flush, and take what CPU it leaves.
+        writer = self._writer.pid
+        with contextlib.suppress(OSError):  # not allowed here: the same priority, then
+            lower = os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICENESS
+            if writer is not None:  # (it is, once started)
+                os.setpriority(os.PRIO_PROCESS, writer, min(19, lower))
         requests_out.close()  # the writer's ends: this process keeps only its own
         answers_in.close()
+        # Puts reach the pipe through a thread of their own: a put never waits for the
+        # writer to read (the pipe holds about one update, and the writer runs at a lower
+        # priority, so it may not read at once).
+        self._outgoing: queue.SimpleQueue[tuple[int, str, bool, bytes] | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(
+            target=_send_all, args=(self._outgoing, self._requests), daemon=True
+        )
+        self._sender.start()
         self._lock = threading.RLock()
         self._sent = 0
         #: Puts sent and not yet answered: sequence number -> (CID, binary CID).
@@ -110,11 +134,7 @@ class WriteBehindStore(DelegatingStore):
             self._unanswered[self._sent] = (cid, key)
             held = self._held.get(key)
             self._held[key] = (bytes(data), 1 + (held[1] if held else 0))
-            try:
-                self._requests.send((self._sent, str(cid), pin))
-                self._requests.send_bytes(data)
-            except OSError as exc:  # the writer is gone
-                self._lost(f"the store's writer process is gone ({exc})")
+            self._outgoing.put((self._sent, str(cid), pin, data))
             self._collect(wait=False)
             self.puts += 1
         self._raise_failure()
@@ -130,13 +150,19 @@ class WriteBehindStore(DelegatingStore):
             return held[0]
         return self.inner.get(cid)
 
-    def flush(self) -> None:
-        """Wait until every put so far is written to the inner store (and flushed there);
-        raises the first write that failed."""
+    def flush(self, cid: CID | str | None = None) -> None:
+        """Wait until every put so far (with ``cid``: up to the latest put of ``cid``; they
+        are written in order) is written to the inner store, and flushed there; raises the
+        first write that failed."""
         with self._lock:
-            self._collect(wait=True)
+            if cid is None:
+                self._collect(wait=True)
+            else:
+                key = _key(cid)
+                due = [seq for seq, (_, k) in self._unanswered.items() if k == key]
+                self._collect(wait=True, until=max(due, default=0))
         self._raise_failure()
-        self.inner.flush()
+        self.inner.flush(cid)
 
     def close(self) -> None:
         """Wait for every write, stop the writer and close the inner store; then raise the
@@ -144,9 +170,9 @@ class WriteBehindStore(DelegatingStore):
         with self._lock:
             if not self._closed:
                 self._closed = True
-                with contextlib.suppress(OSError):
-                    self._requests.send(None)  # the writer ends after the puts before this
+                self._outgoing.put(None)  # the writer ends after the puts before this
                 self._collect(wait=True)
+                self._sender.join()
                 self._requests.close()
                 self._writer.join()
                 self._answers.close()
@@ -163,9 +189,12 @@ class WriteBehindStore(DelegatingStore):
 
     # --- the writer's answers -------------------------------------------------------------
 
-    def _collect(self, *, wait: bool) -> None:
-        """Take in the writer's answers: those ready, or (``wait``) every one still due."""
-        while self._unanswered and (wait or self._answers.poll()):
+    def _collect(self, *, wait: bool, until: int | None = None) -> None:
+        """Take in the writer's answers: those ready, or (``wait``) every one still due, or
+        (``until``) those up to the put of that sequence number."""
+        while self._unanswered and (
+            (until in self._unanswered) if until is not None else wait or self._answers.poll()
+        ):
             try:
                 seq, error = self._answers.recv()
             except (EOFError, OSError):
@@ -236,6 +265,20 @@ class WriteBehindStore(DelegatingStore):
     def put_stream(self, stream: BinaryIO, *, pin: bool = True) -> CID:
         self.flush()
         return self.inner.put_stream(stream, pin=pin)
+
+
+def _send_all(
+    outgoing: queue.SimpleQueue[tuple[int, str, bool, bytes] | None], requests: Connection
+) -> None:
+    """The parent's sender thread: each put to the writer, in order, then the end."""
+    try:
+        while (item := outgoing.get()) is not None:
+            seq, cid, pin, data = item
+            requests.send((seq, cid, pin))
+            requests.send_bytes(data)
+        requests.send(None)
+    except OSError:  # the writer is gone: the parent finds its answers pipe closed
+        pass
 
 
 def _serve(

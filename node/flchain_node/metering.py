@@ -73,10 +73,10 @@ class MeteredStore(DelegatingStore):
         self.tally.fetch_bytes += len(data)
         return data
 
-    def flush(self) -> None:
+    def flush(self, cid: CID | str | None = None) -> None:
         started = time.perf_counter()
         try:
-            self.inner.flush()
+            self.inner.flush(cid)
         finally:  # waiting for puts written behind is the store's share too
             self.tally.store_seconds += time.perf_counter() - started
 

@@ -493,7 +493,7 @@ class ParticipantNode:
         args = (self.account, digest, mine.num_samples, salt, mine.cid)
         # the reveal names the CID on the chain, for any reader: its bytes must be in the
         # store by then (a store that writes behind its puts writes them now)
-        self.store.flush()
+        self.store.flush(mine.cid)
         if self.outbox is not None:
             failed = partial(self._reveal_failed, mine, report)
             request = self.task.reveal_request(*args)

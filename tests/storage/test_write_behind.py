@@ -3,7 +3,11 @@ and files as synchronous puts, nothing served that is not there, and a failed wr
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
+import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +18,9 @@ from support.stores import files_of, writers_held
 
 from flchain.errors import ContentMismatch, ContentTooLarge, InvalidCID, StorageError
 from flchain.storage import LocalStore, WriteBehindStore, cid_for, unixfs
+from flchain.storage.behind import WRITER_NICENESS
 from flchain.storage.unixfs import CHUNK_SIZE
+from flchain.types import CID
 
 #: Empty, small, several blocks, a repeat, and one left unpinned.
 BLOBS = [
@@ -169,3 +175,63 @@ def test_put_named_is_not_hashed_at_the_put_and_a_wrong_name_fails_its_write(
     assert not local.has(real_cid_for(right * 2))
     with pytest.raises(StorageError, match="not written"):
         behind.close()
+
+
+#: Content whose write a :class:`_Gated` store holds back.
+GATED = b"held back" * 1000
+
+
+class _Gated(LocalStore):
+    """A store that holds the write of :data:`GATED` until ``gate`` is set (an event shared
+    with the forked writer process)."""
+
+    def __init__(self, root: Path, gate: multiprocessing.synchronize.Event) -> None:
+        super().__init__(root, durable=False)
+        self.gate = gate
+
+    def put(self, data: bytes, *, pin: bool = True) -> CID:
+        if data == GATED:
+            self.gate.wait(30)
+        return super().put(data, pin=pin)
+
+
+def test_flush_of_one_cid_waits_for_the_puts_up_to_it_only(tmp_path: Path) -> None:
+    """A node flushes its own update before revealing it: the puts after it (the other
+    nodes') may still be in flight."""
+    gate = multiprocessing.get_context("fork").Event()
+    local = _Gated(tmp_path / "store", gate)
+    behind = WriteBehindStore(local)
+    first, later = behind.put(b"first" * 100), behind.put(GATED)
+    behind.flush(first)
+    assert local.has(first) and not local.has(later)
+    waiting = threading.Thread(target=behind.flush, args=(later,))
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive()  # the later put is not written yet
+    gate.set()
+    waiting.join()
+    assert local.has(later) and behind.written_behind == 2
+    behind.close()
+
+
+def test_a_put_does_not_wait_for_the_writer_which_runs_at_a_lower_priority(
+    tmp_path: Path,
+) -> None:
+    local = LocalStore(tmp_path / "store", durable=False)
+    behind = WriteBehindStore(local)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, behind._writer.pid) == min(19, mine + WRITER_NICENESS)
+    blobs = [bytes([i]) * 900_000 for i in range(4)]  # far more than the pipe holds
+    cids: list[str] = []
+    os.kill(behind._writer.pid, signal.SIGSTOP)  # a writer that reads nothing for now
+    try:
+        putting = threading.Thread(target=lambda: cids.extend(behind.put(b) for b in blobs))
+        putting.start()
+        putting.join(5)
+        assert not putting.is_alive() and cids == [cid_for(b) for b in blobs]
+        assert [behind.get(c) for c in cids] == blobs  # from memory
+    finally:
+        os.kill(behind._writer.pid, signal.SIGCONT)
+    behind.flush()
+    assert [local.get(c) for c in cids] == blobs
+    behind.close()
