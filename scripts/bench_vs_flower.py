@@ -424,7 +424,10 @@ def main() -> None:
         sizes.append((int(n), int(r)))
     cfg = demo_config(2, 1, args.seed).task_config().training
     meta = {
-        "command": "nice -n 10 python scripts/bench_vs_flower.py " + " ".join(sys.argv[1:]),
+        # as run: the niceness this process has, not the one the docstring suggests
+        "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "")
+        + "python scripts/bench_vs_flower.py "
+        + " ".join(sys.argv[1:]),
         "flwr": flwr.__version__ if hasattr(flwr, "__version__") else "?",
         "ray": ray.__version__,
         "torch": torch.__version__,
