@@ -53,8 +53,9 @@ from flchain.types import CID
 #: How much lower the writer process's scheduling priority is than its parent's.
 WRITER_NICENESS = 10
 
-#: The request pipe's buffer: two updates of ~0.4 MB fit, so a put does not wait for the
-#: writer to read (Linux's default is 64 KiB; 1 MiB is what an unprivileged process may ask).
+#: The request pipe's buffer: two updates of ~0.4 MB fit, so the sender thread's writes
+#: seldom wait for the writer to read (Linux's default is 64 KiB; 1 MiB is what an
+#: unprivileged process may ask).
 _PIPE_BYTES = 1 << 20
 
 
