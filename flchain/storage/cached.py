@@ -85,4 +85,4 @@ class CachedStore(DelegatingStore):
 def _key(cid: CID | str) -> bytes:
     """The binary CID: one key for every text form of one CID (a v0 and a v1 CID of the
     same content are two keys, which only costs a read)."""
-    return bytes(unixfs.parse_cid(cid))
+    return unixfs.cid_bytes(cid)

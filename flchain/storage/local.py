@@ -180,7 +180,7 @@ class LocalStore(ContentStore):
 
     def get_block(self, cid: CID | str) -> bytes:
         """One block, re-hashed against ``cid``."""
-        return bytes(self._read_block(bytes(unixfs.parse_cid(cid))))
+        return bytes(self._read_block(unixfs.cid_bytes(cid)))
 
     def put_block(self, cid: CID | str, block: bytes) -> None:
         """Store one block after checking it hashes to ``cid`` (hold :meth:`writing` around
@@ -308,7 +308,7 @@ class LocalStore(ContentStore):
 
     def unpin(self, cid: CID | str) -> None:
         """Remove the pin on ``cid`` if there is one."""
-        self._pin_path(bytes(unixfs.parse_cid(cid))).unlink(missing_ok=True)
+        self._pin_path(unixfs.cid_bytes(cid)).unlink(missing_ok=True)
 
     def pins(self) -> list[CID]:
         """Pinned CIDs, in the version they were pinned with."""

@@ -419,6 +419,45 @@ def test_block_number_is_the_latest_mined_block_without_building_it(
         del tester.get_block_by_number
 
 
+def test_mining_feeds_block_and_log_filters_and_reads_no_block_without_them(
+    chain: Chain, tester: EmbeddedTester, fixture: Contract
+) -> None:
+    """eth-tester reads every block it mines to feed its block and log filters; with the
+    caches on and no filter installed that read is skipped (same block hashes returned), and
+    with filters installed they get every mined block and log as on stock eth-tester."""
+    read: list[Any] = []
+    stock = tester.get_block_by_hash
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        read.append(args)
+        return stock(*args, **kwargs)
+
+    tester.get_block_by_hash = counted  # type: ignore[method-assign]
+    try:
+        hashes = tester.mine_blocks(2)
+        assert read == []
+        head = chain.block_number
+        assert hashes == [tester.get_block_by_number(n)["hash"] for n in (head - 1, head)]
+        for caching in (True, False):
+            tester.caching = caching
+            blocks = tester.create_block_filter()
+            logs = tester.create_log_filter(address=fixture.address)
+            try:
+                chain.transact(fixture.functions.increment(1), chain.accounts[1])
+                mined = tester.mine_blocks(1)
+                assert read  # read to feed the filters
+                changes = tester.get_only_filter_changes(blocks)
+                assert mined[0] in changes and len(changes) == 2  # the transaction's, then this
+                (log,) = tester.get_only_filter_changes(logs)
+                assert log["address"] == fixture.address
+            finally:
+                tester.delete_filter(blocks)
+                tester.delete_filter(logs)
+                read.clear()
+    finally:
+        del tester.get_block_by_hash
+
+
 def test_flchain_hashes_with_the_c_keccak_and_same_digests() -> None:
     """Importing flchain makes eth-hash use pysha3's C keccak (not pycryptodome's, which it
     would pick first), unless the user chose a backend; both give the same digests."""

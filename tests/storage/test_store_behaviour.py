@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from multiformats import CID as MFCID
 
 from flchain.errors import (
     ContentMismatch,
@@ -52,6 +53,17 @@ class StoreBehaviour:
         assert store.get(cid_for(data)) == data and cid_for(data) in store.pins()
         with pytest.raises(ContentMismatch):
             store.put_named(other, cid_for(data))
+
+    def test_put_named_refuses_the_name_in_another_text_form(
+        self, make_store: StoreFactory
+    ) -> None:
+        # a name is compared as the store writes it: the same CID in base58btc is not taken
+        store = make_store(cid_version=1)
+        data = _data(300, seed=b"based")
+        other_base = MFCID.decode(cid_for(data, 1)).encode("base58btc")
+        with pytest.raises(ContentMismatch):
+            store.put_named(data, other_base)
+        assert store.put_named(data, cid_for(data, 1)) == cid_for(data, 1)
 
     def test_cid_version_1(self, make_store: StoreFactory) -> None:
         store = make_store(cid_version=1)

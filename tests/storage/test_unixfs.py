@@ -104,6 +104,8 @@ def test_read_file_round_trip_from_blocks() -> None:
 def test_invalid_cid_strings(bad: str) -> None:
     with pytest.raises(InvalidCID):
         unixfs.parse_cid(bad)
+    with pytest.raises(InvalidCID):
+        unixfs.cid_bytes(bad)
 
 
 def test_unsupported_hash_is_invalid() -> None:
@@ -129,3 +131,32 @@ def test_fast_cid_text_agrees_with_multiformats(digest: bytes, raw: bool, versio
         reference = reference.set(base="base58btc", version=0)
     assert unixfs.cid_str(bytes(reference)) == str(reference)
     assert unixfs.cid_str(bytes(reference), version) == str(reference)
+
+
+@given(
+    digest=st.binary(min_size=32, max_size=32), raw=st.booleans(), version=st.sampled_from([0, 1])
+)
+def test_cid_bytes_agrees_with_multiformats(digest: bytes, raw: bool, version: int) -> None:
+    """The binary CID of the text forms this module writes (decoded by hand) and of the
+    others (multiformats decodes those) is multiformats' binary CID."""
+    codec = "raw" if raw else "dag-pb"
+    reference = MFCID("base32", 1, codec, b"\x12\x20" + digest)
+    if version == 0 and not raw:
+        reference = reference.set(base="base58btc", version=0)
+    text = str(reference)
+    assert unixfs._decode_canonical(text) == bytes(reference)  # the hand-rolled path
+    assert unixfs.cid_bytes(text) == bytes(reference)
+    assert unixfs.cid_bytes(reference) == bytes(reference)
+    if reference.version == 1:  # other bases of the same CID: multiformats' path
+        for base in ("base58btc", "base32upper", "base36"):
+            other = reference.encode(base)
+            assert unixfs._decode_canonical(other) is None
+            assert unixfs.cid_bytes(other) == bytes(reference)
+
+
+def test_cid_bytes_refuses_what_parse_cid_refuses() -> None:
+    for bad in ("bafkqaaa", "Qm" + "l" * 44, "b" + "a" * 58, " " + unixfs.cid_for(b"x")[1:]):
+        with pytest.raises(InvalidCID):
+            unixfs.parse_cid(bad)
+        with pytest.raises(InvalidCID):
+            unixfs.cid_bytes(bad)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from multiformats import CID as MFCID
 from support.stores import files_of, writers_held
 
 from flchain.errors import ContentMismatch, ContentTooLarge, InvalidCID, StorageError
@@ -175,6 +176,19 @@ def test_put_named_is_not_hashed_at_the_put_and_a_wrong_name_fails_its_write(
     assert not local.has(real_cid_for(right * 2))
     with pytest.raises(StorageError, match="not written"):
         behind.close()
+
+
+def test_put_named_takes_names_as_the_store_writes_them(tmp_path: Path) -> None:
+    """As any store's put_named (see the behaviour suite): the store's own text form of the
+    CID is taken (v1: base32), the same CID in another base is refused at the put."""
+    local = LocalStore(tmp_path / "store", durable=False, cid_version=1)
+    behind = WriteBehindStore(local)
+    data = b"named in base32" * 100
+    with pytest.raises(ContentMismatch, match="stored as"):
+        behind.put_named(data, MFCID.decode(cid_for(data, 1)).encode("base58btc"))
+    assert behind.put_named(data, cid_for(data, 1)) == cid_for(data, 1)
+    behind.close()
+    assert local.get(cid_for(data, 1)) == data
 
 
 #: Content whose write a :class:`_Gated` store holds back.
