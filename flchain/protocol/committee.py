@@ -33,8 +33,10 @@ compute.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from flchain.errors import AggregationError, ContentMismatch, ContentNotFound, UpdateFormatError
@@ -312,26 +314,29 @@ def _scaffold_step(
     return step, store.put(encode_control(control, spec, optimizer, state))
 
 
+#: Threads hashing a round's updates (hashlib lets go of the GIL on large inputs), and how many
+#: updates are fetched and hashed at a time (only those are held as bytes at once).
+DIGEST_THREADS = min(4, os.cpu_count() or 1)
+FETCH_CHUNK = 16
+
+
 def _fetch_updates(
     inputs: RoundInputs, store: ContentStore
 ) -> tuple[list[ClientUpdate], list[Failure], dict[str, Reveal]]:
     updates: list[ClientUpdate] = []
     failures: list[Failure] = []
     meta: dict[str, Reveal] = {}
-    for reveal in sorted(inputs.reveals, key=lambda r: to_address(r.participant)):
-        who = to_address(reveal.participant)
-        meta[who] = reveal
-        reason = ""
-        # Reasons go into the report every member hashes: they must not depend on the member
-        # (store paths, daemon messages), only on what is wrong with the update.
-        try:
-            data = store.get(reveal.cid)
-        except ContentNotFound:
-            reason = "update unavailable: not in the store"
-        except ContentMismatch:
-            reason = "update unavailable: stored bytes do not match the CID (corrupted)"
-        else:
-            if hashlib.sha256(data).digest() != bytes(reveal.digest):
+    reveals = sorted(inputs.reveals, key=lambda r: to_address(r.participant))
+    for start in range(0, len(reveals), FETCH_CHUNK):
+        chunk = reveals[start : start + FETCH_CHUNK]
+        fetched = [_fetch(store, reveal.cid) for reveal in chunk]
+        digests = _digests([data for data in fetched if isinstance(data, bytes)])
+        for reveal, data in zip(chunk, fetched, strict=True):
+            who = to_address(reveal.participant)
+            meta[who] = reveal
+            if isinstance(data, str):  # why it could not be read
+                reason = data
+            elif next(digests) != bytes(reveal.digest):
                 reason = "update bytes do not match the revealed digest"
             elif inputs.client_fraction < 1 and not is_sampled(
                 inputs.client_fraction, inputs.sampling_seed, who
@@ -341,13 +346,31 @@ def _fetch_updates(
                 reason = f"sample count {reveal.num_samples} out of range"
             else:
                 try:
-                    updates.append(
-                        ClientUpdate(
-                            who, decode_update(data, inputs.update_spec), reveal.num_samples
-                        )
-                    )
+                    update = decode_update(data, inputs.update_spec)
                 except UpdateFormatError as exc:
                     reason = f"invalid update: {exc}"
-        if reason:
+                else:
+                    updates.append(ClientUpdate(who, update, reveal.num_samples))
+                    continue
             failures.append(Failure(who, reason))
     return updates, failures, meta
+
+
+def _fetch(store: ContentStore, cid: CID) -> bytes | str:
+    """The bytes named ``cid``, or why they cannot be read. Reasons go into the report every
+    member hashes: they must not depend on the member (store paths, daemon messages), only
+    on what is wrong with the update."""
+    try:
+        return store.get(cid)
+    except ContentNotFound:
+        return "update unavailable: not in the store"
+    except ContentMismatch:
+        return "update unavailable: stored bytes do not match the CID (corrupted)"
+
+
+def _digests(blobs: list[bytes]) -> Iterator[bytes]:
+    """The sha-256 digest of each of ``blobs``, in order, hashed on several cores."""
+    if len(blobs) < 2 or DIGEST_THREADS < 2:
+        return (hashlib.sha256(blob).digest() for blob in blobs)
+    with ThreadPoolExecutor(DIGEST_THREADS) as pool:
+        return iter(list(pool.map(lambda blob: hashlib.sha256(blob).digest(), blobs)))

@@ -290,6 +290,8 @@ class Federation:
         self.recomputation = SharedRecomputation()
         self._prefetched: set[int] = set()
         self._committees: dict[int, set[str]] = {}
+        #: Round -> every node's commit index in it, read by the reveal pass's step views.
+        self._commit_indices: dict[int, dict[str, int]] = {}
         self.nodes = [self._node(i, a, sources[i]) for i, a in enumerate(self.accounts)]
         self.role_of = {n.address: r for n, r in zip(self.nodes, self.roles, strict=True)}
 
@@ -367,9 +369,15 @@ class Federation:
         members = self._committees.get(round_id)
         if members is None:
             task = self.deployment.task
-            since = round_start_bound(self.nodes[0].view.params, task.round_record(round_id))
-            by_index = {e.index: e.account for e in task.events(Committed, since, round=round_id)}
-            members = {by_index[i] for i in task.committee_indices(round_id)}
+            indices = task.committee_indices(round_id)
+            known = self._commit_indices.get(round_id)
+            if known is not None:  # no need to decode the round's commit events
+                members = {account for account, index in known.items() if index in indices}
+            else:
+                since = round_start_bound(self.nodes[0].view.params, task.round_record(round_id))
+                events = task.events(Committed, since, round=round_id)
+                by_index = {e.index: e.account for e in events}
+                members = {by_index[i] for i in indices}
             self._committees[round_id] = members
         return node.address in members
 
@@ -518,6 +526,14 @@ class Federation:
         if not due:  # everyone did its part of the phase (it waits for its deadline)
             return []
         views = self.deployment.task.step_views([self.nodes[i].address for i in due])
+        if now[1] == Phase.REVEAL and len(due) == len(self.nodes):
+            # Every node's commitment as the reveal phase starts: which commit index each has
+            # in this round, all _may_attest needs to tell the committee's members.
+            self._commit_indices[now[0]] = {
+                self.nodes[i].address: view.commitment.index
+                for i, view in zip(due, views, strict=True)
+                if view.commitment.exists and view.commitment.round == now[0]
+            }
         jobs = [partial(self.nodes[i].step, view) for i, view in zip(due, views, strict=True)]
         steps = self.block_pass.run(jobs)
         for i, step, parked in zip(due, steps, self.block_pass.parked_seconds, strict=True):

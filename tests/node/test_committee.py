@@ -24,6 +24,7 @@ from flchain.learning.codec import (
 )
 from flchain.learning.models import ModelSpec
 from flchain.learning.validation import RoundValidation, ValidationSet, fixed_model
+from flchain.protocol import committee
 from flchain.protocol.committee import (
     Reveal,
     RoundInputs,
@@ -142,6 +143,22 @@ def test_bad_updates_are_failures_in_the_report(setup: tuple[LocalStore, RoundIn
     assert outcome.reward_total <= inputs.reward_pool
     assert outcome.report.cumulative[HONEST[0]] == 5 + by_who[HONEST[0]].reward
     assert outcome.tree is not None and outcome.reward_root == bytes(outcome.tree.root)
+
+
+@pytest.mark.parametrize(("chunk", "threads"), [(1, 1), (2, 4), (3, 2)])
+def test_updates_hashed_in_chunks_and_threads_give_the_same_report(
+    setup: tuple[LocalStore, RoundInputs],
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
+    threads: int,
+) -> None:
+    """Updates are fetched a chunk at a time and their digests computed on several threads:
+    the report (every reason, in order) is the same whatever the chunk and thread counts."""
+    store, inputs = setup
+    reference = recompute_round(inputs, store).report.to_bytes()
+    monkeypatch.setattr(committee, "FETCH_CHUNK", chunk)
+    monkeypatch.setattr(committee, "DIGEST_THREADS", threads)
+    assert recompute_round(inputs, store).report.to_bytes() == reference
 
 
 def test_a_reveal_the_round_did_not_draw_is_a_failure(

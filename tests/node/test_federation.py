@@ -198,6 +198,22 @@ def test_each_rounds_commits_and_reveals_share_a_block_in_node_order(
     assert len(claims) >= 4 and len({log["blockNumber"] for log in claims}) == 1
 
 
+def test_attest_passes_step_exactly_the_committee_read_from_the_commit_events(
+    run: tuple[Federation, FederationResult],
+) -> None:
+    """The attest pass steps only each round's committee, whose members the federation
+    tells from the commit indices its reveal pass read (no event decoding): the same members
+    as the round's ``Committed`` events and ``committeeIndices`` name."""
+    fed, _ = run
+    task = fed.deployment.task
+    for round_id in range(ROUNDS):
+        assert round_id in fed._commit_indices  # the reveal pass saw every node
+        by_index = {e.index: e.account for e in task.events(Committed, round=round_id)}
+        members = {by_index[i] for i in task.committee_indices(round_id)}
+        assert len(members) == fed.config.ledger.committee_size
+        assert fed._committees[round_id] == members
+
+
 def test_a_node_is_stepped_again_until_it_did_its_part_of_the_phase() -> None:
     """The federation skips a node's step only while the round and phase are those in which
     it already did what it owes (see ``settles``)."""
