@@ -271,7 +271,8 @@ class _Backend(PyEVMBackend):
                 # The pending block just filled has its transactions at hand; chain.get_block()
                 # would decode every one of them again from the block's trie.
                 pending = filled if filled is not None and filled.header is chain.header else None
-                transactions = (pending or chain.get_block()).transactions
+                block = pending if pending is not None else chain.get_block()
+                transactions = block.transactions
                 fields["blob_gas_used"] = sum(get_total_blob_gas(tx) for tx in transactions)
             mined.append(chain.mine_block(**fields).hash)
         return tuple(mined)

@@ -18,11 +18,13 @@ import functools
 from typing import Any
 
 import eth.db.trie
+import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_hash.auto import keccak
 from eth_typing import Hash32
+from trie.utils.nibbles import encode_nibbles
 
-from flchain.ledger.node_codec import bytes_to_nibbles, encode_raw
+from flchain.ledger.node_codec import add_nibbles_terminator, bytes_to_nibbles, encode_raw
 
 #: A node as py-trie holds it: bytes, or a (nested) list of bytes.
 _Node = Any
@@ -30,19 +32,9 @@ _Node = Any
 _Pairs = list[tuple[tuple[int, ...], bytes]]
 
 
-def _index_key(index: int) -> bytes:
-    """``rlp.encode(index, sedes=big_endian_int)``."""
-    if index == 0:
-        return b"\x80"
-    raw = index.to_bytes((index.bit_length() + 7) // 8, "big")
-    return raw if len(raw) == 1 and raw[0] < 0x80 else bytes([0x80 + len(raw)]) + raw
-
-
 def _hex_prefix(nibbles: tuple[int, ...], leaf: bool) -> bytes:
-    """A node's path in hex-prefix form (``trie.utils.nibbles.encode_nibbles``)."""
-    flag = 2 if leaf else 0
-    prefixed = (flag + 1, *nibbles) if len(nibbles) % 2 else (flag, 0, *nibbles)
-    return bytes(prefixed[i] << 4 | prefixed[i + 1] for i in range(0, len(prefixed), 2))
+    """A node's path in hex-prefix form, as py-trie writes it."""
+    return encode_nibbles(add_nibbles_terminator(nibbles) if leaf else nibbles)
 
 
 def trie_root_and_nodes(items: tuple[bytes, ...]) -> tuple[Hash32, dict[Hash32, bytes]]:
@@ -50,7 +42,7 @@ def trie_root_and_nodes(items: tuple[bytes, ...]) -> tuple[Hash32, dict[Hash32, 
     (those of 32 bytes or more, and the root): what py-evm's ``_make_trie_root_and_nodes``
     returns for the same items."""
     # An empty value deletes its key from a HexaryTrie (block items are never empty).
-    pairs = sorted((bytes_to_nibbles(_index_key(i)), item) for i, item in enumerate(items) if item)
+    pairs = sorted((bytes_to_nibbles(rlp.encode(i)), item) for i, item in enumerate(items) if item)
     if not pairs:
         return BLANK_ROOT_HASH, {}
     nodes: dict[bytes, bytes] = {}
@@ -60,9 +52,7 @@ def trie_root_and_nodes(items: tuple[bytes, ...]) -> tuple[Hash32, dict[Hash32, 
     return root_hash, nodes  # type: ignore[return-value]  # keys are all keccak hashes
 
 
-def _build(
-    pairs: list[tuple[tuple[int, ...], bytes]], depth: int, nodes: dict[bytes, bytes]
-) -> _Node:
+def _build(pairs: _Pairs, depth: int, nodes: dict[bytes, bytes]) -> _Node:
     """The node over ``pairs`` (sorted, all agreeing on their first ``depth`` nibbles)."""
     first, last = pairs[0][0], pairs[-1][0]
     if len(pairs) == 1:
@@ -78,9 +68,7 @@ def _build(
     return _branch(pairs, depth, nodes)
 
 
-def _branch(
-    pairs: list[tuple[tuple[int, ...], bytes]], depth: int, nodes: dict[bytes, bytes]
-) -> _Node:
+def _branch(pairs: _Pairs, depth: int, nodes: dict[bytes, bytes]) -> _Node:
     slots: list[_Node] = [b""] * 17
     start = 0
     if len(pairs[0][0]) == depth:  # a key that ends here (sorted first): the branch's value

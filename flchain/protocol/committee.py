@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -323,14 +323,25 @@ FETCH_CHUNK = 16
 def _fetch_updates(
     inputs: RoundInputs, store: ContentStore
 ) -> tuple[list[ClientUpdate], list[Failure], dict[str, Reveal]]:
+    reveals = sorted(inputs.reveals, key=lambda r: to_address(r.participant))
+    with ThreadPoolExecutor(DIGEST_THREADS) as hashing:
+        return _check_updates(inputs, store, reveals, hashing)
+
+
+def _check_updates(
+    inputs: RoundInputs,
+    store: ContentStore,
+    reveals: list[Reveal],
+    hashing: ThreadPoolExecutor,
+) -> tuple[list[ClientUpdate], list[Failure], dict[str, Reveal]]:
     updates: list[ClientUpdate] = []
     failures: list[Failure] = []
     meta: dict[str, Reveal] = {}
-    reveals = sorted(inputs.reveals, key=lambda r: to_address(r.participant))
     for start in range(0, len(reveals), FETCH_CHUNK):
         chunk = reveals[start : start + FETCH_CHUNK]
         fetched = [_fetch(store, reveal.cid) for reveal in chunk]
-        digests = _digests([data for data in fetched if isinstance(data, bytes)])
+        blobs = [data for data in fetched if isinstance(data, bytes)]
+        digests = iter(list(hashing.map(_sha256, blobs)))
         for reveal, data in zip(chunk, fetched, strict=True):
             who = to_address(reveal.participant)
             meta[who] = reveal
@@ -368,9 +379,5 @@ def _fetch(store: ContentStore, cid: CID) -> bytes | str:
         return "update unavailable: stored bytes do not match the CID (corrupted)"
 
 
-def _digests(blobs: list[bytes]) -> Iterator[bytes]:
-    """The sha-256 digest of each of ``blobs``, in order, hashed on several cores."""
-    if len(blobs) < 2 or DIGEST_THREADS < 2:
-        return (hashlib.sha256(blob).digest() for blob in blobs)
-    with ThreadPoolExecutor(DIGEST_THREADS) as pool:
-        return iter(list(pool.map(lambda blob: hashlib.sha256(blob).digest(), blobs)))
+def _sha256(blob: bytes) -> bytes:
+    return hashlib.sha256(blob).digest()

@@ -54,6 +54,20 @@ def fixture(chain: Chain, fixture_artifact: dict[str, Any]) -> Contract:
     return chain.deploy(fixture_artifact, chain.accounts[0], 5)
 
 
+def counting(tester: EmbeddedTester, method: str) -> list[Any]:
+    """The arguments of every call of ``tester``'s ``method`` from now on (the caller deletes
+    the instance attribute again to stop counting)."""
+    calls: list[Any] = []
+    stock = getattr(tester, method)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return stock(*args, **kwargs)
+
+    setattr(tester, method, counted)
+    return calls
+
+
 def both(tester: EmbeddedTester, read: Callable[[], Any]) -> Any:
     """``read()`` with the caches on, then off; asserts the answers are equal."""
     tester.caching = True
@@ -389,14 +403,7 @@ def test_block_number_is_the_latest_mined_block_without_building_it(
     """``eth_blockNumber`` answers as stock eth-tester (which builds the whole latest block
     to read its number) after transactions, while a transaction waits in the pending block,
     and after a snapshot revert; with the caches on, no block is built for it."""
-    built: list[Any] = []
-    stock = tester.get_block_by_number
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        built.append(args)
-        return stock(*args, **kwargs)
-
-    tester.get_block_by_number = counted  # type: ignore[method-assign]
+    built = counting(tester, "get_block_by_number")
     try:
         height = chain.block_number
         assert built == []
@@ -425,14 +432,7 @@ def test_mining_feeds_block_and_log_filters_and_reads_no_block_without_them(
     """eth-tester reads every block it mines to feed its block and log filters; with the
     caches on and no filter installed that read is skipped (same block hashes returned), and
     with filters installed they get every mined block and log as on stock eth-tester."""
-    read: list[Any] = []
-    stock = tester.get_block_by_hash
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        read.append(args)
-        return stock(*args, **kwargs)
-
-    tester.get_block_by_hash = counted  # type: ignore[method-assign]
+    read = counting(tester, "get_block_by_hash")
     try:
         hashes = tester.mine_blocks(2)
         assert read == []
